@@ -1,0 +1,19 @@
+//! Flows: the normalized record, the flow key, the shard that restitches
+//! records into flows, and per-exporter sequence tracking.
+//!
+//! Owns: everything between "a decoded record" and "a finished flow". No
+//! I/O and no clock: every operation takes `now` (collector time, ns since the
+//! Unix epoch) as a parameter, so replays are deterministic and tests never sleep.
+
+mod key;
+mod record;
+mod seq;
+mod shard;
+
+pub use key::{FlowKey, KeyField, KeySpec};
+pub use record::FlowRecord;
+pub use seq::{SeqEvent, SeqTracker};
+pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! [`FlowRecord`]: one v5 record with the context it needs from its datagram
+//! (exporter, engine, sampling, absolute times), as a small `Copy` value.
+//! This is what crosses shards and what the shard merges.
+
+use std::net::IpAddr;
+
+use crate::wire::{Header, Record};
+
+/// One record, normalized: absolute times in ns, exporter attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub exporter: IpAddr,
+    pub engine_type: u8,
+    pub engine_id: u8,
+    /// Raw sampling field of the header (mode << 14 | interval).
+    pub sampling: u16,
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub nexthop: u32,
+    pub input: u16,
+    pub output: u16,
+    pub packets: u64,
+    pub octets: u64,
+    /// First packet, ns since the Unix epoch (router clock).
+    pub first_ns: u64,
+    /// Last packet, ns since the Unix epoch (router clock).
+    pub last_ns: u64,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u8,
+    pub proto: u8,
+    pub tos: u8,
+    pub src_as: u16,
+    pub dst_as: u16,
+    pub src_mask: u8,
+    pub dst_mask: u8,
+}
+
+/// TCP FIN and RST: a record carrying either starts (or extends) the linger.
+pub const FIN_OR_RST: u8 = 0x01 | 0x04;
+
+impl FlowRecord {
+    /// Build from a wire record. With `scale_sampling`, packets and octets are
+    /// multiplied by the sampling interval when it is above 1.
+    #[inline]
+    pub fn from_wire(exporter: IpAddr, h: &Header, r: &Record<'_>, scale_sampling: bool) -> Self {
+        let scale = if scale_sampling { h.sampling_interval().max(1) as u64 } else { 1 };
+        FlowRecord {
+            exporter,
+            engine_type: h.engine_type,
+            engine_id: h.engine_id,
+            sampling: h.sampling,
+            src_addr: r.src_addr(),
+            dst_addr: r.dst_addr(),
+            nexthop: r.nexthop(),
+            input: r.input(),
+            output: r.output(),
+            packets: r.packets() as u64 * scale,
+            octets: r.octets() as u64 * scale,
+            first_ns: h.uptime_to_ns(r.first()),
+            last_ns: h.uptime_to_ns(r.last()),
+            src_port: r.src_port(),
+            dst_port: r.dst_port(),
+            tcp_flags: r.tcp_flags(),
+            proto: r.proto(),
+            tos: r.tos(),
+            src_as: r.src_as(),
+            dst_as: r.dst_as(),
+            src_mask: r.src_mask(),
+            dst_mask: r.dst_mask(),
+        }
+    }
+
+    /// Does this record carry FIN or RST?
+    #[inline]
+    pub fn ends_connection(&self) -> bool {
+        self.tcp_flags & FIN_OR_RST != 0
+    }
+}

@@ -1,0 +1,36 @@
+//! nfstitch: a NetFlow v5 collector and online flow restitcher.
+//!
+//! # Data flow
+//! ```text
+//! socket / capture ─► input ─► ingest (wire decode, count, seq) ─► flow::Shard ─► output
+//!                                                      (timer wheel)
+//! ```
+//! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
+//! - [`input`]: captures and raw files into UDP payloads with timestamps.
+//! - [`ingest`]: decode + count each datagram exactly once, per exporter, with sequence tracking.
+//! - [`flow`]: the key, the shard (flow table + [`timer`] wheel) that restitches records.
+//! - [`output`]: JSON lines, CSV, Zeek TSV.
+//! - [`stats`]: the report and `--stats-json`.
+//! - [`net`]: the only module with `unsafe` and platform code (sockets, recvmmsg).
+//!
+//! # Where data can be dropped, and how it is counted
+//! - A datagram that fails validation: `rejected.<reason>` (never a panic).
+//! - A capture frame without a UDP payload: `frames_skipped.<reason>` (replay).
+//! - Records missing per the exporter's sequence numbers: `seq_lost_records`.
+//! - A flow pushed out by the capacity limit is *emitted* with reason
+//!   `evicted` (counted in `evictions`), not dropped: its sums are kept.
+//!
+//! Decode, shard and wheel never read a clock: time is a parameter.
+
+pub mod cli;
+pub mod config;
+pub mod flow;
+pub mod ingest;
+pub mod input;
+#[allow(unsafe_code)]
+pub mod net;
+pub mod output;
+pub mod replay;
+pub mod stats;
+pub mod timer;
+pub mod wire;

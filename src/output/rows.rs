@@ -1,0 +1,152 @@
+//! The row schemas. Field names and order here are the documented output
+//! contract: add fields at the end, never rename.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{Ty, Visitor};
+use crate::flow::Flow;
+use crate::wire::{Header, RecordFields, SamplingMode};
+
+/// A kind of output row.
+pub trait Row {
+    /// The `type` value (JSON, CSV first column).
+    const KIND: &'static str;
+    /// The Zeek `#path`.
+    const ZEEK_PATH: &'static str;
+    fn visit<V: Visitor>(&self, v: &mut V);
+}
+
+fn v4(a: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+fn sampling<V: Visitor>(v: &mut V, raw: u16) {
+    let h = Header {
+        version: 5,
+        count: 0,
+        sys_uptime: 0,
+        unix_secs: 0,
+        unix_nsecs: 0,
+        flow_sequence: 0,
+        engine_type: 0,
+        engine_id: 0,
+        sampling: raw,
+    };
+    let mode: SamplingMode = h.sampling_mode();
+    v.str("sampling_mode", mode.as_str());
+    v.num("sampling_interval", Ty::Count, h.sampling_interval() as u64);
+}
+
+/// A restitched flow.
+#[derive(Debug)]
+pub struct FlowRow<'a>(pub &'a Flow);
+
+impl Row for FlowRow<'_> {
+    const KIND: &'static str = "flow";
+    const ZEEK_PATH: &'static str = "nfstitch_flows";
+    fn visit<V: Visitor>(&self, v: &mut V) {
+        let f = self.0;
+        let r = &f.rec;
+        v.addr("exporter", r.exporter);
+        v.num("engine_type", Ty::Count, r.engine_type as u64);
+        v.num("engine_id", Ty::Count, r.engine_id as u64);
+        v.addr("src_addr", v4(r.src_addr));
+        v.num("src_port", Ty::Port, r.src_port as u64);
+        v.addr("dst_addr", v4(r.dst_addr));
+        v.num("dst_port", Ty::Port, r.dst_port as u64);
+        v.num("proto", Ty::Count, r.proto as u64);
+        v.num("records", Ty::Count, f.records);
+        v.num("packets", Ty::Count, f.packets);
+        v.num("octets", Ty::Count, f.octets);
+        v.num("tcp_flags", Ty::Count, f.tcp_flags as u64);
+        v.time("first", f.first_ns);
+        v.time("last", f.last_ns);
+        v.str("end_reason", f.end_reason.as_str());
+        v.time("start", f.start_ns);
+        v.time("end", f.end_ns);
+        v.num("input", Ty::Count, r.input as u64);
+        v.num("output", Ty::Count, r.output as u64);
+        v.addr("nexthop", v4(r.nexthop));
+        v.num("tos", Ty::Count, r.tos as u64);
+        v.num("src_as", Ty::Count, r.src_as as u64);
+        v.num("dst_as", Ty::Count, r.dst_as as u64);
+        v.num("src_mask", Ty::Count, r.src_mask as u64);
+        v.num("dst_mask", Ty::Count, r.dst_mask as u64);
+        sampling(v, r.sampling);
+    }
+}
+
+/// A datagram header as received (`--dump`).
+#[derive(Debug)]
+pub struct HeaderRow<'a> {
+    /// Collector time the datagram arrived (ns).
+    pub ts: u64,
+    pub exporter: IpAddr,
+    pub header: &'a Header,
+}
+
+impl Row for HeaderRow<'_> {
+    const KIND: &'static str = "header";
+    const ZEEK_PATH: &'static str = "nfstitch_headers";
+    fn visit<V: Visitor>(&self, v: &mut V) {
+        let h = self.header;
+        v.time("ts", self.ts);
+        v.addr("exporter", self.exporter);
+        v.num("version", Ty::Count, h.version as u64);
+        v.num("count", Ty::Count, h.count as u64);
+        v.num("sys_uptime", Ty::Count, h.sys_uptime as u64);
+        v.num("unix_secs", Ty::Count, h.unix_secs as u64);
+        v.num("unix_nsecs", Ty::Count, h.unix_nsecs as u64);
+        v.time("export", h.export_ns());
+        v.num("flow_sequence", Ty::Count, h.flow_sequence as u64);
+        v.num("engine_type", Ty::Count, h.engine_type as u64);
+        v.num("engine_id", Ty::Count, h.engine_id as u64);
+        sampling(v, h.sampling);
+    }
+}
+
+/// A record as received (`--dump`), with its raw uptime times and their absolute values.
+#[derive(Debug)]
+pub struct RecordRow<'a> {
+    pub ts: u64,
+    pub exporter: IpAddr,
+    pub header: &'a Header,
+    /// Position in its datagram (0-based).
+    pub index: u16,
+    pub rec: &'a RecordFields,
+}
+
+impl Row for RecordRow<'_> {
+    const KIND: &'static str = "record";
+    const ZEEK_PATH: &'static str = "nfstitch_records";
+    fn visit<V: Visitor>(&self, v: &mut V) {
+        let h = self.header;
+        let r = self.rec;
+        v.time("ts", self.ts);
+        v.addr("exporter", self.exporter);
+        v.num("flow_sequence", Ty::Count, h.flow_sequence as u64);
+        v.num("index", Ty::Count, self.index as u64);
+        v.num("engine_type", Ty::Count, h.engine_type as u64);
+        v.num("engine_id", Ty::Count, h.engine_id as u64);
+        v.addr("src_addr", v4(r.src_addr));
+        v.num("src_port", Ty::Port, r.src_port as u64);
+        v.addr("dst_addr", v4(r.dst_addr));
+        v.num("dst_port", Ty::Port, r.dst_port as u64);
+        v.num("proto", Ty::Count, r.proto as u64);
+        v.num("packets", Ty::Count, r.packets as u64);
+        v.num("octets", Ty::Count, r.octets as u64);
+        v.num("tcp_flags", Ty::Count, r.tcp_flags as u64);
+        v.time("first", h.uptime_to_ns(r.first));
+        v.time("last", h.uptime_to_ns(r.last));
+        v.num("first_uptime", Ty::Count, r.first as u64);
+        v.num("last_uptime", Ty::Count, r.last as u64);
+        v.num("input", Ty::Count, r.input as u64);
+        v.num("output", Ty::Count, r.output as u64);
+        v.addr("nexthop", v4(r.nexthop));
+        v.num("tos", Ty::Count, r.tos as u64);
+        v.num("src_as", Ty::Count, r.src_as as u64);
+        v.num("dst_as", Ty::Count, r.dst_as as u64);
+        v.num("src_mask", Ty::Count, r.src_mask as u64);
+        v.num("dst_mask", Ty::Count, r.dst_mask as u64);
+    }
+}

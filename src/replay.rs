@@ -1,0 +1,125 @@
+//! `nfstitch replay`: captures and raw files through one shard, with the
+//! capture timestamp as the clock.
+//!
+//! Clock: a frame's capture timestamp; for raw files (no timestamp) the
+//! datagram's export time; clamped never to go backwards, continued across
+//! files. Timers advance to a datagram's time before its records apply. End
+//! of input flushes every remaining flow once (`shutdown`), sorted by first
+//! then key.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+
+use anyhow::{Context, Result};
+
+use crate::config::{Pipeline, Replay};
+use crate::flow::{Flow, Shard};
+use crate::ingest::Ingest;
+use crate::input::{read_path, SkipCounters};
+use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+use crate::stats::Report;
+use crate::wire::HEADER_LEN;
+
+/// Open the output (`-o` or stdout).
+pub fn open_output(p: &Pipeline) -> Result<Output> {
+    let w: Box<dyn Write + Send> = match &p.output {
+        Some(path) => Box::new(BufWriter::with_capacity(
+            1 << 16,
+            File::create(path).with_context(|| format!("-o: cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+    };
+    Ok(Output::new(p.format, p.time_format, w))
+}
+
+/// Export time of a raw datagram, for inputs without a capture timestamp.
+fn export_ns(payload: &[u8]) -> Option<u64> {
+    let h = payload.get(..HEADER_LEN)?;
+    let secs = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as u64;
+    let nsecs = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u64;
+    (h[0] == 0 && h[1] == 5).then_some(secs * 1_000_000_000 + nsecs)
+}
+
+fn write_flows(out: &mut Output, flows: &mut Vec<Flow>) -> io::Result<()> {
+    for f in flows.drain(..) {
+        out.write(&FlowRow(&f))?;
+    }
+    Ok(())
+}
+
+/// Run a replay, writing flows (and the dump) to the configured output.
+pub fn run(cfg: &Replay) -> Result<Report> {
+    let p = &cfg.pipeline;
+    let mut out = open_output(p)?;
+    let report = replay_into(cfg, &mut out)?;
+    out.flush().context("writing output")?;
+    finish_report(p, &report)?;
+    Ok(report)
+}
+
+/// Print the report (unless quiet) and write `--stats-json`.
+pub fn finish_report(p: &Pipeline, report: &Report) -> Result<()> {
+    if p.report {
+        report.print(&mut io::stderr().lock())?;
+    }
+    if let Some(path) = &p.stats_json {
+        report
+            .write_json(path)
+            .with_context(|| format!("--stats-json: cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The replay itself, into any [`Output`].
+pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
+    let p = &cfg.pipeline;
+    let mut ingest = Ingest::new(p.lenient, p.scale_sampling);
+    let mut shard = Shard::new(p.shard_config(1), 0);
+    let mut skips = SkipCounters::default();
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut now = 0u64;
+    let mut failed: Option<io::Error> = None;
+    for path in &cfg.files {
+        read_path(path, cfg.port, &mut skips, |frame| {
+            if failed.is_some() {
+                return;
+            }
+            let ts = frame.ts_ns.or_else(|| export_ns(frame.payload)).unwrap_or(now);
+            now = now.max(ts);
+            let mut res = Ok(());
+            if p.stitch {
+                shard.advance(now, &mut flows);
+                res = write_flows(out, &mut flows);
+            }
+            let exporter = frame.src;
+            let _ = ingest.datagram(exporter, frame.payload, |h, i, r, fr| {
+                if p.dump && res.is_ok() {
+                    if i == 0 {
+                        res = out.write(&HeaderRow { ts: now, exporter, header: h });
+                    }
+                    if res.is_ok() {
+                        let rec = r.fields();
+                        res = out.write(&RecordRow { ts: now, exporter, header: h, index: i, rec: &rec });
+                    }
+                }
+                if p.stitch {
+                    shard.apply(now, fr, &mut flows);
+                }
+            });
+            if res.is_ok() {
+                res = write_flows(out, &mut flows);
+            }
+            if let Err(e) = res {
+                failed = Some(e);
+            }
+        })?;
+        if let Some(e) = failed.take() {
+            return Err(e).context("writing output");
+        }
+    }
+    shard.flush(now, &mut flows);
+    write_flows(out, &mut flows).context("writing output")?;
+    let exporters: Vec<_> = ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect();
+    Ok(Report::new(&ingest.counters, &exporters, &[&ingest.seq], shard.stats(), shard.len() as u64)
+        .with_skips(&skips))
+}

@@ -1,0 +1,166 @@
+//! The report: every counter in one serializable value, printed on stderr at
+//! the end (and periodically by the live collector) and written by
+//! `--stats-json`. Key names are a contract (README, "Counters").
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::flow::{EndReason, SeqTracker, ShardStats};
+use crate::ingest::{Counters, REJECT_REASONS};
+use crate::input::{SkipCounters, SKIP_REASONS};
+
+/// Per-exporter figures.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExporterReport {
+    pub exporter: IpAddr,
+    pub datagrams: u64,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+    pub rejected: u64,
+    pub seq_lost_records: u64,
+    pub seq_restarts: u64,
+    pub seq_late_datagrams: u64,
+}
+
+impl ExporterReport {
+    fn new(exporter: IpAddr) -> Self {
+        ExporterReport {
+            exporter,
+            datagrams: 0,
+            records: 0,
+            packets: 0,
+            octets: 0,
+            rejected: 0,
+            seq_lost_records: 0,
+            seq_restarts: 0,
+            seq_late_datagrams: 0,
+        }
+    }
+}
+
+/// Everything counted, in one value.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    /// Accepted datagrams.
+    pub datagrams: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+    /// Flows emitted, by end reason.
+    pub flows: BTreeMap<&'static str, u64>,
+    pub flows_total: u64,
+    pub evictions: u64,
+    /// Flows still held (0 after a final flush).
+    pub active_flows: u64,
+    /// Records shown missing by exporters' sequence numbers (gaps not filled by late datagrams).
+    pub seq_lost_records: u64,
+    pub seq_restarts: u64,
+    pub seq_late_datagrams: u64,
+    /// Replay only: frames read from captures and those that carried no UDP payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_skipped: Option<BTreeMap<&'static str, u64>>,
+    pub exporters: Vec<ExporterReport>,
+}
+
+impl Report {
+    /// Build from the counters of the pipeline's parts.
+    pub fn new(c: &Counters, exporters: &[(IpAddr, Counters)], seq: &[&SeqTracker], shards: &ShardStats, active: u64) -> Self {
+        let mut r = Report {
+            datagrams: c.datagrams,
+            rejected: REJECT_REASONS.iter().copied().zip(c.rejected).collect(),
+            records: c.records,
+            packets: c.packets,
+            octets: c.octets,
+            flows: EndReason::ALL.iter().map(|e| (e.as_str(), shards.flows[*e as usize])).collect(),
+            flows_total: shards.flows_total(),
+            evictions: shards.flows[EndReason::Evicted as usize],
+            active_flows: active,
+            ..Default::default()
+        };
+        let mut per: BTreeMap<IpAddr, ExporterReport> = BTreeMap::new();
+        for (ip, ec) in exporters {
+            let e = per.entry(*ip).or_insert_with(|| ExporterReport::new(*ip));
+            e.datagrams += ec.datagrams;
+            e.records += ec.records;
+            e.packets += ec.packets;
+            e.octets += ec.octets;
+            e.rejected += ec.rejected_total();
+        }
+        for t in seq {
+            for ((ip, _, _), s) in t.totals() {
+                r.seq_lost_records += s.lost_records;
+                r.seq_restarts += s.restarts;
+                r.seq_late_datagrams += s.late_datagrams;
+                let e = per.entry(ip).or_insert_with(|| ExporterReport::new(ip));
+                e.seq_lost_records += s.lost_records;
+                e.seq_restarts += s.restarts;
+                e.seq_late_datagrams += s.late_datagrams;
+            }
+        }
+        r.exporters = per.into_values().collect();
+        r
+    }
+
+    pub fn with_skips(mut self, s: &SkipCounters) -> Self {
+        self.frames = Some(s.frames);
+        self.frames_skipped = Some(SKIP_REASONS.iter().copied().zip(s.skipped).collect());
+        self
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// The human-readable final report.
+    pub fn print(&self, w: &mut dyn Write) -> io::Result<()> {
+        let list = |m: &BTreeMap<&str, u64>| {
+            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        };
+        writeln!(
+            w,
+            "nfstitch: datagrams {} accepted, {} rejected ({})",
+            self.datagrams,
+            self.rejected_total(),
+            list(&self.rejected)
+        )?;
+        if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
+            writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;
+        }
+        writeln!(w, "  records {}  packets {}  octets {}", self.records, self.packets, self.octets)?;
+        writeln!(
+            w,
+            "  flows {} emitted ({}), evictions {}, active {}",
+            self.flows_total,
+            list(&self.flows),
+            self.evictions,
+            self.active_flows
+        )?;
+        writeln!(
+            w,
+            "  sequence: {} records lost, {} restarts, {} late datagrams",
+            self.seq_lost_records, self.seq_restarts, self.seq_late_datagrams
+        )?;
+        for e in &self.exporters {
+            writeln!(
+                w,
+                "  exporter {}: datagrams {} records {} packets {} octets {} rejected {} lost {} restarts {}",
+                e.exporter, e.datagrams, e.records, e.packets, e.octets, e.rejected, e.seq_lost_records, e.seq_restarts
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Write `--stats-json`.
+    pub fn write_json(&self, path: &std::path::Path) -> io::Result<()> {
+        let mut s = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        s.push('\n');
+        std::fs::write(path, s)
+    }
+}
