@@ -134,15 +134,16 @@ mod tests {
     #[test]
     fn in_order_gap_late_restart() {
         let mut t = SeqTracker::new();
-        assert_eq!(t.observe(E, 0, 0, 100, 30, 1000), SeqEvent::First);
-        assert_eq!(t.observe(E, 0, 0, 130, 30, 1010), SeqEvent::InOrder);
+        let up = 90_000_000; // 25 h of uptime
+        assert_eq!(t.observe(E, 0, 0, 100, 30, up), SeqEvent::First);
+        assert_eq!(t.observe(E, 0, 0, 130, 30, up + 10), SeqEvent::InOrder);
         // 160..190 missing: a gap of 30.
-        assert_eq!(t.observe(E, 0, 0, 190, 30, 1030), SeqEvent::Gap(30));
+        assert_eq!(t.observe(E, 0, 0, 190, 30, up + 30), SeqEvent::Gap(30));
         assert_eq!(t.sum().lost_records, 30);
         // It arrives late: not a loss after all.
-        assert_eq!(t.observe(E, 0, 0, 160, 30, 1020), SeqEvent::Late(30));
+        assert_eq!(t.observe(E, 0, 0, 160, 30, up + 20), SeqEvent::Late(30));
         assert_eq!(t.sum().lost_records, 0);
-        assert_eq!(t.observe(E, 0, 0, 220, 30, 1040), SeqEvent::InOrder);
+        assert_eq!(t.observe(E, 0, 0, 220, 30, up + 40), SeqEvent::InOrder);
         // Restart: sequence back to 0, uptime reset.
         assert_eq!(t.observe(E, 0, 0, 0, 10, 5), SeqEvent::Restart);
         assert_eq!(t.observe(E, 0, 0, 10, 10, 50), SeqEvent::InOrder);

@@ -197,6 +197,11 @@ impl Shard {
         &self.stats
     }
 
+    /// Timer entries held, stale ones included (bounded by about twice the flows).
+    pub fn wheel_len(&self) -> usize {
+        self.wheel.len()
+    }
+
     /// The shard's clock (ns).
     pub fn now(&self) -> u64 {
         self.now

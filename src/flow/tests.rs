@@ -1,0 +1,239 @@
+//! Shard semantics (SEMANTICS D3, D4, D5, D10) with records applied at
+//! chosen times, and a randomized conservation / exactly-once check.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * S;
+
+fn cfg(linger_s: u64, idle_s: u64, max_flows: usize) -> ShardConfig {
+    ShardConfig {
+        key: KeySpec::default(),
+        linger_ns: linger_s * S,
+        idle_ns: idle_s * S,
+        max_flows,
+    }
+}
+
+fn rec(sport: u16, flags: u8, packets: u64) -> FlowRecord {
+    FlowRecord {
+        exporter: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        engine_type: 0,
+        engine_id: 0,
+        sampling: 0,
+        src_addr: 0x0a00_0001,
+        dst_addr: 0x0a00_0002,
+        nexthop: 0,
+        input: 1,
+        output: 2,
+        packets,
+        octets: packets * 100,
+        first_ns: T0,
+        last_ns: T0,
+        src_port: sport,
+        dst_port: 80,
+        tcp_flags: flags,
+        proto: 6,
+        tos: 0,
+        src_as: 0,
+        dst_as: 0,
+        src_mask: 0,
+        dst_mask: 0,
+    }
+}
+
+/// Apply `r` at `t`, advancing first, as the pipeline does.
+fn at(shard: &mut Shard, t: u64, r: Option<&FlowRecord>, out: &mut Vec<Flow>) {
+    shard.advance(t, out);
+    if let Some(r) = r {
+        shard.apply(t, r, out);
+    }
+}
+
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+#[test]
+fn fin_lingers_then_ends() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    at(&mut sh, T0, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, T0 + 10 * S, Some(&rec(1, FIN | ACK, 1)), &mut out);
+    at(&mut sh, T0 + 319 * S, None, &mut out);
+    assert!(out.is_empty(), "ended before the linger: {out:?}");
+    at(&mut sh, T0 + 320 * S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].end_reason, EndReason::Fin);
+    assert_eq!(out[0].end_ns, T0 + 320 * S);
+    assert_eq!((out[0].records, out[0].packets, out[0].tcp_flags), (2, 2, FIN | ACK));
+}
+
+#[test]
+fn d3_later_fin_extends_linger() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    at(&mut sh, T0, Some(&rec(1, FIN, 1)), &mut out);
+    at(&mut sh, T0 + 300 * S, Some(&rec(1, RST, 1)), &mut out);
+    at(&mut sh, T0 + 311 * S, None, &mut out);
+    assert!(out.is_empty(), "the first FIN's deadline cut the flow: {out:?}");
+    at(&mut sh, T0 + 610 * S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].records, 2);
+    assert_eq!(out[0].end_ns, T0 + 610 * S);
+    assert_eq!(out[0].tcp_flags, FIN | RST);
+}
+
+#[test]
+fn d3_new_flow_after_emission_has_its_own_deadline() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    at(&mut sh, T0, Some(&rec(1, FIN, 1)), &mut out);
+    at(&mut sh, T0 + 310 * S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    // Same key again, 1 s later: a new flow; the old deadline must not cut it.
+    at(&mut sh, T0 + 311 * S, Some(&rec(1, ACK, 5)), &mut out);
+    at(&mut sh, T0 + 311 * S + 1860 * S - 1, None, &mut out);
+    assert_eq!(out.len(), 1, "new flow cut early: {out:?}");
+    at(&mut sh, T0 + 311 * S + 1860 * S, None, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[1].records, out[1].packets, out[1].end_reason), (1, 5, EndReason::Idle));
+}
+
+#[test]
+fn d4_idle_counts_from_last_record() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    // A long flow: a record every 20 minutes for 2 hours must stay one flow.
+    for i in 0..7 {
+        at(&mut sh, T0 + i * 1200 * S, Some(&rec(7, ACK, 1)), &mut out);
+    }
+    assert!(out.is_empty(), "long flow cut: {out:?}");
+    let last = T0 + 6 * 1200 * S;
+    at(&mut sh, last + 1860 * S - S / 1000, None, &mut out);
+    assert!(out.is_empty());
+    at(&mut sh, last + 1860 * S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].records, out[0].end_reason), (7, EndReason::Idle));
+    assert_eq!(out[0].end_ns, last + 1860 * S);
+}
+
+#[test]
+fn d5_flush_emits_each_flow_once_in_order() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    for p in [3u16, 1, 2] {
+        let mut r = rec(p, FIN, 1);
+        r.first_ns = T0 - p as u64 * S;
+        at(&mut sh, T0, Some(&r), &mut out);
+    }
+    sh.flush(T0 + S, &mut out);
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|f| f.end_reason == EndReason::Shutdown));
+    let ports: Vec<u16> = out.iter().map(|f| f.rec.src_port).collect();
+    assert_eq!(ports, [3, 2, 1], "sorted by first");
+    // Their pending FIN timers must not emit them again.
+    at(&mut sh, T0 + 10_000 * S, None, &mut out);
+    assert_eq!(out.len(), 3);
+    assert_eq!(sh.stats().flows_total(), 3);
+}
+
+#[test]
+fn d10_eviction_oldest_first_and_conserved() {
+    let mut sh = Shard::new(cfg(310, 1860, 2), T0);
+    let mut out = vec![];
+    at(&mut sh, T0, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, T0 + S, Some(&rec(2, ACK, 2)), &mut out);
+    at(&mut sh, T0 + 2 * S, Some(&rec(1, ACK, 4)), &mut out);
+    at(&mut sh, T0 + 3 * S, Some(&rec(3, ACK, 8)), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rec.src_port, 1, "the oldest flow goes first");
+    assert_eq!((out[0].packets, out[0].end_reason), (5, EndReason::Evicted));
+    assert_eq!(sh.len(), 2);
+    sh.flush(T0 + 4 * S, &mut out);
+    assert_eq!(out.iter().map(|f| f.packets).sum::<u64>(), 15);
+    assert_eq!(sh.stats().flows[EndReason::Evicted as usize], 1);
+}
+
+#[test]
+fn key_fields_select_identity() {
+    let origin: KeySpec = KeySpec::ORIGIN.parse().unwrap();
+    let mut sh = Shard::new(ShardConfig { key: origin, ..cfg(310, 1860, 100) }, T0);
+    let mut out = vec![];
+    let a = rec(1, ACK, 1);
+    let mut b = rec(1, ACK, 1);
+    b.exporter = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0, Some(&b), &mut out);
+    assert_eq!(sh.len(), 1, "origin key ignores the exporter");
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0, Some(&b), &mut out);
+    assert_eq!(sh.len(), 2, "default key separates exporters (D2)");
+    assert!("proto,bogus".parse::<KeySpec>().is_err());
+    assert!("src,src".parse::<KeySpec>().is_err());
+    assert_eq!(KeySpec::default().to_string(), KeySpec::DEFAULT);
+}
+
+proptest! {
+    /// Random records over a few keys at increasing times, with a small
+    /// capacity: every record lands in exactly one emitted flow, sums are
+    /// conserved, and no key has two flows alive at once.
+    #[test]
+    fn conservation_and_exactly_once(
+        ops in proptest::collection::vec((0u16..12, any::<bool>(), 0u64..400_000, 1u64..1000), 1..400),
+        max_flows in 1usize..16,
+        linger in 0u64..400,
+        idle in 1u64..2000,
+    ) {
+        let mut sh = Shard::new(cfg(linger, idle, max_flows), T0);
+        let mut out = vec![];
+        let mut t = T0;
+        let (mut recs, mut pkts) = (0u64, 0u64);
+        for (port, fin, dt_ms, p) in ops {
+            t += dt_ms * 1_000_000;
+            let r = rec(port, if fin { FIN } else { ACK }, p);
+            at(&mut sh, t, Some(&r), &mut out);
+            recs += 1;
+            pkts += p;
+            prop_assert!(sh.len() <= max_flows);
+        }
+        sh.flush(t, &mut out);
+        prop_assert_eq!(out.iter().map(|f| f.records).sum::<u64>(), recs);
+        prop_assert_eq!(out.iter().map(|f| f.packets).sum::<u64>(), pkts);
+        prop_assert_eq!(sh.stats().flows_total(), out.len() as u64);
+        prop_assert_eq!(sh.stats().records, recs);
+        // Flows of one key never overlap in collector time.
+        let mut by_key: HashMap<u16, Vec<(u64, u64)>> = HashMap::new();
+        for f in &out {
+            prop_assert!(f.start_ns <= f.seen_ns && f.seen_ns <= f.end_ns);
+            by_key.entry(f.rec.src_port).or_default().push((f.start_ns, f.end_ns));
+        }
+        for spans in by_key.values_mut() {
+            spans.sort();
+            for w in spans.windows(2) {
+                prop_assert!(w[0].1 <= w[1].0, "overlapping flows {:?}", w);
+            }
+        }
+    }
+}
+
+#[test]
+fn stale_timers_stay_bounded_under_eviction_flood() {
+    let mut sh = Shard::new(cfg(310, 1860, 1000), T0);
+    let mut out = vec![];
+    for i in 0..200_000u32 {
+        let mut r = rec((i % 65536) as u16, ACK, 1);
+        r.src_addr = i;
+        at(&mut sh, T0 + i as u64 * 1_000_000, Some(&r), &mut out);
+    }
+    assert_eq!(sh.len(), 1000);
+    assert!(sh.stats().wheel_compactions > 0);
+    assert!(sh.wheel_len() <= 2 * 1000 + 1100, "wheel holds {}", sh.wheel_len());
+    assert_eq!(out.len(), 199_000);
+}

@@ -8,5 +8,7 @@
 //! decodes NetFlow.
 
 mod capture;
+mod write;
 
 pub use capture::{read_path, Frame, SkipCounters, SKIP_REASONS};
+pub use write::PcapWriter;

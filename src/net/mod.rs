@@ -166,9 +166,15 @@ impl RecvMeta {
 /// Pins the current thread to core `core` (an id as in [`core_ids`]). Returns false if pinning
 /// failed (unknown core, not allowed by the cpuset, unsupported platform); the caller warns.
 pub fn pin_current_thread(core: usize) -> bool {
-    // core_affinity indexes a fixed-size cpu_set_t and would panic past its end.
+    // core_affinity indexes a fixed-size cpu_set_t (Linux) or shifts a word-sized mask
+    // (Windows) and would panic on an out-of-range id. On Linux any id inside the set may be
+    // valid (a pinned thread may widen again), elsewhere only the listed ids are.
     #[cfg(target_os = "linux")]
     if core >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    #[cfg(not(target_os = "linux"))]
+    if !core_ids().contains(&core) {
         return false;
     }
     core_affinity::set_for_current(core_affinity::CoreId { id: core })

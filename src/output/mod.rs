@@ -155,14 +155,14 @@ impl Output {
             }
             Format::Csv => {
                 self.line.push_str(R::KIND);
-                row.visit(&mut Delimited { out: &mut self.line, time: self.time, sep: ',' });
+                let mut d = Delimited { out: &mut self.line, time: self.time, sep: ',', first: false };
+                row.visit(&mut d);
                 self.line.push('\n');
             }
             Format::Zeek => {
-                let mut d = Delimited { out: &mut self.line, time: self.time, sep: '\t' };
+                // Zeek rows have no type column: no separator before the first field.
+                let mut d = Delimited { out: &mut self.line, time: self.time, sep: '\t', first: true };
                 row.visit(&mut d);
-                // Delimited writes a separator before every field; Zeek rows have no type column.
-                self.line.remove(0);
                 self.line.push('\n');
             }
         }
@@ -270,24 +270,37 @@ struct Delimited<'a> {
     out: &'a mut String,
     time: TimeFormat,
     sep: char,
+    /// The next field is the row's first: no separator before it.
+    first: bool,
+}
+
+impl Delimited<'_> {
+    #[inline]
+    fn sep(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.out.push(self.sep);
+        }
+    }
 }
 
 impl Visitor for Delimited<'_> {
     fn num(&mut self, _: &'static str, _: Ty, v: u64) {
-        self.out.push(self.sep);
+        self.sep();
         let mut b = itoa::Buffer::new();
         self.out.push_str(b.format(v));
     }
     fn addr(&mut self, _: &'static str, v: IpAddr) {
-        self.out.push(self.sep);
+        self.sep();
         let _ = write!(self.out, "{v}");
     }
     fn time(&mut self, _: &'static str, ns: u64) {
-        self.out.push(self.sep);
+        self.sep();
         push_time(self.out, ns, self.time);
     }
     fn str(&mut self, _: &'static str, v: &str) {
-        self.out.push(self.sep);
+        self.sep();
         self.out.push_str(v);
     }
 }

@@ -426,6 +426,21 @@ fn long_jump_skips_empty_slots() {
 }
 
 #[test]
+fn far_clamped_entry_costs_one_visit_per_turn() {
+    let mut w = Wheel::new(0);
+    let at = (1 << 44) + 12_345;
+    w.insert(entry(1, at)).unwrap();
+    let mut out = Vec::new();
+    w.advance(at - 1, &mut out);
+    assert!(out.is_empty());
+    w.advance(at, &mut out);
+    assert_eq!(out, [entry(1, at)]);
+    // One top-level visit per 2^36 turn, then at most one per lower level.
+    let turns = (1u64 << 44) / MAX_SPAN;
+    assert!(w.slots_taken <= turns + LEVELS as u64, "slots taken: {}", w.slots_taken);
+}
+
+#[test]
 fn fired_slots_keep_their_allocation() {
     let mut w = Wheel::new(0);
     for id in 0..100 {
@@ -433,13 +448,24 @@ fn fired_slots_keep_their_allocation() {
         w.insert(entry(id + 100, 100)).unwrap(); // level 1 slot 1
     }
     let mut out = Vec::with_capacity(200);
-    w.advance(100, &mut out);
-    assert_eq!(out.len(), 200);
+    // Fires level 0 slot 10 and cascades level 1 slot 1 into level 0 slot 36.
+    w.advance(99, &mut out);
+    assert_eq!(out.len(), 100);
     assert!(w.levels[0].slots[10].is_empty() && w.levels[0].slots[10].capacity() >= 100);
     assert!(w.levels[1].slots[1].is_empty() && w.levels[1].slots[1].capacity() >= 100);
-    // Level 0 slot 36 took the cascade from 64 onward; it is kept as well.
-    assert!(w.levels[0].slots[36].capacity() >= 100);
+    assert_eq!(w.levels[0].slots[36].len(), 100);
+    w.advance(100, &mut out);
+    assert_eq!(out.len(), 200);
+    assert!(w.levels[0].slots[36].is_empty() && w.levels[0].slots[36].capacity() >= 100);
     check_invariants(&w);
+    // Steady state: the same pattern again fills the kept allocations.
+    let caps: Vec<usize> = [10, 36].iter().map(|&s| w.levels[0].slots[s].capacity()).collect();
+    for id in 0..100 {
+        w.insert(entry(id, 64 * 3 + 10)).unwrap();
+        w.insert(entry(id + 100, 64 * 3 + 36)).unwrap();
+    }
+    let again: Vec<usize> = [10, 36].iter().map(|&s| w.levels[0].slots[s].capacity()).collect();
+    assert_eq!(caps, again, "slots reallocated");
 }
 
 #[test]
@@ -499,7 +525,9 @@ fn arb_distance() -> impl Strategy<Value = u64> {
         2 => 1..(1u64 << 24),
         2 => (MAX_SPAN - 5000)..(MAX_SPAN + 5000),
         2 => 1..(1u64 << 40),
-        1 => any::<u64>(),
+        // Up to 2^44: milliseconds since 1970 fit in 2^41, and a clamped
+        // entry costs one visit per 2^36 ticks advanced.
+        1 => 0..(1u64 << 44),
     ]
 }
 
@@ -626,7 +654,8 @@ proptest! {
         }
         // Drain everything: nothing is lost.
         let n = h.model.len();
-        h.advance(u64::MAX, 0, 1, 0);
+        let last = h.model.keys().next_back().map_or(0, |k| k.0);
+        h.advance(last, 0, 1, 0);
         prop_assert_eq!(h.out.len(), n);
         h.check();
     }

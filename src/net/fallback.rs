@@ -1,0 +1,180 @@
+//! Portable batch I/O for platforms without `recvmmsg`/`sendmmsg` (everything but Linux):
+//! the same API as `linux.rs`, built from `recv_from` / `send_to` loops. No kernel
+//! timestamps (`rx_time_ns` is always None) and no drop counter (`kernel_drops` is always
+//! None, i.e. zero drops observed). Compiled on Linux too under `cfg(test)` so it is tested.
+//!
+//! Truncation is detected by giving every slot one spare byte: a datagram that fills it was
+//! longer than `buf_len`. (On Windows an oversized datagram is instead an `WSAEMSGSIZE`
+//! error from `recv_from`, which is returned.)
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+
+use super::{RecvMeta, ReuseportSocket};
+
+/// Reusable receive batch: `n` slots of `buf_len` (+1 spare) bytes, allocated once.
+pub struct RecvBatch {
+    buf_len: usize,
+    bufs: Box<[u8]>,
+    metas: Box<[RecvMeta]>,
+    filled: usize,
+}
+
+impl RecvBatch {
+    /// Allocates a batch of `n` datagram slots of `buf_len` bytes each.
+    ///
+    /// # Panics
+    ///
+    /// If `n` or `buf_len` is zero or the total size overflows.
+    pub fn new(n: usize, buf_len: usize) -> Self {
+        assert!(n > 0, "RecvBatch needs at least one slot");
+        assert!(buf_len > 0, "RecvBatch needs a non-empty buffer per slot");
+        let total = buf_len
+            .checked_add(1)
+            .and_then(|slot| slot.checked_mul(n))
+            .expect("RecvBatch: n * buf_len overflows");
+        Self {
+            buf_len,
+            bufs: vec![0u8; total].into_boxed_slice(),
+            metas: vec![RecvMeta::EMPTY; n].into_boxed_slice(),
+            filled: 0,
+        }
+    }
+
+    /// Number of datagram slots.
+    pub fn capacity(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Bytes per slot; longer datagrams are truncated (and flagged).
+    pub fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// Datagrams received by the last [`recv_batch`] call.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// True when the last [`recv_batch`] call received nothing.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Datagram `i` of the last [`recv_batch`] call: its metadata and payload.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()`.
+    pub fn get(&self, i: usize) -> (&RecvMeta, &[u8]) {
+        assert!(
+            i < self.filled,
+            "RecvBatch::get({i}) with only {} received",
+            self.filled
+        );
+        let meta = &self.metas[i];
+        let start = i * (self.buf_len + 1);
+        (meta, &self.bufs[start..start + meta.len])
+    }
+
+    /// The datagrams of the last [`recv_batch`] call, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&RecvMeta, &[u8])> + '_ {
+        (0..self.filled).map(move |i| self.get(i))
+    }
+
+    /// Always None here: the platform gives no drop counter.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.capacity())
+            .field("buf_len", &self.buf_len)
+            .field("len", &self.filled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receives up to `batch.capacity()` datagrams with nonblocking `recv_from` calls.
+///
+/// Returns how many were received (0 when none was queued); `EINTR` is retried. An error
+/// after at least one datagram ends the batch early and recurs on the next call.
+pub fn recv_batch(sock: &ReuseportSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    batch.filled = 0;
+    let slot_len = batch.buf_len + 1;
+    for i in 0..batch.capacity() {
+        let slot = &mut batch.bufs[i * slot_len..(i + 1) * slot_len];
+        let res = loop {
+            match sock.as_udp().recv_from(slot) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match res {
+            Ok((len, src)) => {
+                batch.metas[i] = RecvMeta {
+                    len: len.min(batch.buf_len),
+                    src,
+                    rx_time_ns: None,
+                    truncated: len > batch.buf_len,
+                };
+                batch.filled += 1;
+            }
+            Err(e) if batch.filled > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(batch.filled)
+}
+
+/// Send-side counterpart of [`RecvBatch`]; holds nothing but its capacity here.
+#[derive(Debug)]
+pub struct SendBatch {
+    capacity: usize,
+}
+
+impl SendBatch {
+    /// # Panics
+    ///
+    /// If `n` is zero.
+    pub fn new(n: usize) -> Self {
+        assert!(n > 0, "SendBatch needs at least one slot");
+        Self { capacity: n }
+    }
+
+    /// Datagrams per batch (informational here: every payload is its own `send_to`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Sends `payloads` to `dest` one `send_to` at a time; same contract as the Linux version:
+/// returns how many (a prefix) were sent, 0 if the first would block, `EINTR` retried, an
+/// error only when nothing was sent.
+pub fn send_batch(
+    sock: &UdpSocket,
+    dest: SocketAddr,
+    payloads: &[&[u8]],
+    batch: &mut SendBatch,
+) -> io::Result<usize> {
+    let _ = batch;
+    let mut sent = 0;
+    for payload in payloads {
+        let res = loop {
+            match sock.send_to(payload, dest) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match res {
+            Ok(_) => sent += 1,
+            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,602 @@
+//! Linux implementation of the batch I/O: `recvmmsg(2)` with `SCM_TIMESTAMPNS` and
+//! `SO_RXQ_OVFL` control messages, `sendmmsg(2)`, and the raw `setsockopt`/`sysconf` calls.
+//!
+//! Modelled on quinn-udp's `unix.rs` (`recv_via_recvmmsg`, `retry_if_interrupted`, cmsg
+//! decoding). All header/iovec/address/control arrays live in boxed slices owned by the
+//! batch; the raw pointers between them are rebuilt from `&mut self` right before each
+//! syscall, so moving a batch never leaves a stale pointer that the kernel could use.
+
+use std::fmt;
+use std::io;
+use std::mem::{align_of, size_of};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr;
+
+use libc::{c_int, c_uint, c_void};
+use socket2::{SockAddr, Socket};
+
+use super::{RecvMeta, ReuseportSocket};
+
+/// Bytes of control-message space per datagram. Must hold `SCM_TIMESTAMPNS` (a `timespec`)
+/// plus `SO_RXQ_OVFL` (a `u32`), each with its `cmsghdr` and padding: 32 + 24 = 56 bytes on
+/// 64-bit Linux. 128 leaves room should the kernel ever add one more.
+const CMSG_BUF_LEN: usize = 128;
+
+/// Control-message space for one datagram, aligned for `cmsghdr` (whose first field is a
+/// `size_t`), as `CMSG_FIRSTHDR`/`CMSG_NXTHDR` require.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; CMSG_BUF_LEN]);
+
+/// Control space the kernel needs for the two control messages we enable.
+fn cmsg_space_needed() -> usize {
+    // SAFETY: CMSG_SPACE is pure arithmetic on its argument (it is `unsafe` in libc only
+    // because it mirrors a C macro); it touches no memory.
+    unsafe {
+        libc::CMSG_SPACE(size_of::<libc::timespec>() as c_uint) as usize
+            + libc::CMSG_SPACE(size_of::<u32>() as c_uint) as usize
+    }
+}
+
+/// `CMSG_LEN(payload)`: the `cmsg_len` of a control message carrying `payload` bytes.
+fn cmsg_len(payload: usize) -> usize {
+    // SAFETY: CMSG_LEN is pure arithmetic on its argument; it touches no memory.
+    unsafe { libc::CMSG_LEN(payload as c_uint) as usize }
+}
+
+/// Returns a value of `T` with every byte zero.
+///
+/// # Safety
+///
+/// The all-zero bit pattern must be a valid `T`: true for the plain C structs used here
+/// (`mmsghdr`, `sockaddr_storage`), which consist only of integers and raw pointers (null).
+unsafe fn zeroed<T>() -> T {
+    // SAFETY: the caller guarantees all-zero bytes are a valid `T`.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Calls `f`, a raw syscall wrapper returning `-1` with `errno` set on failure, again for as
+/// long as it fails with `EINTR`. Returns the (non-negative) result or the error.
+fn retry_if_interrupted(mut f: impl FnMut() -> c_int) -> io::Result<usize> {
+    loop {
+        let rc = f();
+        if let Ok(n) = usize::try_from(rc) {
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof(int))`.
+fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, value: c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live `c_int` on this stack frame and we pass exactly its size; the
+    // kernel only reads `optlen` bytes from it during the call. An invalid `fd` is reported
+    // as EBADF, not undefined behaviour.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            ptr::addr_of!(value).cast::<c_void>(),
+            size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Enables `SO_TIMESTAMPNS` and `SO_RXQ_OVFL` so each received datagram carries its kernel
+/// receive time and (once anything was dropped) the socket's cumulative drop count.
+pub(super) fn enable_rx_metadata(socket: &Socket) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// `SO_RCVBUFFORCE`: like `SO_RCVBUF` but not capped by `rmem_max`; needs `CAP_NET_ADMIN`
+/// (fails with EPERM otherwise).
+pub(super) fn set_rcvbuf_force(socket: &Socket, size: usize) -> io::Result<()> {
+    let value = c_int::try_from(size).unwrap_or(c_int::MAX);
+    setsockopt_int(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        value,
+    )
+}
+
+/// The system page size in bytes.
+pub(super) fn page_size() -> Option<u64> {
+    // SAFETY: sysconf takes no pointers and has no preconditions.
+    let rc = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(rc).ok().filter(|&p| p > 0)
+}
+
+/// Decodes a kernel-filled socket address; None for families other than IPv4/IPv6 or a
+/// length too short for the family.
+fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`; `sockaddr_storage` is
+            // at least as large and as aligned as `sockaddr_in` (asserted in
+            // `RecvBatch::new`), and both are plain integers, so the read is in bounds and valid.
+            let sin = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// `timespec` (CLOCK_REALTIME) to ns since the epoch; None for a zero, negative or malformed
+/// value.
+fn timespec_to_ns(ts: &libc::timespec) -> Option<u64> {
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec)
+        .ok()
+        .filter(|&n| n < 1_000_000_000)?;
+    if secs == 0 && nanos == 0 {
+        return None;
+    }
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// What the control messages of one datagram said.
+#[derive(Default)]
+struct Cmsgs {
+    rx_time_ns: Option<u64>,
+    drops: Option<u32>,
+}
+
+/// Walks the control messages of one received datagram.
+///
+/// # Safety
+///
+/// `hdr` must come from a successful `recvmsg`/`recvmmsg`: `msg_control` points to at least
+/// `msg_controllen` initialised bytes (as the kernel left them), aligned for `cmsghdr`, and
+/// those bytes are not written while this runs.
+unsafe fn parse_cmsgs(hdr: &libc::msghdr) -> Cmsgs {
+    let mut out = Cmsgs::default();
+    // SAFETY: per the contract, `hdr` describes a valid, kernel-filled control buffer;
+    // CMSG_FIRSTHDR returns null when `msg_controllen` is too small for a header.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return non-null pointers to a whole,
+        // aligned `cmsghdr` inside [msg_control, msg_control + msg_controllen).
+        let c = unsafe { &*cmsg };
+        let len = c.cmsg_len as usize;
+        if c.cmsg_level == libc::SOL_SOCKET {
+            match c.cmsg_type {
+                libc::SCM_TIMESTAMPNS if len >= cmsg_len(size_of::<libc::timespec>()) => {
+                    // SAFETY: `cmsg_len` shows the kernel wrote a whole `timespec` after the
+                    // header, within the buffer; CMSG_DATA may be unaligned for `timespec`,
+                    // hence `read_unaligned`.
+                    let ts = unsafe {
+                        ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>())
+                    };
+                    out.rx_time_ns = timespec_to_ns(&ts);
+                }
+                libc::SO_RXQ_OVFL if len >= cmsg_len(size_of::<u32>()) => {
+                    // SAFETY: `cmsg_len` shows a whole `u32` follows the header, in bounds.
+                    let v = unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>()) };
+                    out.drops = Some(v);
+                }
+                _ => {}
+            }
+        }
+        // SAFETY: `cmsg` is a valid header inside `hdr`'s control buffer; CMSG_NXTHDR checks
+        // the next one against `msg_controllen` and returns null past the end.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    out
+}
+
+/// Extends the kernel's 32-bit cumulative drop counter to 64 bits.
+///
+/// Serial-number arithmetic (RFC 1982): a forward step of less than 2^31 is taken as growth
+/// (so wrap-around past `u32::MAX` keeps counting up); a backward step is ignored, keeping
+/// the value monotonic.
+fn extend_drop_counter(prev: Option<u64>, raw: u32) -> u64 {
+    match prev {
+        None => u64::from(raw),
+        Some(prev) => {
+            let step = raw.wrapping_sub(prev as u32);
+            if step < 1 << 31 {
+                prev + u64::from(step)
+            } else {
+                prev
+            }
+        }
+    }
+}
+
+/// Reusable receive batch: `n` buffers of `buf_len` bytes plus the `mmsghdr`, `iovec`,
+/// `sockaddr_storage` and control-message arrays, allocated once in [`RecvBatch::new`].
+/// Receiving allocates nothing.
+pub struct RecvBatch {
+    buf_len: usize,
+    /// `n * buf_len` bytes; datagram `i` lands in `[i * buf_len, (i + 1) * buf_len)`.
+    bufs: Box<[u8]>,
+    names: Box<[libc::sockaddr_storage]>,
+    ctrl: Box<[CmsgBuf]>,
+    iovecs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    metas: Box<[RecvMeta]>,
+    /// Datagrams received by the last `recv_batch`.
+    filled: usize,
+    /// Latest cumulative drop count seen (extended to 64 bits).
+    drops: Option<u64>,
+}
+
+// SAFETY: the only non-`Send` members are the raw pointers inside `iovecs` and `hdrs`. They
+// point only into heap allocations owned by this same struct, are rewritten from `&mut self`
+// immediately before every syscall, and are never dereferenced otherwise, so moving the batch
+// to another thread moves the owner of every pointee along with the pointers.
+unsafe impl Send for RecvBatch {}
+// SAFETY: through `&RecvBatch` only `metas`, `bufs` and plain integers are read; the raw
+// pointers are never dereferenced via a shared reference, so sharing cannot race.
+unsafe impl Sync for RecvBatch {}
+
+impl RecvBatch {
+    /// Allocates a batch of `n` datagram slots of `buf_len` bytes each (see
+    /// [`super::DEFAULT_BUF_LEN`]). The kernel receives at most 1024 (`UIO_MAXIOV`) per call.
+    ///
+    /// # Panics
+    ///
+    /// If `n` or `buf_len` is zero, `n` exceeds `c_uint::MAX`, or `n * buf_len` overflows.
+    pub fn new(n: usize, buf_len: usize) -> Self {
+        assert!(n > 0, "RecvBatch needs at least one slot");
+        assert!(buf_len > 0, "RecvBatch needs a non-empty buffer per slot");
+        assert!(c_uint::try_from(n).is_ok(), "RecvBatch: too many slots");
+        // Layout assumptions the unsafe code relies on.
+        assert!(align_of::<CmsgBuf>() >= align_of::<libc::cmsghdr>());
+        assert!(size_of::<CmsgBuf>() >= cmsg_space_needed());
+        assert!(size_of::<libc::sockaddr_storage>() >= size_of::<libc::sockaddr_in6>());
+        assert!(align_of::<libc::sockaddr_storage>() >= align_of::<libc::sockaddr_in6>());
+        assert!(align_of::<libc::sockaddr_storage>() >= align_of::<libc::sockaddr_in>());
+
+        let total = n
+            .checked_mul(buf_len)
+            .expect("RecvBatch: n * buf_len overflows");
+        // SAFETY: `sockaddr_storage` is integers only; all-zero is valid (family AF_UNSPEC).
+        let name: libc::sockaddr_storage = unsafe { zeroed() };
+        // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid (null pointers,
+        // zero lengths). musl's private padding fields make a struct literal impossible.
+        let hdr: libc::mmsghdr = unsafe { zeroed() };
+        let iov = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        Self {
+            buf_len,
+            bufs: vec![0u8; total].into_boxed_slice(),
+            names: vec![name; n].into_boxed_slice(),
+            ctrl: vec![CmsgBuf([0; CMSG_BUF_LEN]); n].into_boxed_slice(),
+            iovecs: vec![iov; n].into_boxed_slice(),
+            hdrs: vec![hdr; n].into_boxed_slice(),
+            metas: vec![RecvMeta::EMPTY; n].into_boxed_slice(),
+            filled: 0,
+            drops: None,
+        }
+    }
+
+    /// Number of datagram slots.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Bytes per slot; longer datagrams are truncated (and flagged).
+    pub fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// Datagrams received by the last [`recv_batch`] call.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// True when the last [`recv_batch`] call received nothing.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Datagram `i` of the last [`recv_batch`] call: its metadata and payload.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()`.
+    pub fn get(&self, i: usize) -> (&RecvMeta, &[u8]) {
+        assert!(
+            i < self.filled,
+            "RecvBatch::get({i}) with only {} received",
+            self.filled
+        );
+        let meta = &self.metas[i];
+        let start = i * self.buf_len;
+        (meta, &self.bufs[start..start + meta.len])
+    }
+
+    /// The datagrams of the last [`recv_batch`] call, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&RecvMeta, &[u8])> + '_ {
+        (0..self.filled).map(move |i| self.get(i))
+    }
+
+    /// The latest cumulative kernel drop count for this socket seen in `SO_RXQ_OVFL` control
+    /// messages (the kernel's u32 counter, extended to u64 across wrap-around), None if never
+    /// seen. The kernel attaches it only once the count is non-zero, and only to datagrams
+    /// queued after the drops, so None means "no drop observed yet". Keep one batch per
+    /// socket for this to be that socket's count.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        self.drops
+    }
+
+    /// Points every header at its own name, iovec and control slot and resets the in/out
+    /// lengths the kernel overwrites (`msg_namelen`, `msg_controllen`, `msg_flags`).
+    fn prepare(&mut self) {
+        let buf_len = self.buf_len;
+        let buf_base = self.bufs.as_mut_ptr();
+        for (i, iov) in self.iovecs.iter_mut().enumerate() {
+            *iov = libc::iovec {
+                iov_base: buf_base.wrapping_add(i * buf_len).cast::<c_void>(),
+                iov_len: buf_len,
+            };
+        }
+        let iov_base = self.iovecs.as_mut_ptr();
+        let name_base = self.names.as_mut_ptr();
+        let ctrl_base = self.ctrl.as_mut_ptr();
+        for (i, h) in self.hdrs.iter_mut().enumerate() {
+            let m = &mut h.msg_hdr;
+            m.msg_name = name_base.wrapping_add(i).cast::<c_void>();
+            m.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_iov = iov_base.wrapping_add(i);
+            m.msg_iovlen = 1;
+            m.msg_control = ctrl_base.wrapping_add(i).cast::<c_void>();
+            m.msg_controllen = size_of::<CmsgBuf>() as _;
+            m.msg_flags = 0;
+            h.msg_len = 0;
+        }
+    }
+}
+
+impl fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.capacity())
+            .field("buf_len", &self.buf_len)
+            .field("len", &self.filled)
+            .field("kernel_drops", &self.drops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receives up to `batch.capacity()` datagrams with one `recvmmsg(2)` (`MSG_DONTWAIT`).
+///
+/// Returns how many were received: 0 when none was queued (`EAGAIN`); `EINTR` is retried.
+/// Afterwards `batch.get(i)` for `i <` the result gives each datagram, and
+/// `batch.kernel_drops()` reflects any `SO_RXQ_OVFL` counter they carried.
+pub fn recv_batch(sock: &ReuseportSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    batch.filled = 0;
+    let fd = sock.as_raw_fd();
+    // Fits: checked in `RecvBatch::new`.
+    let vlen = batch.hdrs.len() as c_uint;
+    let res = retry_if_interrupted(|| {
+        batch.prepare();
+        // SAFETY: `prepare` just pointed each of the `vlen` headers at this batch's own
+        // `sockaddr_storage`, single iovec (a distinct `buf_len`-byte slice of `bufs`) and
+        // control slot, with lengths equal to those allocations. `batch` is exclusively
+        // borrowed for the whole call, so nothing else reads or writes them while the kernel
+        // fills them. A null timeout is allowed.
+        unsafe {
+            libc::recvmmsg(
+                fd,
+                batch.hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT as _,
+                ptr::null_mut(),
+            )
+        }
+    });
+    let n = match res {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+        Err(e) => return Err(e),
+    };
+
+    let buf_len = batch.buf_len;
+    for i in 0..n {
+        let h = &batch.hdrs[i];
+        // SAFETY: header `i` was filled by the successful recvmmsg above (i < n); its
+        // `msg_control` points into `batch.ctrl[i]` (aligned `CmsgBuf`) and `msg_controllen`
+        // was set by the kernel to the bytes it wrote, none of which change meanwhile.
+        let cmsgs = unsafe { parse_cmsgs(&h.msg_hdr) };
+        if let Some(raw) = cmsgs.drops {
+            batch.drops = Some(extend_drop_counter(batch.drops, raw));
+        }
+        let received = h.msg_len as usize;
+        batch.metas[i] = RecvMeta {
+            len: received.min(buf_len),
+            src: sockaddr_to_std(&batch.names[i], h.msg_hdr.msg_namelen)
+                .unwrap_or(RecvMeta::EMPTY.src),
+            rx_time_ns: cmsgs.rx_time_ns,
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || received > buf_len,
+        };
+    }
+    batch.filled = n;
+    Ok(n)
+}
+
+/// Reusable `sendmmsg(2)` arrays (`mmsghdr` + `iovec`) for up to `n` datagrams per syscall,
+/// allocated once in [`SendBatch::new`].
+pub struct SendBatch {
+    iovecs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+// SAFETY: the raw pointers inside `iovecs`/`hdrs` are written from `&mut self` in
+// `send_batch` right before the syscall and only the kernel reads them, during that call, while
+// the payloads and address they point to are borrowed. Between calls they are never
+// dereferenced, so the batch can move to, or be referenced from, any thread.
+unsafe impl Send for SendBatch {}
+// SAFETY: see `Send`; `&SendBatch` only exposes `capacity`.
+unsafe impl Sync for SendBatch {}
+
+impl SendBatch {
+    /// Arrays for up to `n` datagrams per `sendmmsg` (the kernel takes at most 1024).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero or exceeds `c_uint::MAX`.
+    pub fn new(n: usize) -> Self {
+        assert!(n > 0, "SendBatch needs at least one slot");
+        assert!(c_uint::try_from(n).is_ok(), "SendBatch: too many slots");
+        // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid.
+        let hdr: libc::mmsghdr = unsafe { zeroed() };
+        let iov = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        Self {
+            iovecs: vec![iov; n].into_boxed_slice(),
+            hdrs: vec![hdr; n].into_boxed_slice(),
+        }
+    }
+
+    /// Datagrams per `sendmmsg` call.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Fills the first `chunk.len()` headers: destination `addr`, one iovec per payload.
+    fn prepare(&mut self, addr: &SockAddr, chunk: &[&[u8]]) {
+        for (iov, payload) in self.iovecs.iter_mut().zip(chunk) {
+            *iov = libc::iovec {
+                // The kernel only reads through it (sendmmsg); the `*mut` is the C type.
+                iov_base: payload.as_ptr().cast_mut().cast::<c_void>(),
+                iov_len: payload.len(),
+            };
+        }
+        let iov_base = self.iovecs.as_mut_ptr();
+        for (i, h) in self.hdrs.iter_mut().take(chunk.len()).enumerate() {
+            let m = &mut h.msg_hdr;
+            m.msg_name = addr.as_ptr().cast_mut().cast::<c_void>();
+            m.msg_namelen = addr.len();
+            m.msg_iov = iov_base.wrapping_add(i);
+            m.msg_iovlen = 1;
+            m.msg_control = ptr::null_mut();
+            m.msg_controllen = 0;
+            m.msg_flags = 0;
+            h.msg_len = 0;
+        }
+    }
+}
+
+impl fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends `payloads` to `dest` with `sendmmsg(2)`, `batch.capacity()` datagrams per syscall.
+///
+/// Sends as many as the kernel takes and returns how many were sent (a prefix of
+/// `payloads`): it stops early when the kernel accepts only part of a chunk or would block
+/// (0 if the very first would block). `EINTR` is retried. An error is returned only when
+/// nothing was sent; after a partial send the error will recur on the next call. Whether it
+/// blocks follows the socket's mode (no `MSG_DONTWAIT`).
+pub fn send_batch(
+    sock: &UdpSocket,
+    dest: SocketAddr,
+    payloads: &[&[u8]],
+    batch: &mut SendBatch,
+) -> io::Result<usize> {
+    let addr = SockAddr::from(dest);
+    let fd = sock.as_raw_fd();
+    let mut sent = 0;
+    for chunk in payloads.chunks(batch.capacity()) {
+        batch.prepare(&addr, chunk);
+        // Fits: chunk.len() <= capacity, checked in `SendBatch::new`.
+        let vlen = chunk.len() as c_uint;
+        let hdrs = batch.hdrs.as_mut_ptr();
+        let res = retry_if_interrupted(|| {
+            // SAFETY: `prepare` set the first `vlen` headers to point at `addr` (alive on this
+            // frame, `msg_namelen` its length) and at one iovec each, which describe the
+            // `chunk` payloads borrowed for this call; the kernel reads those and writes only
+            // `msg_len` in the headers, which `batch` (exclusively borrowed) owns.
+            unsafe { libc::sendmmsg(fd, hdrs, vlen, 0) }
+        });
+        match res {
+            Ok(k) => {
+                sent += k;
+                if k < chunk.len() {
+                    break;
+                }
+            }
+            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn drop_counter_extension() {
+        assert_eq!(extend_drop_counter(None, 7), 7);
+        assert_eq!(extend_drop_counter(Some(7), 9), 9);
+        assert_eq!(extend_drop_counter(Some(9), 7), 9, "backward step ignored");
+        assert_eq!(
+            extend_drop_counter(Some(u64::from(u32::MAX) - 1), 3),
+            (1 << 32) + 3
+        );
+        assert_eq!(extend_drop_counter(Some((1 << 32) + 3), 5), (1 << 32) + 5);
+    }
+
+    #[test]
+    fn timespec_conversion() {
+        let ts = libc::timespec {
+            tv_sec: 2,
+            tv_nsec: 5,
+        };
+        assert_eq!(timespec_to_ns(&ts), Some(2_000_000_005));
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        assert_eq!(timespec_to_ns(&zero), None);
+        let bad = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 1_000_000_000,
+        };
+        assert_eq!(timespec_to_ns(&bad), None);
+    }
+
+    #[test]
+    fn cmsg_space_fits() {
+        assert!(cmsg_space_needed() <= CMSG_BUF_LEN);
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests: they drive the real `nfstitch` binary.
+
+mod replay;
+mod util;
