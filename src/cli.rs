@@ -12,17 +12,88 @@ use crate::flow::KeySpec;
 use crate::output::{Format, TimeFormat};
 
 /// NetFlow v5 collector and online flow restitcher.
+///
+/// Without a subcommand, runs `collect` (listening on 0.0.0.0:2055).
 #[derive(Debug, Parser)]
-#[command(name = "nfstitch", version, about, long_about = None)]
+#[command(name = "nfstitch", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub collect: CollectArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Receive NetFlow v5 over UDP and restitch it live (the default).
+    Collect(CollectArgs),
     /// Restitch NetFlow v5 from pcap/pcapng captures or raw v5 datagram files.
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Address to receive on (IPv4 or IPv6); may repeat.
+    #[arg(long, default_value = "0.0.0.0:2055")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Cores to pin workers to, e.g. 0,2-3 (default: worker i on core i).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Socket receive buffer in bytes (read back; warns if the kernel capped it).
+    #[arg(long)]
+    pub rcvbuf: Option<usize>,
+    /// Print a one-line stats report on stderr this often (0 turns it off).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+    /// Flush the output at least this often.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub flush_interval: Duration,
+}
+
+/// `0,2-3,5` → [0, 2, 3, 5].
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let bad = || anyhow::anyhow!("--cpus: {part:?} is not a core number or range (e.g. 0,2-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                v.extend(a..=b);
+            }
+            None => v.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(v)
+}
+
+impl CollectArgs {
+    pub fn to_config(&self) -> Result<crate::collect::Collect> {
+        let workers = self.workers.unwrap_or_else(crate::net::available_cores);
+        if !(1..=64).contains(&workers) {
+            bail!("--workers must be between 1 and 64, got {workers}");
+        }
+        if self.flush_interval.is_zero() {
+            bail!("--flush-interval must be above 0");
+        }
+        Ok(crate::collect::Collect {
+            pipeline: self.pipeline.to_config()?,
+            listen: self.listen.clone(),
+            workers,
+            cpus: self.cpus.as_deref().map(parse_cpus).transpose()?,
+            rcvbuf: self.rcvbuf,
+            stats_interval: self.stats_interval,
+            flush_interval: self.flush_interval,
+        })
+    }
 }
 
 /// Flags shared by every mode that restitches.
@@ -93,13 +164,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl PipelineArgs {
     pub fn to_config(&self) -> Result<Pipeline> {
-        let key: KeySpec = self.key.parse().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-        let format: Format = self.format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-        let time_format: TimeFormat =
-            self.time_format.parse().map_err(|e| anyhow::anyhow!("--time-format: {e}"))?;
+        let key: KeySpec = self
+            .key
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+        let format: Format = self
+            .format
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+        let time_format: TimeFormat = self
+            .time_format
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--time-format: {e}"))?;
         for (flag, d) in [("--linger", self.linger), ("--idle", self.idle)] {
             if d > config::MAX_TIMEOUT {
-                bail!("{flag}: {} is longer than the maximum of 366 days", humantime::format_duration(d));
+                bail!(
+                    "{flag}: {} is longer than the maximum of 366 days",
+                    humantime::format_duration(d)
+                );
             }
         }
         if self.idle.is_zero() {
@@ -130,7 +212,15 @@ impl PipelineArgs {
 pub fn run() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay(a) => {
+        None => {
+            crate::collect::run(&cli.collect.to_config()?)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Collect(a)) => {
+            crate::collect::run(&a.to_config()?)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Replay(a)) => {
             let cfg = config::Replay {
                 pipeline: a.pipeline.to_config()?,
                 files: a.files,

@@ -57,7 +57,11 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(lenient: bool, scale_sampling: bool) -> Self {
-        Ingest { lenient, scale_sampling, ..Default::default() }
+        Ingest {
+            lenient,
+            scale_sampling,
+            ..Default::default()
+        }
     }
 
     /// Decode and count one datagram from `exporter`. On success `each` is

@@ -23,6 +23,7 @@
 //! Decode, shard and wheel never read a clock: time is a parameter.
 
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod flow;
 pub mod ingest;

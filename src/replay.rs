@@ -84,7 +84,10 @@ pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
             if failed.is_some() {
                 return;
             }
-            let ts = frame.ts_ns.or_else(|| export_ns(frame.payload)).unwrap_or(now);
+            let ts = frame
+                .ts_ns
+                .or_else(|| export_ns(frame.payload))
+                .unwrap_or(now);
             now = now.max(ts);
             let mut res = Ok(());
             if p.stitch {
@@ -95,11 +98,21 @@ pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
             let _ = ingest.datagram(exporter, frame.payload, |h, i, r, fr| {
                 if p.dump && res.is_ok() {
                     if i == 0 {
-                        res = out.write(&HeaderRow { ts: now, exporter, header: h });
+                        res = out.write(&HeaderRow {
+                            ts: now,
+                            exporter,
+                            header: h,
+                        });
                     }
                     if res.is_ok() {
                         let rec = r.fields();
-                        res = out.write(&RecordRow { ts: now, exporter, header: h, index: i, rec: &rec });
+                        res = out.write(&RecordRow {
+                            ts: now,
+                            exporter,
+                            header: h,
+                            index: i,
+                            rec: &rec,
+                        });
                     }
                 }
                 if p.stitch {
@@ -120,6 +133,12 @@ pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
     shard.flush(now, &mut flows);
     write_flows(out, &mut flows).context("writing output")?;
     let exporters: Vec<_> = ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect();
-    Ok(Report::new(&ingest.counters, &exporters, &[&ingest.seq], shard.stats(), shard.len() as u64)
-        .with_skips(&skips))
+    Ok(Report::new(
+        &ingest.counters,
+        &exporters,
+        &[&ingest.seq],
+        shard.stats(),
+        shard.len() as u64,
+    )
+    .with_skips(&skips))
 }

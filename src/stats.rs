@@ -67,18 +67,52 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_skipped: Option<BTreeMap<&'static str, u64>>,
     pub exporters: Vec<ExporterReport>,
+    /// Live only: datagrams the kernel dropped on our sockets (receive buffer full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_drops: Option<u64>,
+    /// Live only: times a worker waited on a full queue (backpressure; nothing dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_stalls: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<WorkerReport>>,
+}
+
+/// Per-worker figures (live collector).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub worker: usize,
+    /// Datagrams accepted on this worker's sockets.
+    pub datagrams: u64,
+    pub records: u64,
+    pub rejected: u64,
+    /// Flows its shard emitted.
+    pub flows: u64,
+    /// Records applied to its shard (its own and those routed to it).
+    pub applied_records: u64,
+    pub kernel_drops: u64,
+    pub queue_stalls: u64,
+    pub writer_stalls: u64,
 }
 
 impl Report {
     /// Build from the counters of the pipeline's parts.
-    pub fn new(c: &Counters, exporters: &[(IpAddr, Counters)], seq: &[&SeqTracker], shards: &ShardStats, active: u64) -> Self {
+    pub fn new(
+        c: &Counters,
+        exporters: &[(IpAddr, Counters)],
+        seq: &[&SeqTracker],
+        shards: &ShardStats,
+        active: u64,
+    ) -> Self {
         let mut r = Report {
             datagrams: c.datagrams,
             rejected: REJECT_REASONS.iter().copied().zip(c.rejected).collect(),
             records: c.records,
             packets: c.packets,
             octets: c.octets,
-            flows: EndReason::ALL.iter().map(|e| (e.as_str(), shards.flows[*e as usize])).collect(),
+            flows: EndReason::ALL
+                .iter()
+                .map(|e| (e.as_str(), shards.flows[*e as usize]))
+                .collect(),
             flows_total: shards.flows_total(),
             evictions: shards.flows[EndReason::Evicted as usize],
             active_flows: active,
@@ -121,7 +155,10 @@ impl Report {
     /// The human-readable final report.
     pub fn print(&self, w: &mut dyn Write) -> io::Result<()> {
         let list = |m: &BTreeMap<&str, u64>| {
-            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         writeln!(
             w,
@@ -130,10 +167,26 @@ impl Report {
             self.rejected_total(),
             list(&self.rejected)
         )?;
-        if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
-            writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;
+        if let Some(d) = self.kernel_drops {
+            writeln!(
+                w,
+                "  kernel drops {d}, queue stalls {}",
+                self.queue_stalls.unwrap_or(0)
+            )?;
         }
-        writeln!(w, "  records {}  packets {}  octets {}", self.records, self.packets, self.octets)?;
+        if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
+            writeln!(
+                w,
+                "  frames {f} read, {} skipped ({})",
+                s.values().sum::<u64>(),
+                list(s)
+            )?;
+        }
+        writeln!(
+            w,
+            "  records {}  packets {}  octets {}",
+            self.records, self.packets, self.octets
+        )?;
         writeln!(
             w,
             "  flows {} emitted ({}), evictions {}, active {}",

@@ -115,8 +115,11 @@ impl FromStr for KeySpec {
 
 impl fmt::Display for KeySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> =
-            KeyField::ALL.iter().filter(|(_, k)| self.has(*k)).map(|(n, _)| *n).collect();
+        let names: Vec<&str> = KeyField::ALL
+            .iter()
+            .filter(|(_, k)| self.has(*k))
+            .map(|(n, _)| *n)
+            .collect();
         f.write_str(&names.join(","))
     }
 }

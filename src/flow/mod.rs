@@ -10,7 +10,7 @@ mod record;
 mod seq;
 mod shard;
 
-pub use key::{FlowKey, KeyField, KeySpec};
+pub use key::{FlowKey, KeyField, KeyHasher, KeySpec};
 pub use record::FlowRecord;
 pub use seq::{SeqEvent, SeqTracker};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};

@@ -208,6 +208,34 @@ pub fn rmem_max() -> Option<usize> {
         .ok()
 }
 
+/// The kernel's drop count for one UDP socket, read from `/proc/net/udp`
+/// and `/proc/net/udp6` (the `drops` column of the line with the socket's
+/// inode). The same counter SO_RXQ_OVFL reports, but readable at any time,
+/// not only when a datagram arrives. None if unavailable.
+pub fn socket_drops(sock: &impl std::os::fd::AsRawFd) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd()))
+        .ok()?
+        .ino();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        if let Some(d) = parse_proc_udp_drops(&text, ino) {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// The `drops` column (last) of the line whose inode column (10th) is `ino`.
+fn parse_proc_udp_drops(text: &str, ino: u64) -> Option<u64> {
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(9)?.parse::<u64>().ok()? == ino).then(|| cols.last()?.parse().ok())?
+    })
+}
+
 /// Resident set size of this process in bytes (from `/proc/self/statm`), None if unavailable.
 pub fn rss_bytes() -> Option<u64> {
     #[cfg(target_os = "linux")]

@@ -64,7 +64,11 @@ pub(super) struct Level {
 
 impl Level {
     pub(super) fn new(level: usize) -> Self {
-        Level { level, occupied: 0, slots: std::array::from_fn(|_| Vec::new()) }
+        Level {
+            level,
+            occupied: 0,
+            slots: std::array::from_fn(|_| Vec::new()),
+        }
     }
 
     pub(super) fn add(&mut self, e: Entry) {
@@ -111,8 +115,16 @@ impl Level {
         let rotated = self.occupied.rotate_right(start as u32);
         let slot = (start + rotated.trailing_zeros() as usize) % LEVEL_MULT;
         let deadline = self.slot_start(slot, now);
-        debug_assert!(deadline > now, "level {} slot {slot}: deadline {deadline} <= now {now}", self.level);
-        Some(Expiration { level: self.level, slot, deadline })
+        debug_assert!(
+            deadline > now,
+            "level {} slot {slot}: deadline {deadline} <= now {now}",
+            self.level
+        );
+        Some(Expiration {
+            level: self.level,
+            slot,
+            deadline,
+        })
     }
 
     /// Take the entries of `slot`, leaving an empty `Vec` behind (the caller
@@ -268,7 +280,11 @@ mod tests {
                 );
             }
             for when in elapsed..elapsed.saturating_add(5000) {
-                assert_eq!(level_for(elapsed, when), level_for_ref(elapsed, when), "{elapsed} {when}");
+                assert_eq!(
+                    level_for(elapsed, when),
+                    level_for_ref(elapsed, when),
+                    "{elapsed} {when}"
+                );
             }
         }
     }
@@ -283,7 +299,11 @@ mod tests {
             let r = slot_range(level);
             for pos in 0..64u64 {
                 let when = pos * r;
-                assert_eq!(slot_for(when, level), pos as usize, "level={level} when={when}");
+                assert_eq!(
+                    slot_for(when, level),
+                    pos as usize,
+                    "level={level} when={when}"
+                );
                 assert_eq!(slot_for(when + r - 1, level), pos as usize, "level={level}");
                 if pos > 0 {
                     assert_eq!(slot_for(when - 1, level), pos as usize - 1, "level={level}");
@@ -307,20 +327,50 @@ mod tests {
     fn test_next_expiration_wraps_on_top_level_only() {
         let mut lvl = Level::new(1);
         // elapsed = 100 is in level-1 slot 1; an entry at 200 is in slot 3.
-        lvl.add(Entry { id: 0, gen: 0, at: 200 });
+        lvl.add(Entry {
+            id: 0,
+            gen: 0,
+            at: 200,
+        });
         let exp = lvl.next_expiration(100).unwrap();
-        assert_eq!(exp, Expiration { level: 1, slot: 3, deadline: 192 });
+        assert_eq!(
+            exp,
+            Expiration {
+                level: 1,
+                slot: 3,
+                deadline: 192
+            }
+        );
 
         let mut top = Level::new(TOP);
         let now = 5 * slot_range(TOP) + 7; // top-level slot 5
-        // Clamped: same slot bits as `now`, one turn later: must come last.
-        top.add(Entry { id: 1, gen: 0, at: MAX_SPAN + 5 * slot_range(TOP) + 9 });
+                                           // Clamped: same slot bits as `now`, one turn later: must come last.
+        top.add(Entry {
+            id: 1,
+            gen: 0,
+            at: MAX_SPAN + 5 * slot_range(TOP) + 9,
+        });
         // Not clamped: slot 6 in the current turn.
-        top.add(Entry { id: 2, gen: 0, at: 6 * slot_range(TOP) + 1 });
+        top.add(Entry {
+            id: 2,
+            gen: 0,
+            at: 6 * slot_range(TOP) + 1,
+        });
         // Clamped: slot 2, next turn.
-        top.add(Entry { id: 3, gen: 0, at: 3 * MAX_SPAN + 2 * slot_range(TOP) });
+        top.add(Entry {
+            id: 3,
+            gen: 0,
+            at: 3 * MAX_SPAN + 2 * slot_range(TOP),
+        });
         let exp = top.next_expiration(now).unwrap();
-        assert_eq!(exp, Expiration { level: TOP, slot: 6, deadline: 6 * slot_range(TOP) });
+        assert_eq!(
+            exp,
+            Expiration {
+                level: TOP,
+                slot: 6,
+                deadline: 6 * slot_range(TOP)
+            }
+        );
         top.take(6);
         let exp = top.next_expiration(now).unwrap();
         assert_eq!(exp.slot, 2);

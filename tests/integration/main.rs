@@ -1,4 +1,5 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
+mod collect;
 mod replay;
 mod util;

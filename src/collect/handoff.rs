@@ -1,0 +1,131 @@
+//! What crosses threads, and how: bounded lock-free queues (crossbeam
+//! `ArrayQueue`) between workers (records routed to the shard that owns
+//! their key) and from workers to the writer (finished flows, dump rows).
+//!
+//! A full queue is **backpressure**, never a silent drop: the producer
+//! counts a stall and, while it waits, keeps draining its own inbox, so two
+//! workers pushing to each other can never deadlock. A worker that is asleep
+//! in `poll` is woken through its mio `Waker` only when it said it sleeps
+//! (`sleeping` flag; Dekker-style SeqCst handshake, so no wakeup is lost).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::flow::{Flow, FlowRecord};
+use crate::wire::{Header, RecordFields};
+
+/// Records per cross-shard batch.
+pub const RECORD_BATCH: usize = 128;
+/// Batches an inbox holds.
+pub const INBOX_BATCHES: usize = 1024;
+/// Messages a worker-to-writer queue holds.
+pub const WRITER_MSGS: usize = 1024;
+
+/// Records for another shard, with the collector time they arrived at.
+#[derive(Debug)]
+pub struct RecordBatch {
+    pub now: u64,
+    pub recs: Vec<FlowRecord>,
+}
+
+/// One record as received, for `--dump`.
+#[derive(Debug, Clone, Copy)]
+pub struct DumpRow {
+    pub ts: u64,
+    pub exporter: IpAddr,
+    pub header: Header,
+    pub index: u16,
+    pub rec: RecordFields,
+}
+
+/// A message to the writer.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// Flows that ended by timer or eviction, in emission order.
+    Flows(Vec<Flow>),
+    /// Dump rows (a header row is written before every record with index 0).
+    Dump(Vec<DumpRow>),
+    /// The worker's final flush (`shutdown`): the writer sorts all of them together (D8).
+    Final(Vec<Flow>),
+}
+
+/// Live figures a worker publishes for the periodic stats line (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub datagrams: AtomicU64,
+    pub records: AtomicU64,
+    pub rejected: AtomicU64,
+    pub active_flows: AtomicU64,
+    pub flows: AtomicU64,
+    pub kernel_drops: AtomicU64,
+    pub seq_lost: AtomicU64,
+    pub queue_stalls: AtomicU64,
+}
+
+/// One worker's end of every queue.
+#[derive(Debug)]
+pub struct Mailbox {
+    pub inbox: ArrayQueue<RecordBatch>,
+    pub to_writer: ArrayQueue<ToWriter>,
+    pub sleeping: AtomicBool,
+    pub waker: mio::Waker,
+    pub gauges: Gauges,
+}
+
+impl Mailbox {
+    pub fn new(waker: mio::Waker) -> Self {
+        Mailbox {
+            inbox: ArrayQueue::new(INBOX_BATCHES),
+            to_writer: ArrayQueue::new(WRITER_MSGS),
+            sleeping: AtomicBool::new(false),
+            waker,
+            gauges: Gauges::default(),
+        }
+    }
+
+    /// Wake the owner if it is (about to be) asleep in poll.
+    pub fn notify(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// State every thread shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub mailboxes: Vec<Mailbox>,
+    /// Stop receiving (SIGINT/SIGTERM, or a fatal writer error).
+    pub stop: AtomicBool,
+    /// Workers that have pushed their last cross-shard batch.
+    pub done_sending: AtomicUsize,
+    /// Workers that have sent their final flush.
+    pub finished: AtomicUsize,
+    /// The writer hit an output error: workers discard instead of waiting.
+    pub writer_failed: AtomicBool,
+    /// SIGHUP: reopen the output file.
+    pub reopen: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(mailboxes: Vec<Mailbox>) -> Self {
+        Shared {
+            mailboxes,
+            stop: AtomicBool::new(false),
+            done_sending: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            writer_failed: AtomicBool::new(false),
+            reopen: AtomicBool::new(false),
+        }
+    }
+
+    /// Ask every worker to stop, and wake them.
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for m in &self.mailboxes {
+            let _ = m.waker.wake();
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `nfstitch collect` (what plain `nfstitch` runs): the live multi-core
+//! collector, in the shape of ARCHITECTURE.md.
+//!
+//! Threads: N pinned [`worker`]s, each owning one SO_REUSEPORT socket per
+//! `--listen` address and one flow shard; one [`writer`] owning the output;
+//! one signal thread. Queues between them: [`handoff`].
+//!
+//! Shutdown (SIGINT/SIGTERM): workers stop polling, read what is already
+//! queued in their sockets, hand off their last cross-shard batches, drain
+//! their inboxes until every worker is done sending, flush every flow once
+//! (`shutdown`), and the writer writes the sorted final flush, the report is
+//! printed, exit 0. SIGHUP reopens `-o PATH`.
+
+pub mod handoff;
+pub mod worker;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Pipeline;
+use crate::flow::{Shard, ShardStats};
+use crate::ingest::{Counters, Ingest};
+use crate::net::{self, ReuseportSocket};
+use crate::replay::{finish_report, open_output};
+use crate::stats::{Report, WorkerReport};
+use handoff::{Mailbox, Shared};
+use worker::{wall_ns, Worker};
+use writer::WriterConfig;
+
+/// Validated options of the live collector.
+#[derive(Debug, Clone)]
+pub struct Collect {
+    pub pipeline: Pipeline,
+    pub listen: Vec<SocketAddr>,
+    pub workers: usize,
+    /// Cores to pin workers to, in order (cycled); `None`: worker i on core i.
+    pub cpus: Option<Vec<usize>>,
+    pub rcvbuf: Option<usize>,
+    pub stats_interval: Duration,
+    pub flush_interval: Duration,
+}
+
+/// Bind one socket per (worker, listen address). Port 0 is resolved by the
+/// first bind, so every worker joins the same reuseport group.
+fn bind_all(cfg: &Collect) -> Result<Vec<Vec<ReuseportSocket>>> {
+    let mut per_worker: Vec<Vec<ReuseportSocket>> = (0..cfg.workers).map(|_| Vec::new()).collect();
+    for &addr in &cfg.listen {
+        let mut addr = addr;
+        for socks in per_worker.iter_mut() {
+            let s = ReuseportSocket::bind(addr, cfg.rcvbuf)
+                .with_context(|| format!("--listen: cannot bind {addr}"))?;
+            addr = s.local_addr()?;
+            socks.push(s);
+        }
+        eprintln!("nfstitch: listening on {addr} ({} workers)", cfg.workers);
+        if let Some(want) = cfg.rcvbuf {
+            let got = per_worker[0]
+                .last()
+                .map(|s| s.rcvbuf())
+                .transpose()?
+                .unwrap_or(0);
+            // Linux reports twice the requested size (it counts bookkeeping).
+            if got < want.saturating_mul(2) {
+                eprintln!(
+                    "nfstitch: warning: --rcvbuf {want} was capped to {} by net.core.rmem_max ({}); \
+                     raise it with: sysctl -w net.core.rmem_max={want}",
+                    got / 2,
+                    net::rmem_max().map_or("unknown".to_string(), |m| m.to_string())
+                );
+            }
+        }
+    }
+    Ok(per_worker)
+}
+
+/// Run the collector until SIGINT/SIGTERM. Returns the final report.
+pub fn run(cfg: &Collect) -> Result<Report> {
+    if cfg.workers == 0 || cfg.workers > 64 {
+        bail!("--workers must be between 1 and 64");
+    }
+    let p = &cfg.pipeline;
+    let out = open_output(p)?;
+    let mut polls = Vec::new();
+    let mut mailboxes = Vec::new();
+    for _ in 0..cfg.workers {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), mio::Token(usize::MAX))?;
+        mailboxes.push(Mailbox::new(waker));
+        polls.push(poll);
+    }
+    let shared = Arc::new(Shared::new(mailboxes));
+    // Signals first: from "listening on" on, SIGTERM is a clean stop.
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let sig_handle = signals.handle();
+    let sig_shared = Arc::clone(&shared);
+    let sig_thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    sig_shared.reopen.store(true, Ordering::SeqCst);
+                } else {
+                    sig_shared.stop_all();
+                }
+            }
+        })?;
+
+    let sockets = bind_all(cfg)?;
+
+    let cores = net::core_ids();
+    let now = wall_ns();
+    let mut handles = Vec::new();
+    for (id, (socks, poll)) in sockets.into_iter().zip(polls).enumerate() {
+        let w = Worker::new(
+            id,
+            Arc::clone(&shared),
+            poll,
+            socks,
+            Shard::new(p.shard_config(cfg.workers), now),
+            Ingest::new(p.lenient, p.scale_sampling),
+            p.key,
+            p.stitch,
+            p.dump,
+        )?;
+        let core = match &cfg.cpus {
+            Some(list) => Some(list[id % list.len()]),
+            None => cores.get(id % cores.len().max(1)).copied(),
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        if !net::pin_current_thread(c) {
+                            eprintln!("nfstitch: warning: could not pin worker {id} to core {c}");
+                        }
+                    }
+                    w.run()
+                })?,
+        );
+    }
+    let wcfg = WriterConfig {
+        pipeline: p.clone(),
+        flush_interval: cfg.flush_interval,
+        stats_interval: cfg.stats_interval,
+    };
+    let wshared = Arc::clone(&shared);
+    let writer = std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || writer::run(wshared, wcfg, out))?;
+
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("worker panicked"))
+        .collect();
+    let written = writer.join().expect("writer panicked");
+    sig_handle.close();
+    let _ = sig_thread.join();
+    written?;
+
+    let mut counters = Counters::default();
+    let mut shards = ShardStats::default();
+    let mut exporters = Vec::new();
+    let mut workers = Vec::new();
+    for r in &results {
+        counters.add(&r.ingest.counters);
+        shards.add(&r.shard);
+        exporters.extend(r.ingest.exporters.iter().map(|(k, v)| (*k, *v)));
+        workers.push(WorkerReport {
+            worker: r.id,
+            datagrams: r.ingest.counters.datagrams,
+            records: r.ingest.counters.records,
+            rejected: r.ingest.counters.rejected_total(),
+            flows: r.shard.flows_total(),
+            applied_records: r.shard.records,
+            kernel_drops: r.kernel_drops,
+            queue_stalls: r.queue_stalls,
+            writer_stalls: r.writer_stalls,
+        });
+    }
+    let seqs: Vec<_> = results.iter().map(|r| &r.ingest.seq).collect();
+    let mut report = Report::new(&counters, &exporters, &seqs, &shards, 0);
+    report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
+    report.queue_stalls = Some(
+        workers
+            .iter()
+            .map(|w| w.queue_stalls + w.writer_stalls)
+            .sum(),
+    );
+    report.workers = Some(workers);
+    finish_report(p, &report)?;
+    Ok(report)
+}

@@ -1,0 +1,443 @@
+//! A worker: one pinned thread owning its sockets (one per `--listen`
+//! address, in each address's SO_REUSEPORT group), its receive batches, its
+//! [`Ingest`] counters and sequence state, and one flow [`Shard`].
+//!
+//! Per loop: poll (timeout from the shard's next deadline) → recvmmsg every
+//! socket until empty → decode and route each record to the shard that owns
+//! its key (own shard: applied at once; others: batched into their inbox) →
+//! drain the own inbox → advance timers to the wall clock → finished flows
+//! to the writer in batches. No locks; no allocation per datagram once the
+//! batch vectors are warm.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::handoff::{DumpRow, RecordBatch, Shared, ToWriter, RECORD_BATCH};
+use crate::flow::{Flow, FlowRecord, KeyHasher, KeySpec, Shard};
+use crate::ingest::Ingest;
+use crate::net::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
+
+/// Datagrams per recvmmsg call.
+pub const RECV_BATCH: usize = 64;
+/// recvmmsg calls per socket per loop before other work gets a turn.
+const RECV_BUDGET: usize = 16;
+/// Longest poll sleep: timers and gauges stay fresh on a quiet collector.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Flows per writer message.
+const FLOW_BATCH: usize = 256;
+
+/// Wall clock in ns since the epoch.
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What a worker hands back when it ends.
+#[derive(Debug)]
+pub struct WorkerResult {
+    pub id: usize,
+    pub ingest: Ingest,
+    pub shard: crate::flow::ShardStats,
+    pub kernel_drops: u64,
+    pub queue_stalls: u64,
+    pub writer_stalls: u64,
+}
+
+/// A worker's state; `run` consumes it on its thread.
+#[derive(Debug)]
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub poll: Poll,
+    pub sockets: Vec<(ReuseportSocket, RecvBatch)>,
+    pub shard: Shard,
+    pub ingest: Ingest,
+    pub key: KeySpec,
+    pub stitch: bool,
+    pub dump: bool,
+    now: u64,
+    out: Vec<Vec<FlowRecord>>,
+    pool: Vec<Vec<FlowRecord>>,
+    flows: Vec<Flow>,
+    dump_rows: Vec<DumpRow>,
+    queue_stalls: u64,
+    writer_stalls: u64,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        poll: Poll,
+        sockets: Vec<ReuseportSocket>,
+        shard: Shard,
+        ingest: Ingest,
+        key: KeySpec,
+        stitch: bool,
+        dump: bool,
+    ) -> std::io::Result<Self> {
+        let n = shared.mailboxes.len();
+        let mut socks = Vec::new();
+        for (i, s) in sockets.into_iter().enumerate() {
+            poll.registry().register(
+                &mut SourceFd(&s.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
+            socks.push((s, RecvBatch::new(RECV_BATCH, crate::net::DEFAULT_BUF_LEN)));
+        }
+        Ok(Worker {
+            id,
+            shared,
+            poll,
+            sockets: socks,
+            now: shard.now(),
+            shard,
+            ingest,
+            key,
+            stitch,
+            dump,
+            out: (0..n).map(|_| Vec::with_capacity(RECORD_BATCH)).collect(),
+            pool: Vec::new(),
+            flows: Vec::with_capacity(FLOW_BATCH),
+            dump_rows: Vec::new(),
+            queue_stalls: 0,
+            writer_stalls: 0,
+        })
+    }
+
+    fn n(&self) -> usize {
+        self.shared.mailboxes.len()
+    }
+
+    /// The worker loop; returns its counters at the end.
+    pub fn run(mut self) -> WorkerResult {
+        let mut events = Events::with_capacity(64);
+        let mut more = false;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let mb = &self.shared.mailboxes[self.id];
+            let mut timeout = if more {
+                Duration::ZERO
+            } else {
+                self.sleep_for()
+            };
+            if !timeout.is_zero() {
+                mb.sleeping.store(true, Ordering::SeqCst);
+                if !mb.inbox.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
+                    timeout = Duration::ZERO;
+                }
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    eprintln!("nfstitch: worker {}: poll failed: {e}", self.id);
+                    break;
+                }
+            }
+            self.shared.mailboxes[self.id]
+                .sleeping
+                .store(false, Ordering::SeqCst);
+            more = self.receive();
+            self.flush_outgoing();
+            self.drain_inbox();
+            self.tick(wall_ns());
+            self.publish();
+        }
+        self.shutdown()
+    }
+
+    /// How long poll may sleep: until the shard's next deadline, at most MAX_SLEEP.
+    fn sleep_for(&self) -> Duration {
+        let wall = wall_ns();
+        match self.shard.next_deadline() {
+            Some(d) if d <= wall => Duration::ZERO,
+            Some(d) => Duration::from_nanos(d - wall).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        }
+    }
+
+    /// Read every socket until empty or out of budget. True if data may remain.
+    fn receive(&mut self) -> bool {
+        let mut more = false;
+        for s in 0..self.sockets.len() {
+            let mut calls = 0;
+            loop {
+                let (sock, batch) = &mut self.sockets[s];
+                let n = match recv_batch(sock, batch) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if e.kind() != std::io::ErrorKind::WouldBlock {
+                            eprintln!("nfstitch: worker {}: receive failed: {e}", self.id);
+                        }
+                        0
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                let mut fallback_now = None;
+                for i in 0..n {
+                    let (meta, _) = self.sockets[s].1.get(i);
+                    let ts = match meta.rx_time_ns {
+                        Some(t) => t,
+                        None => *fallback_now.get_or_insert_with(wall_ns),
+                    };
+                    let src = meta.src.ip();
+                    self.datagram(s, i, ts, src);
+                }
+                calls += 1;
+                if calls >= RECV_BUDGET {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        more
+    }
+
+    /// Decode, count and route one received datagram (slot `i` of socket `s`'s batch).
+    fn datagram(&mut self, s: usize, i: usize, ts: u64, src: IpAddr) {
+        self.now = self.now.max(ts);
+        let now = self.now;
+        if self.stitch {
+            self.shard.advance(now, &mut self.flows);
+        }
+        let n = self.shared.mailboxes.len();
+        let me = self.id;
+        let key = self.key;
+        let (stitch, dump) = (self.stitch, self.dump);
+        let exporter = match src {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(src, IpAddr::V4),
+            v4 => v4,
+        };
+        let payload = self.sockets[s].1.get(i).1;
+        let shard = &mut self.shard;
+        let flows = &mut self.flows;
+        let out = &mut self.out;
+        let dump_rows = &mut self.dump_rows;
+        let mut full: u64 = 0; // bitmask of destinations whose batch filled (n <= 64 checked at start)
+        let _ = self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
+            if dump {
+                dump_rows.push(DumpRow {
+                    ts: now,
+                    exporter,
+                    header: *h,
+                    index: idx,
+                    rec: r.fields(),
+                });
+            }
+            if !stitch {
+                return;
+            }
+            let dest = if n == 1 {
+                0
+            } else {
+                (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize
+            };
+            if dest == me {
+                shard.apply(now, fr, flows);
+            } else {
+                out[dest].push(*fr);
+                if out[dest].len() >= RECORD_BATCH {
+                    full |= 1 << dest;
+                }
+            }
+        });
+        while full != 0 {
+            let dest = full.trailing_zeros() as usize;
+            full &= full - 1;
+            self.send_records(dest);
+        }
+        if self.flows.len() >= FLOW_BATCH {
+            self.send_flows();
+        }
+        if self.dump_rows.len() >= FLOW_BATCH {
+            let rows = std::mem::take(&mut self.dump_rows);
+            self.to_writer(ToWriter::Dump(rows));
+        }
+    }
+
+    /// Push the batch for `dest` into its inbox (backpressure while full).
+    fn send_records(&mut self, dest: usize) {
+        if self.out[dest].is_empty() {
+            return;
+        }
+        let fresh = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RECORD_BATCH));
+        let recs = std::mem::replace(&mut self.out[dest], fresh);
+        let mut item = RecordBatch {
+            now: self.now,
+            recs,
+        };
+        let shared = Arc::clone(&self.shared);
+        let mb = &shared.mailboxes[dest];
+        loop {
+            match mb.inbox.push(item) {
+                Ok(()) => break,
+                Err(back) => {
+                    item = back;
+                    self.queue_stalls += 1;
+                    mb.notify();
+                    // Keep our own inbox moving while we wait: no deadlock.
+                    if !self.drain_inbox() {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        mb.notify();
+    }
+
+    fn flush_outgoing(&mut self) {
+        for dest in 0..self.n() {
+            self.send_records(dest);
+        }
+    }
+
+    /// Apply every batch waiting in the own inbox. True if any was.
+    fn drain_inbox(&mut self) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let inbox = &shared.mailboxes[self.id].inbox;
+        let mut any = false;
+        while let Some(mut b) = inbox.pop() {
+            any = true;
+            self.now = self.now.max(b.now);
+            self.shard.advance(self.now, &mut self.flows);
+            for r in &b.recs {
+                self.shard.apply(self.now, r, &mut self.flows);
+            }
+            b.recs.clear();
+            if self.pool.len() < 4 * self.n() + 4 {
+                self.pool.push(b.recs);
+            }
+            if self.flows.len() >= FLOW_BATCH {
+                self.send_flows();
+            }
+        }
+        any
+    }
+
+    /// Advance timers to the wall clock and hand everything finished to the writer.
+    fn tick(&mut self, wall: u64) {
+        self.now = self.now.max(wall);
+        if self.stitch {
+            self.shard.advance(self.now, &mut self.flows);
+        }
+        if !self.flows.is_empty() {
+            self.send_flows();
+        }
+        if !self.dump_rows.is_empty() {
+            let rows = std::mem::take(&mut self.dump_rows);
+            self.to_writer(ToWriter::Dump(rows));
+        }
+    }
+
+    fn send_flows(&mut self) {
+        let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(FLOW_BATCH));
+        self.to_writer(ToWriter::Flows(flows));
+    }
+
+    /// Queue a message for the writer; waits (counted) while the queue is full.
+    fn to_writer(&mut self, mut msg: ToWriter) {
+        let shared = Arc::clone(&self.shared);
+        let q = &shared.mailboxes[self.id].to_writer;
+        loop {
+            if shared.writer_failed.load(Ordering::Relaxed) {
+                return; // the process is exiting with the writer's error
+            }
+            match q.push(msg) {
+                Ok(()) => return,
+                Err(back) => {
+                    msg = back;
+                    self.writer_stalls += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        self.sockets
+            .iter()
+            .map(|(s, b)| {
+                socket_drops(s)
+                    .unwrap_or(0)
+                    .max(b.kernel_drops().unwrap_or(0))
+            })
+            .sum()
+    }
+
+    fn publish(&self) {
+        let g = &self.shared.mailboxes[self.id].gauges;
+        let c = &self.ingest.counters;
+        g.datagrams.store(c.datagrams, Ordering::Relaxed);
+        g.records.store(c.records, Ordering::Relaxed);
+        g.rejected.store(c.rejected_total(), Ordering::Relaxed);
+        g.active_flows
+            .store(self.shard.len() as u64, Ordering::Relaxed);
+        g.flows
+            .store(self.shard.stats().flows_total(), Ordering::Relaxed);
+        g.seq_lost
+            .store(self.ingest.seq.sum().lost_records, Ordering::Relaxed);
+        g.queue_stalls
+            .store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
+        if let Some(d) = self
+            .sockets
+            .iter()
+            .map(|(_, b)| b.kernel_drops())
+            .sum::<Option<u64>>()
+        {
+            g.kernel_drops.store(d, Ordering::Relaxed);
+        }
+    }
+
+    /// Stop: take what is already queued in the sockets, hand off the last
+    /// cross-shard batches, drain the inbox until every worker is done
+    /// sending, then flush every flow once (`shutdown`).
+    fn shutdown(mut self) -> WorkerResult {
+        while self.receive() {}
+        self.flush_outgoing();
+        let shared = Arc::clone(&self.shared);
+        shared.done_sending.fetch_add(1, Ordering::SeqCst);
+        let n = self.n();
+        let start = std::time::Instant::now();
+        while shared.done_sending.load(Ordering::SeqCst) < n {
+            if !self.drain_inbox() {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                eprintln!(
+                    "nfstitch: worker {}: peers did not finish within 30 s",
+                    self.id
+                );
+                break;
+            }
+        }
+        self.drain_inbox();
+        self.tick(wall_ns());
+        let mut last = Vec::new();
+        if self.stitch {
+            self.shard.flush(self.now, &mut last);
+        }
+        self.to_writer(ToWriter::Final(last));
+        self.publish();
+        let kernel_drops = self.kernel_drops();
+        shared.finished.fetch_add(1, Ordering::SeqCst);
+        WorkerResult {
+            id: self.id,
+            ingest: std::mem::take(&mut self.ingest),
+            shard: *self.shard.stats(),
+            kernel_drops,
+            queue_stalls: self.queue_stalls,
+            writer_stalls: self.writer_stalls,
+        }
+    }
+}

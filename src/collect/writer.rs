@@ -1,0 +1,157 @@
+//! The writer thread: owns the output. It pops batches from every worker's
+//! queue, formats and writes them, flushes on size (the buffered writer) and
+//! on an interval (a quiet collector still writes promptly), reopens the
+//! output file on SIGHUP, and prints the periodic stats line.
+//!
+//! At the end it sorts every worker's final flush together by (first, key),
+//! so shutdown output is identical for any number of workers (D8).
+//! An output error stops the collector: it is returned, never retried forever.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::handoff::{Shared, ToWriter};
+use crate::config::Pipeline;
+use crate::flow::Flow;
+use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub pipeline: Pipeline,
+    pub flush_interval: Duration,
+    /// Zero: no periodic line.
+    pub stats_interval: Duration,
+}
+
+/// What the writer did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriterStats {
+    pub rows: u64,
+    pub reopens: u64,
+}
+
+/// Run the writer until every worker has finished.
+pub fn run(shared: Arc<Shared>, cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
+    let res = write_loop(&shared, &cfg, &mut out);
+    if res.is_err() {
+        shared.writer_failed.store(true, Ordering::SeqCst);
+        shared.stop_all();
+    }
+    res
+}
+
+fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<WriterStats> {
+    let mut stats = WriterStats::default();
+    let mut finals: Vec<Flow> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut prev = (0u64, 0u64);
+    let n = shared.mailboxes.len();
+    loop {
+        // Read `finished` before popping: if all were finished then, the
+        // queues hold everything they will ever hold once drained.
+        let all_finished = shared.finished.load(Ordering::SeqCst) == n;
+        let mut got = false;
+        for mb in &shared.mailboxes {
+            while let Some(msg) = mb.to_writer.pop() {
+                got = true;
+                write_msg(msg, out, &mut finals).context("writing output")?;
+            }
+        }
+        if shared.reopen.swap(false, Ordering::SeqCst) {
+            reopen(&cfg.pipeline, out)?;
+            stats.reopens += 1;
+        }
+        if last_flush.elapsed() >= cfg.flush_interval {
+            out.flush().context("writing output")?;
+            last_flush = Instant::now();
+        }
+        if !cfg.stats_interval.is_zero() && last_stats.elapsed() >= cfg.stats_interval {
+            let secs = last_stats.elapsed().as_secs_f64();
+            last_stats = Instant::now();
+            prev = stats_line(shared, secs, prev);
+        }
+        if all_finished && !got {
+            break;
+        }
+        if !got {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    finals.sort_unstable_by_key(|f| (f.first_ns, f.key));
+    for f in &finals {
+        out.write(&FlowRow(f)).context("writing output")?;
+    }
+    out.flush().context("writing output")?;
+    stats.rows = out.rows();
+    Ok(stats)
+}
+
+fn write_msg(msg: ToWriter, out: &mut Output, finals: &mut Vec<Flow>) -> io::Result<()> {
+    match msg {
+        ToWriter::Flows(flows) => {
+            for f in &flows {
+                out.write(&FlowRow(f))?;
+            }
+        }
+        ToWriter::Dump(rows) => {
+            for r in &rows {
+                if r.index == 0 {
+                    out.write(&HeaderRow {
+                        ts: r.ts,
+                        exporter: r.exporter,
+                        header: &r.header,
+                    })?;
+                }
+                out.write(&RecordRow {
+                    ts: r.ts,
+                    exporter: r.exporter,
+                    header: &r.header,
+                    index: r.index,
+                    rec: &r.rec,
+                })?;
+            }
+        }
+        ToWriter::Final(mut flows) => finals.append(&mut flows),
+    }
+    Ok(())
+}
+
+/// SIGHUP: reopen `-o PATH` (after logrotate moved it). Stdout is left as is.
+fn reopen(p: &Pipeline, out: &mut Output) -> Result<()> {
+    let Some(path) = &p.output else { return Ok(()) };
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("-o: cannot reopen {}", path.display()))?;
+    out.replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f)))
+        .context("writing output")
+}
+
+/// The one-line periodic report. Returns the new (datagrams, records) totals.
+fn stats_line(shared: &Shared, secs: f64, prev: (u64, u64)) -> (u64, u64) {
+    let sum = |f: fn(&super::handoff::Gauges) -> u64| -> u64 {
+        shared.mailboxes.iter().map(|m| f(&m.gauges)).sum()
+    };
+    let dg = sum(|g| g.datagrams.load(Ordering::Relaxed));
+    let rec = sum(|g| g.records.load(Ordering::Relaxed));
+    eprintln!(
+        "nfstitch: {:.0} datagrams/s {:.0} records/s, active {}, flows {}, rejected {}, kernel drops {}, seq lost {}, queue stalls {}",
+        (dg - prev.0) as f64 / secs,
+        (rec - prev.1) as f64 / secs,
+        sum(|g| g.active_flows.load(Ordering::Relaxed)),
+        sum(|g| g.flows.load(Ordering::Relaxed)),
+        sum(|g| g.rejected.load(Ordering::Relaxed)),
+        sum(|g| g.kernel_drops.load(Ordering::Relaxed)),
+        sum(|g| g.seq_lost.load(Ordering::Relaxed)),
+        sum(|g| g.queue_stalls.load(Ordering::Relaxed)),
+    );
+    (dg, rec)
+}
