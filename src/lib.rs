@@ -26,6 +26,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod flow;
+pub mod fuzz;
 pub mod ingest;
 pub mod input;
 #[allow(unsafe_code)]

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
 use crate::ingest::Ingest;
-use crate::input::{read_path, SkipCounters};
+use crate::input::{read_path, Frame, SkipCounters};
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
 use crate::stats::Report;
 use crate::wire::HEADER_LEN;
@@ -70,75 +70,105 @@ pub fn finish_report(p: &Pipeline, report: &Report) -> Result<()> {
     Ok(())
 }
 
+/// The replay pipeline over frames from any source: one shard, the frame
+/// timestamps as the clock.
+#[derive(Debug)]
+pub struct Replayer<'a> {
+    p: &'a Pipeline,
+    out: &'a mut Output,
+    ingest: Ingest,
+    shard: Shard,
+    flows: Vec<Flow>,
+    now: u64,
+    failed: Option<io::Error>,
+}
+
+impl<'a> Replayer<'a> {
+    pub fn new(p: &'a Pipeline, out: &'a mut Output) -> Self {
+        Replayer {
+            p,
+            out,
+            ingest: Ingest::new(p.lenient, p.scale_sampling),
+            shard: Shard::new(p.shard_config(1), 0),
+            flows: Vec::new(),
+            now: 0,
+            failed: None,
+        }
+    }
+
+    /// One frame: advance the clock and timers, then decode and apply.
+    pub fn feed(&mut self, frame: Frame<'_>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let p = self.p;
+        let ts = frame.ts_ns.or_else(|| export_ns(frame.payload)).unwrap_or(self.now);
+        self.now = self.now.max(ts);
+        let now = self.now;
+        let out = &mut *self.out;
+        let mut res = Ok(());
+        if p.stitch {
+            self.shard.advance(now, &mut self.flows);
+            res = write_flows(out, &mut self.flows);
+        }
+        let exporter = frame.src;
+        let shard = &mut self.shard;
+        let flows = &mut self.flows;
+        let _ = self.ingest.datagram(exporter, frame.payload, |h, i, r, fr| {
+            if p.dump && res.is_ok() {
+                if i == 0 {
+                    res = out.write(&HeaderRow { ts: now, exporter, header: h });
+                }
+                if res.is_ok() {
+                    let rec = r.fields();
+                    res = out.write(&RecordRow { ts: now, exporter, header: h, index: i, rec: &rec });
+                }
+            }
+            if p.stitch {
+                shard.apply(now, fr, flows);
+            }
+        });
+        if res.is_ok() {
+            res = write_flows(out, &mut self.flows);
+        }
+        if let Err(e) = res {
+            self.failed = Some(e);
+        }
+    }
+
+    /// An output error seen so far.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.failed.take()
+    }
+
+    /// End of input: flush every flow once, return the report.
+    pub fn finish(mut self, skips: &SkipCounters) -> io::Result<Report> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.shard.flush(self.now, &mut self.flows);
+        write_flows(self.out, &mut self.flows)?;
+        let exporters: Vec<_> = self.ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect();
+        Ok(Report::new(
+            &self.ingest.counters,
+            &exporters,
+            &[&self.ingest.seq],
+            self.shard.stats(),
+            self.shard.len() as u64,
+        )
+        .with_skips(skips))
+    }
+}
+
 /// The replay itself, into any [`Output`].
 pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
-    let p = &cfg.pipeline;
-    let mut ingest = Ingest::new(p.lenient, p.scale_sampling);
-    let mut shard = Shard::new(p.shard_config(1), 0);
+    let mut r = Replayer::new(&cfg.pipeline, out);
     let mut skips = SkipCounters::default();
-    let mut flows: Vec<Flow> = Vec::new();
-    let mut now = 0u64;
-    let mut failed: Option<io::Error> = None;
     for path in &cfg.files {
-        read_path(path, cfg.port, &mut skips, |frame| {
-            if failed.is_some() {
-                return;
-            }
-            let ts = frame
-                .ts_ns
-                .or_else(|| export_ns(frame.payload))
-                .unwrap_or(now);
-            now = now.max(ts);
-            let mut res = Ok(());
-            if p.stitch {
-                shard.advance(now, &mut flows);
-                res = write_flows(out, &mut flows);
-            }
-            let exporter = frame.src;
-            let _ = ingest.datagram(exporter, frame.payload, |h, i, r, fr| {
-                if p.dump && res.is_ok() {
-                    if i == 0 {
-                        res = out.write(&HeaderRow {
-                            ts: now,
-                            exporter,
-                            header: h,
-                        });
-                    }
-                    if res.is_ok() {
-                        let rec = r.fields();
-                        res = out.write(&RecordRow {
-                            ts: now,
-                            exporter,
-                            header: h,
-                            index: i,
-                            rec: &rec,
-                        });
-                    }
-                }
-                if p.stitch {
-                    shard.apply(now, fr, &mut flows);
-                }
-            });
-            if res.is_ok() {
-                res = write_flows(out, &mut flows);
-            }
-            if let Err(e) = res {
-                failed = Some(e);
-            }
-        })?;
-        if let Some(e) = failed.take() {
+        read_path(path, cfg.port, &mut skips, |frame| r.feed(frame))?;
+        if let Some(e) = r.take_error() {
             return Err(e).context("writing output");
         }
     }
-    shard.flush(now, &mut flows);
-    write_flows(out, &mut flows).context("writing output")?;
-    let exporters: Vec<_> = ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect();
-    Ok(Report::new(
-        &ingest.counters,
-        &exporters,
-        &[&ingest.seq],
-        shard.stats(),
-        shard.len() as u64,
-    )
-    .with_skips(&skips))
+    r.finish(&skips).context("writing output")
 }

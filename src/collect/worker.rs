@@ -259,7 +259,7 @@ impl Worker {
         }
         if self.dump_rows.len() >= FLOW_BATCH {
             let rows = std::mem::take(&mut self.dump_rows);
-            self.to_writer(ToWriter::Dump(rows));
+            self.push_to_writer(ToWriter::Dump(rows));
         }
     }
 
@@ -336,17 +336,17 @@ impl Worker {
         }
         if !self.dump_rows.is_empty() {
             let rows = std::mem::take(&mut self.dump_rows);
-            self.to_writer(ToWriter::Dump(rows));
+            self.push_to_writer(ToWriter::Dump(rows));
         }
     }
 
     fn send_flows(&mut self) {
         let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(FLOW_BATCH));
-        self.to_writer(ToWriter::Flows(flows));
+        self.push_to_writer(ToWriter::Flows(flows));
     }
 
     /// Queue a message for the writer; waits (counted) while the queue is full.
-    fn to_writer(&mut self, mut msg: ToWriter) {
+    fn push_to_writer(&mut self, mut msg: ToWriter) {
         let shared = Arc::clone(&self.shared);
         let q = &shared.mailboxes[self.id].to_writer;
         loop {
@@ -427,7 +427,7 @@ impl Worker {
         if self.stitch {
             self.shard.flush(self.now, &mut last);
         }
-        self.to_writer(ToWriter::Final(last));
+        self.push_to_writer(ToWriter::Final(last));
         self.publish();
         let kernel_drops = self.kernel_drops();
         shared.finished.fetch_add(1, Ordering::SeqCst);

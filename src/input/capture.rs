@@ -54,26 +54,35 @@ pub fn read_path(
     path: &Path,
     port: Option<u16>,
     skips: &mut SkipCounters,
-    mut each: impl FnMut(Frame<'_>),
+    each: impl FnMut(Frame<'_>),
 ) -> Result<()> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("cannot read {}", path.display()))?;
+    read_bytes(&bytes, port, skips, each).with_context(|| format!("bad capture file {}", path.display()))
+}
+
+/// [`read_path`] over bytes already in memory (any bytes: never panics).
+pub fn read_bytes(
+    bytes: &[u8],
+    port: Option<u16>,
+    skips: &mut SkipCounters,
+    mut each: impl FnMut(Frame<'_>),
+) -> Result<()> {
     let magic = bytes
         .get(..4)
         .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
     match magic {
         Some(0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 | 0x0a0d_0d0a) => {
-            read_capture(&bytes, port, skips, &mut each)
-                .with_context(|| format!("bad capture file {}", path.display()))
+            read_capture(bytes, port, skips, &mut each)
         }
         _ => {
-            if let Some(frame) = hex_frame(&bytes) {
+            if let Some(frame) = hex_frame(bytes) {
                 skips.frames += 1;
                 link_frame(Linktype::ETHERNET, &frame, None, port, skips, &mut each);
             } else {
-                raw_datagrams(&bytes, skips, &mut each);
+                raw_datagrams(bytes, skips, &mut each);
             }
             Ok(())
         }

@@ -10,5 +10,5 @@
 mod capture;
 mod write;
 
-pub use capture::{read_path, Frame, SkipCounters, SKIP_REASONS};
+pub use capture::{read_bytes, read_path, Frame, SkipCounters, SKIP_REASONS};
 pub use write::PcapWriter;
