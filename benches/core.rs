@@ -70,11 +70,7 @@ fn decode(c: &mut Criterion) {
         .collect();
     let mut buf = Vec::new();
     encode(
-        &HeaderFields {
-            sys_uptime: 5000,
-            unix_secs: 1_700_000_000,
-            ..Default::default()
-        },
+        &HeaderFields { sys_uptime: 5000, unix_secs: 1_700_000_000, ..Default::default() },
         &recs,
         &mut buf,
     );
@@ -116,11 +112,7 @@ fn shard_upsert(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BATCH));
         g.bench_function(format!("update_existing/{active}_flows"), |b| {
             b.iter_batched(
-                || {
-                    (0..BATCH)
-                        .map(|_| rng.next() % active)
-                        .collect::<Vec<u64>>()
-                },
+                || (0..BATCH).map(|_| rng.next() % active).collect::<Vec<u64>>(),
                 |keys| {
                     now += 1_000_000;
                     shard.advance(now, &mut out);
@@ -158,12 +150,7 @@ fn wheel(c: &mut Criterion) {
         b.iter(|| {
             let mut w = Wheel::new(0);
             for (i, &at) in ats.iter().enumerate() {
-                w.insert(Entry {
-                    id: i as u32,
-                    gen: 0,
-                    at,
-                })
-                .unwrap();
+                w.insert(Entry { id: i as u32, gen: 0, at }).unwrap();
             }
             let mut t = 0;
             while !w.is_empty() {

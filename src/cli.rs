@@ -139,6 +139,10 @@ pub struct PipelineArgs {
     /// Do not print the final report on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Accept datagrams only from these sources: CIDR[,CIDR...] (may repeat);
+    /// others are dropped before decode and counted as rejected.not_allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -164,18 +168,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl PipelineArgs {
     pub fn to_config(&self) -> Result<Pipeline> {
-        let key: KeySpec = self
-            .key
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-        let format: Format = self
-            .format
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-        let time_format: TimeFormat = self
-            .time_format
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--time-format: {e}"))?;
+        let key: KeySpec = self.key.parse().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+        let format: Format = self.format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+        let time_format: TimeFormat =
+            self.time_format.parse().map_err(|e| anyhow::anyhow!("--time-format: {e}"))?;
         for (flag, d) in [("--linger", self.linger), ("--idle", self.idle)] {
             if d > config::MAX_TIMEOUT {
                 bail!(
@@ -190,7 +186,20 @@ impl PipelineArgs {
         if self.max_flows == 0 {
             bail!("--max-flows must be at least 1");
         }
+        let mut allow = Vec::new();
+        for a in &self.allow {
+            let net: ipnet::IpNet = match a.parse() {
+                Ok(n) => n,
+                Err(_) => a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--allow: {a:?} is not a CIDR (e.g. 192.0.2.0/24) or an address"
+                    )
+                })?,
+            };
+            allow.push(net);
+        }
         Ok(Pipeline {
+            allow,
             key,
             linger: self.linger,
             idle: self.idle,
@@ -221,11 +230,8 @@ pub fn run() -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Some(Command::Replay(a)) => {
-            let cfg = config::Replay {
-                pipeline: a.pipeline.to_config()?,
-                files: a.files,
-                port: a.port,
-            };
+            let cfg =
+                config::Replay { pipeline: a.pipeline.to_config()?, files: a.files, port: a.port };
             crate::replay::run(&cfg)?;
             Ok(std::process::ExitCode::SUCCESS)
         }

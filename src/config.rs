@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub stats_json: Option<PathBuf>,
     /// Print the final report on stderr.
     pub report: bool,
+    /// Accept datagrams only from these sources (empty: all).
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for Pipeline {
@@ -56,6 +58,7 @@ impl Default for Pipeline {
             output: None,
             stats_json: None,
             report: true,
+            allow: Vec::new(),
         }
     }
 }

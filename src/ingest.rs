@@ -14,8 +14,23 @@ use hashbrown::HashMap;
 use crate::flow::{FlowRecord, SeqTracker};
 use crate::wire::{Datagram, DecodeError, Header, Record};
 
-/// Reasons a datagram is rejected: the decoder's, in report order.
-pub const REJECT_REASONS: [&str; 4] = DecodeError::REASONS;
+/// Reasons a datagram is rejected: the decoder's four, then `not_allowed`
+/// (source outside `--allow`, dropped before decode).
+pub const REJECT_REASONS: [&str; 5] = [
+    DecodeError::REASONS[0],
+    DecodeError::REASONS[1],
+    DecodeError::REASONS[2],
+    DecodeError::REASONS[3],
+    "not_allowed",
+];
+/// Sources tracked one by one (counters, sequence state); beyond this many,
+/// new sources are counted together under [`OTHER_EXPORTERS`].
+pub const MAX_EXPORTERS: usize = 4096;
+/// The bucket for sources past [`MAX_EXPORTERS`] (`255.255.255.255` in reports).
+pub const OTHER_EXPORTERS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+
+/// Index of `not_allowed` in [`REJECT_REASONS`].
+pub const NOT_ALLOWED: usize = 4;
 
 /// Datagram and record totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,7 +38,7 @@ pub struct Counters {
     /// Accepted datagrams.
     pub datagrams: u64,
     /// Rejected datagrams, by [`REJECT_REASONS`] index.
-    pub rejected: [u64; 4],
+    pub rejected: [u64; 5],
     pub records: u64,
     pub packets: u64,
     pub octets: u64,
@@ -45,23 +60,58 @@ impl Counters {
     }
 }
 
+/// Why a datagram was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Decode(DecodeError),
+    /// The source is outside `--allow`.
+    NotAllowed,
+}
+
+impl Rejection {
+    pub fn index(&self) -> usize {
+        match self {
+            Rejection::Decode(e) => e.index(),
+            Rejection::NotAllowed => NOT_ALLOWED,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Decode(e) => e.fmt(f),
+            Rejection::NotAllowed => f.write_str("source not in --allow"),
+        }
+    }
+}
+
 /// Decode-and-count state of one thread.
 #[derive(Debug, Default)]
 pub struct Ingest {
     pub lenient: bool,
     pub scale_sampling: bool,
+    /// Accepted sources (`--allow`); empty accepts every source.
+    pub allow: Vec<ipnet::IpNet>,
     pub counters: Counters,
     pub exporters: HashMap<IpAddr, Counters>,
     pub seq: SeqTracker,
+    /// The latest rejection and its source, for rate-limited logging.
+    pub last_rejection: Option<(IpAddr, Rejection)>,
 }
 
 impl Ingest {
     pub fn new(lenient: bool, scale_sampling: bool) -> Self {
-        Ingest {
-            lenient,
-            scale_sampling,
-            ..Default::default()
-        }
+        Ingest { lenient, scale_sampling, ..Default::default() }
+    }
+
+    pub fn with_allow(mut self, allow: Vec<ipnet::IpNet>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    fn allowed(&self, ip: IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
     }
 
     /// Decode and count one datagram from `exporter`. On success `each` is
@@ -72,14 +122,25 @@ impl Ingest {
         exporter: IpAddr,
         bytes: &[u8],
         mut each: impl FnMut(&Header, u16, &Record<'_>, &FlowRecord),
-    ) -> Result<Header, DecodeError> {
-        let per = self.exporters.entry(exporter).or_default();
+    ) -> Result<Header, Rejection> {
+        if !self.allowed(exporter) {
+            // Dropped before decode; not an exporter we track (a flood of
+            // spoofed sources must not grow the per-exporter table).
+            self.counters.rejected[NOT_ALLOWED] += 1;
+            self.last_rejection = Some((exporter, Rejection::NotAllowed));
+            return Err(Rejection::NotAllowed);
+        }
+        // Per-exporter state is bounded: past MAX_EXPORTERS sources, new ones
+        // share the OTHER_EXPORTERS bucket and are not sequence-tracked.
+        let tracked = self.exporters.len() < MAX_EXPORTERS || self.exporters.contains_key(&exporter);
+        let per = self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
         let d = match Datagram::parse_with(bytes, self.lenient) {
             Ok(d) => d,
             Err(e) => {
                 self.counters.rejected[e.index()] += 1;
                 per.rejected[e.index()] += 1;
-                return Err(e);
+                self.last_rejection = Some((exporter, Rejection::Decode(e)));
+                return Err(Rejection::Decode(e));
             }
         };
         let h = d.header();
@@ -97,14 +158,16 @@ impl Ingest {
             c.packets += packets;
             c.octets += octets;
         }
-        self.seq.observe(
-            exporter,
-            h.engine_type,
-            h.engine_id,
-            h.flow_sequence,
-            h.count as u32,
-            h.sys_uptime,
-        );
+        if tracked {
+            self.seq.observe(
+                exporter,
+                h.engine_type,
+                h.engine_id,
+                h.flow_sequence,
+                h.count as u32,
+                h.sys_uptime,
+            );
+        }
         Ok(h)
     }
 }

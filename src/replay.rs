@@ -88,7 +88,7 @@ impl<'a> Replayer<'a> {
         Replayer {
             p,
             out,
-            ingest: Ingest::new(p.lenient, p.scale_sampling),
+            ingest: Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
             shard: Shard::new(p.shard_config(1), 0),
             flows: Vec::new(),
             now: 0,
@@ -121,7 +121,8 @@ impl<'a> Replayer<'a> {
                 }
                 if res.is_ok() {
                     let rec = r.fields();
-                    res = out.write(&RecordRow { ts: now, exporter, header: h, index: i, rec: &rec });
+                    res =
+                        out.write(&RecordRow { ts: now, exporter, header: h, index: i, rec: &rec });
                 }
             }
             if p.stitch {

@@ -109,10 +109,7 @@ impl Report {
             records: c.records,
             packets: c.packets,
             octets: c.octets,
-            flows: EndReason::ALL
-                .iter()
-                .map(|e| (e.as_str(), shards.flows[*e as usize]))
-                .collect(),
+            flows: EndReason::ALL.iter().map(|e| (e.as_str(), shards.flows[*e as usize])).collect(),
             flows_total: shards.flows_total(),
             evictions: shards.flows[EndReason::Evicted as usize],
             active_flows: active,
@@ -155,10 +152,7 @@ impl Report {
     /// The human-readable final report.
     pub fn print(&self, w: &mut dyn Write) -> io::Result<()> {
         let list = |m: &BTreeMap<&str, u64>| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
         };
         writeln!(
             w,
@@ -168,19 +162,10 @@ impl Report {
             list(&self.rejected)
         )?;
         if let Some(d) = self.kernel_drops {
-            writeln!(
-                w,
-                "  kernel drops {d}, queue stalls {}",
-                self.queue_stalls.unwrap_or(0)
-            )?;
+            writeln!(w, "  kernel drops {d}, queue stalls {}", self.queue_stalls.unwrap_or(0))?;
         }
         if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
-            writeln!(
-                w,
-                "  frames {f} read, {} skipped ({})",
-                s.values().sum::<u64>(),
-                list(s)
-            )?;
+            writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;
         }
         writeln!(
             w,

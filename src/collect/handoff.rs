@@ -19,9 +19,9 @@ use crate::wire::{Header, RecordFields};
 /// Records per cross-shard batch.
 pub const RECORD_BATCH: usize = 128;
 /// Batches an inbox holds.
-pub const INBOX_BATCHES: usize = 1024;
+pub const INBOX_BATCHES: usize = 256;
 /// Messages a worker-to-writer queue holds.
-pub const WRITER_MSGS: usize = 1024;
+pub const WRITER_MSGS: usize = 64;
 
 /// Records for another shard, with the collector time they arrived at.
 #[derive(Debug)]

@@ -61,11 +61,7 @@ fn bind_all(cfg: &Collect) -> Result<Vec<Vec<ReuseportSocket>>> {
         }
         eprintln!("nfstitch: listening on {addr} ({} workers)", cfg.workers);
         if let Some(want) = cfg.rcvbuf {
-            let got = per_worker[0]
-                .last()
-                .map(|s| s.rcvbuf())
-                .transpose()?
-                .unwrap_or(0);
+            let got = per_worker[0].last().map(|s| s.rcvbuf()).transpose()?.unwrap_or(0);
             // Linux reports twice the requested size (it counts bookkeeping).
             if got < want.saturating_mul(2) {
                 eprintln!(
@@ -101,17 +97,15 @@ pub fn run(cfg: &Collect) -> Result<Report> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let sig_handle = signals.handle();
     let sig_shared = Arc::clone(&shared);
-    let sig_thread = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGHUP {
-                    sig_shared.reopen.store(true, Ordering::SeqCst);
-                } else {
-                    sig_shared.stop_all();
-                }
+    let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                sig_shared.reopen.store(true, Ordering::SeqCst);
+            } else {
+                sig_shared.stop_all();
             }
-        })?;
+        }
+    })?;
 
     let sockets = bind_all(cfg)?;
 
@@ -125,7 +119,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
             poll,
             socks,
             Shard::new(p.shard_config(cfg.workers), now),
-            Ingest::new(p.lenient, p.scale_sampling),
+            Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
             p.key,
             p.stitch,
             p.dump,
@@ -134,18 +128,16 @@ pub fn run(cfg: &Collect) -> Result<Report> {
             Some(list) => Some(list[id % list.len()]),
             None => cores.get(id % cores.len().max(1)).copied(),
         };
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("worker-{id}"))
-                .spawn(move || {
-                    if let Some(c) = core {
-                        if !net::pin_current_thread(c) {
-                            eprintln!("nfstitch: warning: could not pin worker {id} to core {c}");
-                        }
+        handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(
+            move || {
+                if let Some(c) = core {
+                    if !net::pin_current_thread(c) {
+                        eprintln!("nfstitch: warning: could not pin worker {id} to core {c}");
                     }
-                    w.run()
-                })?,
-        );
+                }
+                w.run()
+            },
+        )?);
     }
     let wcfg = WriterConfig {
         pipeline: p.clone(),
@@ -157,10 +149,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
         .name("writer".into())
         .spawn(move || writer::run(wshared, wcfg, out))?;
 
-    let results: Vec<_> = handles
-        .into_iter()
-        .map(|h| h.join().expect("worker panicked"))
-        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
     let written = writer.join().expect("writer panicked");
     sig_handle.close();
     let _ = sig_thread.join();
@@ -189,12 +178,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     let seqs: Vec<_> = results.iter().map(|r| &r.ingest.seq).collect();
     let mut report = Report::new(&counters, &exporters, &seqs, &shards, 0);
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
-    report.queue_stalls = Some(
-        workers
-            .iter()
-            .map(|w| w.queue_stalls + w.writer_stalls)
-            .sum(),
-    );
+    report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());
     report.workers = Some(workers);
     finish_report(p, &report)?;
     Ok(report)

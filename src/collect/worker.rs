@@ -34,9 +34,7 @@ const FLOW_BATCH: usize = 256;
 
 /// Wall clock in ns since the epoch.
 pub fn wall_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// What a worker hands back when it ends.
@@ -69,7 +67,13 @@ pub struct Worker {
     dump_rows: Vec<DumpRow>,
     queue_stalls: u64,
     writer_stalls: u64,
+    /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
+    logged_rejects: u64,
+    last_reject_log: Option<std::time::Instant>,
 }
+
+/// At most one log line about rejected datagrams per worker this often.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
     pub fn new(
@@ -110,6 +114,8 @@ impl Worker {
             dump_rows: Vec::new(),
             queue_stalls: 0,
             writer_stalls: 0,
+            logged_rejects: 0,
+            last_reject_log: None,
         })
     }
 
@@ -123,11 +129,7 @@ impl Worker {
         let mut more = false;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let mb = &self.shared.mailboxes[self.id];
-            let mut timeout = if more {
-                Duration::ZERO
-            } else {
-                self.sleep_for()
-            };
+            let mut timeout = if more { Duration::ZERO } else { self.sleep_for() };
             if !timeout.is_zero() {
                 mb.sleeping.store(true, Ordering::SeqCst);
                 if !mb.inbox.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
@@ -140,14 +142,13 @@ impl Worker {
                     break;
                 }
             }
-            self.shared.mailboxes[self.id]
-                .sleeping
-                .store(false, Ordering::SeqCst);
+            self.shared.mailboxes[self.id].sleeping.store(false, Ordering::SeqCst);
             more = self.receive();
             self.flush_outgoing();
             self.drain_inbox();
             self.tick(wall_ns());
             self.publish();
+            self.log_rejections();
         }
         self.shutdown()
     }
@@ -235,11 +236,8 @@ impl Worker {
             if !stitch {
                 return;
             }
-            let dest = if n == 1 {
-                0
-            } else {
-                (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize
-            };
+            let dest =
+                if n == 1 { 0 } else { (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize };
             if dest == me {
                 shard.apply(now, fr, flows);
             } else {
@@ -268,15 +266,9 @@ impl Worker {
         if self.out[dest].is_empty() {
             return;
         }
-        let fresh = self
-            .pool
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(RECORD_BATCH));
+        let fresh = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(RECORD_BATCH));
         let recs = std::mem::replace(&mut self.out[dest], fresh);
-        let mut item = RecordBatch {
-            now: self.now,
-            recs,
-        };
+        let mut item = RecordBatch { now: self.now, recs };
         let shared = Arc::clone(&self.shared);
         let mb = &shared.mailboxes[dest];
         loop {
@@ -364,14 +356,29 @@ impl Worker {
         }
     }
 
+    /// Never a line per packet: one line per interval, with the count and the latest reason.
+    fn log_rejections(&mut self) {
+        let total = self.ingest.counters.rejected_total();
+        if total == self.logged_rejects
+            || self.last_reject_log.is_some_and(|t| t.elapsed() < REJECT_LOG_EVERY)
+        {
+            return;
+        }
+        if let Some((src, why)) = self.ingest.last_rejection {
+            eprintln!(
+                "nfstitch: worker {}: rejected {} datagrams (latest from {src}: {why}); see the report for counts by reason",
+                self.id,
+                total - self.logged_rejects
+            );
+        }
+        self.logged_rejects = total;
+        self.last_reject_log = Some(std::time::Instant::now());
+    }
+
     fn kernel_drops(&self) -> u64 {
         self.sockets
             .iter()
-            .map(|(s, b)| {
-                socket_drops(s)
-                    .unwrap_or(0)
-                    .max(b.kernel_drops().unwrap_or(0))
-            })
+            .map(|(s, b)| socket_drops(s).unwrap_or(0).max(b.kernel_drops().unwrap_or(0)))
             .sum()
     }
 
@@ -381,20 +388,11 @@ impl Worker {
         g.datagrams.store(c.datagrams, Ordering::Relaxed);
         g.records.store(c.records, Ordering::Relaxed);
         g.rejected.store(c.rejected_total(), Ordering::Relaxed);
-        g.active_flows
-            .store(self.shard.len() as u64, Ordering::Relaxed);
-        g.flows
-            .store(self.shard.stats().flows_total(), Ordering::Relaxed);
-        g.seq_lost
-            .store(self.ingest.seq.sum().lost_records, Ordering::Relaxed);
-        g.queue_stalls
-            .store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
-        if let Some(d) = self
-            .sockets
-            .iter()
-            .map(|(_, b)| b.kernel_drops())
-            .sum::<Option<u64>>()
-        {
+        g.active_flows.store(self.shard.len() as u64, Ordering::Relaxed);
+        g.flows.store(self.shard.stats().flows_total(), Ordering::Relaxed);
+        g.seq_lost.store(self.ingest.seq.sum().lost_records, Ordering::Relaxed);
+        g.queue_stalls.store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
+        if let Some(d) = self.sockets.iter().map(|(_, b)| b.kernel_drops()).sum::<Option<u64>>() {
             g.kernel_drops.store(d, Ordering::Relaxed);
         }
     }
@@ -414,10 +412,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_micros(100));
             }
             if start.elapsed() > Duration::from_secs(30) {
-                eprintln!(
-                    "nfstitch: worker {}: peers did not finish within 30 s",
-                    self.id
-                );
+                eprintln!("nfstitch: worker {}: peers did not finish within 30 s", self.id);
                 break;
             }
         }

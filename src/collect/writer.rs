@@ -103,11 +103,7 @@ fn write_msg(msg: ToWriter, out: &mut Output, finals: &mut Vec<Flow>) -> io::Res
         ToWriter::Dump(rows) => {
             for r in &rows {
                 if r.index == 0 {
-                    out.write(&HeaderRow {
-                        ts: r.ts,
-                        exporter: r.exporter,
-                        header: &r.header,
-                    })?;
+                    out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })?;
                 }
                 out.write(&RecordRow {
                     ts: r.ts,
@@ -131,8 +127,7 @@ fn reopen(p: &Pipeline, out: &mut Output) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("-o: cannot reopen {}", path.display()))?;
-    out.replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f)))
-        .context("writing output")
+    out.replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f))).context("writing output")
 }
 
 /// The one-line periodic report. Returns the new (datagrams, records) totals.

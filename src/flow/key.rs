@@ -99,10 +99,7 @@ impl FromStr for KeySpec {
         for name in s.split(',').map(str::trim) {
             let Some((_, f)) = KeyField::ALL.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = KeyField::ALL.iter().map(|(n, _)| *n).collect();
-                return Err(format!(
-                    "unknown key field {name:?}; choose from {}",
-                    names.join(",")
-                ));
+                return Err(format!("unknown key field {name:?}; choose from {}", names.join(",")));
             };
             if bits & f.bit() != 0 {
                 return Err(format!("key field {name:?} given twice"));
@@ -115,11 +112,8 @@ impl FromStr for KeySpec {
 
 impl fmt::Display for KeySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = KeyField::ALL
-            .iter()
-            .filter(|(_, k)| self.has(*k))
-            .map(|(n, _)| *n)
-            .collect();
+        let names: Vec<&str> =
+            KeyField::ALL.iter().filter(|(_, k)| self.has(*k)).map(|(n, _)| *n).collect();
         f.write_str(&names.join(","))
     }
 }

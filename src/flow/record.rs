@@ -44,11 +44,7 @@ impl FlowRecord {
     /// multiplied by the sampling interval when it is above 1.
     #[inline]
     pub fn from_wire(exporter: IpAddr, h: &Header, r: &Record<'_>, scale_sampling: bool) -> Self {
-        let scale = if scale_sampling {
-            h.sampling_interval().max(1) as u64
-        } else {
-            1
-        };
+        let scale = if scale_sampling { h.sampling_interval().max(1) as u64 } else { 1 };
         FlowRecord {
             exporter,
             engine_type: h.engine_type,

@@ -72,14 +72,7 @@ impl SeqTracker {
         let next = seq.wrapping_add(count);
         let (st, tot) = match self.states.entry((exporter, engine_type, engine_id)) {
             hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert((
-                    State {
-                        expected: next,
-                        uptime,
-                        open_gap: 0,
-                    },
-                    SeqTotals::default(),
-                ));
+                v.insert((State { expected: next, uptime, open_gap: 0 }, SeqTotals::default()));
                 return SeqEvent::First;
             }
             hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -102,11 +95,7 @@ impl SeqTracker {
         let uptime_reset = st.uptime.wrapping_sub(uptime) < u32::MAX / 2
             && st.uptime.wrapping_sub(uptime) > UPTIME_RESET_MS;
         if back > REORDER_WINDOW || uptime_reset {
-            *st = State {
-                expected: next,
-                uptime,
-                open_gap: 0,
-            };
+            *st = State { expected: next, uptime, open_gap: 0 };
             tot.restarts += 1;
             return SeqEvent::Restart;
         }
@@ -127,14 +116,12 @@ impl SeqTracker {
 
     /// Sum over every exporter.
     pub fn sum(&self) -> SeqTotals {
-        self.states
-            .values()
-            .fold(SeqTotals::default(), |mut a, (_, t)| {
-                a.lost_records += t.lost_records;
-                a.restarts += t.restarts;
-                a.late_datagrams += t.late_datagrams;
-                a
-            })
+        self.states.values().fold(SeqTotals::default(), |mut a, (_, t)| {
+            a.lost_records += t.lost_records;
+            a.restarts += t.restarts;
+            a.late_datagrams += t.late_datagrams;
+            a
+        })
     }
 }
 

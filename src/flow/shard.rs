@@ -51,12 +51,8 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 4] = [
-        EndReason::Fin,
-        EndReason::Idle,
-        EndReason::Evicted,
-        EndReason::Shutdown,
-    ];
+    pub const ALL: [EndReason; 4] =
+        [EndReason::Fin, EndReason::Idle, EndReason::Evicted, EndReason::Shutdown];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,11 +153,7 @@ fn ceil_tick(ns: u64) -> u64 {
 /// A slot's deadline tick and the reason it would end then.
 fn deadline(cfg: &ShardConfig, slot: &Slot) -> (u64, EndReason) {
     let idle = ceil_tick(slot.flow.seen_ns.saturating_add(cfg.idle_ns));
-    let fin = if slot.fin_ns == u64::MAX {
-        u64::MAX
-    } else {
-        ceil_tick(slot.fin_ns)
-    };
+    let fin = if slot.fin_ns == u64::MAX { u64::MAX } else { ceil_tick(slot.fin_ns) };
     if fin <= idle {
         (fin, EndReason::Fin)
     } else {
@@ -218,9 +210,7 @@ impl Shard {
     /// The earliest time (ns) at which [`Shard::advance`] may emit a flow
     /// (a lower bound: lazily rescheduled entries may fire without emitting).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.wheel
-            .next_deadline()
-            .map(|t| t.saturating_mul(TICK_NS))
+        self.wheel.next_deadline().map(|t| t.saturating_mul(TICK_NS))
     }
 
     /// Move the clock to `now` and emit every flow whose deadline has passed.
@@ -240,11 +230,7 @@ impl Shard {
                 self.finish(e.id, tick * TICK_NS, reason, out);
             } else {
                 self.slots[e.id as usize].scheduled = tick;
-                let rescheduled = self.wheel.insert(Entry {
-                    id: e.id,
-                    gen: e.gen,
-                    at: tick,
-                });
+                let rescheduled = self.wheel.insert(Entry { id: e.id, gen: e.gen, at: tick });
                 debug_assert!(rescheduled.is_ok(), "tick {tick} > now {now_tick}");
             }
         }
@@ -265,10 +251,7 @@ impl Shard {
         let key = self.cfg.key.key_of(rec);
         let hash = KeyHasher::hash(&key);
         let slots = &self.slots;
-        if let Some(&idx) = self
-            .table
-            .find(hash, |&i| slots[i as usize].flow.key == key)
-        {
+        if let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].flow.key == key) {
             self.update(idx, now, rec);
             return;
         }
@@ -336,11 +319,8 @@ impl Shard {
             end_ns: 0,
             end_reason: EndReason::Shutdown,
         };
-        let fin_ns = if rec.ends_connection() {
-            now.saturating_add(self.cfg.linger_ns)
-        } else {
-            u64::MAX
-        };
+        let fin_ns =
+            if rec.ends_connection() { now.saturating_add(self.cfg.linger_ns) } else { u64::MAX };
         let idx = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
@@ -352,27 +332,18 @@ impl Shard {
             }
             None => {
                 let i = u32::try_from(self.slots.len()).expect("more than 2^32 flow slots");
-                self.slots.push(Slot {
-                    flow,
-                    hash,
-                    gen: 0,
-                    live: true,
-                    fin_ns,
-                    scheduled: 0,
-                });
+                self.slots.push(Slot { flow, hash, gen: 0, live: true, fin_ns, scheduled: 0 });
                 i
             }
         };
         let slots = &self.slots;
-        self.table
-            .insert_unique(hash, idx, |&i| slots[i as usize].hash);
+        self.table.insert_unique(hash, idx, |&i| slots[i as usize].hash);
         self.live += 1;
         let gen = self.slots[idx as usize].gen;
         self.fifo.push_back((idx, gen));
         if self.fifo.len() > 2 * self.live + 1024 {
             let slots = &self.slots;
-            self.fifo
-                .retain(|&(i, g)| slots[i as usize].live && slots[i as usize].gen == g);
+            self.fifo.retain(|&(i, g)| slots[i as usize].live && slots[i as usize].gen == g);
         }
         let (tick, _) = deadline(&self.cfg, &self.slots[idx as usize]);
         self.schedule(idx, tick);
@@ -384,11 +355,7 @@ impl Shard {
         let tick = tick.max(self.wheel.elapsed() + 1);
         let slot = &mut self.slots[idx as usize];
         slot.scheduled = tick;
-        let res = self.wheel.insert(Entry {
-            id: idx,
-            gen: slot.gen,
-            at: tick,
-        });
+        let res = self.wheel.insert(Entry { id: idx, gen: slot.gen, at: tick });
         debug_assert!(res.is_ok());
         if self.stale_timers > self.live + 1024 {
             let slots = &self.slots;

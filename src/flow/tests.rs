@@ -12,12 +12,7 @@ const S: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * S;
 
 fn cfg(linger_s: u64, idle_s: u64, max_flows: usize) -> ShardConfig {
-    ShardConfig {
-        key: KeySpec::default(),
-        linger_ns: linger_s * S,
-        idle_ns: idle_s * S,
-        max_flows,
-    }
+    ShardConfig { key: KeySpec::default(), linger_ns: linger_s * S, idle_ns: idle_s * S, max_flows }
 }
 
 fn rec(sport: u16, flags: u8, packets: u64) -> FlowRecord {
@@ -71,10 +66,7 @@ fn fin_lingers_then_ends() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].end_reason, EndReason::Fin);
     assert_eq!(out[0].end_ns, T0 + 320 * S);
-    assert_eq!(
-        (out[0].records, out[0].packets, out[0].tcp_flags),
-        (2, 2, FIN | ACK)
-    );
+    assert_eq!((out[0].records, out[0].packets, out[0].tcp_flags), (2, 2, FIN | ACK));
 }
 
 #[test]
@@ -84,10 +76,7 @@ fn d3_later_fin_extends_linger() {
     at(&mut sh, T0, Some(&rec(1, FIN, 1)), &mut out);
     at(&mut sh, T0 + 300 * S, Some(&rec(1, RST, 1)), &mut out);
     at(&mut sh, T0 + 311 * S, None, &mut out);
-    assert!(
-        out.is_empty(),
-        "the first FIN's deadline cut the flow: {out:?}"
-    );
+    assert!(out.is_empty(), "the first FIN's deadline cut the flow: {out:?}");
     at(&mut sh, T0 + 610 * S, None, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].records, 2);
@@ -108,10 +97,7 @@ fn d3_new_flow_after_emission_has_its_own_deadline() {
     assert_eq!(out.len(), 1, "new flow cut early: {out:?}");
     at(&mut sh, T0 + 311 * S + 1860 * S, None, &mut out);
     assert_eq!(out.len(), 2);
-    assert_eq!(
-        (out[1].records, out[1].packets, out[1].end_reason),
-        (1, 5, EndReason::Idle)
-    );
+    assert_eq!((out[1].records, out[1].packets, out[1].end_reason), (1, 5, EndReason::Idle));
 }
 
 #[test]
@@ -172,13 +158,7 @@ fn d10_eviction_oldest_first_and_conserved() {
 #[test]
 fn key_fields_select_identity() {
     let origin: KeySpec = KeySpec::ORIGIN.parse().unwrap();
-    let mut sh = Shard::new(
-        ShardConfig {
-            key: origin,
-            ..cfg(310, 1860, 100)
-        },
-        T0,
-    );
+    let mut sh = Shard::new(ShardConfig { key: origin, ..cfg(310, 1860, 100) }, T0);
     let mut out = vec![];
     let a = rec(1, ACK, 1);
     let mut b = rec(1, ACK, 1);
@@ -249,10 +229,6 @@ fn stale_timers_stay_bounded_under_eviction_flood() {
     }
     assert_eq!(sh.len(), 1000);
     assert!(sh.stats().wheel_compactions > 0);
-    assert!(
-        sh.wheel_len() <= 2 * 1000 + 1100,
-        "wheel holds {}",
-        sh.wheel_len()
-    );
+    assert!(sh.wheel_len() <= 2 * 1000 + 1100, "wheel holds {}", sh.wheel_len());
     assert_eq!(out.len(), 199_000);
 }

@@ -23,13 +23,8 @@ pub struct Frame<'a> {
 }
 
 /// Why a frame yielded no payload.
-pub const SKIP_REASONS: [&str; 5] = [
-    "not_udp",
-    "port_filtered",
-    "ip_fragment",
-    "malformed_frame",
-    "unsupported_linktype",
-];
+pub const SKIP_REASONS: [&str; 5] =
+    ["not_udp", "port_filtered", "ip_fragment", "malformed_frame", "unsupported_linktype"];
 
 /// Frames skipped, by [`SKIP_REASONS`] index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,7 +55,8 @@ pub fn read_path(
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    read_bytes(&bytes, port, skips, each).with_context(|| format!("bad capture file {}", path.display()))
+    read_bytes(&bytes, port, skips, each)
+        .with_context(|| format!("bad capture file {}", path.display()))
 }
 
 /// [`read_path`] over bytes already in memory (any bytes: never panics).
@@ -70,9 +66,7 @@ pub fn read_bytes(
     skips: &mut SkipCounters,
     mut each: impl FnMut(Frame<'_>),
 ) -> Result<()> {
-    let magic = bytes
-        .get(..4)
-        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    let magic = bytes.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
     match magic {
         Some(0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 | 0x0a0d_0d0a) => {
             read_capture(bytes, port, skips, &mut each)
@@ -102,31 +96,19 @@ fn raw_datagrams(bytes: &[u8], skips: &mut SkipCounters, each: &mut impl FnMut(F
             .map(|c| HEADER_LEN + RECORD_LEN * c)
             .filter(|&n| n <= rest.len());
         let n = framed.unwrap_or(rest.len());
-        each(Frame {
-            ts_ns: None,
-            src: UNSPECIFIED,
-            payload: &rest[..n],
-        });
+        each(Frame { ts_ns: None, src: UNSPECIFIED, payload: &rest[..n] });
         rest = &rest[n..];
     }
 }
 
 /// Hex text of one frame (e.g. Wireshark's "copy as hex stream").
 fn hex_frame(bytes: &[u8]) -> Option<Vec<u8>> {
-    let text: Vec<u8> = bytes
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let text: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if text.len() < 2 * 14 || text.len() % 2 != 0 || !text.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let nib = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    Some(
-        text.chunks_exact(2)
-            .map(|p| nib(p[0]) << 4 | nib(p[1]))
-            .collect(),
-    )
+    Some(text.chunks_exact(2).map(|p| nib(p[0]) << 4 | nib(p[1])).collect())
 }
 
 fn read_capture(
@@ -236,14 +218,12 @@ fn link_frame(
         return;
     };
     let (src, fragmenting) = match &p.net {
-        Some(NetSlice::Ipv4(ip)) => (
-            IpAddr::V4(ip.header().source_addr()),
-            ip.payload().fragmented,
-        ),
-        Some(NetSlice::Ipv6(ip)) => (
-            IpAddr::V6(ip.header().source_addr()),
-            ip.payload().fragmented,
-        ),
+        Some(NetSlice::Ipv4(ip)) => {
+            (IpAddr::V4(ip.header().source_addr()), ip.payload().fragmented)
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            (IpAddr::V6(ip.header().source_addr()), ip.payload().fragmented)
+        }
         _ => {
             skips.skipped[NOT_UDP] += 1;
             return;
@@ -259,11 +239,7 @@ fn link_frame(
                 skips.skipped[PORT_FILTERED] += 1;
                 return;
             }
-            each(Frame {
-                ts_ns,
-                src,
-                payload: udp.payload(),
-            });
+            each(Frame { ts_ns, src, payload: udp.payload() });
         }
         _ => skips.skipped[NOT_UDP] += 1,
     }

@@ -24,10 +24,7 @@ impl<W: Write> PcapWriter<W> {
         h.extend_from_slice(&65535u32.to_le_bytes());
         h.extend_from_slice(&1u32.to_le_bytes());
         w.write_all(&h)?;
-        Ok(PcapWriter {
-            w,
-            frame: Vec::with_capacity(1600),
-        })
+        Ok(PcapWriter { w, frame: Vec::with_capacity(1600) })
     }
 
     /// Append one UDP datagram `src:sport -> dst:dport` captured at `ts_ns`.
@@ -42,8 +39,7 @@ impl<W: Write> PcapWriter<W> {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src.0.octets(), dst.0.octets(), 64)
             .udp(src.1, dst.1);
-        b.write(&mut self.frame, payload)
-            .map_err(io::Error::other)?;
+        b.write(&mut self.frame, payload).map_err(io::Error::other)?;
         let len = self.frame.len() as u32;
         let mut rec = [0u8; 16];
         rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());

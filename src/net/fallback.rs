@@ -68,11 +68,7 @@ impl RecvBatch {
     ///
     /// If `i >= self.len()`.
     pub fn get(&self, i: usize) -> (&RecvMeta, &[u8]) {
-        assert!(
-            i < self.filled,
-            "RecvBatch::get({i}) with only {} received",
-            self.filled
-        );
+        assert!(i < self.filled, "RecvBatch::get({i}) with only {} received", self.filled);
         let meta = &self.metas[i];
         let start = i * (self.buf_len + 1);
         (meta, &self.bufs[start..start + meta.len])

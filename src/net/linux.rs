@@ -104,12 +104,7 @@ pub(super) fn enable_rx_metadata(socket: &Socket) -> io::Result<()> {
 /// (fails with EPERM otherwise).
 pub(super) fn set_rcvbuf_force(socket: &Socket, size: usize) -> io::Result<()> {
     let value = c_int::try_from(size).unwrap_or(c_int::MAX);
-    setsockopt_int(
-        socket.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUFFORCE,
-        value,
-    )
+    setsockopt_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
 }
 
 /// The system page size in bytes.
@@ -152,9 +147,7 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
 /// value.
 fn timespec_to_ns(ts: &libc::timespec) -> Option<u64> {
     let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec)
-        .ok()
-        .filter(|&n| n < 1_000_000_000)?;
+    let nanos = u64::try_from(ts.tv_nsec).ok().filter(|&n| n < 1_000_000_000)?;
     if secs == 0 && nanos == 0 {
         return None;
     }
@@ -275,18 +268,13 @@ impl RecvBatch {
         assert!(align_of::<libc::sockaddr_storage>() >= align_of::<libc::sockaddr_in6>());
         assert!(align_of::<libc::sockaddr_storage>() >= align_of::<libc::sockaddr_in>());
 
-        let total = n
-            .checked_mul(buf_len)
-            .expect("RecvBatch: n * buf_len overflows");
+        let total = n.checked_mul(buf_len).expect("RecvBatch: n * buf_len overflows");
         // SAFETY: `sockaddr_storage` is integers only; all-zero is valid (family AF_UNSPEC).
         let name: libc::sockaddr_storage = unsafe { zeroed() };
         // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid (null pointers,
         // zero lengths). musl's private padding fields make a struct literal impossible.
         let hdr: libc::mmsghdr = unsafe { zeroed() };
-        let iov = libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        };
+        let iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
         Self {
             buf_len,
             bufs: vec![0u8; total].into_boxed_slice(),
@@ -326,11 +314,7 @@ impl RecvBatch {
     ///
     /// If `i >= self.len()`.
     pub fn get(&self, i: usize) -> (&RecvMeta, &[u8]) {
-        assert!(
-            i < self.filled,
-            "RecvBatch::get({i}) with only {} received",
-            self.filled
-        );
+        assert!(i < self.filled, "RecvBatch::get({i}) with only {} received", self.filled);
         let meta = &self.metas[i];
         let start = i * self.buf_len;
         (meta, &self.bufs[start..start + meta.len])
@@ -471,14 +455,8 @@ impl SendBatch {
         assert!(c_uint::try_from(n).is_ok(), "SendBatch: too many slots");
         // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid.
         let hdr: libc::mmsghdr = unsafe { zeroed() };
-        let iov = libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        };
-        Self {
-            iovecs: vec![iov; n].into_boxed_slice(),
-            hdrs: vec![hdr; n].into_boxed_slice(),
-        }
+        let iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
+        Self { iovecs: vec![iov; n].into_boxed_slice(), hdrs: vec![hdr; n].into_boxed_slice() }
     }
 
     /// Datagrams per `sendmmsg` call.
@@ -512,9 +490,7 @@ impl SendBatch {
 
 impl fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendBatch")
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
+        f.debug_struct("SendBatch").field("capacity", &self.capacity()).finish_non_exhaustive()
     }
 }
 
@@ -569,29 +545,17 @@ mod unit {
         assert_eq!(extend_drop_counter(None, 7), 7);
         assert_eq!(extend_drop_counter(Some(7), 9), 9);
         assert_eq!(extend_drop_counter(Some(9), 7), 9, "backward step ignored");
-        assert_eq!(
-            extend_drop_counter(Some(u64::from(u32::MAX) - 1), 3),
-            (1 << 32) + 3
-        );
+        assert_eq!(extend_drop_counter(Some(u64::from(u32::MAX) - 1), 3), (1 << 32) + 3);
         assert_eq!(extend_drop_counter(Some((1 << 32) + 3), 5), (1 << 32) + 5);
     }
 
     #[test]
     fn timespec_conversion() {
-        let ts = libc::timespec {
-            tv_sec: 2,
-            tv_nsec: 5,
-        };
+        let ts = libc::timespec { tv_sec: 2, tv_nsec: 5 };
         assert_eq!(timespec_to_ns(&ts), Some(2_000_000_005));
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         assert_eq!(timespec_to_ns(&zero), None);
-        let bad = libc::timespec {
-            tv_sec: 1,
-            tv_nsec: 1_000_000_000,
-        };
+        let bad = libc::timespec { tv_sec: 1, tv_nsec: 1_000_000_000 };
         assert_eq!(timespec_to_ns(&bad), None);
     }
 

@@ -201,11 +201,7 @@ pub fn core_ids() -> Vec<usize> {
 /// Reads `/proc/sys/net/core/rmem_max`, the cap on unprivileged `SO_RCVBUF` requests
 /// (None if unreadable, e.g. not Linux).
 pub fn rmem_max() -> Option<usize> {
-    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok()?.trim().parse().ok()
 }
 
 /// The kernel's drop count for one UDP socket, read from `/proc/net/udp`
@@ -214,9 +210,7 @@ pub fn rmem_max() -> Option<usize> {
 /// not only when a datagram arrives. None if unavailable.
 pub fn socket_drops(sock: &impl std::os::fd::AsRawFd) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd()))
-        .ok()?
-        .ino();
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?.ino();
     for table in ["/proc/net/udp", "/proc/net/udp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;

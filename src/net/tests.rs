@@ -37,10 +37,7 @@ fn payload(i: usize) -> Vec<u8> {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
 fn sender_v4() -> UdpSocket {
@@ -97,10 +94,7 @@ fn receives_100_datagrams_of_varying_length() {
         assert_eq!(meta.len, data.len());
         if cfg!(target_os = "linux") {
             let rx_ns = meta.rx_time_ns.expect("SO_TIMESTAMPNS timestamp");
-            assert!(
-                rx_ns.abs_diff(now) < 5_000_000_000,
-                "rx_time_ns {rx_ns} vs now {now}"
-            );
+            assert!(rx_ns.abs_diff(now) < 5_000_000_000, "rx_time_ns {rx_ns} vs now {now}");
         } else {
             assert_eq!(meta.rx_time_ns, None, "the fallback has no timestamps");
         }
@@ -110,11 +104,7 @@ fn receives_100_datagrams_of_varying_length() {
     for (i, p) in sent.iter().enumerate() {
         assert_eq!(by_index.get(&i), Some(p), "payload {i}");
     }
-    assert_eq!(
-        batch.kernel_drops(),
-        None,
-        "nothing should have been dropped"
-    );
+    assert_eq!(batch.kernel_drops(), None, "nothing should have been dropped");
 }
 
 #[test]
@@ -191,10 +181,7 @@ fn kernel_drops_account_for_every_lost_datagram() {
         }
         let drops = batch.kernel_drops().unwrap_or(0) as usize;
         if probes_sent > 0 && burst_received + probes_received + drops == BURST + probes_sent {
-            assert!(
-                drops > 0,
-                "a {BURST}-datagram burst into a 4 KiB rcvbuf must drop"
-            );
+            assert!(drops > 0, "a {BURST}-datagram burst into a 4 KiB rcvbuf must drop");
             assert!(burst_received > 0, "the first datagrams fit");
             return;
         }
@@ -268,13 +255,7 @@ fn rcvbuf_reports_the_kernel_value() {
     let rx = ReuseportSocket::bind(LOOPBACK_V4, Some(65536)).unwrap();
     // Linux doubles the request (65536 is far below any rmem_max in use, and root forces).
     assert_eq!(rx.rcvbuf().unwrap(), 2 * 65536);
-    assert!(
-        ReuseportSocket::bind(LOOPBACK_V4, None)
-            .unwrap()
-            .rcvbuf()
-            .unwrap()
-            > 0
-    );
+    assert!(ReuseportSocket::bind(LOOPBACK_V4, None).unwrap().rcvbuf().unwrap() > 0);
 }
 
 #[test]
@@ -315,10 +296,7 @@ fn proc_readers() {
     assert!(rmem_max().unwrap() > 0);
     let rss = rss_bytes().unwrap();
     assert!(rss > 1 << 20, "rss {rss}");
-    assert_eq!(
-        parse_statm_rss("100 25 3 1 0 40 0\n", 4096),
-        Some(25 * 4096)
-    );
+    assert_eq!(parse_statm_rss("100 25 3 1 0 40 0\n", 4096), Some(25 * 4096));
     assert_eq!(parse_statm_rss("100", 4096), None);
 }
 
@@ -355,14 +333,8 @@ mod fallback_impl {
         assert_eq!(got.len(), 3);
         assert_eq!(batch.kernel_drops(), None);
         let src = tx.local_addr().unwrap();
-        let flags: Vec<_> = got
-            .iter()
-            .map(|(m, d)| (m.src == src, m.truncated, d.len()))
-            .collect();
-        assert_eq!(
-            flags,
-            [(true, false, 3), (true, true, 64), (true, false, 64)]
-        );
+        let flags: Vec<_> = got.iter().map(|(m, d)| (m.src == src, m.truncated, d.len())).collect();
+        assert_eq!(flags, [(true, false, 3), (true, true, 64), (true, false, 64)]);
         assert!(got.iter().all(|(m, _)| m.rx_time_ns.is_none()));
         assert_eq!(batch.len(), batch.iter().len());
     }

@@ -71,9 +71,7 @@ impl FromStr for TimeFormat {
         match s {
             "rfc3339" => Ok(TimeFormat::Rfc3339),
             "epoch" => Ok(TimeFormat::Epoch),
-            _ => Err(format!(
-                "unknown time format {s:?}; choose rfc3339 or epoch"
-            )),
+            _ => Err(format!("unknown time format {s:?}; choose rfc3339 or epoch")),
         }
     }
 }
@@ -120,28 +118,14 @@ pub struct Output {
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output")
-            .field("format", &self.format)
-            .field("rows", &self.rows)
-            .finish()
+        f.debug_struct("Output").field("format", &self.format).field("rows", &self.rows).finish()
     }
 }
 
 impl Output {
     pub fn new(format: Format, time: TimeFormat, w: Box<dyn Write + Send>) -> Self {
-        let time = if format == Format::Zeek {
-            TimeFormat::Epoch
-        } else {
-            time
-        };
-        Output {
-            format,
-            time,
-            w,
-            kind: None,
-            line: String::with_capacity(512),
-            rows: 0,
-        }
+        let time = if format == Format::Zeek { TimeFormat::Epoch } else { time };
+        Output { format, time, w, kind: None, line: String::with_capacity(512), rows: 0 }
     }
 
     /// Rows written so far.
@@ -166,31 +150,20 @@ impl Output {
         match self.format {
             Format::Jsonl => {
                 let _ = write!(self.line, "{{\"type\":\"{}\"", R::KIND);
-                row.visit(&mut Jsonl {
-                    out: &mut self.line,
-                    time: self.time,
-                });
+                row.visit(&mut Jsonl { out: &mut self.line, time: self.time });
                 self.line.push_str("}\n");
             }
             Format::Csv => {
                 self.line.push_str(R::KIND);
-                let mut d = Delimited {
-                    out: &mut self.line,
-                    time: self.time,
-                    sep: ',',
-                    first: false,
-                };
+                let mut d =
+                    Delimited { out: &mut self.line, time: self.time, sep: ',', first: false };
                 row.visit(&mut d);
                 self.line.push('\n');
             }
             Format::Zeek => {
                 // Zeek rows have no type column: no separator before the first field.
-                let mut d = Delimited {
-                    out: &mut self.line,
-                    time: self.time,
-                    sep: '\t',
-                    first: true,
-                };
+                let mut d =
+                    Delimited { out: &mut self.line, time: self.time, sep: '\t', first: true };
                 row.visit(&mut d);
                 self.line.push('\n');
             }

@@ -64,11 +64,7 @@ pub(super) struct Level {
 
 impl Level {
     pub(super) fn new(level: usize) -> Self {
-        Level {
-            level,
-            occupied: 0,
-            slots: std::array::from_fn(|_| Vec::new()),
-        }
+        Level { level, occupied: 0, slots: std::array::from_fn(|_| Vec::new()) }
     }
 
     pub(super) fn add(&mut self, e: Entry) {
@@ -120,11 +116,7 @@ impl Level {
             "level {} slot {slot}: deadline {deadline} <= now {now}",
             self.level
         );
-        Some(Expiration {
-            level: self.level,
-            slot,
-            deadline,
-        })
+        Some(Expiration { level: self.level, slot, deadline })
     }
 
     /// Take the entries of `slot`, leaving an empty `Vec` behind (the caller
@@ -192,9 +184,7 @@ mod tests {
     /// contains both ticks, i.e. they agree on every bit above `6 * (l + 1)`;
     /// the top level if there is none.
     fn level_for_ref(elapsed: u64, when: u64) -> usize {
-        (0..LEVELS)
-            .find(|&l| elapsed / level_range(l) == when / level_range(l))
-            .unwrap_or(TOP)
+        (0..LEVELS).find(|&l| elapsed / level_range(l) == when / level_range(l)).unwrap_or(TOP)
     }
 
     const ELAPSED: [u64; 12] = [
@@ -299,11 +289,7 @@ mod tests {
             let r = slot_range(level);
             for pos in 0..64u64 {
                 let when = pos * r;
-                assert_eq!(
-                    slot_for(when, level),
-                    pos as usize,
-                    "level={level} when={when}"
-                );
+                assert_eq!(slot_for(when, level), pos as usize, "level={level} when={when}");
                 assert_eq!(slot_for(when + r - 1, level), pos as usize, "level={level}");
                 if pos > 0 {
                     assert_eq!(slot_for(when - 1, level), pos as usize - 1, "level={level}");
@@ -327,50 +313,20 @@ mod tests {
     fn test_next_expiration_wraps_on_top_level_only() {
         let mut lvl = Level::new(1);
         // elapsed = 100 is in level-1 slot 1; an entry at 200 is in slot 3.
-        lvl.add(Entry {
-            id: 0,
-            gen: 0,
-            at: 200,
-        });
+        lvl.add(Entry { id: 0, gen: 0, at: 200 });
         let exp = lvl.next_expiration(100).unwrap();
-        assert_eq!(
-            exp,
-            Expiration {
-                level: 1,
-                slot: 3,
-                deadline: 192
-            }
-        );
+        assert_eq!(exp, Expiration { level: 1, slot: 3, deadline: 192 });
 
         let mut top = Level::new(TOP);
         let now = 5 * slot_range(TOP) + 7; // top-level slot 5
                                            // Clamped: same slot bits as `now`, one turn later: must come last.
-        top.add(Entry {
-            id: 1,
-            gen: 0,
-            at: MAX_SPAN + 5 * slot_range(TOP) + 9,
-        });
+        top.add(Entry { id: 1, gen: 0, at: MAX_SPAN + 5 * slot_range(TOP) + 9 });
         // Not clamped: slot 6 in the current turn.
-        top.add(Entry {
-            id: 2,
-            gen: 0,
-            at: 6 * slot_range(TOP) + 1,
-        });
+        top.add(Entry { id: 2, gen: 0, at: 6 * slot_range(TOP) + 1 });
         // Clamped: slot 2, next turn.
-        top.add(Entry {
-            id: 3,
-            gen: 0,
-            at: 3 * MAX_SPAN + 2 * slot_range(TOP),
-        });
+        top.add(Entry { id: 3, gen: 0, at: 3 * MAX_SPAN + 2 * slot_range(TOP) });
         let exp = top.next_expiration(now).unwrap();
-        assert_eq!(
-            exp,
-            Expiration {
-                level: TOP,
-                slot: 6,
-                deadline: 6 * slot_range(TOP)
-            }
-        );
+        assert_eq!(exp, Expiration { level: TOP, slot: 6, deadline: 6 * slot_range(TOP) });
         top.take(6);
         let exp = top.next_expiration(now).unwrap();
         assert_eq!(exp.slot, 2);

@@ -121,11 +121,7 @@ impl Wheel {
 
     /// Put a future entry into its level and slot.
     fn place(&mut self, e: Entry) {
-        debug_assert!(
-            e.at > self.elapsed,
-            "placing {e:?} at elapsed={}",
-            self.elapsed
-        );
+        debug_assert!(e.at > self.elapsed, "placing {e:?} at elapsed={}", self.elapsed);
         let level = level_for(self.elapsed, e.at);
         self.levels[level].add(e);
         self.len += 1;
@@ -215,15 +211,8 @@ impl Wheel {
             );
             return None;
         }
-        let found = self
-            .levels
-            .iter()
-            .find_map(|l| l.next_expiration(self.elapsed));
-        debug_assert!(
-            found.is_some(),
-            "len {} but no occupied slot: {self:?}",
-            self.len
-        );
+        let found = self.levels.iter().find_map(|l| l.next_expiration(self.elapsed));
+        debug_assert!(found.is_some(), "len {} but no occupied slot: {self:?}", self.len);
         #[cfg(debug_assertions)]
         if let Some(exp) = found {
             for l in &self.levels[exp.level + 1..] {

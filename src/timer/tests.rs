@@ -16,11 +16,7 @@ fn check_invariants(w: &Wheel) {
     for (l, lvl) in w.levels.iter().enumerate() {
         for (s, slot) in lvl.slots.iter().enumerate() {
             let bit = lvl.occupied & (1 << s) != 0;
-            assert_eq!(
-                bit,
-                !slot.is_empty(),
-                "level {l} slot {s}: occupied bit vs {slot:?}"
-            );
+            assert_eq!(bit, !slot.is_empty(), "level {l} slot {s}: occupied bit vs {slot:?}");
             total += slot.len();
             for e in slot {
                 assert!(e.at > e0, "{e:?} held at elapsed={e0}");
@@ -61,9 +57,7 @@ fn where_is(w: &Wheel, id: u32) -> Option<(usize, usize)> {
 
 /// Reference level: the lowest one whose whole turn holds both ticks.
 fn level_ref(elapsed: u64, at: u64) -> usize {
-    (0..LEVELS)
-        .find(|&l| elapsed / level_range(l) == at / level_range(l))
-        .unwrap_or(LEVELS - 1)
+    (0..LEVELS).find(|&l| elapsed / level_range(l) == at / level_range(l)).unwrap_or(LEVELS - 1)
 }
 
 /// Every `at` of the exhaustive test, seen from `start`: each tick of
@@ -86,14 +80,7 @@ fn exhaustive_ats(start: u64) -> BTreeSet<u64> {
     ats
 }
 
-const STARTS: [u64; 6] = [
-    0,
-    12_345,
-    4095,
-    MAX_SPAN - 2500,
-    7 * MAX_SPAN + 4000,
-    (1 << 50) + 3,
-];
+const STARTS: [u64; 6] = [0, 12_345, 4095, MAX_SPAN - 2500, 7 * MAX_SPAN + 4000, (1 << 50) + 3];
 
 /// Insert `ats`, then advance with `steps` (cycled) until everything fired,
 /// checking that each entry fires exactly once, in the call whose `now`
@@ -121,32 +108,16 @@ fn run_exhaustive(start: u64, ats: &BTreeSet<u64>, steps: &mut dyn FnMut() -> u6
             assert_eq!(e.at, by_id[id], "entry changed: {e:?}");
             assert!(!fired[id], "{e:?} fired twice (now={now})");
             assert!(e.at <= now, "{e:?} fired before its at, now={now}");
-            assert!(
-                e.at > prev,
-                "{e:?} fired late: previous advance to {prev} reached it"
-            );
+            assert!(e.at > prev, "{e:?} fired late: previous advance to {prev} reached it");
             fired[id] = true;
         }
         // Nothing due left behind.
         let expect = ats.range(prev + 1..=now).count();
-        assert_eq!(
-            out.len(),
-            expect,
-            "advance {prev} -> {now}: fired {} of {expect}",
-            out.len()
-        );
+        assert_eq!(out.len(), expect, "advance {prev} -> {now}: fired {} of {expect}", out.len());
         if let Some(d) = w.next_deadline() {
             assert!(d > now, "next_deadline {d} <= elapsed {now}");
-            let min = by_id
-                .iter()
-                .zip(&fired)
-                .filter(|(_, f)| !**f)
-                .map(|(a, _)| *a)
-                .min();
-            assert!(
-                d <= min.unwrap(),
-                "next_deadline {d} after earliest at {min:?}"
-            );
+            let min = by_id.iter().zip(&fired).filter(|(_, f)| !**f).map(|(a, _)| *a).min();
+            assert!(d <= min.unwrap(), "next_deadline {d} after earliest at {min:?}");
         }
         if calls % 16 == 0 {
             check_invariants(&w);
@@ -229,20 +200,10 @@ fn exhaustive_ticks_single_steps() {
         }
         let mut out = Vec::new();
         for d in 1..=5000u64 {
-            assert_eq!(
-                w.next_deadline(),
-                Some(start + d),
-                "exact at level 0 or slot start"
-            );
+            assert_eq!(w.next_deadline(), Some(start + d), "exact at level 0 or slot start");
             out.clear();
             w.advance(start + d, &mut out);
-            assert_eq!(
-                out,
-                [
-                    entry(d as u32, start + d),
-                    entry(d as u32 + 10_000, start + d)
-                ]
-            );
+            assert_eq!(out, [entry(d as u32, start + d), entry(d as u32 + 10_000, start + d)]);
         }
         assert!(w.is_empty());
     }
@@ -270,15 +231,7 @@ fn one_jump_fires_everything_in_slot_order() {
 #[test]
 fn output_is_in_slot_order_within_a_slot_insertion_order() {
     let mut w = Wheel::new(0);
-    for (id, at) in [
-        (0, 5),
-        (1, 3),
-        (2, 200),
-        (3, 100),
-        (4, 70),
-        (5, 100_000),
-        (6, 4100),
-    ] {
+    for (id, at) in [(0, 5), (1, 3), (2, 200), (3, 100), (4, 70), (5, 100_000), (6, 4100)] {
         w.insert(entry(id, at)).unwrap();
     }
     let mut out = Vec::new();
@@ -417,11 +370,7 @@ fn clamped_entries_fire_at_their_real_at() {
         let mut w = Wheel::new(start);
         for (id, &at) in ats.iter().enumerate() {
             w.insert(entry(id as u32, at)).unwrap();
-            assert_eq!(
-                where_is(&w, id as u32).map(|p| p.0),
-                Some(LEVELS - 1),
-                "at={at}"
-            );
+            assert_eq!(where_is(&w, id as u32).map(|p| p.0), Some(LEVELS - 1), "at={at}");
         }
         check_invariants(&w);
         // Big steps, not aligned to anything: each entry fires in the call
@@ -444,10 +393,7 @@ fn clamped_entries_fire_at_their_real_at() {
             assert_eq!(out.len(), due, "advance {prev} -> {now}");
             if let Some(d) = w.next_deadline() {
                 let min = ats.iter().filter(|&&a| a > now).min().unwrap();
-                assert!(
-                    d > now && d <= *min,
-                    "next_deadline {d}, now {now}, min at {min}"
-                );
+                assert!(d > now && d <= *min, "next_deadline {d}, now {now}, min at {min}");
             }
             check_invariants(&w);
         }
@@ -480,11 +426,7 @@ fn long_jump_skips_empty_slots() {
     w.advance(base + 10 * HOUR, &mut out);
     assert_eq!(out.len(), 3);
     // Each entry is taken out of at most one slot per level.
-    assert!(
-        w.slots_taken <= 3 * LEVELS as u64,
-        "slots taken: {}",
-        w.slots_taken
-    );
+    assert!(w.slots_taken <= 3 * LEVELS as u64, "slots taken: {}", w.slots_taken);
 }
 
 #[test]
@@ -499,11 +441,7 @@ fn far_clamped_entry_costs_one_visit_per_turn() {
     assert_eq!(out, [entry(1, at)]);
     // One top-level visit per 2^36 turn, then at most one per lower level.
     let turns = (1u64 << 44) / MAX_SPAN;
-    assert!(
-        w.slots_taken <= turns + LEVELS as u64,
-        "slots taken: {}",
-        w.slots_taken
-    );
+    assert!(w.slots_taken <= turns + LEVELS as u64, "slots taken: {}", w.slots_taken);
 }
 
 #[test]
@@ -525,18 +463,12 @@ fn fired_slots_keep_their_allocation() {
     assert!(w.levels[0].slots[36].is_empty() && w.levels[0].slots[36].capacity() >= 100);
     check_invariants(&w);
     // Steady state: the same pattern again fills the kept allocations.
-    let caps: Vec<usize> = [10, 36]
-        .iter()
-        .map(|&s| w.levels[0].slots[s].capacity())
-        .collect();
+    let caps: Vec<usize> = [10, 36].iter().map(|&s| w.levels[0].slots[s].capacity()).collect();
     for id in 0..100 {
         w.insert(entry(id, 64 * 3 + 10)).unwrap();
         w.insert(entry(id + 100, 64 * 3 + 36)).unwrap();
     }
-    let again: Vec<usize> = [10, 36]
-        .iter()
-        .map(|&s| w.levels[0].slots[s].capacity())
-        .collect();
+    let again: Vec<usize> = [10, 36].iter().map(|&s| w.levels[0].slots[s].capacity()).collect();
     assert_eq!(caps, again, "slots reallocated");
 }
 
@@ -582,12 +514,7 @@ enum Op {
     InsertAhead(u64),
     /// Advance by `step`; fired entries whose bit in `extend` is set are
     /// re-inserted with a later `at` (the shard's lazy extension).
-    Advance {
-        step: u64,
-        extend: u64,
-        ext_max: u64,
-        ext_seed: u64,
-    },
+    Advance { step: u64, extend: u64, ext_max: u64, ext_seed: u64 },
     /// Advance exactly to `next_deadline()`.
     AdvanceToDeadline { extend: u64 },
     /// Drop entries whose id matches `mask`.
@@ -641,20 +568,11 @@ struct Harness {
 
 impl Harness {
     fn insert(&mut self, at: u64) {
-        let e = Entry {
-            id: self.next_id,
-            gen: self.next_id.wrapping_mul(31),
-            at,
-        };
+        let e = Entry { id: self.next_id, gen: self.next_id.wrapping_mul(31), at };
         self.next_id += 1;
         let res = self.w.insert(e);
         if at <= self.w.elapsed() {
-            assert_eq!(
-                res,
-                Err(e),
-                "insert at {at} <= elapsed {}",
-                self.w.elapsed()
-            );
+            assert_eq!(res, Err(e), "insert at {at} <= elapsed {}", self.w.elapsed());
         } else {
             assert_eq!(res, Ok(()));
             self.model.insert((at, e.id), e);
@@ -684,11 +602,7 @@ impl Harness {
                 let Some(at) = self.w.elapsed().checked_add(d) else {
                     continue;
                 };
-                let e2 = Entry {
-                    id: e.id,
-                    gen: e.gen.wrapping_add(1),
-                    at,
-                };
+                let e2 = Entry { id: e.id, gen: e.gen.wrapping_add(1), at };
                 assert_eq!(self.w.insert(e2), Ok(()));
                 self.model.insert((at, e2.id), e2);
             }

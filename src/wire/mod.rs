@@ -63,10 +63,7 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             DecodeError::TooShort { len } => {
-                write!(
-                    f,
-                    "datagram too short: {len} bytes, a v5 header needs {HEADER_LEN}"
-                )
+                write!(f, "datagram too short: {len} bytes, a v5 header needs {HEADER_LEN}")
             }
             DecodeError::BadVersion { version } => {
                 write!(f, "not NetFlow v5: version field is {version}")
@@ -123,15 +120,9 @@ impl<'a> Datagram<'a> {
         }
         let need = HEADER_LEN + RECORD_LEN * count as usize;
         if bytes.len() < need || (!lenient && bytes.len() != need) {
-            return Err(DecodeError::LengthMismatch {
-                len: bytes.len(),
-                count,
-            });
+            return Err(DecodeError::LengthMismatch { len: bytes.len(), count });
         }
-        Ok(Datagram {
-            bytes: &bytes[..need],
-            count: count as usize,
-        })
+        Ok(Datagram { bytes: &bytes[..need], count: count as usize })
     }
 
     /// The header fields.
@@ -154,9 +145,7 @@ impl<'a> Datagram<'a> {
     /// The records, in wire order.
     #[inline]
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'a>> + 'a {
-        self.bytes[HEADER_LEN..]
-            .chunks_exact(RECORD_LEN)
-            .map(Record)
+        self.bytes[HEADER_LEN..].chunks_exact(RECORD_LEN).map(Record)
     }
 }
 
@@ -248,9 +237,7 @@ pub struct Record<'a>(&'a [u8]);
 
 impl fmt::Debug for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
-            .field("fields", &self.fields())
-            .finish()
+        f.debug_struct("Record").field("fields", &self.fields()).finish()
     }
 }
 

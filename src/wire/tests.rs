@@ -24,29 +24,10 @@ fn arb_header() -> impl Strategy<Value = HeaderFields> {
 
 fn arb_record() -> impl Strategy<Value = RecordFields> {
     (
-        (
-            any::<u32>(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u16>(),
-            any::<u16>(),
-        ),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
         (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
-        (
-            any::<u16>(),
-            any::<u16>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u8>(),
-        ),
-        (
-            any::<u16>(),
-            any::<u16>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u16>(),
-        ),
+        (any::<u16>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()),
+        (any::<u16>(), any::<u16>(), any::<u8>(), any::<u8>(), any::<u16>()),
     )
         .prop_map(|(a, b, c, d)| RecordFields {
             src_addr: a.0,
@@ -121,53 +102,31 @@ proptest! {
 
 fn one(count: usize) -> Vec<u8> {
     let mut buf = Vec::new();
-    encode(
-        &HeaderFields::default(),
-        &vec![RecordFields::default(); count],
-        &mut buf,
-    );
+    encode(&HeaderFields::default(), &vec![RecordFields::default(); count], &mut buf);
     buf
 }
 
 #[test]
 fn rejections_are_typed() {
-    assert_eq!(
-        Datagram::parse(&[0; 23]).unwrap_err(),
-        DecodeError::TooShort { len: 23 }
-    );
+    assert_eq!(Datagram::parse(&[0; 23]).unwrap_err(), DecodeError::TooShort { len: 23 });
     let mut v9 = one(1);
     v9[1] = 9;
-    assert_eq!(
-        Datagram::parse(&v9).unwrap_err(),
-        DecodeError::BadVersion { version: 9 }
-    );
+    assert_eq!(Datagram::parse(&v9).unwrap_err(), DecodeError::BadVersion { version: 9 });
     let mut ipfix = one(1);
     ipfix[1] = 10;
     assert_eq!(Datagram::parse(&ipfix).unwrap_err().reason(), "bad_version");
     for bad in [0u16, 31, 65535] {
         let mut b = one(1);
         b[2..4].copy_from_slice(&bad.to_be_bytes());
-        assert_eq!(
-            Datagram::parse(&b).unwrap_err(),
-            DecodeError::BadCount { count: bad }
-        );
+        assert_eq!(Datagram::parse(&b).unwrap_err(), DecodeError::BadCount { count: bad });
     }
     let mut long = one(2);
     long.push(0);
-    assert_eq!(
-        Datagram::parse(&long).unwrap_err().reason(),
-        "length_mismatch"
-    );
+    assert_eq!(Datagram::parse(&long).unwrap_err().reason(), "length_mismatch");
     assert_eq!(Datagram::parse_with(&long, true).unwrap().count(), 2);
     let short = &one(2)[..24 + 48 + 10];
-    assert_eq!(
-        Datagram::parse(short).unwrap_err().reason(),
-        "length_mismatch"
-    );
-    assert_eq!(
-        Datagram::parse_with(short, true).unwrap_err().reason(),
-        "length_mismatch"
-    );
+    assert_eq!(Datagram::parse(short).unwrap_err().reason(), "length_mismatch");
+    assert_eq!(Datagram::parse_with(short, true).unwrap_err().reason(), "length_mismatch");
     assert_eq!(Datagram::parse(&one(30)).unwrap().count(), 30);
 }
 
@@ -185,15 +144,9 @@ fn uptime_wrap() {
         sampling: 0,
     };
     // First = 0xFFFFFFFF is 1 ms before uptime 0, i.e. 3382 ms before export.
-    assert_eq!(
-        h.uptime_to_ns(0xFFFF_FFFF),
-        1_430_591_888_000_000_000 - 3_382_000_000
-    );
+    assert_eq!(h.uptime_to_ns(0xFFFF_FFFF), 1_430_591_888_000_000_000 - 3_382_000_000);
     assert_eq!(h.uptime_to_ns(3381), 1_430_591_888_000_000_000);
-    assert_eq!(
-        h.uptime_to_ns(381),
-        1_430_591_888_000_000_000 - 3_000_000_000
-    );
+    assert_eq!(h.uptime_to_ns(381), 1_430_591_888_000_000_000 - 3_000_000_000);
 }
 
 #[test]

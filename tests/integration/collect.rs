@@ -13,28 +13,21 @@ use serde_json::Value;
 use crate::util::*;
 
 /// A running collector.
-struct Collector {
-    child: Child,
-    addr: SocketAddr,
-    stderr: mpsc::Receiver<String>,
-    out: PathBuf,
-    stats: PathBuf,
+pub struct Collector {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+    pub out: PathBuf,
+    pub stats: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn start(args: &[&str]) -> Collector {
+pub fn start(args: &[&str]) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
     let stats = dir.path().join("stats.json");
     let mut child = nfstitch()
-        .args([
-            "collect",
-            "--listen",
-            "127.0.0.1:0",
-            "--stats-interval",
-            "0",
-            "-o",
-        ])
+        .args(["collect", "--listen", "127.0.0.1:0", "--stats-interval", "0", "-o"])
         .arg(&out)
         .arg("--stats-json")
         .arg(&stats)
@@ -59,37 +52,25 @@ fn start(args: &[&str]) -> Collector {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    Collector {
-        child,
-        addr,
-        stderr: rx,
-        out,
-        stats,
-        _dir: dir,
-    }
+    Collector { child, addr, stderr: rx, out, stats, _dir: dir }
 }
 
-fn signal(child: &Child, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
+pub fn signal(child: &Child, sig: &str) {
+    let st =
+        std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
     assert!(st.success());
 }
 
 impl Collector {
     /// SIGTERM, wait (bounded), return (flows, stats, stderr).
-    fn stop(mut self) -> (Vec<Value>, Value, String) {
+    pub fn stop(mut self) -> (Vec<Value>, Value, String) {
         signal(&self.child, "-TERM");
         let start = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "collector did not stop"
-            );
+            assert!(start.elapsed() < Duration::from_secs(30), "collector did not stop");
             std::thread::sleep(Duration::from_millis(20));
         };
         let stderr: Vec<String> = self.stderr.try_iter().collect();
@@ -101,7 +82,7 @@ impl Collector {
 }
 
 /// `n` datagrams from exporter `e` (127.0.1.e), 30 records each, over `keys` flows.
-fn traffic(exporters: u8, per_exporter: u32, keys: u32) -> Vec<Dg> {
+pub fn traffic(exporters: u8, per_exporter: u32, keys: u32) -> Vec<Dg> {
     let t0 = 1_700_000_000 * S;
     let mut v = Vec::new();
     for i in 0..per_exporter {
@@ -118,19 +99,14 @@ fn traffic(exporters: u8, per_exporter: u32, keys: u32) -> Vec<Dg> {
                     r
                 })
                 .collect();
-            v.push(dg(
-                t0 + i as u64 * 1000,
-                Ipv4Addr::new(127, 0, 1, e),
-                i * 30,
-                &recs,
-            ));
+            v.push(dg(t0 + i as u64 * 1000, Ipv4Addr::new(127, 0, 1, e), i * 30, &recs));
         }
     }
     v
 }
 
 /// Send each datagram from its exporter's address; returns datagrams sent.
-fn send(dgs: &[Dg], to: SocketAddr) -> u64 {
+pub fn send(dgs: &[Dg], to: SocketAddr) -> u64 {
     let mut socks = std::collections::HashMap::new();
     for d in dgs {
         let s = socks
@@ -173,10 +149,7 @@ fn flow_set(flows: &[Value]) -> BTreeSet<String> {
                 "first",
                 "last",
             ];
-            k.iter()
-                .map(|n| f[*n].to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
+            k.iter().map(|n| f[*n].to_string()).collect::<Vec<_>>().join(" ")
         })
         .collect()
 }
@@ -195,20 +168,10 @@ fn live_equals_sent_and_equals_replay() {
     wait_for_datagrams(&c, sent);
     let (flows, st, _) = c.stop();
     let (recs, pkts, octs) = totals(&dgs);
+    assert_eq!(st["datagrams"].as_u64().unwrap() + st["kernel_drops"].as_u64().unwrap(), sent);
+    assert_eq!(st["kernel_drops"], 0, "no drops expected with an 8 MB buffer at this volume");
     assert_eq!(
-        st["datagrams"].as_u64().unwrap() + st["kernel_drops"].as_u64().unwrap(),
-        sent
-    );
-    assert_eq!(
-        st["kernel_drops"], 0,
-        "no drops expected with an 8 MB buffer at this volume"
-    );
-    assert_eq!(
-        (
-            st["records"].as_u64(),
-            st["packets"].as_u64(),
-            st["octets"].as_u64()
-        ),
+        (st["records"].as_u64(), st["packets"].as_u64(), st["octets"].as_u64()),
         (Some(recs), Some(pkts), Some(octs))
     );
     assert_conserved(&flows, &st);
@@ -233,10 +196,7 @@ fn worker_counts_give_the_same_flows() {
         let (flows, st, _) = c.stop();
         assert_eq!(st["datagrams"].as_u64().unwrap(), sent, "{w} workers");
         assert_conserved(&flows, &st);
-        assert_eq!(
-            st["workers"].as_array().unwrap().len(),
-            w.parse::<usize>().unwrap()
-        );
+        assert_eq!(st["workers"].as_array().unwrap().len(), w.parse::<usize>().unwrap());
         sets.push(flow_set(&flows));
     }
     assert_eq!(sets[0], sets[1]);
@@ -271,9 +231,8 @@ fn sigterm_mid_stream_keeps_every_accepted_record() {
     let c = start(&["--workers", "2", "--rcvbuf", "8000000"]);
     let addr = c.addr;
     let sender = std::thread::spawn(move || {
-        let socks: Vec<UdpSocket> = (1..=2)
-            .map(|e| UdpSocket::bind((Ipv4Addr::new(127, 0, 1, e), 0)).unwrap())
-            .collect();
+        let socks: Vec<UdpSocket> =
+            (1..=2).map(|e| UdpSocket::bind((Ipv4Addr::new(127, 0, 1, e), 0)).unwrap()).collect();
         let mut sent = 0u64;
         for chunk in dgs.chunks(40) {
             for d in chunk {
@@ -290,10 +249,7 @@ fn sigterm_mid_stream_keeps_every_accepted_record() {
     let (flows, st, _) = c.stop();
     let sent = sender.join().unwrap();
     let accepted = st["datagrams"].as_u64().unwrap();
-    assert!(
-        accepted > 0 && accepted < sent,
-        "stopped mid-stream: {accepted} of {sent}"
-    );
+    assert!(accepted > 0 && accepted < sent, "stopped mid-stream: {accepted} of {sent}");
     assert_conserved(&flows, &st);
     assert!(flows.iter().all(|f| f["end_reason"] == "shutdown"));
 }
@@ -301,20 +257,8 @@ fn sigterm_mid_stream_keeps_every_accepted_record() {
 #[test]
 fn quiet_collector_emits_by_timer_and_flushes() {
     // Linger 1 s: a FIN flow must be written within a few seconds with no more traffic.
-    let c = start(&[
-        "--workers",
-        "1",
-        "--linger",
-        "1s",
-        "--flush-interval",
-        "100ms",
-    ]);
-    let d = dg(
-        1_700_000_000 * S,
-        Ipv4Addr::new(127, 0, 1, 1),
-        0,
-        &[tcp(7, 0x01, 3)],
-    );
+    let c = start(&["--workers", "1", "--linger", "1s", "--flush-interval", "100ms"]);
+    let d = dg(1_700_000_000 * S, Ipv4Addr::new(127, 0, 1, 1), 0, &[tcp(7, 0x01, 3)]);
     send(std::slice::from_ref(&d), c.addr);
     let start = Instant::now();
     let out = c.out.clone();
@@ -323,10 +267,7 @@ fn quiet_collector_emits_by_timer_and_flushes() {
         if !text.is_empty() {
             break text;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "flow not written by timer"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "flow not written by timer");
         std::thread::sleep(Duration::from_millis(50));
     };
     let f = flows(&written);

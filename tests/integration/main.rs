@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
 mod collect;
+mod reliability;
 mod replay;
 mod util;

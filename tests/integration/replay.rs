@@ -17,11 +17,7 @@ fn replay(args: &[&str], files: &[&std::path::Path]) -> (Vec<Value>, Value, Run)
     let dir = tempfile::tempdir().unwrap();
     let st = dir.path().join("stats.json");
     let mut cmd = nfstitch();
-    cmd.arg("replay")
-        .args(args)
-        .arg("--stats-json")
-        .arg(&st)
-        .args(files);
+    cmd.arg("replay").args(args).arg("--stats-json").arg(&st).args(files);
     let r = run_ok(&mut cmd);
     let stats = stats(&st);
     (flows(&r.stdout), stats, r)
@@ -34,9 +30,7 @@ fn oracle_rows() {
     let mut lines = tsv.lines();
     let cols: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let col = |row: &[&str], name: &str| -> u64 {
-        row[cols.iter().position(|c| *c == name).unwrap()]
-            .parse()
-            .unwrap()
+        row[cols.iter().position(|c| *c == name).unwrap()].parse().unwrap()
     };
     let mut checked = 0;
     for line in lines.filter(|l| !l.trim().is_empty()) {
@@ -44,42 +38,19 @@ fn oracle_rows() {
         let file = data.join(row[0]);
         let (flows, st, _) = replay(&[], &[&file]);
         let name = row[0];
-        assert_eq!(
-            st["datagrams"],
-            col(&row, "strict_ok_datagrams"),
-            "{name}: datagrams"
-        );
-        assert_eq!(
-            st["records"],
-            col(&row, "strict_records"),
-            "{name}: records"
-        );
-        assert_eq!(
-            st["packets"],
-            col(&row, "strict_sum_dPkts"),
-            "{name}: packets"
-        );
-        assert_eq!(
-            st["octets"],
-            col(&row, "strict_sum_dOctets"),
-            "{name}: octets"
-        );
-        let rejected: u64 = st["rejected"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
+        assert_eq!(st["datagrams"], col(&row, "strict_ok_datagrams"), "{name}: datagrams");
+        assert_eq!(st["records"], col(&row, "strict_records"), "{name}: records");
+        assert_eq!(st["packets"], col(&row, "strict_sum_dPkts"), "{name}: packets");
+        assert_eq!(st["octets"], col(&row, "strict_sum_dOctets"), "{name}: octets");
+        let rejected: u64 =
+            st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(
             rejected + col(&row, "strict_ok_datagrams"),
             col(&row, "datagrams"),
             "{name}: every datagram accepted or rejected"
         );
         if name.contains("invalid") {
-            assert_eq!(
-                st["rejected"]["bad_count"], 1,
-                "{name}: rejected as bad_count"
-            );
+            assert_eq!(st["rejected"]["bad_count"], 1, "{name}: rejected as bad_count");
             assert!(flows.is_empty());
         }
         assert_conserved(&flows, &st);
@@ -135,29 +106,14 @@ fn netflow5_dat_restitches_to_six_flows() {
             })
             .unwrap_or_else(|| panic!("flow {src}:{sport} -> {dst}:{dport} missing"));
         assert_eq!(
-            (
-                f["records"].as_u64(),
-                f["packets"].as_u64(),
-                f["octets"].as_u64()
-            ),
+            (f["records"].as_u64(), f["packets"].as_u64(), f["octets"].as_u64()),
             (Some(recs), Some(pkts), Some(octs))
         );
-        assert_eq!(
-            f["tcp_flags"].as_u64().unwrap() & 1 == 1,
-            fin,
-            "{src}:{sport} fin"
-        );
+        assert_eq!(f["tcp_flags"].as_u64().unwrap() & 1 == 1, fin, "{src}:{sport} fin");
     }
     // The 0xFFFFFFFF First wraps to just before the export time, not 49 days later.
-    let first = flows
-        .iter()
-        .map(|f| f["first"].as_str().unwrap().to_string())
-        .min()
-        .unwrap();
-    assert!(
-        first.starts_with("2015-05-02T18:38:04.898"),
-        "first = {first}"
-    );
+    let first = flows.iter().map(|f| f["first"].as_str().unwrap().to_string()).min().unwrap();
+    assert!(first.starts_with("2015-05-02T18:38:04.898"), "first = {first}");
     assert_conserved(&flows, &st);
 }
 
@@ -209,22 +165,10 @@ fn d3_later_fin_extends_linger_across_datagrams() {
     let (flows, st, _) = replay(&[], &[&p]);
     let k1: Vec<&Value> = flows.iter().filter(|f| f["src_port"] == 1000).collect();
     assert_eq!(k1.len(), 2, "{k1:?}");
-    assert_eq!(
-        (k1[0]["records"].as_u64(), k1[0]["end_reason"].as_str()),
-        (Some(3), Some("fin"))
-    );
-    assert_eq!(
-        k1[0]["end"], "2023-11-14T22:23:30.000000000Z",
-        "T0 + 300 s + 310 s"
-    );
-    assert_eq!(
-        (k1[1]["records"].as_u64(), k1[1]["packets"].as_u64()),
-        (Some(1), Some(7))
-    );
-    assert_eq!(
-        k1[1]["end_reason"], "shutdown",
-        "new flow not cut by an old deadline"
-    );
+    assert_eq!((k1[0]["records"].as_u64(), k1[0]["end_reason"].as_str()), (Some(3), Some("fin")));
+    assert_eq!(k1[0]["end"], "2023-11-14T22:23:30.000000000Z", "T0 + 300 s + 310 s");
+    assert_eq!((k1[1]["records"].as_u64(), k1[1]["packets"].as_u64()), (Some(1), Some(7)));
+    assert_eq!(k1[1]["end_reason"], "shutdown", "new flow not cut by an old deadline");
     assert_conserved(&flows, &st);
 }
 
@@ -261,9 +205,7 @@ fn d10_eviction_is_counted_and_conserved() {
     let dir = tempfile::tempdir().unwrap();
     let mut dgs = Vec::new();
     for i in 0..50u32 {
-        let recs: Vec<_> = (0..30)
-            .map(|j| tcp((i * 30 + j) as u16, ACK, j + 1))
-            .collect();
+        let recs: Vec<_> = (0..30).map(|j| tcp((i * 30 + j) as u16, ACK, j + 1)).collect();
         dgs.push(dg(T0 + i as u64 * S, E1, i * 30, &recs));
     }
     let p = write_pcap(dir.path(), "d10.pcap", &dgs);
@@ -308,12 +250,7 @@ fn formats_csv_zeek_and_dump() {
     let ncols = lines[0].split(',').count();
     assert!(lines.iter().all(|l| l.split(',').count() == ncols));
 
-    let zeek = run_ok(
-        nfstitch()
-            .args(["replay", "-q", "--format", "zeek"])
-            .arg(&f),
-    )
-    .stdout;
+    let zeek = run_ok(nfstitch().args(["replay", "-q", "--format", "zeek"]).arg(&f)).stdout;
     let lines: Vec<&str> = zeek.lines().collect();
     assert_eq!(lines[0], "#separator \\x09");
     let fields = lines.iter().find(|l| l.starts_with("#fields\t")).unwrap();
@@ -321,13 +258,9 @@ fn formats_csv_zeek_and_dump() {
     assert_eq!(fields.split('\t').count(), types.split('\t').count());
     let rows: Vec<&&str> = lines.iter().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(rows.len(), 6);
-    assert!(rows
-        .iter()
-        .all(|r| r.split('\t').count() == fields.split('\t').count() - 1));
+    assert!(rows.iter().all(|r| r.split('\t').count() == fields.split('\t').count() - 1));
     assert!(
-        rows[0]
-            .split('\t')
-            .any(|c| c.starts_with("1430591884.898328")),
+        rows[0].split('\t').any(|c| c.starts_with("1430591884.898328")),
         "epoch times in zeek: {}",
         rows[0]
     );
@@ -338,12 +271,8 @@ fn formats_csv_zeek_and_dump() {
     assert_eq!(v.iter().filter(|r| r["type"] == "record").count(), 30);
     assert_eq!(v.iter().filter(|r| r["type"] == "flow").count(), 0);
     let both = jsonl(
-        &run_ok(
-            nfstitch()
-                .args(["replay", "-q", "--dump", "--time-format", "epoch"])
-                .arg(&f),
-        )
-        .stdout,
+        &run_ok(nfstitch().args(["replay", "-q", "--dump", "--time-format", "epoch"]).arg(&f))
+            .stdout,
     );
     assert_eq!(both.len(), 12 + 30 + 6);
     assert!(both[0]["ts"].is_number());
@@ -361,22 +290,14 @@ fn bad_flags_fail_clearly() {
     ] {
         let r = run(nfstitch().args(&args));
         assert!(!r.status.success(), "{args:?} succeeded");
-        assert!(
-            r.stderr.contains(needle),
-            "{args:?}: stderr lacks {needle:?}: {}",
-            r.stderr
-        );
+        assert!(r.stderr.contains(needle), "{args:?}: stderr lacks {needle:?}: {}", r.stderr);
     }
 }
 
 #[test]
 fn output_to_file() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write_pcap(
-        dir.path(),
-        "o.pcap",
-        &[dg(T0, E1, 0, &[tcp(1, ACK, 1), tcp(2, ACK, 2)])],
-    );
+    let p = write_pcap(dir.path(), "o.pcap", &[dg(T0, E1, 0, &[tcp(1, ACK, 1), tcp(2, ACK, 2)])]);
     let out = dir.path().join("flows.jsonl");
     let r = run_ok(nfstitch().args(["replay", "-q", "-o"]).arg(&out).arg(&p));
     assert!(r.stdout.is_empty());

@@ -27,10 +27,7 @@ pub fn testdata() -> Option<PathBuf> {
     if dir.join("oracle.tsv").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIP: test data not found at {} (set NFSTITCH_TESTDATA)",
-            dir.display()
-        );
+        eprintln!("SKIP: test data not found at {} (set NFSTITCH_TESTDATA)", dir.display());
         None
     }
 }
@@ -70,47 +67,29 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Run {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
+    Run { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
 }
 
 /// Run to completion (bounded to 60 s), capturing output.
 pub fn run(cmd: &mut Command) -> Run {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     wait_bounded(child, Duration::from_secs(60))
 }
 
 /// Run and require success.
 pub fn run_ok(cmd: &mut Command) -> Run {
     let r = run(cmd);
-    assert!(
-        r.status.success(),
-        "failed: {:?}\nstderr:\n{}",
-        cmd,
-        r.stderr
-    );
+    assert!(r.status.success(), "failed: {:?}\nstderr:\n{}", cmd, r.stderr);
     r
 }
 
 /// Parse JSON lines.
 pub fn jsonl(s: &str) -> Vec<Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
 pub fn flows(s: &str) -> Vec<Value> {
-    jsonl(s)
-        .into_iter()
-        .filter(|v| v["type"] == "flow")
-        .collect()
+    jsonl(s).into_iter().filter(|v| v["type"] == "flow").collect()
 }
 
 pub fn sum(vals: &[Value], field: &str) -> u64 {
@@ -124,16 +103,8 @@ pub fn stats(path: &Path) -> Value {
 
 /// Assert conservation: sums over emitted flows equal the accepted records' sums.
 pub fn assert_conserved(flows: &[Value], st: &Value) {
-    for (f, s) in [
-        ("records", "records"),
-        ("packets", "packets"),
-        ("octets", "octets"),
-    ] {
-        assert_eq!(
-            sum(flows, f),
-            st[s].as_u64().unwrap(),
-            "sum of flow {f} != accepted {s}"
-        );
+    for (f, s) in [("records", "records"), ("packets", "packets"), ("octets", "octets")] {
+        assert_eq!(sum(flows, f), st[s].as_u64().unwrap(), "sum of flow {f} != accepted {s}");
     }
     assert_eq!(flows.len() as u64, st["flows_total"].as_u64().unwrap());
 }
@@ -173,11 +144,7 @@ pub fn dg(ts_ns: u64, exporter: Ipv4Addr, seq: u32, recs: &[RecordFields]) -> Dg
     };
     let mut bytes = Vec::new();
     encode(&h, recs, &mut bytes);
-    Dg {
-        ts_ns,
-        exporter,
-        bytes,
-    }
+    Dg { ts_ns, exporter, bytes }
 }
 
 /// Write a pcap of the datagrams (to port 2055) into `dir`.
@@ -186,13 +153,8 @@ pub fn write_pcap(dir: &Path, name: &str, dgs: &[Dg]) -> PathBuf {
     let f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     let mut w = PcapWriter::new(f).unwrap();
     for d in dgs {
-        w.write_udp(
-            d.ts_ns,
-            (d.exporter, 40000),
-            (Ipv4Addr::new(127, 0, 0, 1), 2055),
-            &d.bytes,
-        )
-        .unwrap();
+        w.write_udp(d.ts_ns, (d.exporter, 40000), (Ipv4Addr::new(127, 0, 0, 1), 2055), &d.bytes)
+            .unwrap();
     }
     w.into_inner().unwrap();
     path
