@@ -29,6 +29,38 @@ pub enum Command {
     Collect(CollectArgs),
     /// Restitch NetFlow v5 from pcap/pcapng captures or raw v5 datagram files.
     Replay(ReplayArgs),
+    /// Overlay HdrHistogram percentile files (.hgrm) in one SVG plot.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// .hgrm files (HdrHistogram percentile distribution text), one series each.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The SVG file to write.
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+    /// Plot title.
+    #[arg(long, default_value = "latency by percentile")]
+    pub title: String,
+}
+
+fn plot(a: &PlotArgs) -> Result<()> {
+    let mut series = Vec::new();
+    for f in &a.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        let d = crate::hist::parse_hgrm(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not an .hgrm file: {e}", f.display()))?;
+        let name = f
+            .file_stem()
+            .map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
+        series.push((name, d));
+    }
+    std::fs::write(&a.output, crate::hist::svg_plot(&a.title, &series))
+        .map_err(|e| anyhow::anyhow!("-o: cannot write {}: {e}", a.output.display()))?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +85,10 @@ pub struct CollectArgs {
     /// Flush the output at least this often.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub flush_interval: Duration,
+    /// At the end, write each latency histogram as NAME.hgrm (HdrHistogram
+    /// percentile distribution) and NAME.svg (percentile plot) into DIR.
+    #[arg(long)]
+    pub histogram_dir: Option<PathBuf>,
 }
 
 /// `0,2-3,5` → [0, 2, 3, 5].
@@ -92,6 +128,7 @@ impl CollectArgs {
             rcvbuf: self.rcvbuf,
             stats_interval: self.stats_interval,
             flush_interval: self.flush_interval,
+            histogram_dir: self.histogram_dir.clone(),
         })
     }
 }
@@ -227,6 +264,10 @@ pub fn run() -> Result<std::process::ExitCode> {
         }
         Some(Command::Collect(a)) => {
             crate::collect::run(&a.to_config()?)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Plot(a)) => {
+            plot(&a)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Some(Command::Replay(a)) => {

@@ -132,8 +132,10 @@ impl Ingest {
         }
         // Per-exporter state is bounded: past MAX_EXPORTERS sources, new ones
         // share the OTHER_EXPORTERS bucket and are not sequence-tracked.
-        let tracked = self.exporters.len() < MAX_EXPORTERS || self.exporters.contains_key(&exporter);
-        let per = self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
+        let tracked =
+            self.exporters.len() < MAX_EXPORTERS || self.exporters.contains_key(&exporter);
+        let per =
+            self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
         let d = match Datagram::parse_with(bytes, self.lenient) {
             Ok(d) => d,
             Err(e) => {

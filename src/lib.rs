@@ -27,6 +27,7 @@ pub mod collect;
 pub mod config;
 pub mod flow;
 pub mod fuzz;
+pub mod hist;
 pub mod ingest;
 pub mod input;
 #[allow(unsafe_code)]

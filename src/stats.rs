@@ -75,7 +75,14 @@ pub struct Report {
     pub queue_stalls: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<Vec<WorkerReport>>,
+    /// Live only: latency percentiles (µs) by histogram name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<BTreeMap<&'static str, crate::hist::Summary>>,
 }
+
+/// A note printed and stored with the export-to-receive histogram.
+pub const EXPORT_CLOCK_NOTE: &str =
+    "export_to_receive is meaningful only when exporter and collector share a clock (e.g. loadgen on the same host)";
 
 /// Per-worker figures (live collector).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -185,6 +192,21 @@ impl Report {
             "  sequence: {} records lost, {} restarts, {} late datagrams",
             self.seq_lost_records, self.seq_restarts, self.seq_late_datagrams
         )?;
+        if let Some(lat) = &self.latency {
+            writeln!(
+                w,
+                "  latency (µs)        {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "p50", "p90", "p99", "p99.9", "p99.99", "max", "count"
+            )?;
+            for (name, s) in lat {
+                writeln!(
+                    w,
+                    "  {name:<19} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10}",
+                    s.p50_us, s.p90_us, s.p99_us, s.p99_9_us, s.p99_99_us, s.max_us, s.count
+                )?;
+            }
+            writeln!(w, "  ({EXPORT_CLOCK_NOTE})")?;
+        }
         for e in &self.exporters {
             writeln!(
                 w,

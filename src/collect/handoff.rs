@@ -27,6 +27,8 @@ pub const WRITER_MSGS: usize = 64;
 #[derive(Debug)]
 pub struct RecordBatch {
     pub now: u64,
+    /// Kernel receive time of the batch's oldest record (latency histogram).
+    pub rx_first: u64,
     pub recs: Vec<FlowRecord>,
 }
 

@@ -26,6 +26,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::Pipeline;
 use crate::flow::{Shard, ShardStats};
+use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest};
 use crate::net::{self, ReuseportSocket};
 use crate::replay::{finish_report, open_output};
@@ -45,6 +46,8 @@ pub struct Collect {
     pub rcvbuf: Option<usize>,
     pub stats_interval: Duration,
     pub flush_interval: Duration,
+    /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
+    pub histogram_dir: Option<std::path::PathBuf>,
 }
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
@@ -153,7 +156,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     let written = writer.join().expect("writer panicked");
     sig_handle.close();
     let _ = sig_thread.join();
-    written?;
+    let written = written?;
 
     let mut counters = Counters::default();
     let mut shards = ShardStats::default();
@@ -180,6 +183,22 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());
     report.workers = Some(workers);
+    let mut rx = Latency::new();
+    let mut export = Latency::new();
+    for r in &results {
+        rx.add(&r.receive_to_applied);
+        export.add(&r.export_to_receive);
+    }
+    let hists = [
+        ("receive_to_applied", &rx),
+        ("flow_end_to_written", &written.flow_end_to_written),
+        ("export_to_receive", &export),
+    ];
+    report.latency = Some(hists.iter().map(|(n, h)| (*n, h.summary())).collect());
+    if let Some(dir) = &cfg.histogram_dir {
+        crate::hist::write_dir(dir, &hists)
+            .with_context(|| format!("--histogram-dir: cannot write to {}", dir.display()))?;
+    }
     finish_report(p, &report)?;
     Ok(report)
 }

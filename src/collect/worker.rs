@@ -20,6 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::handoff::{DumpRow, RecordBatch, Shared, ToWriter, RECORD_BATCH};
 use crate::flow::{Flow, FlowRecord, KeyHasher, KeySpec, Shard};
+use crate::hist::Latency;
 use crate::ingest::Ingest;
 use crate::net::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
 
@@ -46,6 +47,10 @@ pub struct WorkerResult {
     pub kernel_drops: u64,
     pub queue_stalls: u64,
     pub writer_stalls: u64,
+    /// Kernel receive time to records applied to their shard.
+    pub receive_to_applied: Latency,
+    /// Export time in the header to kernel receive time.
+    pub export_to_receive: Latency,
 }
 
 /// A worker's state; `run` consumes it on its thread.
@@ -62,6 +67,12 @@ pub struct Worker {
     pub dump: bool,
     now: u64,
     out: Vec<Vec<FlowRecord>>,
+    /// Receive time of the oldest record in each `out` batch.
+    out_rx: Vec<u64>,
+    /// Receive times of the datagrams of the current recvmmsg batch.
+    batch_rx: Vec<u64>,
+    receive_to_applied: Latency,
+    export_to_receive: Latency,
     pool: Vec<Vec<FlowRecord>>,
     flows: Vec<Flow>,
     dump_rows: Vec<DumpRow>,
@@ -109,6 +120,10 @@ impl Worker {
             stitch,
             dump,
             out: (0..n).map(|_| Vec::with_capacity(RECORD_BATCH)).collect(),
+            out_rx: vec![0; n],
+            batch_rx: Vec::with_capacity(RECV_BATCH),
+            receive_to_applied: Latency::new(),
+            export_to_receive: Latency::new(),
             pool: Vec::new(),
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
@@ -183,6 +198,7 @@ impl Worker {
                     break;
                 }
                 let mut fallback_now = None;
+                self.batch_rx.clear();
                 for i in 0..n {
                     let (meta, _) = self.sockets[s].1.get(i);
                     let ts = match meta.rx_time_ns {
@@ -190,7 +206,14 @@ impl Worker {
                         None => *fallback_now.get_or_insert_with(wall_ns),
                     };
                     let src = meta.src.ip();
+                    self.batch_rx.push(ts);
                     self.datagram(s, i, ts, src);
+                }
+                // One clock read per batch: every datagram in it is applied now
+                // (its records for other shards are measured when those apply them).
+                let applied = wall_ns();
+                for &ts in &self.batch_rx {
+                    self.receive_to_applied.record(applied.saturating_sub(ts));
                 }
                 calls += 1;
                 if calls >= RECV_BUDGET {
@@ -221,9 +244,10 @@ impl Worker {
         let shard = &mut self.shard;
         let flows = &mut self.flows;
         let out = &mut self.out;
+        let out_rx = &mut self.out_rx;
         let dump_rows = &mut self.dump_rows;
         let mut full: u64 = 0; // bitmask of destinations whose batch filled (n <= 64 checked at start)
-        let _ = self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
+        let res = self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
             if dump {
                 dump_rows.push(DumpRow {
                     ts: now,
@@ -241,12 +265,19 @@ impl Worker {
             if dest == me {
                 shard.apply(now, fr, flows);
             } else {
+                if out[dest].is_empty() {
+                    out_rx[dest] = ts;
+                }
                 out[dest].push(*fr);
                 if out[dest].len() >= RECORD_BATCH {
                     full |= 1 << dest;
                 }
             }
         });
+        if let Ok(h) = res {
+            // Meaningful only when exporter and collector share a clock.
+            self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
+        }
         while full != 0 {
             let dest = full.trailing_zeros() as usize;
             full &= full - 1;
@@ -268,7 +299,7 @@ impl Worker {
         }
         let fresh = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(RECORD_BATCH));
         let recs = std::mem::replace(&mut self.out[dest], fresh);
-        let mut item = RecordBatch { now: self.now, recs };
+        let mut item = RecordBatch { now: self.now, rx_first: self.out_rx[dest], recs };
         let shared = Arc::clone(&self.shared);
         let mb = &shared.mailboxes[dest];
         loop {
@@ -306,6 +337,7 @@ impl Worker {
             for r in &b.recs {
                 self.shard.apply(self.now, r, &mut self.flows);
             }
+            self.receive_to_applied.record(wall_ns().saturating_sub(b.rx_first));
             b.recs.clear();
             if self.pool.len() < 4 * self.n() + 4 {
                 self.pool.push(b.recs);
@@ -433,6 +465,8 @@ impl Worker {
             kernel_drops,
             queue_stalls: self.queue_stalls,
             writer_stalls: self.writer_stalls,
+            receive_to_applied: std::mem::take(&mut self.receive_to_applied),
+            export_to_receive: std::mem::take(&mut self.export_to_receive),
         }
     }
 }

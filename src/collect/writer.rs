@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::handoff::{Shared, ToWriter};
+use super::worker::wall_ns;
 use crate::config::Pipeline;
 use crate::flow::Flow;
+use crate::hist::Latency;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
 
 /// Writer settings.
@@ -30,10 +32,12 @@ pub struct WriterConfig {
 }
 
 /// What the writer did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct WriterStats {
     pub rows: u64,
     pub reopens: u64,
+    /// A flow's end (its deadline, eviction or shutdown time) to the writer writing it.
+    pub flow_end_to_written: Latency,
 }
 
 /// Run the writer until every worker has finished.
@@ -61,7 +65,8 @@ fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<W
         for mb in &shared.mailboxes {
             while let Some(msg) = mb.to_writer.pop() {
                 got = true;
-                write_msg(msg, out, &mut finals).context("writing output")?;
+                write_msg(msg, out, &mut finals, &mut stats.flow_end_to_written)
+                    .context("writing output")?;
             }
         }
         if shared.reopen.swap(false, Ordering::SeqCst) {
@@ -89,15 +94,28 @@ fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<W
         out.write(&FlowRow(f)).context("writing output")?;
     }
     out.flush().context("writing output")?;
+    let written = wall_ns();
+    for f in &finals {
+        stats.flow_end_to_written.record(written.saturating_sub(f.end_ns));
+    }
     stats.rows = out.rows();
     Ok(stats)
 }
 
-fn write_msg(msg: ToWriter, out: &mut Output, finals: &mut Vec<Flow>) -> io::Result<()> {
+fn write_msg(
+    msg: ToWriter,
+    out: &mut Output,
+    finals: &mut Vec<Flow>,
+    hist: &mut Latency,
+) -> io::Result<()> {
     match msg {
         ToWriter::Flows(flows) => {
             for f in &flows {
                 out.write(&FlowRow(f))?;
+            }
+            let written = wall_ns();
+            for f in &flows {
+                hist.record(written.saturating_sub(f.end_ns));
             }
         }
         ToWriter::Dump(rows) => {

@@ -57,7 +57,8 @@ fn bad_datagrams_are_rejected_by_reason_and_exporter() {
     let bad = per.iter().find(|e| e["exporter"] == "127.0.1.7").unwrap();
     assert_eq!(bad["rejected"], 50 * cases.len() as u64);
     assert_eq!(bad["datagrams"], 0);
-    let log_lines = stderr.lines().filter(|l| l.contains("rejected") && l.contains("worker")).count();
+    let log_lines =
+        stderr.lines().filter(|l| l.contains("rejected") && l.contains("worker")).count();
     assert!(log_lines <= 2, "rejections logged per packet:\n{stderr}");
 }
 
@@ -69,7 +70,10 @@ fn allow_list_drops_other_sources_before_decode() {
     let (flows, st, _) = c.stop();
     assert_eq!(st["datagrams"], 10);
     assert_eq!(st["rejected"]["not_allowed"], 10);
-    assert_eq!(st["datagrams"].as_u64().unwrap() + st["rejected"]["not_allowed"].as_u64().unwrap(), sent);
+    assert_eq!(
+        st["datagrams"].as_u64().unwrap() + st["rejected"]["not_allowed"].as_u64().unwrap(),
+        sent
+    );
     assert!(flows.iter().all(|f| f["exporter"] == "127.0.1.1"));
     assert_conserved(&flows, &st);
     let r = run(nfstitch().args(["collect", "--allow", "10.0.0.0/33"]));
@@ -165,7 +169,8 @@ fn sigstop_drain_then_overload_accounting() {
     let sent = send(&dgs, c.addr);
     signal(&c.child, "-CONT");
     let (flows, st, _) = c.stop();
-    let rejected: u64 = st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let rejected: u64 =
+        st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     let accepted = st["datagrams"].as_u64().unwrap();
     let drops = st["kernel_drops"].as_u64().unwrap();
     assert!(drops > 0);
