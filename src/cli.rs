@@ -89,6 +89,24 @@ pub struct CollectArgs {
     /// percentile distribution) and NAME.svg (percentile plot) into DIR.
     #[arg(long)]
     pub histogram_dir: Option<PathBuf>,
+    /// Also insert flows into ClickHouse over its HTTP interface, e.g. http://127.0.0.1:8123/
+    #[arg(long)]
+    pub clickhouse: Option<String>,
+    /// ClickHouse table (created when missing, MergeTree ordered by time).
+    #[arg(long, default_value = "nfstitch_flows")]
+    pub clickhouse_table: String,
+    /// Insert when this many flows are buffered...
+    #[arg(long, default_value_t = 50_000)]
+    pub clickhouse_batch: usize,
+    /// ...or when the oldest buffered flow is this old.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub clickhouse_interval: Duration,
+    /// Flows kept in memory while ClickHouse is down, before spooling to disk.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub clickhouse_buffer: usize,
+    /// Directory for batches ClickHouse could not take yet (replayed when it is back).
+    #[arg(long, default_value = "nfstitch-spool")]
+    pub spool_dir: PathBuf,
 }
 
 /// `0,2-3,5` → [0, 2, 3, 5].
@@ -129,6 +147,36 @@ impl CollectArgs {
             stats_interval: self.stats_interval,
             flush_interval: self.flush_interval,
             histogram_dir: self.histogram_dir.clone(),
+            clickhouse: match &self.clickhouse {
+                None => None,
+                Some(url) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("--clickhouse: {url:?} is not an http:// URL of ClickHouse's HTTP interface");
+                    }
+                    if self.clickhouse_table.is_empty()
+                        || !self
+                            .clickhouse_table
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    {
+                        bail!("--clickhouse-table: use letters, digits, '_' and '.' only");
+                    }
+                    if self.clickhouse_batch == 0 || self.clickhouse_buffer < self.clickhouse_batch
+                    {
+                        bail!(
+                            "--clickhouse-batch must be at least 1 and at most --clickhouse-buffer"
+                        );
+                    }
+                    Some(crate::sink::clickhouse::ClickHouseConfig {
+                        url: url.clone(),
+                        table: self.clickhouse_table.clone(),
+                        batch_rows: self.clickhouse_batch,
+                        batch_interval: self.clickhouse_interval,
+                        max_buffered_rows: self.clickhouse_buffer,
+                        spool_dir: self.spool_dir.clone(),
+                    })
+                }
+            },
         })
     }
 }

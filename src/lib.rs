@@ -34,6 +34,7 @@ pub mod input;
 pub mod net;
 pub mod output;
 pub mod replay;
+pub mod sink;
 pub mod stats;
 pub mod timer;
 pub mod wire;

@@ -78,6 +78,9 @@ pub struct Report {
     /// Live only: latency percentiles (µs) by histogram name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<BTreeMap<&'static str, crate::hist::Summary>>,
+    /// Live only: counters of extra sinks (ClickHouse), by sink name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
 }
 
 /// A note printed and stored with the export-to-receive histogram.
@@ -206,6 +209,10 @@ impl Report {
                 )?;
             }
             writeln!(w, "  ({EXPORT_CLOCK_NOTE})")?;
+        }
+        for (name, c) in self.sinks.iter().flatten() {
+            let list: Vec<String> = c.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(w, "  sink {name}: {}", list.join(", "))?;
         }
         for e in &self.exporters {
             writeln!(

@@ -48,6 +48,7 @@ pub struct Collect {
     pub flush_interval: Duration,
     /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
     pub histogram_dir: Option<std::path::PathBuf>,
+    pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
 }
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
@@ -142,7 +143,12 @@ pub fn run(cfg: &Collect) -> Result<Report> {
             },
         )?);
     }
+    let mut sinks: Vec<Box<dyn crate::sink::FlowSink>> = Vec::new();
+    if let Some(ch) = &cfg.clickhouse {
+        sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
+    }
     let wcfg = WriterConfig {
+        sinks,
         pipeline: p.clone(),
         flush_interval: cfg.flush_interval,
         stats_interval: cfg.stats_interval,
@@ -194,6 +200,15 @@ pub fn run(cfg: &Collect) -> Result<Report> {
         ("flow_end_to_written", &written.flow_end_to_written),
         ("export_to_receive", &export),
     ];
+    if !written.sinks.is_empty() {
+        report.sinks = Some(
+            written
+                .sinks
+                .iter()
+                .map(|(name, c)| (*name, c.iter().map(|(k, v)| (*k, *v)).collect()))
+                .collect(),
+        );
+    }
     report.latency = Some(hists.iter().map(|(n, h)| (*n, h.summary())).collect());
     if let Some(dir) = &cfg.histogram_dir {
         crate::hist::write_dir(dir, &hists)

@@ -21,10 +21,13 @@ use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+use crate::sink::FlowSink;
 
 /// Writer settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WriterConfig {
+    /// Extra destinations for flows (ClickHouse).
+    pub sinks: Vec<Box<dyn FlowSink>>,
     pub pipeline: Pipeline,
     pub flush_interval: Duration,
     /// Zero: no periodic line.
@@ -38,11 +41,13 @@ pub struct WriterStats {
     pub reopens: u64,
     /// A flow's end (its deadline, eviction or shutdown time) to the writer writing it.
     pub flow_end_to_written: Latency,
+    /// Each extra sink's counters, by sink name.
+    pub sinks: Vec<(&'static str, Vec<(&'static str, u64)>)>,
 }
 
 /// Run the writer until every worker has finished.
-pub fn run(shared: Arc<Shared>, cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
-    let res = write_loop(&shared, &cfg, &mut out);
+pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
+    let res = write_loop(&shared, &mut cfg, &mut out);
     if res.is_err() {
         shared.writer_failed.store(true, Ordering::SeqCst);
         shared.stop_all();
@@ -50,7 +55,7 @@ pub fn run(shared: Arc<Shared>, cfg: WriterConfig, mut out: Output) -> Result<Wr
     res
 }
 
-fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<WriterStats> {
+fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Result<WriterStats> {
     let mut stats = WriterStats::default();
     let mut finals: Vec<Flow> = Vec::new();
     let mut last_flush = Instant::now();
@@ -65,6 +70,11 @@ fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<W
         for mb in &shared.mailboxes {
             while let Some(msg) = mb.to_writer.pop() {
                 got = true;
+                if let ToWriter::Flows(flows) = &msg {
+                    for sink in cfg.sinks.iter_mut() {
+                        sink.flows(flows).with_context(|| format!("{} sink", sink.name()))?;
+                    }
+                }
                 write_msg(msg, out, &mut finals, &mut stats.flow_end_to_written)
                     .context("writing output")?;
             }
@@ -72,6 +82,10 @@ fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<W
         if shared.reopen.swap(false, Ordering::SeqCst) {
             reopen(&cfg.pipeline, out)?;
             stats.reopens += 1;
+        }
+        let now = Instant::now();
+        for sink in cfg.sinks.iter_mut() {
+            sink.tick(now).with_context(|| format!("{} sink", sink.name()))?;
         }
         if last_flush.elapsed() >= cfg.flush_interval {
             out.flush().context("writing output")?;
@@ -97,6 +111,11 @@ fn write_loop(shared: &Shared, cfg: &WriterConfig, out: &mut Output) -> Result<W
     let written = wall_ns();
     for f in &finals {
         stats.flow_end_to_written.record(written.saturating_sub(f.end_ns));
+    }
+    for sink in cfg.sinks.iter_mut() {
+        sink.flows(&finals).with_context(|| format!("{} sink", sink.name()))?;
+        sink.close().with_context(|| format!("{} sink", sink.name()))?;
+        stats.sinks.push((sink.name(), sink.counters()));
     }
     stats.rows = out.rows();
     Ok(stats)
