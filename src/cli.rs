@@ -107,6 +107,9 @@ pub struct CollectArgs {
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `0,2-3,5` → [0, 2, 3, 5].
@@ -147,6 +150,7 @@ impl CollectArgs {
             stats_interval: self.stats_interval,
             flush_interval: self.flush_interval,
             histogram_dir: self.histogram_dir.clone(),
+            metrics: self.metrics,
             clickhouse: match &self.clickhouse {
                 None => None,
                 Some(url) => {

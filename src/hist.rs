@@ -60,6 +60,11 @@ impl Latency {
         self.h.len()
     }
 
+    /// Sum of the recorded values (ns), from the histogram's mean.
+    pub fn sum_ns(&self) -> u64 {
+        (self.h.mean() * self.h.len() as f64) as u64
+    }
+
     pub fn summary(&self) -> Summary {
         let us = |q: f64| self.h.value_at_quantile(q) as f64 / 1000.0;
         Summary {

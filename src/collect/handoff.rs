@@ -10,10 +10,13 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::flow::{Flow, FlowRecord};
+use crate::flow::{Flow, FlowRecord, SeqTotals};
+use crate::hist::Latency;
+use crate::ingest::Counters;
 use crate::wire::{Header, RecordFields};
 
 /// Records per cross-shard batch.
@@ -66,6 +69,22 @@ pub struct Gauges {
     pub queue_stalls: AtomicU64,
 }
 
+/// A worker's full counters, published about once a second for `--metrics`
+/// (behind a mutex the worker takes once a second: not on the hot path).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Flows emitted by end reason index.
+    pub flows: [u64; 4],
+    pub active_flows: u64,
+    pub kernel_drops: u64,
+    pub queue_stalls: u64,
+    pub exporters: Vec<(IpAddr, Counters)>,
+    pub seq: Vec<((IpAddr, u8, u8), SeqTotals)>,
+    pub receive_to_applied: Latency,
+    pub export_to_receive: Latency,
+}
+
 /// One worker's end of every queue.
 #[derive(Debug)]
 pub struct Mailbox {
@@ -74,6 +93,7 @@ pub struct Mailbox {
     pub sleeping: AtomicBool,
     pub waker: mio::Waker,
     pub gauges: Gauges,
+    pub snapshot: Mutex<Snapshot>,
 }
 
 impl Mailbox {
@@ -84,6 +104,7 @@ impl Mailbox {
             sleeping: AtomicBool::new(false),
             waker,
             gauges: Gauges::default(),
+            snapshot: Mutex::new(Snapshot::default()),
         }
     }
 
@@ -109,6 +130,8 @@ pub struct Shared {
     pub writer_failed: AtomicBool,
     /// SIGHUP: reopen the output file.
     pub reopen: AtomicBool,
+    /// The writer's flow-end-to-written histogram, published about once a second.
+    pub writer_latency: Mutex<Latency>,
 }
 
 impl Shared {
@@ -120,6 +143,7 @@ impl Shared {
             finished: AtomicUsize::new(0),
             writer_failed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
+            writer_latency: Mutex::new(Latency::new()),
         }
     }
 

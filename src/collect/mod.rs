@@ -12,6 +12,7 @@
 //! printed, exit 0. SIGHUP reopens `-o PATH`.
 
 pub mod handoff;
+pub mod metrics;
 pub mod worker;
 pub mod writer;
 
@@ -49,6 +50,8 @@ pub struct Collect {
     /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
     pub histogram_dir: Option<std::path::PathBuf>,
     pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
@@ -112,6 +115,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     })?;
 
     let sockets = bind_all(cfg)?;
+    let metrics = cfg.metrics.map(|a| metrics::spawn(a, Arc::clone(&shared))).transpose()?;
 
     let cores = net::core_ids();
     let now = wall_ns();
@@ -162,6 +166,9 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     let written = writer.join().expect("writer panicked");
     sig_handle.close();
     let _ = sig_thread.join();
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     let written = written?;
 
     let mut counters = Counters::default();

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::handoff::{DumpRow, RecordBatch, Shared, ToWriter, RECORD_BATCH};
+use super::handoff::{DumpRow, RecordBatch, Shared, Snapshot, ToWriter, RECORD_BATCH};
 use crate::flow::{Flow, FlowRecord, KeyHasher, KeySpec, Shard};
 use crate::hist::Latency;
 use crate::ingest::Ingest;
@@ -81,7 +81,11 @@ pub struct Worker {
     /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
     logged_rejects: u64,
     last_reject_log: Option<std::time::Instant>,
+    last_snapshot: Option<std::time::Instant>,
 }
+
+/// How often a worker publishes its full [`Snapshot`] for `--metrics`.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// At most one log line about rejected datagrams per worker this often.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -131,6 +135,7 @@ impl Worker {
             writer_stalls: 0,
             logged_rejects: 0,
             last_reject_log: None,
+            last_snapshot: None,
         })
     }
 
@@ -414,7 +419,7 @@ impl Worker {
             .sum()
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let g = &self.shared.mailboxes[self.id].gauges;
         let c = &self.ingest.counters;
         g.datagrams.store(c.datagrams, Ordering::Relaxed);
@@ -422,10 +427,30 @@ impl Worker {
         g.rejected.store(c.rejected_total(), Ordering::Relaxed);
         g.active_flows.store(self.shard.len() as u64, Ordering::Relaxed);
         g.flows.store(self.shard.stats().flows_total(), Ordering::Relaxed);
-        g.seq_lost.store(self.ingest.seq.sum().lost_records, Ordering::Relaxed);
         g.queue_stalls.store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
         if let Some(d) = self.sockets.iter().map(|(_, b)| b.kernel_drops()).sum::<Option<u64>>() {
             g.kernel_drops.store(d, Ordering::Relaxed);
+        }
+        // The full snapshot (per exporter, histograms) about once a second.
+        if self.last_snapshot.is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY) {
+            return;
+        }
+        self.last_snapshot = Some(std::time::Instant::now());
+        let seq = self.ingest.seq.totals();
+        g.seq_lost.store(seq.iter().map(|(_, t)| t.lost_records).sum(), Ordering::Relaxed);
+        let snap = Snapshot {
+            counters: self.ingest.counters,
+            flows: self.shard.stats().flows,
+            active_flows: self.shard.len() as u64,
+            kernel_drops: self.kernel_drops(),
+            queue_stalls: self.queue_stalls + self.writer_stalls,
+            exporters: self.ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect(),
+            seq,
+            receive_to_applied: self.receive_to_applied.clone(),
+            export_to_receive: self.export_to_receive.clone(),
+        };
+        if let Ok(mut s) = self.shared.mailboxes[self.id].snapshot.lock() {
+            *s = snap;
         }
     }
 
@@ -455,6 +480,7 @@ impl Worker {
             self.shard.flush(self.now, &mut last);
         }
         self.push_to_writer(ToWriter::Final(last));
+        self.last_snapshot = None;
         self.publish();
         let kernel_drops = self.kernel_drops();
         shared.finished.fetch_add(1, Ordering::SeqCst);

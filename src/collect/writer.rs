@@ -60,6 +60,7 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
     let mut finals: Vec<Flow> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_stats = Instant::now();
+    let mut last_publish = Instant::now();
     let mut prev = (0u64, 0u64);
     let n = shared.mailboxes.len();
     loop {
@@ -90,6 +91,12 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
         if last_flush.elapsed() >= cfg.flush_interval {
             out.flush().context("writing output")?;
             last_flush = Instant::now();
+        }
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            if let Ok(mut l) = shared.writer_latency.lock() {
+                l.clone_from(&stats.flow_end_to_written);
+            }
         }
         if !cfg.stats_interval.is_zero() && last_stats.elapsed() >= cfg.stats_interval {
             let secs = last_stats.elapsed().as_secs_f64();

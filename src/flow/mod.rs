@@ -12,7 +12,7 @@ mod shard;
 
 pub use key::{FlowKey, KeyField, KeyHasher, KeySpec};
 pub use record::FlowRecord;
-pub use seq::{SeqEvent, SeqTracker};
+pub use seq::{SeqEvent, SeqTotals, SeqTracker};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod collect;
 mod histograms;
+mod ops;
 mod reliability;
 mod replay;
 mod util;
