@@ -110,6 +110,13 @@ pub struct CollectArgs {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Rotate the output every DUR (e.g. 5m): -o names a directory, files are
+    /// DIR/nfstitch-YYYYmmddHHMM.<ext>, renamed into place when complete.
+    #[arg(long, value_parser = parse_duration)]
+    pub rotate: Option<Duration>,
+    /// Compress rotated files: none, gzip or zstd.
+    #[arg(long, default_value = "none")]
+    pub compress: String,
 }
 
 /// `0,2-3,5` → [0, 2, 3, 5].
@@ -151,6 +158,32 @@ impl CollectArgs {
             flush_interval: self.flush_interval,
             histogram_dir: self.histogram_dir.clone(),
             metrics: self.metrics,
+            rotate: match self.rotate {
+                None => None,
+                Some(every) => {
+                    let dir = self.pipeline.output.clone().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--rotate needs -o DIR: the directory for the rotated files"
+                        )
+                    })?;
+                    if every < Duration::from_secs(1) {
+                        bail!("--rotate must be at least 1s");
+                    }
+                    let compress =
+                        self.compress.parse().map_err(|e| anyhow::anyhow!("--compress: {e}"))?;
+                    let format: crate::output::Format = self
+                        .pipeline
+                        .format
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+                    Some(crate::output::rotate::Rotation {
+                        dir,
+                        every,
+                        compress,
+                        ext: format.extension(),
+                    })
+                }
+            },
             clickhouse: match &self.clickhouse {
                 None => None,
                 Some(url) => {

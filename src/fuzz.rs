@@ -32,7 +32,11 @@ pub fn decode(data: &[u8]) {
 pub fn replay(data: &[u8]) {
     for format in [Format::Jsonl, Format::Csv, Format::Zeek] {
         let p = Pipeline { dump: true, max_flows: 8, ..Pipeline::default() };
-        let mut out = Output::new(format, TimeFormat::Rfc3339, Box::new(std::io::sink()));
+        let mut out = Output::new(
+            format,
+            TimeFormat::Rfc3339,
+            Box::new(std::io::BufWriter::new(std::io::sink())),
+        );
         let mut r = Replayer::new(&p, &mut out);
         let mut skips = SkipCounters::default();
         let _ = read_bytes(data, None, &mut skips, |f| r.feed(f));

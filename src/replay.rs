@@ -8,7 +8,7 @@
 //! then key.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 
 use anyhow::{Context, Result};
 
@@ -22,7 +22,7 @@ use crate::wire::HEADER_LEN;
 
 /// Open the output (`-o` or stdout).
 pub fn open_output(p: &Pipeline) -> Result<Output> {
-    let w: Box<dyn Write + Send> = match &p.output {
+    let w: Box<dyn crate::output::OutWrite> = match &p.output {
         Some(path) => Box::new(BufWriter::with_capacity(
             1 << 16,
             File::create(path).with_context(|| format!("-o: cannot create {}", path.display()))?,

@@ -52,6 +52,8 @@ pub struct Collect {
     pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Rotate output files (`-o` is then a directory).
+    pub rotate: Option<crate::output::rotate::Rotation>,
 }
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
@@ -89,7 +91,16 @@ pub fn run(cfg: &Collect) -> Result<Report> {
         bail!("--workers must be between 1 and 64");
     }
     let p = &cfg.pipeline;
-    let out = open_output(p)?;
+    let mut rotator = cfg
+        .rotate
+        .clone()
+        .map(crate::output::rotate::Rotator::new)
+        .transpose()
+        .context("--rotate: cannot create the output directory")?;
+    let out = match &mut rotator {
+        None => open_output(p)?,
+        Some(r) => crate::output::Output::new(p.format, p.time_format, r.open(wall_ns())?),
+    };
     let mut polls = Vec::new();
     let mut mailboxes = Vec::new();
     for _ in 0..cfg.workers {
@@ -152,6 +163,7 @@ pub fn run(cfg: &Collect) -> Result<Report> {
         sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
     }
     let wcfg = WriterConfig {
+        rotator,
         sinks,
         pipeline: p.clone(),
         flush_interval: cfg.flush_interval,

@@ -20,12 +20,15 @@ use super::worker::wall_ns;
 use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
+use crate::output::rotate::Rotator;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
 use crate::sink::FlowSink;
 
 /// Writer settings.
 #[derive(Debug)]
 pub struct WriterConfig {
+    /// `--rotate`: the output is a series of interval files.
+    pub rotator: Option<Rotator>,
     /// Extra destinations for flows (ClickHouse).
     pub sinks: Vec<Box<dyn FlowSink>>,
     pub pipeline: Pipeline,
@@ -47,7 +50,16 @@ pub struct WriterStats {
 
 /// Run the writer until every worker has finished.
 pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
-    let res = write_loop(&shared, &mut cfg, &mut out);
+    let mut res = write_loop(&shared, &mut cfg, &mut out);
+    let end = match cfg.rotator.as_mut() {
+        Some(r) => r.finish(out.into_writer()),
+        None => out.finish(),
+    };
+    if res.is_ok() {
+        if let Err(e) = end {
+            res = Err(e).context("writing output");
+        }
+    }
     if res.is_err() {
         shared.writer_failed.store(true, Ordering::SeqCst);
         shared.stop_all();
@@ -80,7 +92,15 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
                     .context("writing output")?;
             }
         }
-        if shared.reopen.swap(false, Ordering::SeqCst) {
+        if let Some(r) = cfg.rotator.as_mut() {
+            let wall = wall_ns();
+            if r.due(wall) {
+                let next = r.open(wall).context("--rotate: cannot open the next file")?;
+                let done = out.replace_writer(next).context("writing output")?;
+                r.finish(done).context("--rotate: cannot finish a file")?;
+            }
+            shared.reopen.store(false, Ordering::SeqCst); // rotation replaces SIGHUP reopen
+        } else if shared.reopen.swap(false, Ordering::SeqCst) {
             reopen(&cfg.pipeline, out)?;
             stats.reopens += 1;
         }
@@ -171,7 +191,10 @@ fn reopen(p: &Pipeline, out: &mut Output) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("-o: cannot reopen {}", path.display()))?;
-    out.replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f))).context("writing output")
+    let old = out
+        .replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f)))
+        .context("writing output")?;
+    old.finish().context("writing output")
 }
 
 /// The one-line periodic report. Returns the new (datagrams, records) totals.

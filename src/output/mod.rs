@@ -15,6 +15,7 @@
 //! (`1430591884.898330000`) with `--time-format epoch`. Zeek logs always use
 //! the epoch form (Zeek's `time` type).
 
+pub mod rotate;
 pub mod rows;
 
 use std::fmt::Write as _;
@@ -106,11 +107,23 @@ pub trait Visitor {
     fn str(&mut self, name: &'static str, v: &str);
 }
 
+/// A destination an [`Output`] writes to, which can be finished (a
+/// compressor's trailer written, the file flushed) when it is replaced.
+pub trait OutWrite: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+impl<W: Write + Send> OutWrite for io::BufWriter<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.flush()
+    }
+}
+
 /// Writes rows in one format to one `Write`.
 pub struct Output {
     format: Format,
     time: TimeFormat,
-    w: Box<dyn Write + Send>,
+    w: Box<dyn OutWrite>,
     kind: Option<&'static str>,
     line: String,
     rows: u64,
@@ -123,7 +136,7 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
-    pub fn new(format: Format, time: TimeFormat, w: Box<dyn Write + Send>) -> Self {
+    pub fn new(format: Format, time: TimeFormat, w: Box<dyn OutWrite>) -> Self {
         let time = if format == Format::Zeek { TimeFormat::Epoch } else { time };
         Output { format, time, w, kind: None, line: String::with_capacity(512), rows: 0 }
     }
@@ -133,12 +146,22 @@ impl Output {
         self.rows
     }
 
-    /// Replace the underlying writer (SIGHUP reopen); the next row writes a schema header.
-    pub fn replace_writer(&mut self, w: Box<dyn Write + Send>) -> io::Result<()> {
+    /// Replace the underlying writer (SIGHUP reopen, rotation) and return the
+    /// old one, flushed, for the caller to finish. The next row writes a schema header.
+    pub fn replace_writer(&mut self, w: Box<dyn OutWrite>) -> io::Result<Box<dyn OutWrite>> {
         self.w.flush()?;
-        self.w = w;
         self.kind = None;
-        Ok(())
+        Ok(std::mem::replace(&mut self.w, w))
+    }
+
+    /// Flush and finish the writer (end of output).
+    pub fn finish(self) -> io::Result<()> {
+        self.w.finish()
+    }
+
+    /// The writer, for the caller to finish (rotation names the file after).
+    pub fn into_writer(self) -> Box<dyn OutWrite> {
+        self.w
     }
 
     pub fn write<R: Row>(&mut self, row: &R) -> io::Result<()> {

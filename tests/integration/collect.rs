@@ -26,9 +26,12 @@ pub fn start(args: &[&str]) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
     let stats = dir.path().join("stats.json");
-    let mut child = nfstitch()
-        .args(["collect", "--listen", "127.0.0.1:0", "--stats-interval", "0", "-o"])
-        .arg(&out)
+    let mut cmd = nfstitch();
+    cmd.args(["collect", "--listen", "127.0.0.1:0", "--stats-interval", "0"]);
+    if !args.contains(&"-o") {
+        cmd.arg("-o").arg(&out);
+    }
+    let mut child = cmd
         .arg("--stats-json")
         .arg(&stats)
         .args(args)
@@ -76,7 +79,7 @@ impl Collector {
         let stderr: Vec<String> = self.stderr.try_iter().collect();
         let stderr = stderr.join("\n");
         assert!(status.success(), "collector failed: {status}\n{stderr}");
-        let flows = flows(&std::fs::read_to_string(&self.out).unwrap());
+        let flows = flows(&std::fs::read_to_string(&self.out).unwrap_or_default());
         (flows, stats(&self.stats), stderr)
     }
 }

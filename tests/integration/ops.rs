@@ -87,3 +87,66 @@ fn prometheus_metrics_scrape() {
     let (_, st, _) = c.stop();
     assert_eq!(st["datagrams"].as_u64().unwrap(), sent);
 }
+
+#[test]
+fn rotating_files_are_complete_and_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rot = dir.path().join("rot");
+    let c = start(&[
+        "--workers",
+        "1",
+        "--linger",
+        "0s",
+        "-o",
+        rot.to_str().unwrap(),
+        "--rotate",
+        "1s",
+        "--compress",
+        "gzip",
+    ]);
+    let mut sent_flows = 0;
+    for burst in 0..3u32 {
+        let dgs: Vec<Dg> = (0..20u32)
+            .map(|i| {
+                let recs: Vec<_> =
+                    (0..30).map(|j| tcp((burst * 1000 + i * 30 + j) as u16, 0x01, 2)).collect();
+                dg(
+                    1_700_000_000 * S,
+                    std::net::Ipv4Addr::new(127, 0, 1, 1),
+                    (burst * 20 + i) * 30,
+                    &recs,
+                )
+            })
+            .collect();
+        sent_flows += 600;
+        send(&dgs, c.addr);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let (_, st, _) = c.stop();
+    let mut names: Vec<String> = std::fs::read_dir(&rot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "expected several interval files: {names:?}");
+    // nfstitch-YYYYmmddHHMM.jsonl.gz, with -N appended only for a second file of one minute.
+    for n in &names {
+        let stem = n
+            .strip_prefix("nfstitch-")
+            .and_then(|r| r.strip_suffix(".jsonl.gz"))
+            .unwrap_or_else(|| panic!("bad name {n}"));
+        let (stamp, dup) = stem.split_once('-').unwrap_or((stem, "0"));
+        assert!(stamp.len() == 12 && stamp.bytes().all(|b| b.is_ascii_digit()), "bad stamp in {n}");
+        assert!(dup.parse::<u32>().is_ok(), "bad suffix in {n}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "temporary files left: {names:?}");
+    let mut all = Vec::new();
+    for n in &names {
+        let bytes = nfstitch::output::rotate::read_file(&rot.join(n)).unwrap();
+        all.extend(flows(&String::from_utf8(bytes).unwrap()));
+    }
+    assert_eq!(all.len(), sent_flows);
+    assert_conserved(&all, &st);
+    let r = run(nfstitch().args(["collect", "--rotate", "5m"]));
+    assert!(!r.status.success() && r.stderr.contains("-o DIR"), "{}", r.stderr);
+}
