@@ -110,6 +110,12 @@ pub struct CollectArgs {
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Read flags from a TOML file: keys are long flag names (see dist/nfstitch.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Validate flags and config, print the effective configuration, exit.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Rotate the output every DUR (e.g. 5m): -o names a directory, files are
     /// DIR/nfstitch-YYYYmmddHHMM.<ext>, renamed into place when complete.
     #[arg(long, value_parser = parse_duration)]
@@ -117,6 +123,93 @@ pub struct CollectArgs {
     /// Compress rotated files: none, gzip or zstd.
     #[arg(long, default_value = "none")]
     pub compress: String,
+}
+
+fn collect(a: &CollectArgs) -> Result<std::process::ExitCode> {
+    let cfg = a.to_config()?;
+    if a.dry_run {
+        println!("{cfg:#?}");
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    crate::collect::run(&cfg)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `--config FILE`: a TOML file whose keys are long flag names (`-` or `_`)
+/// of the subcommand. Its flags are inserted right after the subcommand, so
+/// flags given on the command line come after them (and win for single-value
+/// flags; repeatable flags such as `listen` add up).
+fn expand_config(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
+    use clap::CommandFactory;
+    let pos =
+        args.iter().position(|a| a == "--config" || a.to_string_lossy().starts_with("--config="));
+    let Some(pos) = pos else { return Ok(args) };
+    let path = match args[pos].to_string_lossy().strip_prefix("--config=") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            args.remove(pos);
+            p
+        }
+        None => {
+            if pos + 1 >= args.len() {
+                bail!("--config needs a file");
+            }
+            let p = PathBuf::from(args.remove(pos + 1));
+            args.remove(pos);
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("--config: cannot read {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+    let sub = args.get(1).map(|a| a.to_string_lossy().into_owned());
+    let (insert_at, subname) = match sub.as_deref() {
+        Some(name @ ("collect" | "replay")) => (2, name.to_string()),
+        _ => (1, "collect".to_string()),
+    };
+    let cmd = Cli::command();
+    let known: Vec<String> = cmd
+        .find_subcommand(&subname)
+        .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in &table {
+        let flag = key.replace('_', "-");
+        if flag == "config" || !known.contains(&flag) {
+            bail!(
+                "--config {}: unknown key {key:?} (keys are the long flags of `nfstitch {subname}`, e.g. listen, workers, linger)",
+                path.display()
+            );
+        }
+        let scalar = |v: &toml::Value| -> Result<String> {
+            Ok(match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => {
+                    bail!("--config {}: key {key:?}: unsupported value {other}", path.display())
+                }
+            })
+        };
+        match value {
+            toml::Value::Boolean(true) => extra.push(format!("--{flag}").into()),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                for v in items {
+                    extra.push(format!("--{flag}").into());
+                    extra.push(scalar(v)?.into());
+                }
+            }
+            v => {
+                extra.push(format!("--{flag}").into());
+                extra.push(scalar(v)?.into());
+            }
+        }
+    }
+    let insert_at = insert_at.min(args.len());
+    args.splice(insert_at..insert_at, extra);
+    Ok(args)
 }
 
 /// `0,2-3,5` → [0, 2, 3, 5].
@@ -341,16 +434,11 @@ impl PipelineArgs {
 
 /// Parse the process arguments and run. Returns the exit code.
 pub fn run() -> Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+    let args = expand_config(std::env::args_os().collect())?;
+    let cli = Cli::parse_from(args);
     match cli.command {
-        None => {
-            crate::collect::run(&cli.collect.to_config()?)?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Some(Command::Collect(a)) => {
-            crate::collect::run(&a.to_config()?)?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        None => collect(&cli.collect),
+        Some(Command::Collect(a)) => collect(&a),
         Some(Command::Plot(a)) => {
             plot(&a)?;
             Ok(std::process::ExitCode::SUCCESS)

@@ -150,3 +150,41 @@ fn rotating_files_are_complete_and_compressed() {
     let r = run(nfstitch().args(["collect", "--rotate", "5m"]));
     assert!(!r.status.success() && r.stderr.contains("-o DIR"), "{}", r.stderr);
 }
+
+#[test]
+fn config_file_mirrors_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "workers = 1\nformat = \"csv\"\nlinger = \"1s\"\nmax_flows = 1000\ndump = false\n",
+    )
+    .unwrap();
+    let out = dir.path().join("flows.csv");
+    let c = start(&["--config", cfg.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let dgs = traffic(1, 5, 50);
+    send(&dgs, c.addr);
+    let (_, st, _) = c.stop();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.starts_with("type,exporter,"),
+        "csv from the config file: {}",
+        &text[..text.len().min(80)]
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("flow,")).count() as u64,
+        st["flows_total"].as_u64().unwrap()
+    );
+    assert_eq!(st["workers"].as_array().unwrap().len(), 1);
+
+    // The shipped example validates; unknown keys and bad values fail clearly.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/nfstitch.toml");
+    let r = run_ok(nfstitch().args(["collect", "--dry-run", "--config"]).arg(&example));
+    assert!(r.stdout.contains("rotate: Some("), "{}", r.stdout);
+    std::fs::write(&cfg, "bogus = 1\n").unwrap();
+    let r = run(nfstitch().arg("--config").arg(&cfg));
+    assert!(!r.status.success() && r.stderr.contains("unknown key \"bogus\""), "{}", r.stderr);
+    std::fs::write(&cfg, "linger = \"ten\"\n").unwrap();
+    let r = run(nfstitch().args(["collect", "--config"]).arg(&cfg));
+    assert!(!r.status.success() && r.stderr.contains("--linger"), "{}", r.stderr);
+}
