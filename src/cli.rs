@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Receive NetFlow v5 over UDP and restitch it live (the default).
-    Collect(CollectArgs),
+    Collect(Box<CollectArgs>),
     /// Restitch NetFlow v5 from pcap/pcapng captures or raw v5 datagram files.
     Replay(ReplayArgs),
     /// Overlay HdrHistogram percentile files (.hgrm) in one SVG plot.
@@ -438,7 +438,7 @@ pub fn run() -> Result<std::process::ExitCode> {
     let cli = Cli::parse_from(args);
     match cli.command {
         None => collect(&cli.collect),
-        Some(Command::Collect(a)) => collect(&a),
+        Some(Command::Collect(a)) => collect(a.as_ref()),
         Some(Command::Plot(a)) => {
             plot(&a)?;
             Ok(std::process::ExitCode::SUCCESS)

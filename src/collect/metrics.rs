@@ -65,6 +65,9 @@ fn serve(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     s.flush()
 }
 
+/// A counter: its name, its help text, and how to read it.
+type Getter<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// One metric family: HELP, TYPE, then samples.
 struct Family<'a> {
     out: &'a mut String,
@@ -102,7 +105,7 @@ pub fn render(shared: &Shared) -> String {
     let mut f = Family { out: &mut out };
     let w = |i: usize| vec![("worker", i.to_string())];
 
-    let per_worker: [(&str, &str, fn(&Snapshot) -> u64); 7] = [
+    let per_worker: [Getter<Snapshot>; 7] = [
         ("nfstitch_datagrams_total", "Accepted datagrams.", |s| s.counters.datagrams),
         ("nfstitch_records_total", "Records in accepted datagrams.", |s| s.counters.records),
         ("nfstitch_packets_total", "Sum of packets over accepted records.", |s| s.counters.packets),
@@ -159,7 +162,7 @@ pub fn render(shared: &Shared) -> String {
             exp.entry(*ip).or_default().add(c);
         }
     }
-    let per_exporter: [(&str, &str, fn(&Counters) -> u64); 4] = [
+    let per_exporter: [Getter<Counters>; 4] = [
         ("nfstitch_exporter_datagrams_total", "Accepted datagrams per exporter.", |c| c.datagrams),
         ("nfstitch_exporter_records_total", "Records per exporter.", |c| c.records),
         ("nfstitch_exporter_octets_total", "Octets per exporter.", |c| c.octets),
