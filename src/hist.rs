@@ -183,7 +183,7 @@ fn xml_escape(s: &str) -> String {
 /// (labels 0%, 90%, 99%, ... 99.9999%), y = latency in µs; one polyline per series.
 pub fn svg_plot(title: &str, series: &[(String, Distribution)]) -> String {
     let (w, h) = (900.0, 520.0);
-    let (left, right, top, bottom) = (80.0, 200.0, 50.0, 60.0);
+    let (left, right, top, bottom) = (80.0, 30.0, 50.0, 60.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let nines = 6.0; // up to 99.9999%
     let x_of = |p: f64| {
@@ -197,6 +197,14 @@ pub fn svg_plot(title: &str, series: &[(String, Distribution)]) -> String {
         .max(1e-3)
         * 1.05;
     let y_of = |v: f64| top + ph - v / ymax * ph;
+    // Axis unit that keeps labels short.
+    let (unit, div) = if ymax >= 1e6 {
+        ("s", 1e6)
+    } else if ymax >= 1e3 {
+        ("ms", 1e3)
+    } else {
+        ("µs", 1.0)
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -224,16 +232,17 @@ pub fn svg_plot(title: &str, series: &[(String, Distribution)]) -> String {
         let y = y_of(v);
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"##,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{:.3}</text>"##,
             left + pw,
             left - 6.0,
-            y + 4.0
+            y + 4.0,
+            v / div
         );
     }
     let _ = writeln!(
         s,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>
-<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency (µs)</text>"#,
+<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency ({unit})</text>"#,
         left + pw / 2.0,
         h - 15.0,
         top + ph / 2.0,
@@ -249,13 +258,14 @@ pub fn svg_plot(title: &str, series: &[(String, Distribution)]) -> String {
             xml_escape(name),
             pts.join(" ")
         );
-        let ly = top + 20.0 * i as f64 + 10.0;
+        // Legend: top left, inside the plot, where percentile curves are lowest.
+        let ly = top + 20.0 * i as f64 + 15.0;
         let _ = writeln!(
             s,
             r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{} (n={})</text>"#,
-            left + pw + 15.0,
-            left + pw + 35.0,
-            left + pw + 40.0,
+            left + 15.0,
+            left + 35.0,
+            left + 40.0,
             ly + 4.0,
             xml_escape(name),
             d.total_count
