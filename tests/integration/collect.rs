@@ -297,3 +297,66 @@ fn bad_collect_flags_fail_clearly() {
 
 #[allow(dead_code)]
 fn unused(_: &Path) {}
+
+#[test]
+fn ipv6_and_several_listen_addresses() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.jsonl");
+    let st_path = dir.path().join("s.json");
+    let mut child = nfstitch()
+        .args([
+            "collect",
+            "--listen",
+            "[::1]:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--stats-interval",
+            "0",
+            "-o",
+        ])
+        .arg(&out)
+        .arg("--stats-json")
+        .arg(&st_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    while addrs.len() < 2 {
+        let line = lines.next().expect("listening lines").unwrap();
+        if let Some(rest) = line.strip_prefix("nfstitch: listening on ") {
+            addrs.push(rest.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let d = crate::util::dg(1_700_000_000 * S, Ipv4Addr::new(127, 0, 0, 1), 0, &[tcp(1, 0x10, 5)]);
+    let v6 = UdpSocket::bind("[::1]:0").unwrap();
+    v6.send_to(&d.bytes, addrs[0]).unwrap();
+    let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    v4.send_to(&d.bytes, addrs[1]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "-TERM");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = stats(&st_path);
+    assert_eq!(st["datagrams"], 2);
+    let exporters: Vec<&str> = st["exporters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["exporter"].as_str().unwrap())
+        .collect();
+    assert!(exporters.contains(&"::1") && exporters.contains(&"127.0.0.1"), "{exporters:?}");
+    let f = flows(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(f.len(), 2, "one flow per exporter under the default key");
+}
