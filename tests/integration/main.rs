@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
+mod clickhouse;
 mod collect;
 mod histograms;
 mod ops;
