@@ -146,6 +146,16 @@ int main(int argc, char **argv) {
         iov[i].iov_len = dlen;
     }
     long long sent = 0, errors = 0, calls = 0;
+    unsigned long long packets = 0;
+    /* dPkts summed per pool datagram, to report the packets sent */
+    unsigned long long *dpk = calloc(pool, sizeof *dpk);
+    if (!dpk) { perror("calloc"); return 1; }
+    for (long d = 0; d < pool; d++)
+        for (long i = 0; i < rpd; i++) {
+            const unsigned char *r = buf + d * dlen + 24 + 48 * i;
+            dpk[d] += ((uint32_t)r[16] << 24) | ((uint32_t)r[17] << 16) | ((uint32_t)r[18] << 8) | r[19];
+        }
+    static long first[MAXBATCH];
     double t0 = now_s(), tend = t0 + dur, t = t0;
     long e = 0;
     while ((count <= 0 || sent < count) && t < tend) {
@@ -172,6 +182,7 @@ int main(int argc, char **argv) {
             put32(p + 16, seq[e]);
             seq[e] += rpd;
             iov[i].iov_base = p;
+            first[i] = cur[e];
             if (++cur[e] == hi[e]) cur[e] = lo[e];
         }
         long done = 0;
@@ -186,6 +197,7 @@ int main(int argc, char **argv) {
                 seq[e] -= rpd * (n - done);
                 break;
             }
+            for (int i = 0; i < r; i++) packets += dpk[first[done + i]];
             done += r;
         }
         sent += done;
@@ -194,8 +206,8 @@ int main(int argc, char **argv) {
     }
 out:;
     double el = now_s() - t0;
-    printf("{\"sent\":%lld,\"records\":%lld,\"seconds\":%.6f,\"pps\":%.1f,\"rps\":%.1f,"
+    printf("{\"sent\":%lld,\"records\":%lld,\"packets\":%llu,\"seconds\":%.6f,\"pps\":%.1f,\"rps\":%.1f,"
            "\"errors\":%lld,\"calls\":%lld,\"flows\":%ld,\"exporters\":%ld,\"pool\":%ld}\n",
-           sent, sent * rpd, el, sent / el, sent * rpd / el, errors, calls, flows, exporters, pool);
+           sent, sent * rpd, packets, el, sent / el, sent * rpd / el, errors, calls, flows, exporters, pool);
     return 0;
 }

@@ -6,8 +6,9 @@
  *   udpq PORT                 print "RX_QUEUE_BYTES DROPS SOCKETS"
  *   udpq -e PORT [-T SEC]     wait until the receive queue is empty; print
  *                             {"empty":true|false,"seconds":S,...}
- *   udpq -k PID PORT [-T SEC] SIGCONT PID, then time how long until the queue
- *                             is empty (the drain time); poll every 50 us.
+ *   udpq -k PID[,PID...] PORT [-T SEC]
+ *                             SIGCONT the PIDs, then time how long until the
+ *                             queue is empty (the drain time); poll every 50 us.
  *
  * DROPS is the kernel's per-socket drop counter (receive buffer full).
  * Build: gcc -O2 -Wall -o udpq udpq.c
@@ -59,20 +60,24 @@ static int probe(unsigned port, unsigned long long *rxq, unsigned long long *dro
 
 int main(int argc, char **argv) {
     int opt, wait_empty = 0;
-    pid_t pid = 0;
+    pid_t pids[16];
+    int npids = 0;
     double timeout = 30;
     while ((opt = getopt(argc, argv, "ek:T:")) != -1) {
         switch (opt) {
         case 'e': wait_empty = 1; break;
-        case 'k': pid = atoi(optarg); break;
+        case 'k':
+            for (char *t = strtok(optarg, ","); t && npids < 16; t = strtok(NULL, ","))
+                pids[npids++] = atoi(t);
+            break;
         case 'T': timeout = atof(optarg); break;
-        default: fprintf(stderr, "usage: udpq [-e | -k PID] [-T SEC] PORT\n"); return 2;
+        default: fprintf(stderr, "usage: udpq [-e | -k PID[,PID...]] [-T SEC] PORT\n"); return 2;
         }
     }
     if (optind >= argc) { fprintf(stderr, "udpq: PORT required\n"); return 2; }
     unsigned port = atoi(argv[optind]);
     unsigned long long rxq, drops;
-    if (!wait_empty && !pid) {
+    if (!wait_empty && !npids) {
         int n = probe(port, &rxq, &drops);
         printf("%llu %llu %d\n", rxq, drops, n);
         return n ? 0 : 1;
@@ -80,7 +85,8 @@ int main(int argc, char **argv) {
     int n = probe(port, &rxq, &drops);
     unsigned long long rxq0 = rxq, drops0 = drops;
     double t0 = now_s(), t = t0;
-    if (pid && kill(pid, SIGCONT) < 0) { perror("kill SIGCONT"); return 1; }
+    for (int i = 0; i < npids; i++)
+        if (kill(pids[i], SIGCONT) < 0) { perror("kill SIGCONT"); return 1; }
     int empty = 0;
     long polls = 0;
     while (n > 0 && t - t0 < timeout) {
@@ -88,7 +94,7 @@ int main(int argc, char **argv) {
         polls++;
         t = now_s();
         if (rxq == 0) { empty = 1; break; }
-        struct timespec ts = {0, pid ? 50000 : 5000000};
+        struct timespec ts = {0, npids ? 50000 : 5000000};
         nanosleep(&ts, NULL);
     }
     printf("{\"empty\":%s,\"seconds\":%.6f,\"rx_queue_bytes_before\":%llu,\"drops_before\":%llu,"

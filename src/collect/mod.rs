@@ -87,6 +87,25 @@ fn bind_all(cfg: &Collect) -> Result<Vec<Vec<ReuseportSocket>>> {
 
 /// Run the collector until SIGINT/SIGTERM. Returns the final report.
 pub fn run(cfg: &Collect) -> Result<Report> {
+    start(cfg, true)?.wait()
+}
+
+/// A running collector (see [`start`]).
+#[derive(Debug)]
+pub struct Running {
+    cfg: Collect,
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    handles: Vec<std::thread::JoinHandle<worker::WorkerResult>>,
+    writer: std::thread::JoinHandle<Result<writer::WriterStats>>,
+    signals: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
+    metrics: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Start the collector's threads and return at once. With `signals`,
+/// SIGINT/SIGTERM stop it and SIGHUP reopens the output (what the binary
+/// does); without, the embedding program calls [`Running::stop`].
+pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     if cfg.workers == 0 || cfg.workers > 64 {
         bail!("--workers must be between 1 and 64");
     }
@@ -111,23 +130,34 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     }
     let shared = Arc::new(Shared::new(mailboxes));
     // Signals first: from "listening on" on, SIGTERM is a clean stop.
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
-    let sig_handle = signals.handle();
-    let sig_shared = Arc::clone(&shared);
-    let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for sig in signals.forever() {
-            if sig == SIGHUP {
-                sig_shared.reopen.store(true, Ordering::SeqCst);
-            } else {
-                sig_shared.stop_all();
+    let signals = if signals {
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+        let sig_handle = signals.handle();
+        let sig_shared = Arc::clone(&shared);
+        let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    sig_shared.reopen.store(true, Ordering::SeqCst);
+                } else {
+                    sig_shared.stop_all();
+                }
             }
-        }
-    })?;
+        })?;
+        Some((sig_handle, sig_thread))
+    } else {
+        None
+    };
 
     let sockets = bind_all(cfg)?;
+    let addrs = sockets[0].iter().map(|s| s.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
     let metrics = cfg.metrics.map(|a| metrics::spawn(a, Arc::clone(&shared))).transpose()?;
 
+    // Everything that can fail comes before the first thread starts.
+    let mut sinks: Vec<Box<dyn crate::sink::FlowSink>> = Vec::new();
+    if let Some(ch) = &cfg.clickhouse {
+        sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
+    }
     let cores = net::core_ids();
     let now = wall_ns();
     let mut handles = Vec::new();
@@ -158,10 +188,6 @@ pub fn run(cfg: &Collect) -> Result<Report> {
             },
         )?);
     }
-    let mut sinks: Vec<Box<dyn crate::sink::FlowSink>> = Vec::new();
-    if let Some(ch) = &cfg.clickhouse {
-        sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
-    }
     let wcfg = WriterConfig {
         rotator,
         sinks,
@@ -173,16 +199,47 @@ pub fn run(cfg: &Collect) -> Result<Report> {
     let writer = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer::run(wshared, wcfg, out))?;
+    Ok(Running { cfg: cfg.clone(), shared, addrs, handles, writer, signals, metrics })
+}
 
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
-    let written = writer.join().expect("writer panicked");
-    sig_handle.close();
-    let _ = sig_thread.join();
-    if let Some(m) = metrics {
-        let _ = m.join();
+impl Running {
+    /// The bound address of each `--listen` (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
-    let written = written?;
 
+    /// Stop receiving, flush every flow once, and return the final report.
+    pub fn stop(self) -> Result<Report> {
+        self.shared.stop_all();
+        self.wait()
+    }
+
+    /// Wait until stopped (by a signal or [`Running::stop`]), then report.
+    pub fn wait(self) -> Result<Report> {
+        let Running { cfg, shared: _, addrs: _, handles, writer, signals, metrics } = self;
+        let cfg = &cfg;
+        let p = &cfg.pipeline;
+        let results: Vec<_> =
+            handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
+        let written = writer.join().expect("writer panicked");
+        if let Some((handle, thread)) = signals {
+            handle.close();
+            let _ = thread.join();
+        }
+        if let Some(m) = metrics {
+            let _ = m.join();
+        }
+        let written = written?;
+        report(cfg, p, results, written)
+    }
+}
+
+fn report(
+    cfg: &Collect,
+    p: &Pipeline,
+    results: Vec<worker::WorkerResult>,
+    written: writer::WriterStats,
+) -> Result<Report> {
     let mut counters = Counters::default();
     let mut shards = ShardStats::default();
     let mut exporters = Vec::new();

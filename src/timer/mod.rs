@@ -6,8 +6,9 @@
 //! [`Wheel::elapsed`]. Time is an abstract `u64` tick (the flow shard uses
 //! milliseconds); the wheel never reads a clock, it only moves when told to
 //! by [`Wheel::advance`]. It knows nothing of what ids mean: stale entries
-//! (ids whose deadline moved) are the caller's business, it recognizes them
-//! with `gen`/`at` when they fire.
+//! (ids whose deadline moved) are the caller's business; the caller
+//! recognizes them by `gen`/`at` when they fire, or drops them in bulk with
+//! [`Wheel::retain`].
 //!
 //! Level `L` has 64 slots of `64^L` ticks each, so one turn of it covers
 //! `64^(L+1)` ticks and the whole wheel `64^6 = 2^36` ticks ([`MAX_SPAN`]).
@@ -20,11 +21,14 @@
 //!   hands back entries already due instead of holding them.
 //! - An entry is at level `L` and slot `slot_for(at, L) = (at >> 6L) & 63`,
 //!   where `L = level_for(elapsed, at)` is the level of the highest bit in
-//!   which `at` and `elapsed` differ, computed when it was inserted. Entries in
-//!   level `L < 5` share every bit above `6 * (L + 1)` with `elapsed`, and
-//!   they are never in `elapsed`'s own slot of their level: `elapsed` only
-//!   moves up to the start of the earliest occupied slot (processing it), or
-//!   to a `now` that is before it.
+//!   which `at` and `elapsed` differ (`(63 - lzcnt(at ^ elapsed)) / 6`),
+//!   computed against `elapsed` as it was when the entry was (re-)inserted.
+//!   Entries in level `L < 5` share every bit from `6 * (L + 1)` up with
+//!   `elapsed`, and they are never in `elapsed`'s own slot of their level:
+//!   `elapsed` only moves up to the start of the earliest occupied slot
+//!   (processing it), or to a `now` that is before it. So `elapsed` moving on
+//!   can only make an entry's "right" level lower than the one it is in,
+//!   never higher; it is moved down when its slot starts (cascade).
 //! - Entries whose `at` differs from `elapsed` at bit 36 or above (everything
 //!   more than [`MAX_SPAN`] ahead, and nearer ones that cross a `2^36`
 //!   boundary) are *clamped* into the top level, slot `(at >> 30) & 63`. The
@@ -42,9 +46,11 @@
 //! Costs: [`Wheel::insert`] is O(1). [`Wheel::advance`] costs O(levels) per
 //! occupied slot it reaches plus O(1) per entry it fires or cascades: empty
 //! slots are skipped with `rotate_right` + `trailing_zeros` on the bitfield,
-//! so a jump of hours costs no more than a jump of one tick. An entry
-//! cascades (is re-inserted one level lower or more) at most once per level,
-//! plus once per `2^36` ticks while clamped.
+//! so the cost of a jump depends on the occupied slots it crosses, not on
+//! its length (a jump of hours over an empty wheel is as cheap as one tick).
+//! An entry cascades (is re-inserted one level lower or more) at most once
+//! per level, plus once per `2^36` ticks advanced while clamped (with
+//! millisecond ticks, once per ~795 days).
 
 mod level;
 #[cfg(test)]
