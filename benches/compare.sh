@@ -42,7 +42,7 @@ if [ "$QUICK" = 1 ]; then
 fi
 RUNS=${RUNS:-3}
 PROBE_S=${PROBE_S:-5}
-SEARCH_STEPS=${SEARCH_STEPS:-4}
+SEARCH_STEPS=${SEARCH_STEPS:-3}
 SENDER_CPU=${SENDER_CPU:-0}
 RECV_CPU=${RECV_CPU:-1}
 EXPORTERS=${EXPORTERS:-4}
@@ -62,8 +62,11 @@ INSTALL=${INSTALL:-1}
 BUILD=${BUILD:-1}
 SCALING=${SCALING:-1}
 CRITERION=${CRITERION:-1}
+CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}
+ALT=${ALT:-1}
 BASE_PORT=${BASE_PORT:-39100}
 SETTLE_S=${SETTLE_S:-1.5}
+WARMUP_S=${WARMUP_S:-2}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES=${RESULTS:-$ROOT/target/bench-results/$STAMP}
 BIN=$RES/bin
@@ -159,6 +162,10 @@ done
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release -p nfstitch -p loadgen"
     cargo build --release -p nfstitch -p loadgen >"$RES/build.log" 2>&1 || die "cargo build failed (see $RES/build.log)"
+    if [ "$CRITERION" = 1 ]; then
+        log "cargo bench --bench core --no-run"
+        cargo bench --bench core --no-run >>"$RES/build.log" 2>&1 || die "cargo bench --no-run failed (see $RES/build.log)"
+    fi
 fi
 [ -x "$NFSTITCH" ] && [ -x "$LOADGEN" ] || die "missing $NFSTITCH or $LOADGEN"
 for c in nullsink sendmmsg udpq; do
@@ -183,7 +190,7 @@ taskset -cp "$SENDER_CPU" $$ >/dev/null
     echo "pmacct: $(nfacctd -V 2>&1 | head -1) ($(dpkg-query -W -f '${Version}' pmacct 2>/dev/null))"
     echo "gcc: $(gcc --version | head -1)"
     echo "other load at start: $(cut -d' ' -f1-3 /proc/loadavg); fuzz processes: $(ps -eo comm,args | grep -c '[f]uzz')"
-    echo "settings: RUNS=$RUNS PROBE_S=$PROBE_S SEARCH_STEPS=$SEARCH_STEPS SENDER_CPU=$SENDER_CPU RECV_CPU=$RECV_CPU EXPORTERS=$EXPORTERS FLOWS=$FLOWS RPD=$RPD RCVBUF=$RCVBUF RATES='$RATES' DRAIN_COUNT=$DRAIN_COUNT DRAIN_RCVBUF=$DRAIN_RCVBUF MEM_FLOWS='$MEM_FLOWS' MEM_PPS=$MEM_PPS IDLE=$IDLE LOSS_MAX=$LOSS_MAX"
+    echo "settings: RUNS=$RUNS PROBE_S=$PROBE_S SEARCH_STEPS=$SEARCH_STEPS SENDER_CPU=$SENDER_CPU RECV_CPU=$RECV_CPU EXPORTERS=$EXPORTERS FLOWS=$FLOWS RPD=$RPD RCVBUF=$RCVBUF RATES='$RATES' DRAIN_COUNT=$DRAIN_COUNT DRAIN_RCVBUF=$DRAIN_RCVBUF MEM_FLOWS='$MEM_FLOWS' MEM_PPS=$MEM_PPS IDLE=$IDLE LOSS_MAX=$LOSS_MAX WARMUP_S=$WARMUP_S SETTLE_S=$SETTLE_S"
 } >"$RES/env.txt"
 cat "$RES/env.txt" >&2
 
@@ -290,7 +297,12 @@ def ingest(kv):
     rec["acc_rec_est"] = acc_rec
     rec["acc_pps"] = rec["ach_pps"] * (1 - min(loss, 1.0)) if rec["ach_pps"] and loss is not None else None
     if rec.get("cpu_s") is not None and acc_rec:
-        rec["cpu_per_m"] = rec["cpu_s"] / (acc_rec / 1e6)
+        frac = 1.0
+        if float(kv.get("warm", 0) or 0) > 0 and el:
+            # the CPU window began WARM s into the send: count its share of the records
+            frac = min(1.0, float(kv["window_s"]) / el)
+        rec["cpu_window_frac"] = frac
+        rec["cpu_per_m"] = rec["cpu_s"] / (acc_rec * frac / 1e6)
     if isinstance(rec.get("drain"), dict) and sent_dg:
         dr = rec["drain"]
         queued = sent_dg - (drops or 0)
@@ -407,7 +419,8 @@ def report(raw, env_path):
     cpu = {(rx, rt_): [r for r in recs if r.get("phase") == "cpu" and r["rx"] == rx and r["rate"] == rt_]
            for rx in rxs for rt_ in rates}
     cm = {key: med([r.get("cpu_per_m") for r in v]) for key, v in cpu.items()}
-    p("### CPU-seconds per million records at fixed rates (receiver process, all threads)\n")
+    p("### CPU-seconds per million records at fixed rates (receiver processes, all threads; "
+      "the first %s s of each run left out)\n" % os.environ.get("WARMUP_S", "2"))
     hdr = "| receiver | " + " | ".join(f"{k(x)} datagrams/s" for x in rates) + " | " + \
           " | ".join(f"vs nfcapd at {k(x)}" for x in rates) + " | loss |"
     p(hdr)
@@ -419,6 +432,32 @@ def report(raw, env_path):
         p(f"| {L(rx)} | " + " | ".join(cells) + " | " + " | ".join(rat) +
           f" | {'none' if not lossy else f'{len(lossy)} run(s) lossy'} |")
     p("")
+
+    # recurring flows (C sender)
+    alt = [r for r in recs if r.get("phase") in ("recurring", "recurring-cpu")]
+    if alt:
+        hr = med([r["rate"] for r in alt if r["phase"] == "recurring-cpu"])
+        p("### Recurring flows: the C sender cycling through %s fixed flows from %s exporters\n" %
+          (k(float(os.environ.get("FLOWS", "100000"))), os.environ.get("EXPORTERS", "4")))
+        p("Every record after the first pass updates an existing flow (loadgen's traffic above makes "
+          "nearly every record a new flow).\n")
+        p(f"| receiver | unpaced: sent datagrams/s | accepted datagrams/s | loss | loss-free runs | "
+          f"CPU-s per M records at {k(hr)} datagrams/s | vs nfcapd |")
+        p("|---|---|---|---|---|---|---|")
+        acm = {rx: med([r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "recurring-cpu"])
+               for rx in ("nfstitch", "nfcapd")}
+        for rx in ("nfstitch", "nfcapd", "nullsink"):
+            un = [r for r in alt if r["rx"] == rx and r["phase"] == "recurring"]
+            if rx == "nullsink":
+                un = [r for r in snd if r["sender"] == "sendmmsg"]
+            cp = [r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "recurring-cpu"]
+            if not un and not cp:
+                continue
+            p(f"| {L(rx)} | {mmr([r['ach_pps'] for r in un])} | {mmr([r['acc_pps'] for r in un])} | "
+              f"{mmr([None if r['loss'] is None else 100 * r['loss'] for r in un], lambda x: '%.3f%%' % x)} | "
+              f"{sum(r['lossfree'] for r in un)}/{len(un)} | {mmr(cp, lambda y: '%.3f' % y)} | "
+              f"{ratio(acm.get(rx), acm.get('nfcapd')) if cp else '-'} |")
+        p("")
 
     # drain
     dr = {rx: [r for r in recs if r.get("phase") == "drain" and r["rx"] == rx] for rx in rxs}
@@ -645,7 +684,7 @@ rx_stop() {
 
 # lg_send PPS [COUNT]: loadgen from SENDER_CPU into $PORT (bounded in count and time)
 lg_send() {
-    local pps=$1 count=${2:-} bound=(--duration "${PROBE_S}s")
+    local pps=$1 count=${2:-} bound=(--duration "${SEND_S:-$PROBE_S}s")
     [ -n "$count" ] && bound=(--count "$count" --duration 120s)
     timeout 180 taskset -c "$SENDER_CPU" "$LOADGEN" --target "127.0.0.1:$PORT" --pps "$pps" "${bound[@]}" \
         --exporters "$EXPORTERS" --flows "$FLOWS" --records-per-datagram "$RPD" --threads 1 --cpus "$SENDER_CPU" \
@@ -666,20 +705,38 @@ ingest() { python3 "$PY" ingest raw="$RES/raw.jsonl" hz="$HZ" lossmax="$LOSS_MAX
 
 # measure PHASE RX RATE STEP: one loadgen run of PROBE_S seconds at RATE
 # (0 = unpaced) into a fresh receiver. Sets MRES="LOSSFREE ACH ACC LOSS% CPU/M ...".
+# With WARM=S (CPU phases), the sender runs S seconds longer and the CPU window
+# starts S seconds in, so that start-up (tables and caches growing, pages
+# faulted in) is left out; the records in the window are counted pro rata.
 measure() {
-    local phase=$1 rx=$2 rate=$3 step=$4 c0 c1 d0 d1 hwm res
+    local phase=$1 rx=$2 rate=$3 step=$4 c0 c1 d0 d1 hwm res warm=${WARM:-0} spid t_c0 t_end
     new_run "$phase" "$rx" "$rate"
     rx_start "$rx" "$RUN_DIR" "$RCVBUF"
     d0=$(rx_drops)
     c0=$(rx_cpu)
-    lg_send "$rate"
+    SEND_S=$(python3 -c "print($PROBE_S + $warm)")
+    if [ "${SENDER:-loadgen}" = c ]; then
+        c_send -e "$EXPORTERS" -f "$FLOWS" -d "$SEND_S" -p "$rate" &
+    else
+        lg_send "$rate" &
+    fi
+    spid=$!
+    t_c0=$(date +%s.%N)
+    if [ "$warm" != 0 ]; then
+        sleep "$warm"
+        c0=$(rx_cpu)
+        t_c0=$(date +%s.%N)
+    fi
+    wait "$spid"
+    t_end=$(date +%s.%N)
     "$UDPQ" -e -T 30 "$PORT" >"$RUN_DIR/empty.json"
     sleep "$SETTLE_S" # flows idle out (nfstitch --idle, nfacctd print_refresh_time)
     c1=$(rx_cpu)
     hwm=$(rx_mem VmHWM)
     d1=$(rx_drops)
     rx_stop
-    res=$(ingest phase="$phase" rx="$rx" rate="$rate" step="$step" cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1")
+    res=$(ingest phase="$phase" rx="$rx" rate="$rate" step="$step" cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1" \
+        warm="$warm" window_s="$(python3 -c "print($t_end - $t_c0)")")
     log "$phase $rx rate=${rate} $step: lossfree/achieved/accepted/loss%/cpu-s-per-M: $res"
     MRES=$res
 }
@@ -753,7 +810,7 @@ for run in $(seq "$RUNS"); do
     for rate in $RATES; do
         for rx in $RECEIVERS; do
             have_rx "$rx" || continue
-            measure cpu "$rx" "$rate" "run$run"
+            WARM=$WARMUP_S measure cpu "$rx" "$rate" "run$run"
         done
     done
 done
@@ -803,7 +860,23 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-# ---------------------------------------------------------------- 6. scaling, criterion
+# ---------------------------------------------------------------- 6. recurring flows
+# loadgen's model makes nearly every record a new connection at these rates
+# (see BENCHMARKS.md); the C sender cycles through FLOWS fixed flows, so every
+# record after the first pass updates an existing flow.
+if [ "$ALT" = 1 ]; then
+    hi_rate=$(echo "$RATES" | tr ' ' '\n' | sort -n | tail -1)
+    log "== recurring flows (C sender, $FLOWS flows): unpaced and at $hi_rate datagrams/s; elapsed $(elapsed_min) min"
+    for run in $(seq "$RUNS"); do
+        for rx in nfstitch nfcapd; do # the null sink's unpaced runs are the sender runs above
+            have_rx "$rx" || continue
+            SENDER=c measure recurring "$rx" 0 "run$run"
+            SENDER=c WARM=$WARMUP_S measure recurring-cpu "$rx" "$hi_rate" "run$run"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- 7. scaling, criterion
 if [ "$SCALING" = 1 ]; then
     log "== scaling sweep (benches/scaling.sh); elapsed $(elapsed_min) min"
     RUNS=$RUNS PROBE_S=$PROBE_S BUILD=0 RESULTS="$RES/scaling" IDLE=$IDLE RCVBUF=$RCVBUF \
@@ -811,7 +884,8 @@ if [ "$SCALING" = 1 ]; then
 fi
 if [ "$CRITERION" = 1 ]; then
     log "== criterion micro-benchmarks (cargo bench --bench core); elapsed $(elapsed_min) min"
-    if cargo bench --bench core -- --noplot >"$RES/criterion.txt" 2>&1; then
+    # shellcheck disable=SC2086
+    if cargo bench --bench core -- --noplot $CRITERION_ARGS >"$RES/criterion.txt" 2>&1; then
         python3 "$PY" criterion "$ROOT" "$T_START" >"$RES/criterion.md"
     else
         log "warning: cargo bench failed (see $RES/criterion.txt)"
@@ -826,7 +900,7 @@ fi
     cat "$RES/env.txt"
     echo '```'
     echo
-    LOSS_MAX=$LOSS_MAX PROBE_S=$PROBE_S python3 "$PY" report "$RES/raw.jsonl" "$RES/env.txt"
+    WARMUP_S=$WARMUP_S LOSS_MAX=$LOSS_MAX PROBE_S=$PROBE_S FLOWS=$FLOWS EXPORTERS=$EXPORTERS python3 "$PY" report "$RES/raw.jsonl" "$RES/env.txt"
     if [ -s "$RES/scaling.md" ]; then
         echo "### Scaling sweep (benches/scaling.sh)"
         echo

@@ -20,7 +20,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
-N=$(nproc)
+N=$(getconf _NPROCESSORS_ONLN) # not nproc: a caller pinned to one core must not shrink the sweep
 WMAX=${WMAX:-$N}
 RUNS=${RUNS:-3}
 PROBE_S=${PROBE_S:-5}

@@ -52,37 +52,50 @@ pub fn encode(header: &HeaderFields, records: &[RecordFields], out: &mut Vec<u8>
         records.len()
     );
     let start = out.len();
-    out.reserve(HEADER_LEN + RECORD_LEN * records.len());
-    out.extend_from_slice(&5u16.to_be_bytes());
-    out.extend_from_slice(&(records.len() as u16).to_be_bytes());
-    out.extend_from_slice(&header.sys_uptime.to_be_bytes());
-    out.extend_from_slice(&header.unix_secs.to_be_bytes());
-    out.extend_from_slice(&header.unix_nsecs.to_be_bytes());
-    out.extend_from_slice(&header.flow_sequence.to_be_bytes());
-    out.push(header.engine_type);
-    out.push(header.engine_id);
-    out.extend_from_slice(&header.sampling.to_be_bytes());
-    for r in records {
-        out.extend_from_slice(&r.src_addr.to_be_bytes());
-        out.extend_from_slice(&r.dst_addr.to_be_bytes());
-        out.extend_from_slice(&r.nexthop.to_be_bytes());
-        out.extend_from_slice(&r.input.to_be_bytes());
-        out.extend_from_slice(&r.output.to_be_bytes());
-        out.extend_from_slice(&r.packets.to_be_bytes());
-        out.extend_from_slice(&r.octets.to_be_bytes());
-        out.extend_from_slice(&r.first.to_be_bytes());
-        out.extend_from_slice(&r.last.to_be_bytes());
-        out.extend_from_slice(&r.src_port.to_be_bytes());
-        out.extend_from_slice(&r.dst_port.to_be_bytes());
-        out.push(r.pad1);
-        out.push(r.tcp_flags);
-        out.push(r.proto);
-        out.push(r.tos);
-        out.extend_from_slice(&r.src_as.to_be_bytes());
-        out.extend_from_slice(&r.dst_as.to_be_bytes());
-        out.push(r.src_mask);
-        out.push(r.dst_mask);
-        out.extend_from_slice(&r.pad2.to_be_bytes());
+    let len = HEADER_LEN + RECORD_LEN * records.len();
+    // Fixed offsets into zeroed space: a few stores per field, no growth checks.
+    out.resize(start + len, 0);
+    let b = &mut out[start..];
+    put16(b, 0, 5);
+    put16(b, 2, records.len() as u16);
+    put32(b, 4, header.sys_uptime);
+    put32(b, 8, header.unix_secs);
+    put32(b, 12, header.unix_nsecs);
+    put32(b, 16, header.flow_sequence);
+    b[20] = header.engine_type;
+    b[21] = header.engine_id;
+    put16(b, 22, header.sampling);
+    for (r, c) in records.iter().zip(b[HEADER_LEN..].chunks_exact_mut(RECORD_LEN)) {
+        put32(c, 0, r.src_addr);
+        put32(c, 4, r.dst_addr);
+        put32(c, 8, r.nexthop);
+        put16(c, 12, r.input);
+        put16(c, 14, r.output);
+        put32(c, 16, r.packets);
+        put32(c, 20, r.octets);
+        put32(c, 24, r.first);
+        put32(c, 28, r.last);
+        put16(c, 32, r.src_port);
+        put16(c, 34, r.dst_port);
+        c[36] = r.pad1;
+        c[37] = r.tcp_flags;
+        c[38] = r.proto;
+        c[39] = r.tos;
+        put16(c, 40, r.src_as);
+        put16(c, 42, r.dst_as);
+        c[44] = r.src_mask;
+        c[45] = r.dst_mask;
+        put16(c, 46, r.pad2);
     }
-    out.len() - start
+    len
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }

@@ -3,6 +3,7 @@
 mod clickhouse;
 mod collect;
 mod histograms;
+mod loadgen;
 mod ops;
 mod reliability;
 mod replay;

@@ -1,0 +1,182 @@
+//! Ground truth: what was really sent, counted as it is sent.
+//!
+//! Counted per exporter when a datagram is made (pcap) or handed to the
+//! kernel (live), from the same record values that were encoded, so the
+//! totals equal what a perfect collector accepts. Connections (one per
+//! NetFlow key) hold the sums of their sent records only: a connection cut
+//! short by the end of a run is listed as far as it was exported.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Malformed datagrams mixed in by `--corrupt-ratio`, by the collector's
+/// rejection reason names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CorruptCounts {
+    pub too_short: u64,
+    pub bad_version: u64,
+    pub bad_count: u64,
+    pub length_mismatch: u64,
+}
+
+impl CorruptCounts {
+    pub fn total(&self) -> u64 {
+        self.too_short + self.bad_version + self.bad_count + self.length_mismatch
+    }
+
+    /// Count one by its index in `nfstitch::wire::DecodeError::REASONS`.
+    pub fn add(&mut self, reason: usize) {
+        match reason {
+            0 => self.too_short += 1,
+            1 => self.bad_version += 1,
+            2 => self.bad_count += 1,
+            _ => self.length_mismatch += 1,
+        }
+    }
+
+    fn merge(&mut self, o: &CorruptCounts) {
+        self.too_short += o.too_short;
+        self.bad_version += o.bad_version;
+        self.bad_count += o.bad_count;
+        self.length_mismatch += o.length_mismatch;
+    }
+}
+
+/// Totals of one exporter (valid datagrams only; malformed ones in `corrupt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExporterTruth {
+    pub exporter: IpAddr,
+    /// Source port (0 when the kernel picks it and it is not known yet).
+    pub port: u16,
+    pub engine_id: u8,
+    pub datagrams: u64,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+    /// Malformed datagrams this exporter sent.
+    pub corrupt: u64,
+}
+
+impl ExporterTruth {
+    pub fn new(exporter: IpAddr, port: u16, engine_id: u8) -> Self {
+        ExporterTruth {
+            exporter,
+            port,
+            engine_id,
+            datagrams: 0,
+            records: 0,
+            packets: 0,
+            octets: 0,
+            corrupt: 0,
+        }
+    }
+}
+
+/// One true connection (a NetFlow key) and the sums of its sent records.
+/// `first`/`last` are ns since the epoch, exactly as a v5 decoder computes
+/// them from the records (the router clock has ms resolution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnTruth {
+    pub exporter: IpAddr,
+    pub src_addr: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_addr: Ipv4Addr,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub packets: u64,
+    pub octets: u64,
+    pub records: u64,
+    pub tcp_flags: u8,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Everything sent by a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Truth {
+    /// Valid v5 datagrams.
+    pub datagrams: u64,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+    pub exporters: Vec<ExporterTruth>,
+    pub corrupt: CorruptCounts,
+    /// Present with `--truth-connections` or `--pcap-out`; sorted by
+    /// exporter, first, then key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Vec<ConnTruth>>,
+}
+
+impl Truth {
+    /// Sum per-exporter parts (their own order is kept).
+    pub fn from_parts(
+        exporters: Vec<ExporterTruth>,
+        corrupt: &[CorruptCounts],
+        connections: Option<Vec<ConnTruth>>,
+    ) -> Self {
+        let mut t = Truth::default();
+        for e in &exporters {
+            t.datagrams += e.datagrams;
+            t.records += e.records;
+            t.packets += e.packets;
+            t.octets += e.octets;
+        }
+        for c in corrupt {
+            t.corrupt.merge(c);
+        }
+        t.exporters = exporters;
+        t.connections = connections.map(|mut v| {
+            v.sort_by(|a, b| {
+                (a.exporter, a.first, a.src_addr, a.src_port, a.dst_addr, a.dst_port, a.proto).cmp(
+                    &(b.exporter, b.first, b.src_addr, b.src_port, b.dst_addr, b.dst_port, b.proto),
+                )
+            });
+            v
+        });
+        t
+    }
+
+    /// Write as one JSON object.
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let f = std::fs::File::create(path)?;
+        let mut w = io::BufWriter::new(f);
+        serde_json::to_writer(&mut w, self).map_err(io::Error::other)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
+    /// The human-readable summary.
+    pub fn print(&self, w: &mut impl Write) -> io::Result<()> {
+        writeln!(
+            w,
+            "truth: datagrams {}  records {}  packets {}  octets {}  corrupt {}",
+            self.datagrams,
+            self.records,
+            self.packets,
+            self.octets,
+            self.corrupt.total()
+        )?;
+        for e in &self.exporters {
+            writeln!(
+                w,
+                "  exporter {}:{} engine {}  datagrams {}  records {}  packets {}  octets {}  corrupt {}",
+                e.exporter, e.port, e.engine_id, e.datagrams, e.records, e.packets, e.octets, e.corrupt
+            )?;
+        }
+        if self.corrupt.total() > 0 {
+            let c = &self.corrupt;
+            writeln!(
+                w,
+                "  corrupt: too_short {}  bad_version {}  bad_count {}  length_mismatch {}",
+                c.too_short, c.bad_version, c.bad_count, c.length_mismatch
+            )?;
+        }
+        if let Some(c) = &self.connections {
+            writeln!(w, "  connections: {}", c.len())?;
+        }
+        Ok(())
+    }
+}

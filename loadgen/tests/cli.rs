@@ -1,0 +1,178 @@
+//! The `loadgen` binary: flags, refusals, files it writes. Every run is
+//! bounded in time and only ever targets 127.0.0.1.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Run `loadgen args`, killing it after `limit`.
+fn loadgen(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn loadgen");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("loadgen {args:?} ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    (Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }, elapsed)
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+#[test]
+fn remote_target_is_refused_before_sending() {
+    let (out, took) = loadgen(
+        &["--target", "8.8.8.8:2055", "--count", "1", "--pps", "1"],
+        Duration::from_secs(20),
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+    assert!(stderr.contains("8.8.8.8"), "{stderr}");
+    assert!(!text(&out.stdout).contains("send:"), "nothing was sent");
+    assert!(took < Duration::from_secs(10));
+}
+
+#[test]
+fn bad_flags_fail_clearly() {
+    let (out, _) = loadgen(&["--pps", "bogus"], Duration::from_secs(20));
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("--pps") && e.contains("2M, 500k, 1500"), "{e}");
+
+    let (out, _) = loadgen(
+        &["--records-per-datagram", "31", "--pcap-out", "/dev/null"],
+        Duration::from_secs(20),
+    );
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("--records-per-datagram") && e.contains("1..=30"), "{e}");
+
+    let (out, _) = loadgen(&["--new-rate", "5", "--time-scale", "2"], Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--time-scale"));
+
+    let (out, _) = loadgen(&["--duration", "soon"], Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--duration"));
+}
+
+#[test]
+fn pcap_out_writes_the_truth_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("x.pcap");
+    let truth = dir.path().join("truth.json");
+    let args = [
+        "--pcap-out",
+        pcap.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--count",
+        "60",
+        "--exporters",
+        "2",
+        "--corrupt-ratio",
+        "0.2",
+    ];
+    let (out, _) = loadgen(&args, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("truth: datagrams 60  records 1800"), "{stdout}");
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    assert_eq!(t["datagrams"], 60);
+    assert_eq!(t["records"], 1800);
+    assert!(t["packets"].as_u64().unwrap() >= 1800);
+    assert!(t["octets"].as_u64().unwrap() > t["packets"].as_u64().unwrap());
+    let ex = t["exporters"].as_array().unwrap();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0]["exporter"], "127.0.1.1");
+    assert_eq!(ex[1]["exporter"], "127.0.1.2");
+    assert_eq!(ex.iter().map(|e| e["datagrams"].as_u64().unwrap()).sum::<u64>(), 60);
+    let c = &t["corrupt"];
+    let corrupt: u64 = ["too_short", "bad_version", "bad_count", "length_mismatch"]
+        .iter()
+        .map(|k| c[k].as_u64().expect(k))
+        .sum();
+    assert!(corrupt > 0);
+    let conns = t["connections"].as_array().expect("pcap runs list connections");
+    for k in [
+        "exporter", "src_addr", "src_port", "dst_addr", "dst_port", "proto", "packets", "octets",
+        "records", "first", "last",
+    ] {
+        assert!(!conns[0][k].is_null(), "connection field {k}");
+    }
+    assert_eq!(conns.iter().map(|c| c["records"].as_u64().unwrap()).sum::<u64>(), 1800);
+    // 60 valid + the malformed ones, 16 + 42 bytes of pcap framing each.
+    let frames = 60 + corrupt;
+    assert!(std::fs::metadata(&pcap).unwrap().len() > 24 + frames * 58);
+}
+
+#[test]
+fn live_run_reports_rate_and_writes_the_histogram() {
+    // A socket nobody reads: datagrams to it are simply dropped by the kernel.
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = rx.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("t.json");
+    let hist = dir.path().join("h");
+    let args = [
+        "--target",
+        &target,
+        "--pps",
+        "2k",
+        "--count",
+        "100",
+        "--truth-connections",
+        "--truth",
+        truth.to_str().unwrap(),
+        "--histogram-dir",
+        hist.to_str().unwrap(),
+    ];
+    let (out, took) = loadgen(&args, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(20));
+    assert!(stdout.contains("send: 100 datagrams"), "{stdout}");
+    assert!(stdout.contains("send: target 2000 datagrams/s"), "{stdout}");
+    assert!(stdout.contains("send lateness (us): p50"), "{stdout}");
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    assert_eq!(t["datagrams"], 100);
+    assert!(!t["connections"].as_array().unwrap().is_empty());
+    let h = std::fs::read_to_string(hist.join("send_lateness.hgrm")).unwrap();
+    assert!(h.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n"), "{h}");
+    assert!(h.contains("#[Max     ="), "{h}");
+    assert!(h.contains("#[Buckets ="), "{h}");
+    // The same formats as the collector: it parses back, with its SVG plot next to it.
+    let d = nfstitch::hist::parse_hgrm(&h).unwrap();
+    assert!(d.total_count > 0);
+    let svg = std::fs::read_to_string(hist.join("send_lateness.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline class=\"series\"").count(), 1);
+}
