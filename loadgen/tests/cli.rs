@@ -176,3 +176,16 @@ fn live_run_reports_rate_and_writes_the_histogram() {
     let svg = std::fs::read_to_string(hist.join("send_lateness.svg")).unwrap();
     assert_eq!(svg.matches("<polyline class=\"series\"").count(), 1);
 }
+
+#[test]
+fn demo_shows_exact_accounting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nfstitch-demo"))
+        .args(["--pps", "400", "--seconds", "1"])
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("accounting: loadgen sent 400 datagrams"), "{stdout}");
+    assert!(stdout.contains(": exact"), "{stdout}");
+    assert!(stdout.contains("every accepted record is in exactly one flow"), "{stdout}");
+}
