@@ -55,51 +55,17 @@ pub struct Rotation {
     pub ext: &'static str,
 }
 
-struct Gz(flate2::write::GzEncoder<BufWriter<File>>);
-impl Write for Gz {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-impl OutWrite for Gz {
+impl OutWrite for flate2::write::GzEncoder<BufWriter<File>> {
     fn finish(self: Box<Self>) -> io::Result<()> {
-        let f = self.0.finish()?.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()
+        let mut w = (*self).finish()?;
+        w.flush()
     }
 }
 
-struct Zst(zstd::stream::write::Encoder<'static, BufWriter<File>>);
-impl Write for Zst {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-impl OutWrite for Zst {
+impl OutWrite for zstd::stream::write::Encoder<'static, BufWriter<File>> {
     fn finish(self: Box<Self>) -> io::Result<()> {
-        let f = self.0.finish()?.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()
-    }
-}
-
-struct Plain(BufWriter<File>);
-impl Write for Plain {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-impl OutWrite for Plain {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        let f = self.0.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()
+        let mut w = (*self).finish()?;
+        w.flush()
     }
 }
 
@@ -158,11 +124,11 @@ impl Rotator {
         let f = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         self.previous = self.current.replace(Current { tmp, name, period });
         Ok(match self.cfg.compress {
-            Compression::None => Box::new(Plain(f)),
+            Compression::None => Box::new(f),
             Compression::Gzip => {
-                Box::new(Gz(flate2::write::GzEncoder::new(f, flate2::Compression::fast())))
+                Box::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast()))
             }
-            Compression::Zstd => Box::new(Zst(zstd::stream::write::Encoder::new(f, 3)?)),
+            Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(f, 3)?),
         })
     }
 
@@ -173,6 +139,8 @@ impl Rotator {
     pub fn finish(&mut self, w: Box<dyn OutWrite>) -> io::Result<()> {
         w.finish()?;
         let Some(cur) = self.previous.take().or_else(|| self.current.take()) else { return Ok(()) };
+        // On disk before it gets its final name.
+        File::open(&cur.tmp)?.sync_all()?;
         let base = cur.name;
         let mut dest = self.cfg.dir.join(&base);
         let mut n = 1;
