@@ -177,3 +177,29 @@ fn sigstop_drain_then_overload_accounting() {
     assert_eq!(accepted + rejected + drops, sent);
     assert_conserved(&flows, &st);
 }
+
+#[test]
+fn sigterm_while_loadgen_sends_keeps_every_accepted_record() {
+    let c = start(&["--workers", "2", "--rcvbuf", "8000000"]);
+    let cfg = loadgen::Config {
+        target: c.addr,
+        pps: 3000,
+        duration: Some(Duration::from_secs(3)),
+        time_scale: Some(100.0),
+        ..loadgen::Config::default()
+    };
+    let sender = std::thread::spawn(move || loadgen::run_live(&cfg).map(|(truth, _, _)| truth));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (flows, st, _) = c.stop();
+    let truth = sender.join().unwrap();
+    let accepted = st["datagrams"].as_u64().unwrap();
+    if let Ok(t) = truth {
+        assert!(accepted < t.datagrams, "stopped mid-stream: {accepted} of {}", t.datagrams);
+    }
+    assert!(accepted > 0);
+    assert_eq!(
+        st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        0
+    );
+    assert_conserved(&flows, &st);
+}
