@@ -674,7 +674,7 @@ rx_stop() {
     case $RX_NAME in
     nfacctd)
         if [ -f "$RX_DIR/nfacctd.csv" ]; then
-            awk -F, '$1 != "SRC_IP" { s += $6; n++ } END { printf "%d %d\n", s, n }' "$RX_DIR/nfacctd.csv" >"$RX_DIR/csv_packets"
+            awk -F, '$1 != "SRC_IP" { s += $6; n++ } END { printf "%.0f %.0f\n", s, n }' "$RX_DIR/nfacctd.csv" >"$RX_DIR/csv_packets"
             rm -f "$RX_DIR/nfacctd.csv"
         fi
         ;;
