@@ -168,7 +168,10 @@ fn read_capture(
     } else {
         bytes
     };
-    let mut reader = create_reader(1 << 20, bytes).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // The whole file is in memory: a buffer the size of the file (up to 1 MiB,
+    // enough for any block) avoids zero-filling 1 MiB for small inputs.
+    let capacity = (bytes.len() + 4096).min(1 << 20);
+    let mut reader = create_reader(capacity, bytes).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut legacy: Option<(Linktype, u64)> = None; // linktype, ns per fraction unit
     let mut interfaces: Vec<(Linktype, u64, i64)> = Vec::new(); // linktype, units/s, offset s
     loop {
