@@ -172,7 +172,9 @@ impl Output {
         self.kind = Some(R::KIND);
         match self.format {
             Format::Jsonl => {
-                let _ = write!(self.line, "{{\"type\":\"{}\"", R::KIND);
+                self.line.push_str("{\"type\":\"");
+                self.line.push_str(R::KIND);
+                self.line.push('"');
                 row.visit(&mut Jsonl { out: &mut self.line, time: self.time });
                 self.line.push_str("}\n");
             }
@@ -250,17 +252,55 @@ impl Visitor for Names {
     }
 }
 
+/// Append `v` as exactly nine digits (nanoseconds).
+#[inline]
+fn push_nanos(out: &mut String, v: u64) {
+    let mut b = itoa::Buffer::new();
+    let d = b.format(v % 1_000_000_000);
+    for _ in d.len()..9 {
+        out.push('0');
+    }
+    out.push_str(d);
+}
+
 /// Append a time in the chosen format.
 pub fn push_time(out: &mut String, ns: u64, time: TimeFormat) {
+    let secs = ns / 1_000_000_000;
     match time {
         TimeFormat::Epoch => {
-            let _ = write!(out, "{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+            let mut b = itoa::Buffer::new();
+            out.push_str(b.format(secs));
+            out.push('.');
+            push_nanos(out, ns);
         }
         TimeFormat::Rfc3339 => {
-            let t = UNIX_EPOCH + Duration::from_nanos(ns);
-            let _ = write!(out, "{}", humantime::format_rfc3339_nanos(t));
+            // The calendar part changes once a second: cache it per thread.
+            thread_local! {
+                static PREFIX: std::cell::RefCell<(u64, String)> =
+                    const { std::cell::RefCell::new((u64::MAX, String::new())) };
+            }
+            PREFIX.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.0 != secs {
+                    let t = UNIX_EPOCH + Duration::from_secs(secs);
+                    let full = humantime::format_rfc3339_seconds(t).to_string();
+                    *p = (secs, full.trim_end_matches('Z').to_string());
+                }
+                out.push_str(&p.1);
+            });
+            out.push('.');
+            push_nanos(out, ns);
+            out.push('Z');
         }
     }
+}
+
+/// `,"name":` (every JSON field after the first, which is `type`).
+#[inline]
+fn json_key(out: &mut String, name: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 struct Jsonl<'a> {
@@ -270,24 +310,30 @@ struct Jsonl<'a> {
 
 impl Visitor for Jsonl<'_> {
     fn num(&mut self, name: &'static str, _: Ty, v: u64) {
-        let _ = write!(self.out, ",\"{name}\":{v}");
+        json_key(self.out, name);
+        let mut b = itoa::Buffer::new();
+        self.out.push_str(b.format(v));
     }
     fn addr(&mut self, name: &'static str, v: IpAddr) {
-        let _ = write!(self.out, ",\"{name}\":\"{v}\"");
+        json_key(self.out, name);
+        let _ = write!(self.out, "\"{v}\"");
     }
     fn time(&mut self, name: &'static str, ns: u64) {
+        json_key(self.out, name);
         if self.time == TimeFormat::Epoch {
-            let _ = write!(self.out, ",\"{name}\":");
             push_time(self.out, ns, self.time);
         } else {
-            let _ = write!(self.out, ",\"{name}\":\"");
+            self.out.push('"');
             push_time(self.out, ns, self.time);
             self.out.push('"');
         }
     }
     fn str(&mut self, name: &'static str, v: &str) {
         // Values are our own identifiers: no escaping needed.
-        let _ = write!(self.out, ",\"{name}\":\"{v}\"");
+        json_key(self.out, name);
+        self.out.push('"');
+        self.out.push_str(v);
+        self.out.push('"');
     }
 }
 
