@@ -2,7 +2,9 @@
 
 mod clickhouse;
 mod collect;
+mod fuzz_corpus;
 mod histograms;
+mod interop;
 mod loadgen;
 mod ops;
 mod reliability;
