@@ -54,7 +54,7 @@ DRAIN_COUNT=${DRAIN_COUNT:-200000}
 DRAIN_RCVBUF=${DRAIN_RCVBUF:-536870912}
 RMEM_MAX_RUN=${RMEM_MAX_RUN:-1073741824}
 MEM_FLOWS=${MEM_FLOWS:-1000000 10000000}
-MEM_PPS=${MEM_PPS:-40000}
+MEM_PPS=${MEM_PPS:-25000}
 RECEIVERS=${RECEIVERS:-nfstitch nfstitch-nostitch nfcapd nfacctd nullsink}
 LOSS_MAX=${LOSS_MAX:-0.001}
 IDLE=${IDLE:-1s}
@@ -62,10 +62,9 @@ INSTALL=${INSTALL:-1}
 BUILD=${BUILD:-1}
 SCALING=${SCALING:-1}
 CRITERION=${CRITERION:-1}
-CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 3}
+CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 2}
 ALT=${ALT:-1}
 BASE_PORT=${BASE_PORT:-39100}
-SETTLE_S=${SETTLE_S:-1.5}
 WARMUP_S=${WARMUP_S:-2}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES=${RESULTS:-$ROOT/target/bench-results/$STAMP}
@@ -190,7 +189,7 @@ taskset -cp "$SENDER_CPU" $$ >/dev/null
     echo "pmacct: $(nfacctd -V 2>&1 | head -1) ($(dpkg-query -W -f '${Version}' pmacct 2>/dev/null))"
     echo "gcc: $(gcc --version | head -1)"
     echo "other load at start: $(cut -d' ' -f1-3 /proc/loadavg); fuzz processes: $(ps -eo comm,args | grep -c '[f]uzz')"
-    echo "settings: RUNS=$RUNS PROBE_S=$PROBE_S SEARCH_STEPS=$SEARCH_STEPS SENDER_CPU=$SENDER_CPU RECV_CPU=$RECV_CPU EXPORTERS=$EXPORTERS FLOWS=$FLOWS RPD=$RPD RCVBUF=$RCVBUF RATES='$RATES' DRAIN_COUNT=$DRAIN_COUNT DRAIN_RCVBUF=$DRAIN_RCVBUF MEM_FLOWS='$MEM_FLOWS' MEM_PPS=$MEM_PPS IDLE=$IDLE LOSS_MAX=$LOSS_MAX WARMUP_S=$WARMUP_S SETTLE_S=$SETTLE_S"
+    echo "settings: RUNS=$RUNS PROBE_S=$PROBE_S SEARCH_STEPS=$SEARCH_STEPS SENDER_CPU=$SENDER_CPU RECV_CPU=$RECV_CPU EXPORTERS=$EXPORTERS FLOWS=$FLOWS RPD=$RPD RCVBUF=$RCVBUF RATES='$RATES' DRAIN_COUNT=$DRAIN_COUNT DRAIN_RCVBUF=$DRAIN_RCVBUF MEM_FLOWS='$MEM_FLOWS' MEM_PPS=$MEM_PPS IDLE=$IDLE LOSS_MAX=$LOSS_MAX WARMUP_S=$WARMUP_S CRITERION_ARGS='$CRITERION_ARGS'"
 } >"$RES/env.txt"
 cat "$RES/env.txt" >&2
 
@@ -422,15 +421,18 @@ def report(raw, env_path):
     p("### CPU-seconds per million records at fixed rates (receiver processes, all threads; "
       "the first %s s of each run left out)\n" % os.environ.get("WARMUP_S", "2"))
     hdr = "| receiver | " + " | ".join(f"{k(x)} datagrams/s" for x in rates) + " | " + \
-          " | ".join(f"vs nfcapd at {k(x)}" for x in rates) + " | loss |"
+          " | ".join(f"vs nfcapd at {k(x)}" for x in rates) + " | runs with loss >= %s%% |" % \
+          (float(os.environ.get("LOSS_MAX", "0.001")) * 100)
     p(hdr)
-    p("|---" * (2 + 2 * len(rates)) + "|---|")
+    p("|---" * (2 + 2 * len(rates)) + "|")
     for rx in rxs:
         cells = [mmr([r.get("cpu_per_m") for r in cpu[(rx, x)]], lambda y: f"{y:.3f}") for x in rates]
         rat = [ratio(cm[(rx, x)], cm.get(("nfcapd", x))) for x in rates]
-        lossy = [r for x in rates for r in cpu[(rx, x)] if not r["lossfree"]]
-        p(f"| {L(rx)} | " + " | ".join(cells) + " | " + " | ".join(rat) +
-          f" | {'none' if not lossy else f'{len(lossy)} run(s) lossy'} |")
+        lossy = ", ".join(
+            f"{k(x)}: {sum(not r['lossfree'] for r in cpu[(rx, x)])}/{len(cpu[(rx, x)])} "
+            f"(median loss {pct(med([r['loss'] for r in cpu[(rx, x)]]))})"
+            for x in rates if any(not r["lossfree"] for r in cpu[(rx, x)]))
+        p(f"| {L(rx)} | " + " | ".join(cells) + " | " + " | ".join(rat) + f" | {lossy or 'none'} |")
     p("")
 
     # recurring flows (C sender)
@@ -732,17 +734,11 @@ measure() {
     wait "$spid"
     t_end=$(date +%s.%N) # the records counted are those sent in [t_c0, t_end]
     "$UDPQ" -e -T 30 "$PORT" >"$RUN_DIR/empty.json"
-    if [ "$warm" != 0 ]; then
-        # Steady state: the window holds WINDOW seconds of arrivals and, as the
-        # work lags the arrivals by the same amount at both ends (flows idle
-        # out IDLE later, nfacctd purges every IDLE), about as much lagging
-        # work (emission, purge) as those arrivals cause.
-        c1=$(rx_cpu)
-        sleep "$SETTLE_S"
-    else
-        sleep "$SETTLE_S" # flows idle out (nfstitch --idle, nfacctd print_refresh_time)
-        c1=$(rx_cpu)
-    fi
+    # Steady state (WARM > 0): the window holds its arrivals' receive work and,
+    # as the lagging work (flows idling out IDLE later, nfacctd purging every
+    # IDLE) lags by the same amount at both ends, about as much lagging work
+    # as those arrivals cause. Without WARM the CPU figure is only logged.
+    c1=$(rx_cpu)
     hwm=$(rx_mem VmHWM)
     d1=$(rx_drops)
     rx_stop
@@ -839,7 +835,6 @@ for run in $(seq "$RUNS"); do
         "$UDPQ" "$PORT" >"$RUN_DIR/queued.txt"
         # shellcheck disable=SC2086
         "$UDPQ" -k "$(echo $RX_PIDS | tr ' ' ,)" -T 120 "$PORT" >"$RUN_DIR/drain.json"
-        sleep "$SETTLE_S"
         c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
         rx_stop
         log "drain $rx run $run: $(ingest phase=drain rx="$rx" rate=0 step="run$run" cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1" drain="$RUN_DIR/drain.json") (queued bytes, drops: $(cat "$RUN_DIR/queued.txt"))"

@@ -99,7 +99,6 @@ for w in $(seq 1 "$WMAX"); do
             --duration "${PROBE_S}s" --threads "$t" --cpus "$scpus" --exporters "$exporters" --flows "$FLOWS" \
             --records-per-datagram "$RPD" --truth "$d/truth.json" >"$d/lg.out" 2>"$d/lg.err"
         "$RES/udpq" -e -T 30 "$port" >/dev/null
-        sleep 1.5
         stop_rx
         rows+=$(python3 - "$d" <<'EOF'
 import json, re, sys
