@@ -2,7 +2,7 @@
 # benches/compare.sh: nfstitch side by side with nfcapd, nfacctd and a C
 # recvmmsg null sink, on loopback, in one run (issue 6). Never part of .ci/run.
 #
-#   sudo benches/compare.sh              # the full run (< 20 min on 2 cores)
+#   sudo benches/compare.sh              # the full run (~16 min on 2 cores, plus the build)
 #   QUICK=1 sudo benches/compare.sh      # a smoke test of the harness (~3 min)
 #
 # What it does:
@@ -22,14 +22,18 @@
 #        a DRAIN_RCVBUF receive buffer, SIGCONT, time until the queue is empty;
 #      - peak RSS (VmHWM) of every receiver, and nfstitch's memory per active
 #        flow at MEM_FLOWS flows;
+#      - nfstitch and nfcapd with recurring flows (the C sender cycling
+#        through FLOWS flows): unpaced, and CPU at the highest of RATES;
 #   5. runs benches/scaling.sh and the criterion micro-benchmarks;
 #   6. prints every table with the ratios, and writes everything to
 #      target/bench-results/<UTC timestamp>/ (report.md, raw.jsonl, logs).
 #
 # Knobs (environment): RUNS PROBE_S SEARCH_STEPS SENDER_CPU RECV_CPU EXPORTERS
 # FLOWS RPD RCVBUF RATES DRAIN_COUNT DRAIN_RCVBUF RMEM_MAX_RUN MEM_FLOWS
-# MEM_PPS RECEIVERS LOSS_MAX IDLE INSTALL BUILD SCALING CRITERION BASE_PORT
-# RESULTS QUICK. Receivers: nfstitch nfstitch-nostitch nfcapd nfacctd nullsink.
+# MEM_PPS RECEIVERS LOSS_MAX IDLE WARMUP_S INSTALL BUILD ALT SCALING CRITERION
+# CRITERION_ARGS BASE_PORT RESULTS QUICK.
+# Receivers: nfstitch nfstitch-nostitch nfcapd nfacctd nullsink.
+# BENCHMARKS.md explains the method and what limits each number.
 
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -483,7 +487,8 @@ def report(raw, env_path):
     # peak RSS
     p("### Peak RSS (VmHWM, summed over the receiver's processes)\n")
     hi_rate = max(rates) if rates else None
-    p(f"| receiver | at {k(hi_rate)} datagrams/s for {os.environ.get('PROBE_S', '5')} s | highest in any run |")
+    secs = float(os.environ.get("PROBE_S", "5")) + float(os.environ.get("WARMUP_S", "2"))
+    p(f"| receiver | at {k(hi_rate)} datagrams/s for {secs:g} s | highest in any run |")
     p("|---|---|---|")
     for rx in rxs:
         a = [r.get("hwm_kb") for r in cpu.get((rx, hi_rate), [])]
