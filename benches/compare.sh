@@ -22,13 +22,20 @@
 #        a DRAIN_RCVBUF receive buffer, SIGCONT, time until the queue is empty;
 #      - peak RSS (VmHWM) of every receiver, and nfstitch's memory per active
 #        flow at MEM_FLOWS flows;
-#      - nfstitch and nfcapd with recurring flows (the C sender cycling
-#        through FLOWS flows): unpaced, and CPU at the highest of RATES;
+#      - nfstitch and nfcapd with the other workload (ALT=1): unpaced, and
+#        CPU at the highest of RATES;
 #   5. runs benches/scaling.sh and the criterion micro-benchmarks;
 #   6. prints every table with the ratios, and writes everything to
 #      target/bench-results/<UTC timestamp>/ (report.md, raw.jsonl, logs).
 #
-# Knobs (environment): RUNS PROBE_S SEARCH_STEPS SENDER_CPU RECV_CPU EXPORTERS
+# Workloads (WORKLOAD): "recurring" (default; the issues' workload: the C
+# sender cycling through FLOWS fixed flows from EXPORTERS exporters, so every
+# record after the first pass updates an existing flow) or "model" (loadgen's
+# traffic model: at these rates nearly every record is a new connection and,
+# with IDLE=1s, an emitted flow). The loss-free, CPU and drain phases use
+# WORKLOAD; the ALT phase runs the other one.
+#
+# Knobs (environment): WORKLOAD RUNS PROBE_S SEARCH_STEPS SENDER_CPU RECV_CPU EXPORTERS
 # FLOWS RPD RCVBUF RATES DRAIN_COUNT DRAIN_RCVBUF RMEM_MAX_RUN MEM_FLOWS
 # MEM_PPS RECEIVERS LOSS_MAX IDLE WARMUP_S INSTALL BUILD ALT SCALING CRITERION
 # CRITERION_ARGS BASE_PORT RESULTS QUICK.
@@ -68,6 +75,13 @@ SCALING=${SCALING:-1}
 CRITERION=${CRITERION:-1}
 CRITERION_ARGS=${CRITERION_ARGS:---warm-up-time 1 --measurement-time 2}
 ALT=${ALT:-1}
+WORKLOAD=${WORKLOAD:-recurring}
+case "$WORKLOAD" in
+recurring) MAIN_SENDER=c ALT_SENDER=loadgen ;;
+model) MAIN_SENDER=loadgen ALT_SENDER=c ;;
+*) echo "WORKLOAD must be recurring or model, got $WORKLOAD" >&2; exit 2 ;;
+esac
+export WORKLOAD
 BASE_PORT=${BASE_PORT:-39100}
 WARMUP_S=${WARMUP_S:-2}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -371,7 +385,11 @@ def report(raw, env_path):
     snd = [r for r in recs if r.get("phase") == "sender"]
     lg = [r["ach_pps"] for r in snd if r["sender"] == "loadgen"]
     cs = [r["ach_pps"] for r in snd if r["sender"] == "sendmmsg"]
-    smax = med(lg)
+    MAIN = "sendmmsg" if os.environ.get("WORKLOAD", "recurring") == "recurring" else "loadgen"
+    WDESC = ("recurring flows: the C sender cycling through %s flows from %s exporters" %
+             (k(float(os.environ.get("FLOWS", "100000"))), os.environ.get("EXPORTERS", "4"))
+             if MAIN == "sendmmsg" else "loadgen's model, 1 sender thread")
+    smax = med(lg if MAIN == "loadgen" else cs)
     p("### Senders: maximum send rate into the null sink (datagrams/s, %s records each)\n" %
       k(med([r["rec_per_dg"] for r in snd])))
     p("| sender | datagrams/s | records/s | loss at the null sink | ratio |")
@@ -388,10 +406,11 @@ def report(raw, env_path):
     for rx in rxs:
         conf = [r for r in recs if r.get("phase") == "lossfree" and r["rx"] == rx and r.get("step") == "confirm"]
         if rx == "nullsink" and not conf:
-            conf = [r for r in snd if r["sender"] == "loadgen"]
+            conf = [r for r in snd if r["sender"] == MAIN]
         lf[rx] = conf
     lfm = {rx: med([r["ach_pps"] for r in v]) for rx, v in lf.items()}
-    p("### Maximum loss-free rate (loss < %s%% over %s s; loadgen, 1 sender thread)\n" %
+    p("Workload of the loss-free, CPU and drain tables: %s.\n" % WDESC)
+    p("### Maximum loss-free rate (loss < %s%% over %s s)\n" %
       (float(os.environ.get("LOSS_MAX", "0.001")) * 100, os.environ.get("PROBE_S", "5")))
     p("| receiver | datagrams/s | records/s | loss-free runs | vs nfcapd | vs null sink | note |")
     p("|---|---|---|---|---|---|---|")
@@ -439,24 +458,27 @@ def report(raw, env_path):
         p(f"| {L(rx)} | " + " | ".join(cells) + " | " + " | ".join(rat) + f" | {lossy or 'none'} |")
     p("")
 
-    # recurring flows (C sender)
-    alt = [r for r in recs if r.get("phase") in ("recurring", "recurring-cpu")]
+    # the other workload
+    alt = [r for r in recs if r.get("phase") in ("alt", "alt-cpu")]
     if alt:
-        hr = med([r["rate"] for r in alt if r["phase"] == "recurring-cpu"])
-        p("### Recurring flows: the C sender cycling through %s fixed flows from %s exporters\n" %
-          (k(float(os.environ.get("FLOWS", "100000"))), os.environ.get("EXPORTERS", "4")))
-        p("Every record after the first pass updates an existing flow (loadgen's traffic above makes "
-          "nearly every record a new flow).\n")
+        hr = med([r["rate"] for r in alt if r["phase"] == "alt-cpu"])
+        if MAIN == "sendmmsg":
+            p("### The other workload: loadgen's model (1 sender thread)\n")
+            p("At these rates nearly every record is a new connection and, with --idle/--linger %s, "
+              "an emitted flow: the writer's formatting dominates.\n" % os.environ.get("IDLE", "1s"))
+        else:
+            p("### The other workload: the C sender cycling through %s fixed flows from %s exporters\n" %
+              (k(float(os.environ.get("FLOWS", "100000"))), os.environ.get("EXPORTERS", "4")))
         p(f"| receiver | unpaced: sent datagrams/s | accepted datagrams/s | loss | loss-free runs | "
           f"CPU-s per M records at {k(hr)} datagrams/s | vs nfcapd |")
         p("|---|---|---|---|---|---|---|")
-        acm = {rx: med([r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "recurring-cpu"])
+        acm = {rx: med([r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "alt-cpu"])
                for rx in ("nfstitch", "nfcapd")}
         for rx in ("nfstitch", "nfcapd", "nullsink"):
-            un = [r for r in alt if r["rx"] == rx and r["phase"] == "recurring"]
+            un = [r for r in alt if r["rx"] == rx and r["phase"] == "alt"]
             if rx == "nullsink":
-                un = [r for r in snd if r["sender"] == "sendmmsg"]
-            cp = [r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "recurring-cpu"]
+                un = [r for r in snd if r["sender"] != MAIN]
+            cp = [r.get("cpu_per_m") for r in alt if r["rx"] == rx and r["phase"] == "alt-cpu"]
             if not un and not cp:
                 continue
             p(f"| {L(rx)} | {mmr([r['ach_pps'] for r in un])} | {mmr([r['acc_pps'] for r in un])} | "
@@ -520,7 +542,7 @@ def report(raw, env_path):
     t1a = sb if nfv else None
     t1b = (nf / nc >= 2) if nf and nc else None
     p(f"- one worker loss-free at the sender's maximum: {yn(t1a)} "
-      f"(nfstitch {'>= ' if sb else ''}{k(nf)} datagrams/s loss-free; loadgen maximum {k(smax)})")
+      f"(nfstitch {'>= ' if sb else ''}{k(nf)} datagrams/s loss-free; sender maximum {k(smax)})")
     p(f"- loss-free rate >= 2x nfcapd's: {yn(t1b)} ({k(nf)} vs {k(nc)}: {ratio(nf, nc)}"
       f"{'; a lower bound, the sender is the limit' if sb else ''})")
     d1, d0 = dm.get("nfstitch"), dm.get("nullsink")
@@ -724,7 +746,7 @@ measure() {
     d0=$(rx_drops)
     c0=$(rx_cpu)
     SEND_S=$(python3 -c "print($PROBE_S + $warm)")
-    if [ "${SENDER:-loadgen}" = c ]; then
+    if [ "${SENDER:-$MAIN_SENDER}" = c ]; then
         c_send -e "$EXPORTERS" -f "$FLOWS" -d "$SEND_S" -p "$rate" &
     else
         lg_send "$rate" &
@@ -836,7 +858,11 @@ for run in $(seq "$RUNS"); do
         c0=$(rx_cpu)
         # shellcheck disable=SC2086
         sig STOP $RX_PIDS
-        lg_send 0 "$DRAIN_COUNT"
+        if [ "$MAIN_SENDER" = c ]; then
+            c_send -e "$EXPORTERS" -f "$FLOWS" -c "$DRAIN_COUNT"
+        else
+            lg_send 0 "$DRAIN_COUNT"
+        fi
         "$UDPQ" "$PORT" >"$RUN_DIR/queued.txt"
         # shellcheck disable=SC2086
         "$UDPQ" -k "$(echo $RX_PIDS | tr ' ' ,)" -T 120 "$PORT" >"$RUN_DIR/drain.json"
@@ -869,18 +895,16 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-# ---------------------------------------------------------------- 6. recurring flows
-# loadgen's model makes nearly every record a new connection at these rates
-# (see BENCHMARKS.md); the C sender cycles through FLOWS fixed flows, so every
-# record after the first pass updates an existing flow.
+# ---------------------------------------------------------------- 6. the other workload
+# (see WORKLOAD above): recurring flows from the C sender, or loadgen's model.
 if [ "$ALT" = 1 ]; then
     hi_rate=$(echo "$RATES" | tr ' ' '\n' | sort -n | tail -1)
-    log "== recurring flows (C sender, $FLOWS flows): unpaced and at $hi_rate datagrams/s; elapsed $(elapsed_min) min"
+    log "== the other workload (sender $ALT_SENDER): unpaced and at $hi_rate datagrams/s; elapsed $(elapsed_min) min"
     for run in $(seq "$RUNS"); do
         for rx in nfstitch nfcapd; do # the null sink's unpaced runs are the sender runs above
             have_rx "$rx" || continue
-            SENDER=c measure recurring "$rx" 0 "run$run"
-            SENDER=c WARM=$WARMUP_S measure recurring-cpu "$rx" "$hi_rate" "run$run"
+            SENDER=$ALT_SENDER measure alt "$rx" 0 "run$run"
+            SENDER=$ALT_SENDER WARM=$WARMUP_S measure alt-cpu "$rx" "$hi_rate" "run$run"
         done
     done
 fi

@@ -123,6 +123,50 @@ impl Ingest {
         bytes: &[u8],
         mut each: impl FnMut(&Header, u16, &Record<'_>, &FlowRecord),
     ) -> Result<Header, Rejection> {
+        let (d, tracked) = self.decode(exporter, bytes)?;
+        let h = d.header();
+        let (mut packets, mut octets) = (0u64, 0u64);
+        for (i, r) in d.records().enumerate() {
+            let fr = FlowRecord::from_wire(exporter, &h, &r, self.scale_sampling);
+            packets += fr.packets;
+            octets += fr.octets;
+            each(&h, i as u16, &r, &fr);
+        }
+        self.count(exporter, tracked, &h, packets, octets);
+        Ok(h)
+    }
+
+    /// [`Ingest::datagram`] that appends the records to `out` (built in
+    /// place: the hot path of a collector that only stitches).
+    #[inline]
+    pub fn records(
+        &mut self,
+        exporter: IpAddr,
+        bytes: &[u8],
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<Header, Rejection> {
+        let (d, tracked) = self.decode(exporter, bytes)?;
+        let h = d.header();
+        let start = out.len();
+        let scale = self.scale_sampling;
+        out.extend(d.records().map(|r| FlowRecord::from_wire(exporter, &h, &r, scale)));
+        let (mut packets, mut octets) = (0u64, 0u64);
+        for fr in &out[start..] {
+            packets += fr.packets;
+            octets += fr.octets;
+        }
+        self.count(exporter, tracked, &h, packets, octets);
+        Ok(h)
+    }
+
+    /// Check the source and decode; a rejection is counted here. Also says
+    /// whether the exporter has its own entry (else it shares OTHER_EXPORTERS).
+    #[inline]
+    fn decode<'a>(
+        &mut self,
+        exporter: IpAddr,
+        bytes: &'a [u8],
+    ) -> Result<(Datagram<'a>, bool), Rejection> {
         if !self.allowed(exporter) {
             // Dropped before decode; not an exporter we track (a flood of
             // spoofed sources must not grow the per-exporter table).
@@ -134,26 +178,27 @@ impl Ingest {
         // share the OTHER_EXPORTERS bucket and are not sequence-tracked.
         let tracked =
             self.exporters.len() < MAX_EXPORTERS || self.exporters.contains_key(&exporter);
-        let per =
-            self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
-        let d = match Datagram::parse_with(bytes, self.lenient) {
-            Ok(d) => d,
+        match Datagram::parse_with(bytes, self.lenient) {
+            Ok(d) => Ok((d, tracked)),
             Err(e) => {
+                let per = self
+                    .exporters
+                    .entry(if tracked { exporter } else { OTHER_EXPORTERS })
+                    .or_default();
                 self.counters.rejected[e.index()] += 1;
                 per.rejected[e.index()] += 1;
                 self.last_rejection = Some((exporter, Rejection::Decode(e)));
-                return Err(Rejection::Decode(e));
+                Err(Rejection::Decode(e))
             }
-        };
-        let h = d.header();
-        let (mut packets, mut octets) = (0u64, 0u64);
-        for (i, r) in d.records().enumerate() {
-            let fr = FlowRecord::from_wire(exporter, &h, &r, self.scale_sampling);
-            packets += fr.packets;
-            octets += fr.octets;
-            each(&h, i as u16, &r, &fr);
         }
-        let n = d.count() as u64;
+    }
+
+    /// Count an accepted datagram (totals, per exporter, sequence).
+    #[inline]
+    fn count(&mut self, exporter: IpAddr, tracked: bool, h: &Header, packets: u64, octets: u64) {
+        let per =
+            self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
+        let n = h.count as u64;
         for c in [&mut self.counters, per] {
             c.datagrams += 1;
             c.records += n;
@@ -170,6 +215,5 @@ impl Ingest {
                 h.sys_uptime,
             );
         }
-        Ok(h)
     }
 }

@@ -90,6 +90,10 @@ pub struct Snapshot {
 pub struct Mailbox {
     pub inbox: ArrayQueue<RecordBatch>,
     pub to_writer: ArrayQueue<ToWriter>,
+    /// Emptied flow and dump batches on their way back from the writer, so
+    /// the steady state allocates (and the kernel zeroes) no new batches.
+    pub spent_flows: ArrayQueue<Vec<Flow>>,
+    pub spent_dump: ArrayQueue<Vec<DumpRow>>,
     pub sleeping: AtomicBool,
     pub waker: mio::Waker,
     pub gauges: Gauges,
@@ -101,6 +105,8 @@ impl Mailbox {
         Mailbox {
             inbox: ArrayQueue::new(INBOX_BATCHES),
             to_writer: ArrayQueue::new(WRITER_MSGS),
+            spent_flows: ArrayQueue::new(WRITER_MSGS),
+            spent_dump: ArrayQueue::new(WRITER_MSGS),
             sleeping: AtomicBool::new(false),
             waker,
             gauges: Gauges::default(),

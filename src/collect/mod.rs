@@ -47,6 +47,8 @@ pub struct Collect {
     pub rcvbuf: Option<usize>,
     pub stats_interval: Duration,
     pub flush_interval: Duration,
+    /// Wait after a light receive round (see `--rx-coalesce`).
+    pub rx_coalesce: Duration,
     /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
     pub histogram_dir: Option<std::path::PathBuf>,
     pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
@@ -172,7 +174,8 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
             p.key,
             p.stitch,
             p.dump,
-        )?;
+        )?
+        .with_rx_coalesce(cfg.rx_coalesce);
         let core = match &cfg.cpus {
             Some(list) => Some(list[id % list.len()]),
             None => cores.get(id % cores.len().max(1)).copied(),

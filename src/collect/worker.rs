@@ -32,6 +32,9 @@ const RECV_BUDGET: usize = 16;
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Flows per writer message.
 const FLOW_BATCH: usize = 256;
+/// Receive-buffer bytes the kernel charges for one full v5 datagram
+/// (its `truesize`, measured on loopback: 2304), rounded up.
+const DATAGRAM_TRUESIZE: usize = 2560;
 
 /// Wall clock in ns since the epoch.
 pub fn wall_ns() -> u64 {
@@ -74,6 +77,8 @@ pub struct Worker {
     receive_to_applied: Latency,
     export_to_receive: Latency,
     pool: Vec<Vec<FlowRecord>>,
+    /// The current datagram's records for the own shard, applied together.
+    local: Vec<FlowRecord>,
     flows: Vec<Flow>,
     dump_rows: Vec<DumpRow>,
     queue_stalls: u64,
@@ -82,6 +87,10 @@ pub struct Worker {
     logged_rejects: u64,
     last_reject_log: Option<std::time::Instant>,
     last_snapshot: Option<std::time::Instant>,
+    /// `--rx-coalesce`: the longest wait after a light receive round.
+    rx_coalesce: Duration,
+    /// Smallest receive buffer of the worker's sockets (bytes, as the kernel reports it).
+    rcvbuf: usize,
 }
 
 /// How often a worker publishes its full [`Snapshot`] for `--metrics`.
@@ -129,6 +138,7 @@ impl Worker {
             receive_to_applied: Latency::new(),
             export_to_receive: Latency::new(),
             pool: Vec::new(),
+            local: Vec::with_capacity(crate::wire::MAX_RECORDS),
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
             queue_stalls: 0,
@@ -136,7 +146,30 @@ impl Worker {
             logged_rejects: 0,
             last_reject_log: None,
             last_snapshot: None,
+            rx_coalesce: Duration::ZERO,
+            rcvbuf: 0,
         })
+    }
+
+    /// Wait up to `d` after a receive round that found less than a full
+    /// batch (see [`Worker::coalesce_wait`]).
+    pub fn with_rx_coalesce(mut self, d: Duration) -> Self {
+        self.rx_coalesce = d;
+        self.rcvbuf = self.sockets.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
+        self
+    }
+
+    /// How long to let datagrams accumulate after a light round of `got`
+    /// datagrams that took `dt` since the previous round: `--rx-coalesce`,
+    /// but never longer than a quarter of the receive buffer takes to fill
+    /// at the rate just seen, and never past the next timer deadline.
+    fn coalesce_wait(&self, got: usize, dt: Duration) -> Duration {
+        if self.rx_coalesce.is_zero() || got == 0 || got >= RECV_BATCH {
+            return Duration::ZERO;
+        }
+        let rate = got as f64 / dt.as_secs_f64().max(1e-6); // datagrams/s
+        let fill = (self.rcvbuf / 4) as f64 / (rate * DATAGRAM_TRUESIZE as f64);
+        self.rx_coalesce.min(Duration::from_secs_f64(fill)).min(self.sleep_for())
     }
 
     fn n(&self) -> usize {
@@ -147,7 +180,12 @@ impl Worker {
     pub fn run(mut self) -> WorkerResult {
         let mut events = Events::with_capacity(64);
         let mut more = false;
+        let mut wait = Duration::ZERO;
+        let mut last_round = std::time::Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
             let mb = &self.shared.mailboxes[self.id];
             let mut timeout = if more { Duration::ZERO } else { self.sleep_for() };
             if !timeout.is_zero() {
@@ -163,7 +201,11 @@ impl Worker {
                 }
             }
             self.shared.mailboxes[self.id].sleeping.store(false, Ordering::SeqCst);
-            more = self.receive();
+            let got;
+            (more, got) = self.receive();
+            let now = std::time::Instant::now();
+            wait = if more { Duration::ZERO } else { self.coalesce_wait(got, now - last_round) };
+            last_round = now;
             self.flush_outgoing();
             self.drain_inbox();
             self.tick(wall_ns());
@@ -183,9 +225,11 @@ impl Worker {
         }
     }
 
-    /// Read every socket until empty or out of budget. True if data may remain.
-    fn receive(&mut self) -> bool {
+    /// Read every socket until empty or out of budget. Returns whether data
+    /// may remain, and how many datagrams were read.
+    fn receive(&mut self) -> (bool, usize) {
         let mut more = false;
+        let mut got = 0;
         for s in 0..self.sockets.len() {
             let mut calls = 0;
             loop {
@@ -202,6 +246,7 @@ impl Worker {
                 if n == 0 {
                     break;
                 }
+                got += n;
                 let mut fallback_now = None;
                 self.batch_rx.clear();
                 for i in 0..n {
@@ -227,7 +272,7 @@ impl Worker {
                 }
             }
         }
-        more
+        (more, got)
     }
 
     /// Decode, count and route one received datagram (slot `i` of socket `s`'s batch).
@@ -246,39 +291,69 @@ impl Worker {
             v4 => v4,
         };
         let payload = self.sockets[s].1.get(i).1;
-        let shard = &mut self.shard;
-        let flows = &mut self.flows;
+        let local = &mut self.local;
         let out = &mut self.out;
         let out_rx = &mut self.out_rx;
         let dump_rows = &mut self.dump_rows;
         let mut full: u64 = 0; // bitmask of destinations whose batch filled (n <= 64 checked at start)
-        let res = self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
-            if dump {
-                dump_rows.push(DumpRow {
-                    ts: now,
-                    exporter,
-                    header: *h,
-                    index: idx,
-                    rec: r.fields(),
-                });
-            }
-            if !stitch {
-                return;
-            }
-            let dest =
-                if n == 1 { 0 } else { (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize };
-            if dest == me {
-                shard.apply(now, fr, flows);
-            } else {
-                if out[dest].is_empty() {
-                    out_rx[dest] = ts;
+        let res = if stitch && !dump {
+            // The hot path: records decoded straight into `local`, then the
+            // ones other shards own moved to their outgoing batches.
+            let res = self.ingest.records(exporter, payload, local);
+            if n > 1 {
+                let mut keep = 0;
+                for j in 0..local.len() {
+                    let fr = local[j];
+                    let dest = (KeyHasher::hash(&key.key_of(&fr)) % n as u64) as usize;
+                    if dest == me {
+                        local[keep] = fr;
+                        keep += 1;
+                    } else {
+                        if out[dest].is_empty() {
+                            out_rx[dest] = ts;
+                        }
+                        out[dest].push(fr);
+                        if out[dest].len() >= RECORD_BATCH {
+                            full |= 1 << dest;
+                        }
+                    }
                 }
-                out[dest].push(*fr);
-                if out[dest].len() >= RECORD_BATCH {
-                    full |= 1 << dest;
-                }
+                local.truncate(keep);
             }
-        });
+            res
+        } else {
+            self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
+                if dump {
+                    dump_rows.push(DumpRow {
+                        ts: now,
+                        exporter,
+                        header: *h,
+                        index: idx,
+                        rec: r.fields(),
+                    });
+                }
+                if !stitch {
+                    return;
+                }
+                let dest =
+                    if n == 1 { 0 } else { (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize };
+                if dest == me {
+                    local.push(*fr);
+                } else {
+                    if out[dest].is_empty() {
+                        out_rx[dest] = ts;
+                    }
+                    out[dest].push(*fr);
+                    if out[dest].len() >= RECORD_BATCH {
+                        full |= 1 << dest;
+                    }
+                }
+            })
+        };
+        if !self.local.is_empty() {
+            self.shard.apply_batch(now, &self.local, &mut self.flows);
+            self.local.clear();
+        }
         if let Ok(h) = res {
             // Meaningful only when exporter and collector share a clock.
             self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
@@ -292,8 +367,7 @@ impl Worker {
             self.send_flows();
         }
         if self.dump_rows.len() >= FLOW_BATCH {
-            let rows = std::mem::take(&mut self.dump_rows);
-            self.push_to_writer(ToWriter::Dump(rows));
+            self.send_dump();
         }
     }
 
@@ -339,9 +413,7 @@ impl Worker {
             any = true;
             self.now = self.now.max(b.now);
             self.shard.advance(self.now, &mut self.flows);
-            for r in &b.recs {
-                self.shard.apply(self.now, r, &mut self.flows);
-            }
+            self.shard.apply_batch(self.now, &b.recs, &mut self.flows);
             self.receive_to_applied.record(wall_ns().saturating_sub(b.rx_first));
             b.recs.clear();
             if self.pool.len() < 4 * self.n() + 4 {
@@ -364,14 +436,22 @@ impl Worker {
             self.send_flows();
         }
         if !self.dump_rows.is_empty() {
-            let rows = std::mem::take(&mut self.dump_rows);
-            self.push_to_writer(ToWriter::Dump(rows));
+            self.send_dump();
         }
     }
 
     fn send_flows(&mut self) {
-        let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(FLOW_BATCH));
+        let mb = &self.shared.mailboxes[self.id];
+        let fresh = mb.spent_flows.pop().unwrap_or_else(|| Vec::with_capacity(FLOW_BATCH));
+        let flows = std::mem::replace(&mut self.flows, fresh);
         self.push_to_writer(ToWriter::Flows(flows));
+    }
+
+    fn send_dump(&mut self) {
+        let mb = &self.shared.mailboxes[self.id];
+        let fresh = mb.spent_dump.pop().unwrap_or_else(|| Vec::with_capacity(FLOW_BATCH));
+        let rows = std::mem::replace(&mut self.dump_rows, fresh);
+        self.push_to_writer(ToWriter::Dump(rows));
     }
 
     /// Queue a message for the writer; waits (counted) while the queue is full.
@@ -458,7 +538,7 @@ impl Worker {
     /// cross-shard batches, drain the inbox until every worker is done
     /// sending, then flush every flow once (`shutdown`).
     fn shutdown(mut self) -> WorkerResult {
-        while self.receive() {}
+        while self.receive().0 {}
         self.flush_outgoing();
         let shared = Arc::clone(&self.shared);
         shared.done_sending.fetch_add(1, Ordering::SeqCst);

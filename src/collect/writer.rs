@@ -81,15 +81,27 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
         let all_finished = shared.finished.load(Ordering::SeqCst) == n;
         let mut got = false;
         for mb in &shared.mailboxes {
-            while let Some(msg) = mb.to_writer.pop() {
+            while let Some(mut msg) = mb.to_writer.pop() {
                 got = true;
                 if let ToWriter::Flows(flows) = &msg {
                     for sink in cfg.sinks.iter_mut() {
                         sink.flows(flows).with_context(|| format!("{} sink", sink.name()))?;
                     }
                 }
-                write_msg(msg, out, &mut finals, &mut stats.flow_end_to_written)
+                write_msg(&mut msg, out, &mut finals, &mut stats.flow_end_to_written)
                     .context("writing output")?;
+                // Hand the emptied batch back (dropped if the worker has enough).
+                match msg {
+                    ToWriter::Flows(mut v) => {
+                        v.clear();
+                        let _ = mb.spent_flows.push(v);
+                    }
+                    ToWriter::Dump(mut v) => {
+                        v.clear();
+                        let _ = mb.spent_dump.push(v);
+                    }
+                    ToWriter::Final(_) => {}
+                }
             }
         }
         if let Some(r) = cfg.rotator.as_mut() {
@@ -149,23 +161,23 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
 }
 
 fn write_msg(
-    msg: ToWriter,
+    msg: &mut ToWriter,
     out: &mut Output,
     finals: &mut Vec<Flow>,
     hist: &mut Latency,
 ) -> io::Result<()> {
     match msg {
         ToWriter::Flows(flows) => {
-            for f in &flows {
+            for f in flows.iter() {
                 out.write(&FlowRow(f))?;
             }
             let written = wall_ns();
-            for f in &flows {
+            for f in flows.iter() {
                 hist.record(written.saturating_sub(f.end_ns));
             }
         }
         ToWriter::Dump(rows) => {
-            for r in &rows {
+            for r in rows.iter() {
                 if r.index == 0 {
                     out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })?;
                 }
@@ -178,7 +190,7 @@ fn write_msg(
                 })?;
             }
         }
-        ToWriter::Final(mut flows) => finals.append(&mut flows),
+        ToWriter::Final(flows) => finals.append(flows),
     }
     Ok(())
 }

@@ -9,8 +9,9 @@ mod key;
 mod record;
 mod seq;
 mod shard;
+mod table;
 
-pub use key::{FlowKey, KeyField, KeyHasher, KeySpec};
+pub use key::{FlowKey, KeyField, KeyHasher, KeySpec, PackedKey};
 pub use record::FlowRecord;
 pub use seq::{SeqEvent, SeqTotals, SeqTracker};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};

@@ -42,7 +42,7 @@ pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 impl FlowRecord {
     /// Build from a wire record. With `scale_sampling`, packets and octets are
     /// multiplied by the sampling interval when it is above 1.
-    #[inline]
+    #[inline(always)]
     pub fn from_wire(exporter: IpAddr, h: &Header, r: &Record<'_>, scale_sampling: bool) -> Self {
         let scale = if scale_sampling { h.sampling_interval().max(1) as u64 } else { 1 };
         FlowRecord {

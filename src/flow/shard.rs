@@ -20,9 +20,8 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::HashTable;
-
-use super::key::KeyHasher;
+use super::key::{KeyHasher, PackedKey};
+use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec};
 use crate::timer::{Entry, Wheel};
 
@@ -116,24 +115,116 @@ impl ShardStats {
     }
 }
 
+/// The part of a flow every record touches, two cache lines: the key and the
+/// counters in the first, times and bookkeeping in the second.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    flow: Flow,
-    hash: u64,
-    gen: u32,
-    live: bool,
+#[repr(C, align(64))]
+struct Hot {
+    key: PackedKey,
+    records: u64,
+    packets: u64,
+    octets: u64,
+    first_ns: u64,
+    last_ns: u64,
+    /// Collector time of the latest record.
+    seen_ns: u64,
     /// Linger deadline (ns) from the latest FIN/RST record; `u64::MAX` if none.
     fin_ns: u64,
     /// Tick of the slot's current wheel entry.
     scheduled: u64,
+    hash: u64,
+    gen: u32,
+    tcp_flags: u8,
+    live: bool,
+}
+
+/// The part only creation and emission touch.
+#[derive(Debug, Clone, Copy)]
+struct Cold {
+    rec: FlowRecord,
+    start_ns: u64,
+}
+
+/// Slots in chunks of fixed size: growing never moves a slot (no copy stall
+/// at millions of flows), and an index is a shift and a mask away.
+#[derive(Debug, Default)]
+struct Slab {
+    hot: Vec<Vec<Hot>>,
+    cold: Vec<Vec<Cold>>,
+    len: usize,
+}
+
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl Slab {
+    #[inline]
+    fn hot(&self, i: u32) -> &Hot {
+        &self.hot[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn hot_mut(&mut self, i: u32) -> &mut Hot {
+        &mut self.hot[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn cold_mut(&mut self, i: u32) -> &mut Cold {
+        &mut self.cold[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        let h = self.hot(i);
+        crate::net::prefetch(h);
+        crate::net::prefetch(&h.first_ns);
+    }
+
+    fn push(&mut self, hot: Hot, cold: Cold) -> u32 {
+        let i = u32::try_from(self.len).ok().filter(|&i| i < u32::MAX - 1);
+        let i = i.expect("more than 2^32 flow slots");
+        if self.len % CHUNK == 0 {
+            self.hot.push(Vec::with_capacity(CHUNK));
+            self.cold.push(Vec::with_capacity(CHUNK));
+        }
+        self.hot.last_mut().expect("a chunk").push(hot);
+        self.cold.last_mut().expect("a chunk").push(cold);
+        self.len += 1;
+        i
+    }
+
+    fn flow(&self, i: u32) -> Flow {
+        let h = self.hot(i);
+        let c = &self.cold[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)];
+        Flow {
+            key: h.key.unpack(),
+            rec: c.rec,
+            records: h.records,
+            packets: h.packets,
+            octets: h.octets,
+            tcp_flags: h.tcp_flags,
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
+            start_ns: c.start_ns,
+            seen_ns: h.seen_ns,
+            end_ns: 0,
+            end_reason: EndReason::Shutdown,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.hot.clear();
+        self.cold.clear();
+        self.len = 0;
+    }
 }
 
 /// One flow table with its timer wheel. Owned by one thread; no locks.
 #[derive(Debug)]
 pub struct Shard {
     cfg: ShardConfig,
-    table: HashTable<u32>,
-    slots: Vec<Slot>,
+    table: FlowTable,
+    slab: Slab,
     free: Vec<u32>,
     wheel: Wheel,
     /// Creation order, for oldest-first eviction: (slot, gen); stale pairs skipped.
@@ -145,14 +236,17 @@ pub struct Shard {
     stats: ShardStats,
 }
 
+/// Records looked up together: their cache misses overlap.
+const LOOKUP_BATCH: usize = 16;
+
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
     ns.div_ceil(TICK_NS)
 }
 
 /// A slot's deadline tick and the reason it would end then.
-fn deadline(cfg: &ShardConfig, slot: &Slot) -> (u64, EndReason) {
-    let idle = ceil_tick(slot.flow.seen_ns.saturating_add(cfg.idle_ns));
+fn deadline(cfg: &ShardConfig, slot: &Hot) -> (u64, EndReason) {
+    let idle = ceil_tick(slot.seen_ns.saturating_add(cfg.idle_ns));
     let fin = if slot.fin_ns == u64::MAX { u64::MAX } else { ceil_tick(slot.fin_ns) };
     if fin <= idle {
         (fin, EndReason::Fin)
@@ -167,8 +261,8 @@ impl Shard {
         assert!(cfg.max_flows >= 1, "max_flows must be at least 1");
         Shard {
             cfg,
-            table: HashTable::new(),
-            slots: Vec::new(),
+            table: FlowTable::default(),
+            slab: Slab::default(),
             free: Vec::new(),
             wheel: Wheel::new(now / TICK_NS),
             fifo: VecDeque::new(),
@@ -220,7 +314,7 @@ impl Shard {
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.advance(now_tick, &mut fired);
         for e in fired.drain(..) {
-            let slot = &self.slots[e.id as usize];
+            let slot = self.slab.hot(e.id);
             if !slot.live || slot.gen != e.gen || slot.scheduled != e.at {
                 self.stale_timers -= 1;
                 continue;
@@ -229,7 +323,7 @@ impl Shard {
             if tick <= now_tick {
                 self.finish(e.id, tick * TICK_NS, reason, out);
             } else {
-                self.slots[e.id as usize].scheduled = tick;
+                self.slab.hot_mut(e.id).scheduled = tick;
                 let rescheduled = self.wheel.insert(Entry { id: e.id, gen: e.gen, at: tick });
                 debug_assert!(rescheduled.is_ok(), "tick {tick} > now {now_tick}");
             }
@@ -240,6 +334,43 @@ impl Shard {
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
     /// A new flow beyond `max_flows` evicts the oldest one into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
+        let key = self.cfg.key.key_of(rec).pack();
+        let hash = KeyHasher::hash_packed(&key);
+        self.apply_hashed(now, rec, key, hash, out);
+    }
+
+    /// [`Shard::apply`] for many records at the same `now`, in order, with
+    /// the same result. Keys are hashed and their buckets and slots prefetched
+    /// a batch at a time, so the cache misses overlap.
+    pub fn apply_batch(&mut self, now: u64, recs: &[FlowRecord], out: &mut Vec<Flow>) {
+        let mut keys = [PackedKey::default(); LOOKUP_BATCH];
+        let mut hashes = [0u64; LOOKUP_BATCH];
+        for chunk in recs.chunks(LOOKUP_BATCH) {
+            for (i, r) in chunk.iter().enumerate() {
+                keys[i] = self.cfg.key.key_of(r).pack();
+                hashes[i] = KeyHasher::hash_packed(&keys[i]);
+                self.table.prefetch(hashes[i]);
+            }
+            for &h in &hashes[..chunk.len()] {
+                if let Some(i) = self.table.peek(h) {
+                    self.slab.prefetch(i);
+                }
+            }
+            for (i, r) in chunk.iter().enumerate() {
+                self.apply_hashed(now, r, keys[i], hashes[i], out);
+            }
+        }
+    }
+
+    #[inline]
+    fn apply_hashed(
+        &mut self,
+        now: u64,
+        rec: &FlowRecord,
+        key: PackedKey,
+        hash: u64,
+        out: &mut Vec<Flow>,
+    ) {
         debug_assert!(
             now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
             "apply before advance"
@@ -248,10 +379,8 @@ impl Shard {
         self.stats.records += 1;
         self.stats.packets += rec.packets;
         self.stats.octets += rec.octets;
-        let key = self.cfg.key.key_of(rec);
-        let hash = KeyHasher::hash(&key);
-        let slots = &self.slots;
-        if let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].flow.key == key) {
+        let slab = &self.slab;
+        if let Some(idx) = self.table.find(hash, |i| slab.hot(i).key == key) {
             self.update(idx, now, rec);
             return;
         }
@@ -266,16 +395,18 @@ impl Shard {
     pub fn flush(&mut self, now: u64, out: &mut Vec<Flow>) {
         self.now = self.now.max(now);
         let start = out.len();
-        for slot in self.slots.iter_mut().filter(|s| s.live) {
-            let mut f = slot.flow;
-            f.end_ns = self.now;
-            f.end_reason = EndReason::Shutdown;
-            out.push(f);
+        for i in 0..self.slab.len as u32 {
+            if self.slab.hot(i).live {
+                let mut f = self.slab.flow(i);
+                f.end_ns = self.now;
+                f.end_reason = EndReason::Shutdown;
+                out.push(f);
+            }
         }
         out[start..].sort_unstable_by_key(|f| (f.first_ns, f.key));
         self.stats.flows[EndReason::Shutdown as usize] += (out.len() - start) as u64;
         self.table.clear();
-        self.slots.clear();
+        self.slab.clear();
         self.free.clear();
         self.fifo.clear();
         self.wheel = Wheel::new(self.now / TICK_NS);
@@ -283,10 +414,10 @@ impl Shard {
         self.live = 0;
     }
 
+    #[inline]
     fn update(&mut self, idx: u32, now: u64, rec: &FlowRecord) {
         let linger = self.cfg.linger_ns;
-        let slot = &mut self.slots[idx as usize];
-        let f = &mut slot.flow;
+        let f = self.slab.hot_mut(idx);
         f.records += 1;
         f.packets += rec.packets;
         f.octets += rec.octets;
@@ -295,57 +426,54 @@ impl Shard {
         f.last_ns = f.last_ns.max(rec.last_ns);
         f.seen_ns = now;
         if rec.ends_connection() {
-            slot.fin_ns = now.saturating_add(linger);
-            let (tick, _) = deadline(&self.cfg, slot);
-            if tick < slot.scheduled {
+            f.fin_ns = now.saturating_add(linger);
+            let (tick, _) = deadline(&self.cfg, f);
+            if tick < f.scheduled {
                 self.stale_timers += 1;
                 self.schedule(idx, tick);
             }
         }
     }
 
-    fn create(&mut self, key: FlowKey, hash: u64, now: u64, rec: &FlowRecord) {
-        let flow = Flow {
+    fn create(&mut self, key: PackedKey, hash: u64, now: u64, rec: &FlowRecord) {
+        let fin_ns =
+            if rec.ends_connection() { now.saturating_add(self.cfg.linger_ns) } else { u64::MAX };
+        let mut hot = Hot {
             key,
-            rec: *rec,
             records: 1,
             packets: rec.packets,
             octets: rec.octets,
-            tcp_flags: rec.tcp_flags,
             first_ns: rec.first_ns,
             last_ns: rec.last_ns,
-            start_ns: now,
             seen_ns: now,
-            end_ns: 0,
-            end_reason: EndReason::Shutdown,
+            fin_ns,
+            scheduled: 0,
+            hash,
+            gen: 0,
+            tcp_flags: rec.tcp_flags,
+            live: true,
         };
-        let fin_ns =
-            if rec.ends_connection() { now.saturating_add(self.cfg.linger_ns) } else { u64::MAX };
+        let cold = Cold { rec: *rec, start_ns: now };
         let idx = match self.free.pop() {
             Some(i) => {
-                let s = &mut self.slots[i as usize];
-                s.flow = flow;
-                s.hash = hash;
-                s.live = true;
-                s.fin_ns = fin_ns;
+                hot.gen = self.slab.hot(i).gen;
+                *self.slab.hot_mut(i) = hot;
+                *self.slab.cold_mut(i) = cold;
                 i
             }
-            None => {
-                let i = u32::try_from(self.slots.len()).expect("more than 2^32 flow slots");
-                self.slots.push(Slot { flow, hash, gen: 0, live: true, fin_ns, scheduled: 0 });
-                i
-            }
+            None => self.slab.push(hot, cold),
         };
-        let slots = &self.slots;
-        self.table.insert_unique(hash, idx, |&i| slots[i as usize].hash);
+        self.table.insert(hash, idx);
         self.live += 1;
-        let gen = self.slots[idx as usize].gen;
-        self.fifo.push_back((idx, gen));
+        self.fifo.push_back((idx, hot.gen));
         if self.fifo.len() > 2 * self.live + 1024 {
-            let slots = &self.slots;
-            self.fifo.retain(|&(i, g)| slots[i as usize].live && slots[i as usize].gen == g);
+            let slab = &self.slab;
+            self.fifo.retain(|&(i, g)| {
+                let s = slab.hot(i);
+                s.live && s.gen == g
+            });
         }
-        let (tick, _) = deadline(&self.cfg, &self.slots[idx as usize]);
+        let (tick, _) = deadline(&self.cfg, &hot);
         self.schedule(idx, tick);
     }
 
@@ -353,14 +481,14 @@ impl Shard {
     /// (zero timeouts) goes in at the next tick: flows never end inside `apply`.
     fn schedule(&mut self, idx: u32, tick: u64) {
         let tick = tick.max(self.wheel.elapsed() + 1);
-        let slot = &mut self.slots[idx as usize];
+        let slot = self.slab.hot_mut(idx);
         slot.scheduled = tick;
         let res = self.wheel.insert(Entry { id: idx, gen: slot.gen, at: tick });
         debug_assert!(res.is_ok());
         if self.stale_timers > self.live + 1024 {
-            let slots = &self.slots;
+            let slab = &self.slab;
             self.wheel.retain(|e| {
-                let s = &slots[e.id as usize];
+                let s = slab.hot(e.id);
                 s.live && s.gen == e.gen && s.scheduled == e.at
             });
             self.stale_timers = 0;
@@ -370,7 +498,7 @@ impl Shard {
 
     fn evict_oldest(&mut self, now: u64, out: &mut Vec<Flow>) {
         while let Some((i, g)) = self.fifo.pop_front() {
-            let s = &self.slots[i as usize];
+            let s = self.slab.hot(i);
             if s.live && s.gen == g {
                 self.stale_timers += 1;
                 self.finish(i, now, EndReason::Evicted, out);
@@ -381,18 +509,13 @@ impl Shard {
     }
 
     fn finish(&mut self, idx: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
-        let slot = &mut self.slots[idx as usize];
+        let mut f = self.slab.flow(idx);
+        let slot = self.slab.hot_mut(idx);
         debug_assert!(slot.live);
         slot.live = false;
         slot.gen = slot.gen.wrapping_add(1);
-        let mut f = slot.flow;
-        let hash = slot.hash;
-        match self.table.find_entry(hash, |&i| i == idx) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => debug_assert!(false, "live slot {idx} missing from the table"),
-        }
+        let removed = self.table.remove(slot.hash, idx);
+        debug_assert!(removed, "live slot {idx} missing from the table");
         self.free.push(idx);
         self.live -= 1;
         f.end_ns = end_ns;

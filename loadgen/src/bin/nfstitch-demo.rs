@@ -64,6 +64,7 @@ fn main() -> Result<()> {
         rcvbuf: Some(8 << 20),
         stats_interval: Duration::ZERO,
         flush_interval: Duration::from_millis(200),
+        rx_coalesce: Duration::from_millis(1),
         histogram_dir: Some(dir.join("histograms")),
         clickhouse: None,
         metrics: None,
