@@ -189,8 +189,9 @@ fn live_equals_sent_and_equals_replay() {
 fn worker_counts_give_the_same_flows() {
     let dgs = traffic(3, 40, 2000);
     let mut sets = Vec::new();
-    for w in ["1", "2", "4"] {
-        let c = start(&["--workers", w, "--rcvbuf", "8000000"]);
+    // Receive coalescing on (the default) and off give the same flows too.
+    for (w, co) in [("1", "1ms"), ("2", "0"), ("4", "1ms"), ("1", "0")] {
+        let c = start(&["--workers", w, "--rcvbuf", "8000000", "--rx-coalesce", co]);
         let sent = send(&dgs, c.addr);
         let (flows, st, _) = c.stop();
         assert_eq!(st["datagrams"].as_u64().unwrap(), sent, "{w} workers");
@@ -200,6 +201,7 @@ fn worker_counts_give_the_same_flows() {
     }
     assert_eq!(sets[0], sets[1]);
     assert_eq!(sets[0], sets[2]);
+    assert_eq!(sets[0], sets[3]);
 }
 
 #[test]
@@ -282,6 +284,8 @@ fn bad_collect_flags_fail_clearly() {
         (vec!["collect", "--workers", "0"], "--workers"),
         (vec!["collect", "--cpus", "x-1"], "--cpus"),
         (vec!["collect", "--listen", "nonsense"], "--listen"),
+        (vec!["collect", "--rx-coalesce", "1s"], "--rx-coalesce"),
+        (vec!["collect", "--rx-coalesce", "soon"], "--rx-coalesce"),
     ] {
         let r = run(nfstitch().args(&args));
         assert!(!r.status.success(), "{args:?} succeeded");
