@@ -32,7 +32,8 @@ pub struct Cli {
     /// Valid datagrams per second: 2M, 500k, 1.5k, 1500; 0 = as fast as possible.
     #[arg(long, default_value = "1000", value_parser = parse_rate)]
     pub pps: u64,
-    /// Run length (e.g. 10s, 2m); default 10s unless --count is given.
+    /// Run length (e.g. 10s, 2m); default 10s unless --count is given. No batch starts
+    /// after it; the routers' caches are then flushed for at most 200 ms.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Valid datagrams to send in all (e.g. 500k); malformed ones come on top.
@@ -96,6 +97,15 @@ pub struct Cli {
     /// Write the send lateness histogram here as send_lateness.hgrm and send_lateness.svg.
     #[arg(long)]
     pub histogram_dir: Option<PathBuf>,
+    /// Make N valid datagrams (e.g. 3334, 10k, 1M; split over the exporters) from the model
+    /// before the clock starts, then send them in a loop until --count/--duration, patching
+    /// only flow_sequence (continuous), export time, sys_uptime and each record's First/Last:
+    /// a sender limited by the kernel, not the model. The same flow keys recur every pass,
+    /// so the truth counts what was sent but lists no connections. Live sending only (not
+    /// with --pcap-out or --truth-connections); --corrupt-ratio mixes malformed datagrams
+    /// into the pool.
+    #[arg(long, value_parser = parse_rate, value_name = "N")]
+    pub pool: Option<u64>,
 }
 
 /// A list of cpu ids.
@@ -126,6 +136,7 @@ impl Cli {
             start_ns: self.start.map(|s| s * 1_000_000_000),
             corrupt_ratio: self.corrupt_ratio,
             truth_connections: self.truth_connections,
+            pool: self.pool,
         }
     }
 }
@@ -250,11 +261,27 @@ pub fn run() -> Result<ExitCode> {
                 eprintln!("loadgen: warning: --cpus: could not pin a thread to cpu {cpu}");
             }
             if report.cut_by_deadline {
+                let flushed = if report.pool.is_some() {
+                    String::new()
+                } else {
+                    format!(
+                        "; the routers' caches were flushed after the deadline (for at most {} ms)",
+                        crate::send::DRAIN_GRACE.as_millis()
+                    )
+                };
                 eprintln!(
                     "loadgen: warning: the --duration deadline came before all {} planned datagrams were sent \
-                     (sent {}); the routers' caches were flushed at the deadline",
+                     (sent {}){flushed}",
                     report.planned.unwrap_or(0),
                     report.valid_sent
+                );
+            }
+            if report.unsent_records > 0 {
+                eprintln!(
+                    "loadgen: note: {} records the routers still held {} ms after the --duration deadline \
+                     were not sent (nor counted in the truth)",
+                    report.unsent_records,
+                    crate::send::DRAIN_GRACE.as_millis()
                 );
             }
             if report.rate_missed() {

@@ -89,6 +89,9 @@ pub struct Config {
     pub start_ns: Option<u64>,
     pub corrupt_ratio: f64,
     pub truth_connections: bool,
+    /// `--pool N`: make N valid datagrams once, then send them in a loop
+    /// with patched headers and record times (see [`crate::pool`]).
+    pub pool: Option<u64>,
 }
 
 impl Default for Config {
@@ -115,6 +118,7 @@ impl Default for Config {
             start_ns: None,
             corrupt_ratio: 0.0,
             truth_connections: false,
+            pool: None,
         }
     }
 }
@@ -206,6 +210,38 @@ impl Config {
             // The routers booted up to ~50 days before the start.
             if s < 1_000_000_000 * 1_000_000_000 || s >= (u32::MAX as u64) * 1_000_000_000 {
                 return Err(bad("--start", "must be between 2001-09-09 and 2106-02-07"));
+            }
+        }
+        if let Some(n) = self.pool {
+            if !(1..=crate::pool::MAX_POOL).contains(&n) {
+                return Err(bad(
+                    "--pool",
+                    format!("must be 1..={} datagrams (1M, about 1.5 GB)", crate::pool::MAX_POOL),
+                ));
+            }
+            if n < self.exporters as u64 {
+                return Err(bad(
+                    "--pool",
+                    format!(
+                        "{n} datagrams for {} exporters: each exporter needs at least one \
+                         (raise --pool or lower --exporters)",
+                        self.exporters
+                    ),
+                ));
+            }
+            if mode == Mode::Pcap {
+                return Err(bad(
+                    "--pool",
+                    "cannot be combined with --pcap-out: the pool is cycled while sending live \
+                     (a pcap already holds a deterministic run; replay it in a loop instead)",
+                ));
+            }
+            if self.truth_connections {
+                return Err(bad(
+                    "--pool",
+                    "cannot be combined with --truth-connections: the pool's flow keys recur \
+                     every pass, so there is no list of distinct true connections",
+                ));
             }
         }
         if let Some(&c) = self.cpus.iter().find(|&&c| c >= 1024) {

@@ -8,8 +8,10 @@
 //!   per exporter: ExporterGen (router model: sessions ─► records ─► v5 datagrams,
 //!              │               sequence numbers, truth)   uses nfstitch::wire::encode
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
-//!              └─► send::run   (threads own exporters and their sockets; pacing; sendmmsg)
-//!                                                       uses nfstitch::net::send_batch
+//!              ├─► send::run   (threads own exporters and their sockets; pacing; sendmmsg)
+//!              │                         udp: sendmmsg on connected sockets (rustix)
+//!              └─► pool (--pool N: made once before sending, then cycled by
+//!                        send::run with sequence, times and First/Last patched)
 //! ```
 //! - [`model`]: sessions, addresses, heavy-tailed sizes and durations, how a
 //!   router cuts them into records. Pure.
@@ -17,6 +19,8 @@
 //! - [`config`]: options, validation, and the derived [`Plan`].
 //! - [`truth`]: what was sent (totals, per exporter, connections, corrupt).
 //! - [`send`]: live sending; the lateness histogram uses `nfstitch::hist`.
+//! - [`pool`]: `--pool`, a fixed set of datagrams sent in a loop.
+//! - [`udp`]: batches out of one connected socket.
 //!
 //! # Determinism
 //! Everything an exporter sends is a function of the seed, its index and the
@@ -25,7 +29,9 @@
 //! as the router clock's start; a pcap uses a fixed start.
 //!
 //! # Where data can be lost, and how it is counted
-//! Nowhere in loadgen: every datagram made is sent or the run fails. The
+//! Nowhere in loadgen: every datagram made is sent or the run fails (with one
+//! exception: records the routers still hold when the flush after the
+//! `--duration` deadline runs out of time are never put in a datagram). The
 //! truth counts what was made (pcap) or handed to the kernel (live); kernel
 //! drops on the receiving side show up as a difference the collector counts.
 #![forbid(unsafe_code)]
@@ -35,17 +41,19 @@ pub mod config;
 pub mod corrupt;
 pub mod model;
 pub mod pcap;
+pub mod pool;
 pub mod rng;
 pub mod router;
 pub mod send;
 pub mod truth;
+pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use config::{Config, ConfigError, Mode, Plan};
 pub use pcap::write_pcap;
 pub use send::{run_live, SendReport};
-pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, Truth};
+pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Truth};
 
 use router::{ExporterGen, ExporterSetup};
 

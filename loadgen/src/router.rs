@@ -193,6 +193,16 @@ impl ExporterGen {
         }
     }
 
+    /// The router's boot time, absolute ms (its uptime clock).
+    pub fn boot_ms(&self) -> u64 {
+        self.boot_ms
+    }
+
+    /// flow_sequence of the next datagram.
+    pub fn sequence(&self) -> u32 {
+        self.seq
+    }
+
     /// Valid datagrams made so far.
     pub fn made(&self) -> u64 {
         self.made
@@ -227,34 +237,62 @@ impl ExporterGen {
     /// record in progress ends now, later ones never happen) and make what
     /// the router holds ready for export.
     pub fn close(&mut self, now_ms: u64) {
+        self.close_until(now_ms, || false);
+    }
+
+    /// [`ExporterGen::close`], asking `stop` every 1024 waiting records
+    /// whether time is up: then the records still waiting are dropped (never
+    /// exported, never counted). Returns how many were dropped.
+    pub fn close_until(&mut self, now_ms: u64, mut stop: impl FnMut() -> bool) -> u64 {
+        let mut n = 0u32;
         while let Some(p) = self.heap.pop() {
-            let mut r = p.rec;
-            if r.first_ms > now_ms {
-                continue;
+            self.cut_ready(p.rec, now_ms);
+            n = n.wrapping_add(1);
+            if n % 1024 == 0 && stop() {
+                break;
             }
-            if r.last_ms > now_ms {
-                let f = &mut r.fields;
-                let span = r.last_ms - r.first_ms + 1;
-                let kept = now_ms - r.first_ms + 1;
-                let pk = ((f.packets as u64 * kept / span) as u32).max(1);
-                f.octets = ((f.octets as u64 * pk as u64 / f.packets as u64) as u32).max(pk);
-                f.packets = pk;
-                f.tcp_flags &= !(model::FIN | model::RST);
-                r.last_ms = now_ms;
-                f.last = uptime(now_ms, self.boot_ms);
-            }
-            self.ready.push_back(r);
         }
+        let dropped = self.heap.len() as u64;
+        self.heap.clear();
         self.heap_flows = 0;
+        dropped
+    }
+
+    /// A waiting record at the end of the run: cut at `now_ms` and ready
+    /// (or gone, when it would start later).
+    #[inline]
+    fn cut_ready(&mut self, mut r: Rec, now_ms: u64) {
+        if r.first_ms > now_ms {
+            return;
+        }
+        if r.last_ms > now_ms {
+            let f = &mut r.fields;
+            let span = r.last_ms - r.first_ms + 1;
+            let kept = now_ms - r.first_ms + 1;
+            let pk = ((f.packets as u64 * kept / span) as u32).max(1);
+            f.octets = ((f.octets as u64 * pk as u64 / f.packets as u64) as u32).max(pk);
+            f.packets = pk;
+            f.tcp_flags &= !(model::FIN | model::RST);
+            r.last_ms = now_ms;
+            f.last = uptime(now_ms, self.boot_ms);
+        }
+        self.ready.push_back(r);
     }
 
     /// End an unplanned run at `now_ns`: cut open sessions, then
     /// [`ExporterGen::next_datagram`] drains what is left (the last datagram
     /// may hold fewer records) and returns None once empty.
     pub fn finish(&mut self, now_ns: u64) {
-        self.close(now_ns / 1_000_000);
+        self.finish_until(now_ns, || false);
+    }
+
+    /// [`ExporterGen::finish`], with the cut bounded in time as in
+    /// [`ExporterGen::close_until`]; returns the records dropped.
+    pub fn finish_until(&mut self, now_ns: u64, stop: impl FnMut() -> bool) -> u64 {
+        let dropped = self.close_until(now_ns / 1_000_000, stop);
         self.quota = None;
         self.draining = true;
+        dropped
     }
 
     /// Make the next valid datagram, due at `now_ns` (absolute ns), into

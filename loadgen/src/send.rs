@@ -12,11 +12,19 @@
 //! sleeps while far from that deadline and spins over the last stretch. A
 //! late thread does not sleep, so it catches up in bursts; how late each batch
 //! left is recorded in an HdrHistogram. No allocation per datagram: slots,
-//! the slice list and the sendmmsg arrays are reused.
+//! the slice list and the sendmmsg arrays are reused. Each socket is
+//! connected to the target ([`crate::udp`]): no route lookup per datagram.
 //!
-//! Bounds: `--count` (the plan), and the `--duration` deadline: at the
-//! deadline each exporter cuts its open sessions and sends what its router
-//! holds, unpaced, so the truth stays complete.
+//! Bounds: `--count` (the plan), and the `--duration` deadline: no batch
+//! starts after it. Then each exporter cuts its open sessions and sends what
+//! its router holds, unpaced, for at most [`DRAIN_GRACE`]; what is still
+//! held then is never sent (nor counted), so the wall time stays bounded.
+//!
+//! `--pool N` ([`crate::pool`]): the pools are made before the clock starts
+//! (one builder thread per sending thread), then each thread cycles its
+//! exporters' shares with the same schedule, batches and pacing, patching
+//! the few header and record fields of each datagram just before its batch
+//! leaves.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -24,12 +32,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use nfstitch::hist::Latency;
-use nfstitch::net::{pin_current_thread, send_batch, SendBatch};
+use nfstitch::net::pin_current_thread;
 use nfstitch::wire::MAX_DATAGRAM_LEN;
 
-use crate::config::{Config, Mode, Plan};
+use crate::config::{Config, Mode, Plan, DEFAULT_DURATION};
+use crate::pool::{self, Pool};
 use crate::router::ExporterGen;
-use crate::truth::Truth;
+use crate::truth::{CorruptCounts, ExporterTruth, PoolTruth, Truth};
+use crate::udp::{recycle, BatchSender};
 use crate::{exporter_setup, finish_truth};
 
 /// Spin (instead of sleeping) this close to a deadline.
@@ -38,6 +48,11 @@ const SPIN: Duration = Duration::from_micros(200);
 const BATCH_SPAN_S: f64 = 200e-6;
 /// Give up after the socket accepted nothing this many times in a row (1 ms apart).
 const MAX_STALLS: u32 = 1000;
+/// Errors of earlier datagrams (ICMP port unreachable, reported once each on
+/// the connected socket) retried at once, in a row, before they count as a stall.
+const MAX_REFUSED: u32 = 16;
+/// After the `--duration` deadline, the routers' caches are flushed for at most this long.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 /// What a live run did.
 #[derive(Debug, Clone)]
@@ -56,11 +71,27 @@ pub struct SendReport {
     pub elapsed: Duration,
     /// The `--duration` deadline stopped a planned run early.
     pub cut_by_deadline: bool,
+    /// Records the routers still held when the flush after the deadline
+    /// ran out of time ([`DRAIN_GRACE`]): never sent, not in the truth.
+    pub unsent_records: u64,
+    /// `--pool`: the pool that was cycled.
+    pub pool: Option<PoolReport>,
     /// Lateness of each paced batch against its schedule (ns).
     pub lateness: Latency,
     /// Cpus a thread could not be pinned to.
     pub pin_failures: Vec<usize>,
     pub threads: usize,
+}
+
+/// `--pool`: how the pool was made and how often it went out.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolReport {
+    pub datagrams: u64,
+    pub records: u64,
+    /// Distinct flow keys in the pool (counted up to [`pool::COUNT_FLOWS_UP_TO`] records).
+    pub flows: Option<u64>,
+    /// Time to make the pool (before the sending clock started).
+    pub build: Duration,
 }
 
 impl SendReport {
@@ -115,6 +146,18 @@ impl SendReport {
         } else {
             writeln!(w, "send: unpaced (--pps 0): no lateness measured")?;
         }
+        if let Some(p) = &self.pool {
+            writeln!(
+                w,
+                "pool: {} datagrams ({} records{}) made in {:.3} s before sending, sent {:.2} times over \
+                 with patched sequence, export time, uptime and First/Last",
+                p.datagrams,
+                p.records,
+                p.flows.map(|f| format!(", {f} distinct flows")).unwrap_or_default(),
+                p.build.as_secs_f64(),
+                self.valid_sent as f64 / p.datagrams.max(1) as f64
+            )?;
+        }
         Ok(())
     }
 }
@@ -148,28 +191,40 @@ struct ThreadOut {
     bytes: u64,
     last_send: Option<Instant>,
     cut_by_deadline: bool,
+    unsent_records: u64,
     pin_failed: Option<usize>,
+}
+
+impl ThreadOut {
+    fn new(pin_failed: Option<usize>) -> Self {
+        ThreadOut {
+            gens: Vec::new(),
+            hist: new_hist(),
+            valid: 0,
+            corrupt: 0,
+            records: 0,
+            bytes: 0,
+            last_send: None,
+            cut_by_deadline: false,
+            unsent_records: 0,
+            pin_failed,
+        }
+    }
 }
 
 /// Send a run to `cfg.target`. Refuses non-loopback targets unless
 /// `cfg.allow_remote`, before any socket exists.
 pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let plan = Plan::new(cfg, Mode::Live, now_ns)?;
-    // Checked again here, next to the sockets: nothing leaves the host by accident.
-    if !cfg.allow_remote && !cfg.target.ip().is_loopback() {
-        bail!(
-            "--target {} is not a loopback address; pass --allow-remote to send there",
-            cfg.target
-        );
+    if let Some(n) = cfg.pool {
+        return run_pool(cfg, n, now_ns);
     }
+    let plan = Plan::new(cfg, Mode::Live, now_ns)?;
+    check_target(cfg)?;
     let threads = cfg.threads;
     let mut per_thread: Vec<Vec<Lane>> = (0..threads).map(|_| Vec::new()).collect();
     for e in 0..plan.exporters {
-        let bind = bind_addr(cfg, e);
-        let sock = UdpSocket::bind(bind).with_context(|| {
-            format!("exporter {e}: cannot bind {bind} (each exporter uses its own 127.0.1.x address; try --same-src-ip)")
-        })?;
+        let sock = bind_exporter(cfg, e)?;
         let local = sock.local_addr().context("exporter socket address")?;
         let setup = exporter_setup(cfg, &plan, e, cfg.truth_connections, local.ip(), local.port());
         per_thread[e % threads].push(Lane { e, gen: ExporterGen::new(&setup), sock, next_k: 0 });
@@ -189,20 +244,7 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
     });
     let mut gens = Vec::new();
     let mut hist = new_hist();
-    let mut report = SendReport {
-        target: cfg.target,
-        target_pps: cfg.pps,
-        planned: plan.total,
-        valid_sent: 0,
-        corrupt_sent: 0,
-        records_sent: 0,
-        bytes_sent: 0,
-        elapsed: Duration::ZERO,
-        cut_by_deadline: false,
-        lateness: new_hist(),
-        pin_failures: Vec::new(),
-        threads,
-    };
+    let mut report = new_report(cfg, plan.total);
     let mut last = None;
     for out in outs {
         let out = out?;
@@ -213,6 +255,7 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
         report.records_sent += out.records;
         report.bytes_sent += out.bytes;
         report.cut_by_deadline |= out.cut_by_deadline;
+        report.unsent_records += out.unsent_records;
         report.pin_failures.extend(out.pin_failed);
         last = last.max(out.last_send);
     }
@@ -220,6 +263,224 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
     report.lateness = hist;
     report.elapsed = last.map_or(Duration::ZERO, |l| l.saturating_duration_since(t0));
     Ok((finish_truth(&gens, cfg.truth_connections), report, plan))
+}
+
+fn new_report(cfg: &Config, planned: Option<u64>) -> SendReport {
+    SendReport {
+        target: cfg.target,
+        target_pps: cfg.pps,
+        planned,
+        valid_sent: 0,
+        corrupt_sent: 0,
+        records_sent: 0,
+        bytes_sent: 0,
+        elapsed: Duration::ZERO,
+        cut_by_deadline: false,
+        unsent_records: 0,
+        pool: None,
+        lateness: new_hist(),
+        pin_failures: Vec::new(),
+        threads: cfg.threads,
+    }
+}
+
+/// Checked again here, next to the sockets: nothing leaves the host by accident.
+fn check_target(cfg: &Config) -> Result<()> {
+    if !cfg.allow_remote && !cfg.target.ip().is_loopback() {
+        bail!(
+            "--target {} is not a loopback address; pass --allow-remote to send there",
+            cfg.target
+        );
+    }
+    Ok(())
+}
+
+/// Exporter `e`'s socket, connected to the target (see [`crate::udp`]).
+fn bind_exporter(cfg: &Config, e: usize) -> Result<UdpSocket> {
+    let bind = bind_addr(cfg, e);
+    let sock = UdpSocket::bind(bind).with_context(|| {
+        format!("exporter {e}: cannot bind {bind} (each exporter uses its own 127.0.1.x address; try --same-src-ip)")
+    })?;
+    sock.connect(cfg.target)
+        .with_context(|| format!("exporter {e}: cannot connect to {}", cfg.target))?;
+    Ok(sock)
+}
+
+/// Pin the calling sending thread `j` as `--cpus` says; the cpu on failure.
+fn pin(cfg: &Config, j: usize) -> Option<usize> {
+    if cfg.cpus.is_empty() {
+        return None;
+    }
+    let cpu = cfg.cpus[j % cfg.cpus.len()];
+    (!pin_current_thread(cpu)).then_some(cpu)
+}
+
+/// One exporter's pool in a sending thread.
+struct PoolLane {
+    e: usize,
+    sock: UdpSocket,
+    pool: Pool,
+    truth: ExporterTruth,
+    /// Valid datagrams this exporter sends in all (`--count`), if bounded.
+    quota: Option<u64>,
+    /// Index of this exporter's next datagram.
+    next_k: u64,
+}
+
+/// `--pool n`: make the pool (before the clock starts), then cycle it until
+/// `--count` or the `--duration` deadline.
+fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Plan)> {
+    cfg.validate(Mode::Live)?;
+    // The pool is a planned run of n datagrams; the run's own bounds are
+    // --count and --duration.
+    let pool_cfg = Config { count: Some(n), duration: None, ..cfg.clone() };
+    let plan = Plan::new(&pool_cfg, Mode::Live, now_ns)?;
+    check_target(cfg)?;
+    let deadline_after = match (cfg.count, cfg.duration) {
+        (None, None) => Some(DEFAULT_DURATION),
+        (_, d) => d,
+    };
+    let k = plan.exporters as u64;
+    let quota = |e: usize| cfg.count.map(|c| c / k + ((e as u64) < c % k) as u64);
+    let threads = cfg.threads;
+    let mut per_thread: Vec<Vec<(usize, UdpSocket)>> = (0..threads).map(|_| Vec::new()).collect();
+    for e in 0..plan.exporters {
+        per_thread[e % threads].push((e, bind_exporter(cfg, e)?));
+    }
+    let build_start = Instant::now();
+    let built: Vec<Result<Vec<PoolLane>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = per_thread
+            .into_iter()
+            .map(|socks| {
+                let plan = &plan;
+                s.spawn(move || {
+                    socks
+                        .into_iter()
+                        .map(|(e, sock)| {
+                            let local = sock.local_addr().context("exporter socket address")?;
+                            let setup =
+                                exporter_setup(cfg, plan, e, false, local.ip(), local.port());
+                            let mut gen = ExporterGen::new(&setup);
+                            let pool = Pool::build(&mut gen, |i| plan.tick_ns(i * k + e as u64));
+                            let truth = ExporterTruth::new(local.ip(), local.port(), e as u8);
+                            Ok(PoolLane { e, sock, pool, truth, quota: quota(e), next_k: 0 })
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("pool builder thread panicked")).collect()
+    });
+    let per_thread: Vec<Vec<PoolLane>> = built.into_iter().collect::<Result<_>>()?;
+    let lanes = || per_thread.iter().flatten();
+    let records = lanes().map(|l| l.pool.sums().records).sum::<u64>();
+    let flows = (records <= pool::COUNT_FLOWS_UP_TO)
+        .then(|| pool::distinct_flows(lanes().map(|l| (l.e, &l.pool))));
+    let pool_truth = PoolTruth { datagrams: lanes().map(|l| l.pool.len()).sum(), records, flows };
+    let build = build_start.elapsed();
+
+    let t0 = Instant::now() + Duration::from_millis(20);
+    let deadline = deadline_after.map(|d| t0 + d);
+    let outs: Vec<Result<(Vec<PoolLane>, ThreadOut)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = per_thread
+            .into_iter()
+            .enumerate()
+            .map(|(j, lanes)| {
+                let plan = &plan;
+                s.spawn(move || run_pool_thread(j, lanes, cfg, plan, t0, deadline))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("sender thread panicked")).collect()
+    });
+    let mut report = new_report(cfg, cfg.count);
+    let mut hist = new_hist();
+    let mut last = None;
+    let mut done: Vec<PoolLane> = Vec::new();
+    for out in outs {
+        let (lanes, out) = out?;
+        done.extend(lanes);
+        hist.add(&out.hist);
+        report.bytes_sent += out.bytes;
+        report.cut_by_deadline |= out.cut_by_deadline;
+        report.pin_failures.extend(out.pin_failed);
+        last = last.max(out.last_send);
+    }
+    done.sort_by_key(|l| l.e);
+    let mut corrupt = Vec::with_capacity(done.len());
+    let exporters: Vec<ExporterTruth> = done
+        .into_iter()
+        .map(|mut l| {
+            let mut c = CorruptCounts::default();
+            l.pool.sent(&mut l.truth, &mut c);
+            corrupt.push(c);
+            l.truth
+        })
+        .collect();
+    let mut truth = Truth::from_parts(exporters, &corrupt, None);
+    truth.pool = Some(pool_truth);
+    report.valid_sent = truth.datagrams;
+    report.corrupt_sent = truth.corrupt.total();
+    report.records_sent = truth.records;
+    report.lateness = hist;
+    report.elapsed = last.map_or(Duration::ZERO, |l| l.saturating_duration_since(t0));
+    report.pool = Some(PoolReport { datagrams: pool_truth.datagrams, records, flows, build });
+    Ok((truth, report, plan))
+}
+
+/// Wall clock, ms since the epoch.
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn run_pool_thread(
+    j: usize,
+    mut lanes: Vec<PoolLane>,
+    cfg: &Config,
+    plan: &Plan,
+    t0: Instant,
+    deadline: Option<Instant>,
+) -> Result<(Vec<PoolLane>, ThreadOut)> {
+    let mut out = ThreadOut::new(pin(cfg, j));
+    let k = plan.exporters as u64;
+    let b = batch_size(cfg, plan);
+    let mut sb = BatchSender::new(2 * b);
+    let mut store: Vec<&'static [u8]> = Vec::with_capacity(2 * b);
+    let mut idx: Vec<usize> = Vec::with_capacity(2 * b);
+    let g_of = |l: &PoolLane| l.next_k * k + l.e as u64;
+    let left = |l: &PoolLane| l.quota.map_or(u64::MAX, |q| q - l.next_k);
+    let next_lane = |lanes: &[PoolLane]| {
+        (0..lanes.len()).filter(|&i| left(&lanes[i]) > 0).min_by_key(|&i| g_of(&lanes[i]))
+    };
+    while let Some(li) = next_lane(&lanes) {
+        let lane = &mut lanes[li];
+        let g0 = g_of(lane);
+        let due = (cfg.pps > 0).then(|| t0 + Duration::from_secs_f64(g0 as f64 / cfg.pps as f64));
+        if let Some(d) = deadline {
+            if Instant::now() >= d || due.is_some_and(|due| due >= d) {
+                out.cut_by_deadline = cfg.count.is_some();
+                break;
+            }
+        }
+        if let Some(due) = due {
+            wait_until(due);
+            let late = Instant::now().saturating_duration_since(due);
+            out.hist.record(late.as_nanos() as u64);
+        }
+        let nb = (b as u64).min(left(lane));
+        let now_ms = wall_ms();
+        idx.clear();
+        for _ in 0..nb {
+            lane.pool.take_next(now_ms, &mut idx);
+        }
+        lane.next_k += nb;
+        let mut slices = recycle(std::mem::take(&mut store));
+        slices.extend(idx.iter().map(|&i| lane.pool.entry(i)));
+        out.bytes += slices.iter().map(|s| s.len() as u64).sum::<u64>();
+        send_slices(&lane.sock, cfg.target, &slices, &mut sb)?;
+        store = recycle(slices);
+        out.last_send = Some(Instant::now());
+    }
+    Ok((lanes, out))
 }
 
 fn new_hist() -> Latency {
@@ -252,33 +513,46 @@ fn wait_until(due: Instant) {
     }
 }
 
-/// Reuse a slice list's allocation for slices of another lifetime (the
-/// in-place collect of an empty vector keeps its buffer).
-fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
-    v.clear();
-    v.into_iter().map(|_| -> &'b [u8] { unreachable!("the vector is empty") }).collect()
-}
-
 /// Send every slot, retrying while the kernel takes nothing for a moment.
 fn send_all(
     sock: &UdpSocket,
     dest: SocketAddr,
     slots: &[Vec<u8>],
     store: &mut Vec<&'static [u8]>,
-    sb: &mut SendBatch,
+    sb: &mut BatchSender,
 ) -> Result<()> {
     let mut slices = recycle(std::mem::take(store));
     slices.extend(slots.iter().map(|v| v.as_slice()));
+    send_slices(sock, dest, &slices, sb)?;
+    *store = recycle(slices);
+    Ok(())
+}
+
+/// Send every slice, retrying while the kernel takes nothing for a moment.
+fn send_slices(
+    sock: &UdpSocket,
+    dest: SocketAddr,
+    slices: &[&[u8]],
+    sb: &mut BatchSender,
+) -> Result<()> {
     let mut off = 0;
     let mut stalls = 0;
+    let mut refused = 0;
     while off < slices.len() {
-        match send_batch(sock, dest, &slices[off..], sb) {
+        match sb.send(sock, dest, &slices[off..]) {
             Ok(k) if k > 0 => {
                 off += k;
                 stalls = 0;
+                refused = 0;
                 continue;
             }
             Ok(_) => {}
+            // Nobody listened to an earlier datagram: nothing of this call
+            // was sent; the error is reported once, so try again at once.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && refused < MAX_REFUSED => {
+                refused += 1;
+                continue;
+            }
             Err(e) if transient(&e) => {}
             Err(e) => return Err(e).with_context(|| format!("sending to {dest}")),
         }
@@ -288,7 +562,6 @@ fn send_all(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    *store = recycle(slices);
     Ok(())
 }
 
@@ -310,31 +583,14 @@ fn run_thread(
     t0: Instant,
     deadline: Option<Instant>,
 ) -> Result<ThreadOut> {
-    let pin_failed = match cfg.cpus.is_empty() {
-        true => None,
-        false => {
-            let cpu = cfg.cpus[j % cfg.cpus.len()];
-            (!pin_current_thread(cpu)).then_some(cpu)
-        }
-    };
+    let mut out = ThreadOut::new(pin(cfg, j));
     let k = plan.exporters as u64;
     let b = batch_size(cfg, plan);
     // Room for each valid datagram and a malformed one after it.
     let mut slots: Vec<Vec<u8>> =
         (0..2 * b).map(|_| Vec::with_capacity(MAX_DATAGRAM_LEN + 64)).collect();
-    let mut sb = SendBatch::new(2 * b);
+    let mut sb = BatchSender::new(2 * b);
     let mut store: Vec<&'static [u8]> = Vec::with_capacity(2 * b);
-    let mut out = ThreadOut {
-        gens: Vec::new(),
-        hist: new_hist(),
-        valid: 0,
-        corrupt: 0,
-        records: 0,
-        bytes: 0,
-        last_send: None,
-        cut_by_deadline: false,
-        pin_failed,
-    };
     let g_of = |l: &Lane| l.next_k * k + l.e as u64;
     let next_lane = |lanes: &[Lane]| {
         (0..lanes.len()).filter(|&i| lanes[i].gen.has_more()).min_by_key(|&i| g_of(&lanes[i]))
@@ -361,18 +617,42 @@ fn run_thread(
         send_all(&lane.sock, cfg.target, &slots[..n], &mut store, &mut sb)?;
         out.last_send = Some(Instant::now());
     }
-    // The end of the run: what each router still holds goes out now.
-    for lane in lanes.iter_mut().filter(|l| l.gen.has_more()) {
-        lane.gen.finish(plan.tick_ns(g_of(lane)));
-        loop {
+    // The end of the run: what each router still holds goes out now, a
+    // batch per exporter in turn, for at most DRAIN_GRACE after the deadline.
+    // Cutting the sessions (a pass over the router's waiting records) gets
+    // half of that, shared by the exporters; what it cannot reach is dropped.
+    let drain_end = deadline.map(|d| d.max(Instant::now()) + DRAIN_GRACE);
+    let cut_end = drain_end.map(|e| e - DRAIN_GRACE / 2);
+    let open: Vec<usize> = (0..lanes.len()).filter(|&i| lanes[i].gen.has_more()).collect();
+    for (n, &i) in open.iter().enumerate() {
+        let lane = &mut lanes[i];
+        let now_ns = plan.tick_ns(g_of(lane));
+        let share = cut_end.map(|end| {
+            let now = Instant::now();
+            now + end.saturating_duration_since(now) / (open.len() - n) as u32
+        });
+        out.unsent_records +=
+            lane.gen.finish_until(now_ns, || share.is_some_and(|s| Instant::now() >= s));
+    }
+    'drain: loop {
+        let mut any = false;
+        for lane in lanes.iter_mut().filter(|l| l.gen.has_more()) {
+            if drain_end.is_some_and(|end| Instant::now() >= end) {
+                break 'drain;
+            }
             let n = fill(lane, &mut slots, b, k, plan, &mut out);
             if n == 0 {
-                break;
+                continue;
             }
+            any = true;
             send_all(&lane.sock, cfg.target, &slots[..n], &mut store, &mut sb)?;
             out.last_send = Some(Instant::now());
         }
+        if !any {
+            break;
+        }
     }
+    out.unsent_records += lanes.iter().map(|l| l.gen.pending() as u64).sum::<u64>();
     out.gens = lanes.into_iter().map(|l| l.gen).collect();
     Ok(out)
 }
@@ -411,17 +691,6 @@ fn fill(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recycle_keeps_the_buffer() {
-        let data = [1u8, 2, 3];
-        let mut v: Vec<&[u8]> = Vec::with_capacity(64);
-        v.push(&data);
-        let cap = v.capacity();
-        let w: Vec<&'static [u8]> = recycle(v);
-        assert!(w.is_empty());
-        assert_eq!(w.capacity(), cap);
-    }
 
     #[test]
     fn batch_shrinks_at_low_rates() {

@@ -255,3 +255,43 @@ fn cli_defaults_are_config_defaults() {
     let cli = cli::Cli::try_parse_from(["loadgen"]).unwrap();
     assert_eq!(cli.to_config(), Config::default());
 }
+
+#[test]
+fn a_bounded_finish_drops_what_it_cannot_cut_and_the_truth_stays_exact() {
+    let cfg = small(10);
+    let unplanned = Config {
+        count: None,
+        duration: Some(Duration::from_secs(1)),
+        pps: 0,
+        time_scale: Some(200_000.0),
+        ..cfg.clone()
+    };
+    let plan = Plan::new(&unplanned, Mode::Live, 1_700_000_000 * S).unwrap();
+    let setup = exporter_setup(&cfg, &plan, 0, true, IpAddr::V4(exporter_ip(&cfg, 0)), 1);
+    let mut gen = ExporterGen::new(&setup);
+    let mut buf = Vec::new();
+    for g in 0..1000 {
+        gen.next_datagram(plan.tick_ns(g), &mut buf).unwrap();
+    }
+    let held = gen.pending();
+    assert!(held > 4096, "the router holds many records: {held}");
+    // Time is up at the first check (after 1024 records): the rest is dropped.
+    let mut asked = 0;
+    let dropped = gen.finish_until(plan.tick_ns(1000), || {
+        asked += 1;
+        true
+    });
+    assert_eq!(asked, 1);
+    assert_eq!(dropped as usize, held - 1024, "all but the first 1024 waiting records");
+    let mut g = 1000;
+    while gen.next_datagram(plan.tick_ns(g), &mut buf).is_some() {
+        g += 1;
+        assert!(g < 10_000, "bounded drain");
+    }
+    assert!(!gen.has_more());
+    assert_eq!(gen.pending(), 0);
+    // The truth counts what was made, connection by connection too.
+    let conns = gen.connections().unwrap();
+    assert_eq!(conns.iter().map(|c| c.records).sum::<u64>(), gen.truth.records);
+    assert_eq!(conns.iter().map(|c| c.packets).sum::<u64>(), gen.truth.packets);
+}

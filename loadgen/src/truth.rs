@@ -94,6 +94,18 @@ pub struct ConnTruth {
     pub last: u64,
 }
 
+/// `--pool`: the pool a run cycled. Its flow keys recur every pass, so the
+/// truth lists no connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolTruth {
+    /// Valid datagrams in the pool (one pass over every exporter's share).
+    pub datagrams: u64,
+    /// Records in one pass.
+    pub records: u64,
+    /// Distinct flow keys in one pass (counted up to 3M pool records).
+    pub flows: Option<u64>,
+}
+
 /// Everything sent by a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Truth {
@@ -108,6 +120,10 @@ pub struct Truth {
     /// exporter, first, then key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<Vec<ConnTruth>>,
+    /// Present with `--pool`: the totals above then count every pass sent,
+    /// and `connections` is absent (the keys recur).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolTruth>,
 }
 
 impl Truth {
@@ -176,6 +192,15 @@ impl Truth {
         }
         if let Some(c) = &self.connections {
             writeln!(w, "  connections: {}", c.len())?;
+        }
+        if let Some(p) = &self.pool {
+            writeln!(
+                w,
+                "  pool: {} datagrams, {} records{} per pass; the keys recur, so no connections are listed",
+                p.datagrams,
+                p.records,
+                p.flows.map(|f| format!(", {f} distinct flows")).unwrap_or_default()
+            )?;
         }
         Ok(())
     }

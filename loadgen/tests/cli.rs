@@ -189,3 +189,99 @@ fn demo_shows_exact_accounting() {
     assert!(stdout.contains(": exact"), "{stdout}");
     assert!(stdout.contains("every accepted record is in exactly one flow"), "{stdout}");
 }
+
+/// The "in X s" of the `send:` line.
+fn send_seconds(stdout: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with("send: ")).expect("a send: line");
+    let rest = &line[line.find(" in ").expect("in X s") + 4..];
+    rest[..rest.find(" s ").unwrap()].parse().unwrap()
+}
+
+#[test]
+fn pool_refusals_fail_clearly_before_sending() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--pool", "0"], "1..=1000000"),
+        (&["--pool", "5M"], "1..=1000000"),
+        (&["--pool", "3", "--exporters", "4"], "--exporters"),
+        (&["--pool", "10", "--count", "10", "--truth-connections"], "--truth-connections"),
+        (&["--pool", "10", "--count", "10", "--pcap-out", "/dev/null"], "--pcap-out"),
+    ];
+    for (args, want) in cases {
+        let (out, took) = loadgen(args, Duration::from_secs(20));
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains("error: --pool") && e.contains(want), "{args:?}: {e}");
+        assert!(!text(&out.stdout).contains("send:"), "{args:?}: nothing was sent");
+        assert!(took < Duration::from_secs(10));
+    }
+    let (out, _) = loadgen(&["--pool", "lots"], Duration::from_secs(20));
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("--pool") && e.contains("2M, 500k, 1500"), "{e}");
+}
+
+#[test]
+fn pool_run_stops_at_the_deadline_and_lists_no_connections() {
+    // A socket nobody reads: the kernel drops what it cannot queue.
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = rx.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("t.json");
+    let args = [
+        "--target",
+        &target,
+        "--pool",
+        "1k",
+        "--pps",
+        "0",
+        "--duration",
+        "1s",
+        "--exporters",
+        "2",
+        "--truth",
+        truth.to_str().unwrap(),
+    ];
+    let (out, took) = loadgen(&args, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(send_seconds(&stdout) <= 1.1, "{stdout}");
+    assert!(stdout.contains("pool: 1000 datagrams (30000 records"), "{stdout}");
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    assert!(t.get("connections").is_none(), "keys recur: no connections in pool mode");
+    assert_eq!(t["pool"]["datagrams"], 1000);
+    assert_eq!(t["pool"]["records"], 30000);
+    let dg = t["datagrams"].as_u64().unwrap();
+    assert!(dg > 1000, "more than one pass: {dg}");
+    let ex = t["exporters"].as_array().unwrap();
+    assert_eq!(ex.iter().map(|e| e["datagrams"].as_u64().unwrap()).sum::<u64>(), dg);
+    assert_eq!(t["records"].as_u64().unwrap(), 30 * dg);
+}
+
+#[test]
+fn duration_bounds_a_run_whose_routers_hold_much() {
+    // Millions of concurrent flows: at the deadline the routers hold far
+    // more than can be flushed in the grace period; the run still ends.
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = rx.local_addr().unwrap().to_string();
+    let args = [
+        "--target",
+        &target,
+        "--pps",
+        "100k",
+        "--flows",
+        "3M",
+        "--time-scale",
+        "1000",
+        "--duration",
+        "1s",
+    ];
+    let (out, took) = loadgen(&args, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let secs = send_seconds(&stdout);
+    assert!(secs <= 1.3, "sending ran {secs} s for --duration 1s (grace 0.2 s)");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(stderr.contains("were not sent (nor counted in the truth)"), "{stderr}");
+}
