@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the restitching core, in records per second:
-//! v5 decode, shard upsert at 10k / 1M / 10M active flows, timer wheel.
+//! v5 decode, shard upsert at 10k / 1M / 10M active flows (one record at a
+//! time and a datagram's 30 at a time), timer wheel, and the writer's
+//! formatting of flows (JSON lines, CSV) in flows per second.
 //!
 //! `cargo bench --bench core` measures; `cargo test --benches` runs each once.
 
@@ -124,6 +126,22 @@ fn shard_upsert(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
+        // The collector's path: a datagram's 30 records applied together
+        // (keys hashed and buckets and slots prefetched as a batch).
+        g.bench_function(format!("update_existing_batched/{active}_flows"), |b| {
+            b.iter_batched(
+                || (0..BATCH).map(|_| record(rng.next() % active)).collect::<Vec<FlowRecord>>(),
+                |recs| {
+                    now += 1_000_000;
+                    shard.advance(now, &mut out);
+                    for d in recs.chunks(30) {
+                        shard.apply_batch(now, d, &mut out);
+                    }
+                    out.clear();
+                },
+                BatchSize::LargeInput,
+            )
+        });
         // New flows into a full shard: insert + evict the oldest.
         let mut next = active;
         g.bench_function(format!("create_and_evict/{active}_flows"), |b| {
@@ -165,5 +183,36 @@ fn wheel(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, shard_upsert, wheel);
+/// The writer's work per emitted flow: one row formatted and written.
+fn output(c: &mut Criterion) {
+    use nfstitch::output::{FlowRow, Format, Output, TimeFormat};
+    let mut shard = Shard::new(
+        ShardConfig { key: KeySpec::default(), linger_ns: S, idle_ns: S, max_flows: 1 << 20 },
+        T0,
+    );
+    let mut flows = Vec::new();
+    for i in 0..1000 {
+        shard.apply(T0 + i * 1_000_000, &record(i), &mut flows);
+    }
+    shard.flush(T0 + 5 * S, &mut flows);
+    let mut g = c.benchmark_group("output");
+    g.throughput(Throughput::Elements(flows.len() as u64));
+    for (name, format) in [("jsonl", Format::Jsonl), ("csv", Format::Csv)] {
+        let mut out = Output::new(
+            format,
+            TimeFormat::Rfc3339,
+            Box::new(std::io::BufWriter::new(std::io::sink())),
+        );
+        g.bench_function(format!("{name}_flow_rows"), |b| {
+            b.iter(|| {
+                for f in &flows {
+                    out.write(&FlowRow(black_box(f))).unwrap();
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, shard_upsert, wheel, output);
 criterion_main!(benches);

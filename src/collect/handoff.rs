@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -138,6 +138,10 @@ pub struct Shared {
     pub reopen: AtomicBool,
     /// The writer's flow-end-to-written histogram, published about once a second.
     pub writer_latency: Mutex<Latency>,
+    /// The writer thread (it registers itself when it starts), for [`Shared::wake_writer`].
+    pub writer_thread: OnceLock<std::thread::Thread>,
+    /// The writer is (about to be) parked with nothing to do.
+    pub writer_parked: AtomicBool,
 }
 
 impl Shared {
@@ -150,6 +154,21 @@ impl Shared {
             writer_failed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             writer_latency: Mutex::new(Latency::new()),
+            writer_thread: OnceLock::new(),
+            writer_parked: AtomicBool::new(false),
+        }
+    }
+
+    /// After a push to a writer queue: unpark the writer if it said it parks
+    /// (the same SeqCst handshake as [`Mailbox::notify`]; an idle writer
+    /// costs no wakeups, a busy one costs a load per message).
+    pub fn wake_writer(&self) {
+        if self.writer_parked.load(Ordering::SeqCst)
+            && self.writer_parked.swap(false, Ordering::SeqCst)
+        {
+            if let Some(t) = self.writer_thread.get() {
+                t.unpark();
+            }
         }
     }
 

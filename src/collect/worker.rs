@@ -280,7 +280,7 @@ impl Worker {
         self.now = self.now.max(ts);
         let now = self.now;
         if self.stitch {
-            self.shard.advance(now, &mut self.flows);
+            self.advance_to(now);
         }
         let n = self.shared.mailboxes.len();
         let me = self.id;
@@ -412,7 +412,7 @@ impl Worker {
         while let Some(mut b) = inbox.pop() {
             any = true;
             self.now = self.now.max(b.now);
-            self.shard.advance(self.now, &mut self.flows);
+            self.advance_to(self.now);
             self.shard.apply_batch(self.now, &b.recs, &mut self.flows);
             self.receive_to_applied.record(wall_ns().saturating_sub(b.rx_first));
             b.recs.clear();
@@ -430,13 +430,24 @@ impl Worker {
     fn tick(&mut self, wall: u64) {
         self.now = self.now.max(wall);
         if self.stitch {
-            self.shard.advance(self.now, &mut self.flows);
+            self.advance_to(self.now);
         }
         if !self.flows.is_empty() {
             self.send_flows();
         }
         if !self.dump_rows.is_empty() {
             self.send_dump();
+        }
+    }
+
+    /// Advance the shard's timers to `now`, handing due flows to the writer
+    /// in batches of FLOW_BATCH (a tick may end millions at once).
+    fn advance_to(&mut self, now: u64) {
+        while self.shard.advance_bounded(now, &mut self.flows, FLOW_BATCH) {
+            self.send_flows();
+        }
+        if self.flows.len() >= FLOW_BATCH {
+            self.send_flows();
         }
     }
 
@@ -463,7 +474,10 @@ impl Worker {
                 return; // the process is exiting with the writer's error
             }
             match q.push(msg) {
-                Ok(()) => return,
+                Ok(()) => {
+                    shared.wake_writer();
+                    return;
+                }
                 Err(back) => {
                     msg = back;
                     self.writer_stalls += 1;
@@ -564,6 +578,7 @@ impl Worker {
         self.publish();
         let kernel_drops = self.kernel_drops();
         shared.finished.fetch_add(1, Ordering::SeqCst);
+        shared.wake_writer();
         WorkerResult {
             id: self.id,
             ingest: std::mem::take(&mut self.ingest),

@@ -48,8 +48,13 @@ pub struct WriterStats {
     pub sinks: Vec<(&'static str, Vec<(&'static str, u64)>)>,
 }
 
+/// Longest the writer parks: sinks, rotation, SIGHUP and the stats line get
+/// their turn at least this often.
+const IDLE_WAKE: Duration = Duration::from_millis(50);
+
 /// Run the writer until every worker has finished.
 pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
+    let _ = shared.writer_thread.set(std::thread::current());
     let mut res = write_loop(&shared, &mut cfg, &mut out);
     let end = match cfg.rotator.as_mut() {
         Some(r) => r.finish(out.into_writer()),
@@ -139,7 +144,16 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
             break;
         }
         if !got {
-            std::thread::sleep(Duration::from_millis(1));
+            // Park until a worker pushes (it unparks us) or the next periodic
+            // duty: no polling while the collector only stitches.
+            shared.writer_parked.store(true, Ordering::SeqCst);
+            let pending = shared.mailboxes.iter().any(|m| !m.to_writer.is_empty())
+                || shared.finished.load(Ordering::SeqCst) == n;
+            if !pending {
+                let flush_in = cfg.flush_interval.saturating_sub(last_flush.elapsed());
+                std::thread::park_timeout(flush_in.clamp(Duration::from_millis(1), IDLE_WAKE));
+            }
+            shared.writer_parked.store(false, Ordering::SeqCst);
         }
     }
     finals.sort_unstable_by_key(|f| (f.first_ns, f.key));

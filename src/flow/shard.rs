@@ -229,7 +229,9 @@ pub struct Shard {
     wheel: Wheel,
     /// Creation order, for oldest-first eviction: (slot, gen); stale pairs skipped.
     fifo: VecDeque<(u32, u32)>,
+    /// Entries the wheel fired, processed up to `fired_pos` (see [`Shard::advance_bounded`]).
     fired: Vec<Entry>,
+    fired_pos: usize,
     stale_timers: usize,
     live: usize,
     now: u64,
@@ -267,6 +269,7 @@ impl Shard {
             wheel: Wheel::new(now / TICK_NS),
             fifo: VecDeque::new(),
             fired: Vec::new(),
+            fired_pos: 0,
             stale_timers: 0,
             live: 0,
             now,
@@ -304,16 +307,33 @@ impl Shard {
     /// The earliest time (ns) at which [`Shard::advance`] may emit a flow
     /// (a lower bound: lazily rescheduled entries may fire without emitting).
     pub fn next_deadline(&self) -> Option<u64> {
+        if self.fired_pos < self.fired.len() {
+            return Some(self.now); // due flows not yet emitted
+        }
         self.wheel.next_deadline().map(|t| t.saturating_mul(TICK_NS))
     }
 
     /// Move the clock to `now` and emit every flow whose deadline has passed.
     pub fn advance(&mut self, now: u64, out: &mut Vec<Flow>) {
+        while self.advance_bounded(now, out, usize::MAX) {}
+    }
+
+    /// [`Shard::advance`] that emits at most `max` flows per call, so that a
+    /// caller can hand them on in bounded batches (a timer tick may end
+    /// millions). True while due flows remain: call again, with no record
+    /// applied in between, until it returns false.
+    pub fn advance_bounded(&mut self, now: u64, out: &mut Vec<Flow>, max: usize) -> bool {
         self.now = self.now.max(now);
         let now_tick = self.now / TICK_NS;
-        let mut fired = std::mem::take(&mut self.fired);
-        self.wheel.advance(now_tick, &mut fired);
-        for e in fired.drain(..) {
+        if self.fired_pos == self.fired.len() {
+            self.fired.clear();
+            self.fired_pos = 0;
+            self.wheel.advance(now_tick, &mut self.fired);
+        }
+        let mut emitted = 0;
+        while emitted < max && self.fired_pos < self.fired.len() {
+            let e = self.fired[self.fired_pos];
+            self.fired_pos += 1;
             let slot = self.slab.hot(e.id);
             if !slot.live || slot.gen != e.gen || slot.scheduled != e.at {
                 self.stale_timers -= 1;
@@ -322,13 +342,14 @@ impl Shard {
             let (tick, reason) = deadline(&self.cfg, slot);
             if tick <= now_tick {
                 self.finish(e.id, tick * TICK_NS, reason, out);
+                emitted += 1;
             } else {
                 self.slab.hot_mut(e.id).scheduled = tick;
                 let rescheduled = self.wheel.insert(Entry { id: e.id, gen: e.gen, at: tick });
                 debug_assert!(rescheduled.is_ok(), "tick {tick} > now {now_tick}");
             }
         }
-        self.fired = fired;
+        self.fired_pos < self.fired.len()
     }
 
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
@@ -375,6 +396,7 @@ impl Shard {
             now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
             "apply before advance"
         );
+        debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
         let now = self.now.max(now);
         self.stats.records += 1;
         self.stats.packets += rec.packets;
@@ -410,6 +432,8 @@ impl Shard {
         self.free.clear();
         self.fifo.clear();
         self.wheel = Wheel::new(self.now / TICK_NS);
+        self.fired.clear();
+        self.fired_pos = 0;
         self.stale_timers = 0;
         self.live = 0;
     }

@@ -218,6 +218,42 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Emitting due flows in bounded chunks (the collector hands them to the
+    /// writer FLOW_BATCH at a time) gives exactly what one unbounded
+    /// `advance` gives, in the same order.
+    #[test]
+    fn bounded_advance_equals_advance(
+        ops in proptest::collection::vec((0u16..3000, any::<bool>(), 0u64..3_000, 1u64..100), 1..600),
+        chunk in 1usize..40,
+    ) {
+        let (mut a, mut b) = (Shard::new(cfg(1, 2, 100_000), T0), Shard::new(cfg(1, 2, 100_000), T0));
+        let (mut out_a, mut out_b) = (vec![], vec![]);
+        let mut t = T0;
+        for (port, fin, dt_ms, p) in ops {
+            t += dt_ms * 1_000_000;
+            a.advance(t, &mut out_a);
+            loop {
+                let before = out_b.len();
+                let more = b.advance_bounded(t, &mut out_b, chunk);
+                prop_assert!(out_b.len() - before <= chunk);
+                if !more {
+                    break;
+                }
+                prop_assert!(b.next_deadline() == Some(b.now()));
+            }
+            let r = rec(port, if fin { FIN } else { ACK }, p);
+            a.apply(t, &r, &mut out_a);
+            b.apply_batch(t, std::slice::from_ref(&r), &mut out_b);
+        }
+        t += 10_000_000_000;
+        a.advance(t, &mut out_a);
+        while b.advance_bounded(t, &mut out_b, chunk) {}
+        prop_assert_eq!(&out_a, &out_b);
+        prop_assert!(a.is_empty() && b.is_empty());
+    }
+}
+
 #[test]
 fn stale_timers_stay_bounded_under_eviction_flood() {
     let mut sh = Shard::new(cfg(310, 1860, 1000), T0);

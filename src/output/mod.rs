@@ -22,7 +22,6 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::time::{Duration, UNIX_EPOCH};
 
 pub use rows::{FlowRow, HeaderRow, RecordRow, Row};
 
@@ -274,23 +273,66 @@ pub fn push_time(out: &mut String, ns: u64, time: TimeFormat) {
             push_nanos(out, ns);
         }
         TimeFormat::Rfc3339 => {
-            // The calendar part changes once a second: cache it per thread.
-            thread_local! {
-                static PREFIX: std::cell::RefCell<(u64, String)> =
-                    const { std::cell::RefCell::new((u64::MAX, String::new())) };
-            }
-            PREFIX.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.0 != secs {
-                    let t = UNIX_EPOCH + Duration::from_secs(secs);
-                    let full = humantime::format_rfc3339_seconds(t).to_string();
-                    *p = (secs, full.trim_end_matches('Z').to_string());
-                }
-                out.push_str(&p.1);
-            });
+            push_civil(out, secs);
             out.push('.');
             push_nanos(out, ns);
             out.push('Z');
+        }
+    }
+}
+
+/// Append `v` (< 100) as two digits.
+#[inline]
+fn push2(out: &mut String, v: u64) {
+    out.push((b'0' + (v / 10) as u8) as char);
+    out.push((b'0' + (v % 10) as u8) as char);
+}
+
+/// Append `YYYY-MM-DDTHH:MM:SS` (UTC, proleptic Gregorian) for `secs` since
+/// the epoch: days to civil date by Howard Hinnant's `civil_from_days`, no
+/// allocation (a flow's five times fall in different seconds, so caching
+/// the calendar part per second did not pay).
+fn push_civil(out: &mut String, secs: u64) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = (yoe + era * 400 + i64::from(m <= 2)) as u64;
+    push2(out, y / 100 % 100);
+    push2(out, y % 100);
+    out.push('-');
+    push2(out, m as u64);
+    out.push('-');
+    push2(out, d as u64);
+    out.push('T');
+    push2(out, rem / 3600);
+    out.push(':');
+    push2(out, rem / 60 % 60);
+    out.push(':');
+    push2(out, rem % 60);
+}
+
+/// Append an address: IPv4 by hand (the hot case), IPv6 through `Display`.
+#[inline]
+fn push_addr(out: &mut String, v: IpAddr) {
+    match v {
+        IpAddr::V4(a) => {
+            let mut b = itoa::Buffer::new();
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(b.format(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
         }
     }
 }
@@ -316,7 +358,9 @@ impl Visitor for Jsonl<'_> {
     }
     fn addr(&mut self, name: &'static str, v: IpAddr) {
         json_key(self.out, name);
-        let _ = write!(self.out, "\"{v}\"");
+        self.out.push('"');
+        push_addr(self.out, v);
+        self.out.push('"');
     }
     fn time(&mut self, name: &'static str, ns: u64) {
         json_key(self.out, name);
@@ -364,7 +408,7 @@ impl Visitor for Delimited<'_> {
     }
     fn addr(&mut self, _: &'static str, v: IpAddr) {
         self.sep();
-        let _ = write!(self.out, "{v}");
+        push_addr(self.out, v);
     }
     fn time(&mut self, _: &'static str, ns: u64) {
         self.sep();
