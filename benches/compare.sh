@@ -236,7 +236,8 @@ def sender(d):
         out = rt(os.path.join(d, "lg.out"))
         m = re.search(r"send: (\d+) datagrams \((\d+) malformed\) to \S+ in ([\d.]+) s", out)
         el = float(m.group(3)) if m else None
-        return dict(sender="loadgen", sent_dg=t["datagrams"], sent_rec=t["records"],
+        name = "loadgen-pool" if t.get("pool") else "loadgen"
+        return dict(sender=name, sent_dg=t["datagrams"], sent_rec=t["records"],
                     sent_pk=t["packets"], elapsed=el)
     s = rj(os.path.join(d, "sender.json"))
     if s is not None:
@@ -394,8 +395,12 @@ def report(raw, env_path):
       k(med([r["rec_per_dg"] for r in snd])))
     p("| sender | datagrams/s | records/s | loss at the null sink | ratio |")
     p("|---|---|---|---|---|")
-    for name, v, rr in (("loadgen (1 thread)", lg, [r for r in snd if r["sender"] == "loadgen"]),
+    lp = [r["ach_pps"] for r in snd if r["sender"] == "loadgen-pool"]
+    for name, v, rr in (("loadgen (1 thread, model live)", lg, [r for r in snd if r["sender"] == "loadgen"]),
+                        ("loadgen --pool (1 thread)", lp, [r for r in snd if r["sender"] == "loadgen-pool"]),
                         ("C sendmmsg (benches/c/sendmmsg.c)", cs, [r for r in snd if r["sender"] == "sendmmsg"])):
+        if not v:
+            continue
         p(f"| {name} | {mmr(v)} | {mmr([r['ach_pps'] * r['rec_per_dg'] for r in rr if r['ach_pps']])} | "
           f"{mmr([100 * r['loss'] for r in rr if r['loss'] is not None], lambda x: '%.3f%%' % x)} | "
           f"{ratio(med(v), med(cs)) if name.startswith('loadgen') else '1.00x'} |")
@@ -714,12 +719,13 @@ rx_stop() {
 }
 
 # lg_send PPS [COUNT]: loadgen from SENDER_CPU into $PORT (bounded in count and time)
-lg_send() {
-    local pps=$1 count=${2:-} bound=(--duration "${SEND_S:-$PROBE_S}s")
+lg_send() { # with LG_POOL=N: loadgen --pool N (pre-built datagrams cycled)
+    local pps=$1 count=${2:-} bound=(--duration "${SEND_S:-$PROBE_S}s") pool=()
+    [ -n "${LG_POOL:-}" ] && pool=(--pool "$LG_POOL")
     [ -n "$count" ] && bound=(--count "$count" --duration 120s)
     timeout 180 taskset -c "$SENDER_CPU" "$LOADGEN" --target "127.0.0.1:$PORT" --pps "$pps" "${bound[@]}" \
         --exporters "$EXPORTERS" --flows "$FLOWS" --records-per-datagram "$RPD" --threads 1 --cpus "$SENDER_CPU" \
-        --truth "$RUN_DIR/truth.json" >"$RUN_DIR/lg.out" 2>"$RUN_DIR/lg.err"
+        "${pool[@]}" --truth "$RUN_DIR/truth.json" >"$RUN_DIR/lg.out" 2>"$RUN_DIR/lg.err"
 }
 c_send() { # c_send ARGS...: benches/c/sendmmsg from SENDER_CPU
     timeout 660 taskset -c "$SENDER_CPU" "$BIN/sendmmsg" -t "127.0.0.1:$PORT" -r "$RPD" "$@" >"$RUN_DIR/sender.json" 2>"$RUN_DIR/sender.err"
@@ -789,6 +795,16 @@ for run in $(seq "$RUNS"); do
     c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
     rx_stop
     log "sender loadgen run $run: $(ingest phase=sender rx=nullsink rate=0 step=confirm cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1")"
+    # loadgen --pool: the model's datagrams pre-built (FLOWS/RPD of them, so
+    # about FLOWS distinct flows recur, like the C sender's pool), then cycled.
+    new_run sender nullsink loadgen-pool
+    rx_start nullsink "$RUN_DIR" "$RCVBUF"
+    d0=$(rx_drops)
+    LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
+    "$UDPQ" -e -T 30 "$PORT" >/dev/null
+    d1=$(rx_drops)
+    rx_stop
+    log "sender loadgen-pool run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
     new_run sender nullsink sendmmsg
     rx_start nullsink "$RUN_DIR" "$RCVBUF"
     d0=$(rx_drops)
