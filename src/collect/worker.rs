@@ -77,8 +77,10 @@ pub struct Worker {
     receive_to_applied: Latency,
     export_to_receive: Latency,
     pool: Vec<Vec<FlowRecord>>,
-    /// The current datagram's records for the own shard, applied together.
+    /// The receive batch's records for the own shard, applied together, and
+    /// where each datagram's end (with its time).
     local: Vec<FlowRecord>,
+    segs: Vec<(usize, u64)>,
     flows: Vec<Flow>,
     dump_rows: Vec<DumpRow>,
     queue_stalls: u64,
@@ -138,7 +140,8 @@ impl Worker {
             receive_to_applied: Latency::new(),
             export_to_receive: Latency::new(),
             pool: Vec::new(),
-            local: Vec::with_capacity(crate::wire::MAX_RECORDS),
+            local: Vec::with_capacity(RECV_BATCH * crate::wire::MAX_RECORDS),
+            segs: Vec::with_capacity(RECV_BATCH),
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
             queue_stalls: 0,
@@ -259,6 +262,7 @@ impl Worker {
                     self.batch_rx.push(ts);
                     self.datagram(s, i, ts, src);
                 }
+                self.apply_local();
                 // One clock read per batch: every datagram in it is applied now
                 // (its records for other shards are measured when those apply them).
                 let applied = wall_ns();
@@ -275,11 +279,28 @@ impl Worker {
         (more, got)
     }
 
-    /// Decode, count and route one received datagram (slot `i` of socket `s`'s batch).
+    /// Merge the own shard's records of the receive batch, one segment per
+    /// datagram (software-pipelined across datagrams: see `Shard::apply_segments`).
+    fn apply_local(&mut self) {
+        if !self.local.is_empty() {
+            self.shard.apply_segments(&self.local, &self.segs, &mut self.flows);
+            self.local.clear();
+        }
+        self.segs.clear();
+        if self.flows.len() >= FLOW_BATCH {
+            self.send_flows();
+        }
+    }
+
+    /// Decode, count and route one received datagram (slot `i` of socket
+    /// `s`'s batch). Records for the own shard wait in `local` for
+    /// [`Worker::apply_local`] at the end of the batch.
     fn datagram(&mut self, s: usize, i: usize, ts: u64, src: IpAddr) {
         self.now = self.now.max(ts);
         let now = self.now;
-        if self.stitch {
+        if self.stitch && self.local.is_empty() {
+            // Before the batch's first own record: due flows leave in bounded
+            // batches here; later datagrams of the batch advance in apply_segments.
             self.advance_to(now);
         }
         let n = self.shared.mailboxes.len();
@@ -299,10 +320,11 @@ impl Worker {
         let res = if stitch && !dump {
             // The hot path: records decoded straight into `local`, then the
             // ones other shards own moved to their outgoing batches.
+            let start = local.len();
             let res = self.ingest.records(exporter, payload, local);
             if n > 1 {
-                let mut keep = 0;
-                for j in 0..local.len() {
+                let mut keep = start;
+                for j in start..local.len() {
                     let fr = local[j];
                     let dest = (KeyHasher::hash(&key.key_of(&fr)) % n as u64) as usize;
                     if dest == me {
@@ -350,9 +372,8 @@ impl Worker {
                 }
             })
         };
-        if !self.local.is_empty() {
-            self.shard.apply_batch(now, &self.local, &mut self.flows);
-            self.local.clear();
+        if stitch {
+            self.segs.push((self.local.len(), now));
         }
         if let Ok(h) = res {
             // Meaningful only when exporter and collector share a clock.

@@ -238,8 +238,12 @@ pub struct Shard {
     stats: ShardStats,
 }
 
-/// Records looked up together: their cache misses overlap.
-const LOOKUP_BATCH: usize = 16;
+/// How many records ahead of the one being merged `apply_segments` hashes
+/// keys and prefetches buckets, and (closer) peeks buckets and prefetches slots.
+const LOOKAHEAD: usize = 16;
+const PEEK_AHEAD: usize = 8;
+/// Ring of hashed keys in flight (a power of two above LOOKAHEAD).
+const RING: usize = 32;
 
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
@@ -361,24 +365,68 @@ impl Shard {
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
-    /// the same result. Keys are hashed and their buckets and slots prefetched
-    /// a batch at a time, so the cache misses overlap.
+    /// the same result (see [`Shard::apply_segments`]).
     pub fn apply_batch(&mut self, now: u64, recs: &[FlowRecord], out: &mut Vec<Flow>) {
-        let mut keys = [PackedKey::default(); LOOKUP_BATCH];
-        let mut hashes = [0u64; LOOKUP_BATCH];
-        for chunk in recs.chunks(LOOKUP_BATCH) {
-            for (i, r) in chunk.iter().enumerate() {
-                keys[i] = self.cfg.key.key_of(r).pack();
-                hashes[i] = KeyHasher::hash_packed(&keys[i]);
-                self.table.prefetch(hashes[i]);
+        self.apply_segments(recs, &[(recs.len(), now)], out);
+    }
+
+    /// Apply `recs` in order, in segments: `segs[k] = (end, now)` says that
+    /// the records before index `end` (and after the previous segment's)
+    /// arrived at `now`; the clock advances to each segment's `now` before
+    /// its records, so the result is exactly that of [`Shard::advance`] and
+    /// [`Shard::apply`] record by record. (A segment is one datagram of a
+    /// receive batch; `now` never decreases across segments.)
+    ///
+    /// Software-pipelined: while record `i` is merged, the slot of record
+    /// `i + PEEK_AHEAD` and the bucket of record `i + LOOKAHEAD` are being
+    /// fetched, so a steady stream of cache misses overlaps instead of
+    /// stalling once per record.
+    pub fn apply_segments(
+        &mut self,
+        recs: &[FlowRecord],
+        segs: &[(usize, u64)],
+        out: &mut Vec<Flow>,
+    ) {
+        let n = recs.len();
+        let mut keys = [PackedKey::default(); RING];
+        let mut hashes = [0u64; RING];
+        let mut seg = 0;
+        let mut seg_end = 0;
+        let mut now = self.now;
+        for j in 0..n + LOOKAHEAD {
+            if j < n {
+                let k = self.cfg.key.key_of(&recs[j]).pack();
+                let h = KeyHasher::hash_packed(&k);
+                self.table.prefetch(h);
+                keys[j % RING] = k;
+                hashes[j % RING] = h;
             }
-            for &h in &hashes[..chunk.len()] {
-                if let Some(i) = self.table.peek(h) {
-                    self.slab.prefetch(i);
+            if let Some(p) = (j + PEEK_AHEAD).checked_sub(LOOKAHEAD).filter(|&p| p < n) {
+                if let Some(slot) = self.table.peek(hashes[p % RING]) {
+                    self.slab.prefetch(slot);
                 }
             }
-            for (i, r) in chunk.iter().enumerate() {
-                self.apply_hashed(now, r, keys[i], hashes[i], out);
+            let Some(i) = j.checked_sub(LOOKAHEAD) else { continue };
+            if i >= seg_end {
+                while seg < segs.len() && segs[seg].0 <= i {
+                    seg += 1;
+                }
+                let Some(&(end, t)) = segs.get(seg) else {
+                    debug_assert!(false, "record {i} past the last segment");
+                    return;
+                };
+                seg_end = end;
+                if t > now {
+                    now = t;
+                    self.advance(now, out);
+                }
+            }
+            self.apply_hashed(now, &recs[i], keys[i % RING], hashes[i % RING], out);
+        }
+        // Datagrams after the last record still move the clock.
+        if let Some(&(_, t)) = segs.last() {
+            if t > now {
+                self.advance(t, out);
             }
         }
     }

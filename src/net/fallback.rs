@@ -174,3 +174,61 @@ pub fn send_batch(
     }
     Ok(sent)
 }
+
+/// UDP GSO is Linux only: [`enable_udp_gso`] and [`send_gso`] say `Unsupported` here.
+fn gso_unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "UDP GSO (UDP_SEGMENT) needs Linux")
+}
+
+/// Always `Unsupported` (UDP GSO is Linux only).
+pub(super) fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
+    let _ = sock;
+    Err(gso_unsupported())
+}
+
+/// Send-side arrays of [`send_gso`]; holds nothing here.
+#[derive(Debug)]
+pub struct GsoBatch {
+    capacity: usize,
+}
+
+impl GsoBatch {
+    /// # Panics
+    ///
+    /// If `n` is zero.
+    pub fn new(n: usize) -> Self {
+        assert!(n > 0, "GsoBatch needs at least one slot");
+        Self { capacity: n }
+    }
+
+    /// Datagrams per call.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Messages sent: always 0 here.
+    pub fn sends(&self) -> u64 {
+        0
+    }
+}
+
+/// Always `Unsupported` (UDP GSO is Linux only): send with [`send_batch`].
+pub fn send_gso(sock: &UdpSocket, payloads: &[&[u8]], batch: &mut GsoBatch) -> io::Result<usize> {
+    let _ = (sock, payloads, batch);
+    Err(gso_unsupported())
+}
+
+#[cfg(test)]
+mod gso_unit {
+    use super::*;
+
+    #[test]
+    fn gso_is_unsupported() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut b = GsoBatch::new(4);
+        assert_eq!((b.capacity(), b.sends()), (4, 0));
+        assert_eq!(enable_udp_gso(&sock).unwrap_err().kind(), io::ErrorKind::Unsupported);
+        let e = send_gso(&sock, &[b"x"], &mut b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+}

@@ -536,6 +536,199 @@ pub fn send_batch(
     Ok(sent)
 }
 
+/// `setsockopt(UDP_SEGMENT, 0)`: succeeds on kernels with UDP GSO (Linux 4.18+) and leaves
+/// the socket as it was (no segmentation unless a send asks for it); `ENOPROTOOPT` before.
+pub(super) fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 0)
+}
+
+/// Control-message space for one `UDP_SEGMENT` message (a `u16`: 24 bytes on 64-bit Linux),
+/// aligned for `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct GsoCmsgBuf([u8; 32]);
+
+/// `CMSG_SPACE(sizeof(u16))`: the `msg_controllen` of a message carrying `UDP_SEGMENT`.
+fn gso_cmsg_space() -> usize {
+    // SAFETY: CMSG_SPACE is pure arithmetic on its argument; it touches no memory.
+    unsafe { libc::CMSG_SPACE(size_of::<u16>() as c_uint) as usize }
+}
+
+/// Reusable arrays for [`send_gso`]: an `iovec` per datagram and, per message, an `mmsghdr`
+/// and a `UDP_SEGMENT` control message, for up to `n` datagrams per syscall, allocated once in
+/// [`GsoBatch::new`].
+pub struct GsoBatch {
+    iovecs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    ctrl: Box<[GsoCmsgBuf]>,
+    /// Datagrams in message `i` of the last `prepare`.
+    segs: Box<[usize]>,
+    /// Messages the kernel took so far (each one or more datagrams).
+    sends: u64,
+}
+
+// SAFETY: the raw pointers inside `iovecs`/`hdrs` are written from `&mut self` in `send_gso`
+// right before the syscall and only the kernel reads them, during that call, while the
+// payloads and this batch's own control buffers they point to are borrowed. Between calls they
+// are never dereferenced, so the batch can move to, or be referenced from, any thread.
+unsafe impl Send for GsoBatch {}
+// SAFETY: see `Send`; `&GsoBatch` only exposes plain integers.
+unsafe impl Sync for GsoBatch {}
+
+impl GsoBatch {
+    /// Arrays for up to `n` datagrams per `sendmmsg` (the kernel takes at most 1024 messages).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero or exceeds `c_uint::MAX`.
+    pub fn new(n: usize) -> Self {
+        assert!(n > 0, "GsoBatch needs at least one slot");
+        assert!(c_uint::try_from(n).is_ok(), "GsoBatch: too many slots");
+        // Layout assumptions the unsafe code relies on.
+        assert!(align_of::<GsoCmsgBuf>() >= align_of::<libc::cmsghdr>());
+        assert!(size_of::<GsoCmsgBuf>() >= gso_cmsg_space());
+        // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid.
+        let hdr: libc::mmsghdr = unsafe { zeroed() };
+        let iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
+        Self {
+            iovecs: vec![iov; n].into_boxed_slice(),
+            hdrs: vec![hdr; n].into_boxed_slice(),
+            ctrl: vec![GsoCmsgBuf([0; 32]); n].into_boxed_slice(),
+            segs: vec![0; n].into_boxed_slice(),
+            sends: 0,
+        }
+    }
+
+    /// Datagrams per `sendmmsg` call.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Messages (sends of one or more datagrams) the kernel took so far.
+    pub fn sends(&self) -> u64 {
+        self.sends
+    }
+
+    /// Groups `chunk` into messages (see [`send_gso`]) and fills their headers, iovecs and
+    /// control messages; returns the number of messages.
+    fn prepare(&mut self, chunk: &[&[u8]]) -> usize {
+        for (iov, payload) in self.iovecs.iter_mut().zip(chunk) {
+            *iov = libc::iovec {
+                // The kernel only reads through it (sendmmsg); the `*mut` is the C type.
+                iov_base: payload.as_ptr().cast_mut().cast::<c_void>(),
+                iov_len: payload.len(),
+            };
+        }
+        let iov_base = self.iovecs.as_mut_ptr();
+        let ctrl_base = self.ctrl.as_mut_ptr();
+        let space = gso_cmsg_space();
+        let mut m = 0;
+        let mut i = 0;
+        while i < chunk.len() {
+            let len = chunk[i].len();
+            let mut j = i + 1;
+            let mut total = len;
+            if len > 0 {
+                while j < chunk.len()
+                    && j - i < super::GSO_MAX_SEGMENTS
+                    && chunk[j].len() == len
+                    && total + len <= super::GSO_MAX_BYTES
+                {
+                    total += len;
+                    j += 1;
+                }
+            }
+            let h = &mut self.hdrs[m];
+            let hdr = &mut h.msg_hdr;
+            hdr.msg_name = ptr::null_mut();
+            hdr.msg_namelen = 0;
+            hdr.msg_iov = iov_base.wrapping_add(i);
+            hdr.msg_iovlen = (j - i) as _;
+            hdr.msg_flags = 0;
+            h.msg_len = 0;
+            if j - i > 1 {
+                let buf = ctrl_base.wrapping_add(m);
+                let c = buf.cast::<libc::cmsghdr>();
+                // SAFETY: `buf` is slot `m < n` of `ctrl` (m counts messages, at most one per
+                // datagram of the chunk, and the chunk holds at most `n`), a live, initialised
+                // `GsoCmsgBuf` aligned for `cmsghdr` and at least CMSG_SPACE(2) bytes long
+                // (asserted in `new`); all-zero or previously written bytes are a valid
+                // `cmsghdr` (integers only), so writing its fields in place is sound. The
+                // `u16` after the header lies inside CMSG_SPACE(2) bytes; CMSG_DATA may be
+                // unaligned for it, hence `write_unaligned`. `total <= GSO_MAX_BYTES` with at
+                // least two datagrams, so `len` fits in a `u16`.
+                unsafe {
+                    (*c).cmsg_len = cmsg_len(size_of::<u16>()) as _;
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), len as u16);
+                }
+                hdr.msg_control = buf.cast::<c_void>();
+                hdr.msg_controllen = space as _;
+            } else {
+                hdr.msg_control = ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            self.segs[m] = j - i;
+            m += 1;
+            i = j;
+        }
+        m
+    }
+}
+
+impl fmt::Debug for GsoBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GsoBatch")
+            .field("capacity", &self.capacity())
+            .field("sends", &self.sends)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends `payloads` on the connected socket `sock` with UDP generic segmentation offload:
+/// consecutive payloads of the same length (up to [`super::GSO_MAX_SEGMENTS`] of them and
+/// [`super::GSO_MAX_BYTES`] bytes in all) go out as one message with a `UDP_SEGMENT` control
+/// message, which the kernel cuts back into one datagram per payload; a payload of another
+/// length than its neighbours is a message of its own (no control message). Up to
+/// `batch.capacity()` datagrams per `sendmmsg(2)`.
+///
+/// Same contract as [`send_batch`], counted in datagrams: returns how many (a prefix of
+/// `payloads`) were sent, stopping early when the kernel takes only part of a chunk or would
+/// block; `EINTR` is retried; an error only when nothing was sent. A message is taken or
+/// refused whole. A kernel or route without GSO refuses a segmented message with `EIO`,
+/// `EINVAL` or `ENOPROTOOPT` (check [`super::enable_udp_gso`] first).
+pub fn send_gso(sock: &UdpSocket, payloads: &[&[u8]], batch: &mut GsoBatch) -> io::Result<usize> {
+    let fd = sock.as_raw_fd();
+    let mut sent = 0;
+    for chunk in payloads.chunks(batch.capacity()) {
+        let msgs = batch.prepare(chunk);
+        // Fits: msgs <= chunk.len() <= capacity, checked in `GsoBatch::new`.
+        let vlen = msgs as c_uint;
+        let hdrs = batch.hdrs.as_mut_ptr();
+        let res = retry_if_interrupted(|| {
+            // SAFETY: `prepare` set the first `vlen` headers to no address (the socket is
+            // connected, or the kernel reports EDESTADDRREQ), to consecutive runs of iovecs
+            // that describe the `chunk` payloads borrowed for this call, and to this batch's
+            // own control buffers with their lengths. The kernel reads those and writes only
+            // `msg_len` in the headers, which `batch` (exclusively borrowed) owns.
+            unsafe { libc::sendmmsg(fd, hdrs, vlen, 0) }
+        });
+        match res {
+            Ok(k) => {
+                batch.sends += k as u64;
+                sent += batch.segs[..k].iter().sum::<usize>();
+                if k < msgs {
+                    break;
+                }
+            }
+            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;
@@ -562,5 +755,48 @@ mod unit {
     #[test]
     fn cmsg_space_fits() {
         assert!(cmsg_space_needed() <= CMSG_BUF_LEN);
+        assert!(gso_cmsg_space() <= size_of::<GsoCmsgBuf>());
+    }
+
+    fn sender_to(rx: &UdpSocket) -> UdpSocket {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        tx
+    }
+
+    #[test]
+    fn gso_groups_equal_lengths_and_the_receiver_gets_each_datagram() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        // Room for all of it: the kernel charges each segment more than its bytes.
+        super::super::set_rcvbuf(&socket2::SockRef::from(&rx), 4 << 20).unwrap();
+        let tx = sender_to(&rx);
+        enable_udp_gso(&tx).unwrap();
+        // 100 of 1464 bytes (44 fit in 64 KiB), two odd lengths, an empty one, 70 small ones
+        // (more than 64 segments).
+        let mut data: Vec<Vec<u8>> = (0..100u32).map(|i| vec![i as u8; 1464]).collect();
+        data.insert(50, vec![0xaa; 1480]);
+        data.insert(51, vec![0xbb; 20]);
+        data.push(Vec::new());
+        data.extend((0..70u32).map(|i| vec![i as u8; 72]));
+        let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+        let mut batch = GsoBatch::new(256);
+        assert!(format!("{batch:?}").contains("GsoBatch"));
+        assert_eq!(send_gso(&tx, &refs, &mut batch).unwrap(), refs.len());
+        // [44, 6] [1480] [20] [44, 6] [] [64, 6]
+        assert_eq!(batch.sends(), 9);
+        let mut buf = [0u8; 2048];
+        for d in &data {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], d.as_slice());
+        }
+        // Small chunks: split groups, same datagrams.
+        let mut small = GsoBatch::new(3);
+        assert_eq!(send_gso(&tx, &refs[..10], &mut small).unwrap(), 10);
+        assert_eq!(small.sends(), 4);
+        for d in &data[..10] {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], d.as_slice());
+        }
     }
 }

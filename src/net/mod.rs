@@ -9,7 +9,9 @@
 //!   slots and control-message space allocated once, with per-datagram [`RecvMeta`]
 //!   (source, kernel timestamp, truncation) and the latest kernel drop count;
 //! - batched send ([`SendBatch`], [`send_batch`]): `sendmmsg(2)` of many datagrams to one
-//!   destination (the load generator);
+//!   destination (the load generator); and with UDP generic segmentation offload
+//!   ([`enable_udp_gso`], [`GsoBatch`], [`send_gso`]): runs of equal-length datagrams as one
+//!   `UDP_SEGMENT` send each, on a connected socket (Linux 4.18+);
 //! - [`prefetch`]: a cache prefetch hint, so the flow table can overlap the cache misses of
 //!   a batch of records;
 //! - CPU pinning ([`pin_current_thread`], [`available_cores`], [`core_ids`]) and small
@@ -35,9 +37,26 @@ mod linux;
 mod tests;
 
 #[cfg(not(target_os = "linux"))]
-pub use fallback::{recv_batch, send_batch, RecvBatch, SendBatch};
+pub use fallback::{recv_batch, send_batch, send_gso, GsoBatch, RecvBatch, SendBatch};
 #[cfg(target_os = "linux")]
-pub use linux::{recv_batch, send_batch, RecvBatch, SendBatch};
+pub use linux::{recv_batch, send_batch, send_gso, GsoBatch, RecvBatch, SendBatch};
+
+/// Most datagrams one UDP GSO send carries: the kernel's `UDP_MAX_SEGMENTS` (64; newer
+/// kernels take 128).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes one UDP GSO send carries: 65535 less the IPv4 and UDP headers.
+pub const GSO_MAX_BYTES: usize = 65_507;
+
+/// Prepares `sock` for [`send_gso`]: `setsockopt(UDP_SEGMENT, 0)`, which succeeds where the
+/// kernel has UDP GSO (Linux 4.18+) and changes nothing else (only sends with a `UDP_SEGMENT`
+/// control message are segmented). `ENOPROTOOPT` on older kernels, `Unsupported` elsewhere.
+/// A route without GSO (e.g. no checksum offload) still refuses the first segmented send.
+pub fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return linux::enable_udp_gso(sock);
+    #[cfg(not(target_os = "linux"))]
+    return fallback::enable_udp_gso(sock);
+}
 
 /// Default per-datagram buffer length for [`RecvBatch::new`]: enough for a full NetFlow v5
 /// datagram (24-byte header + 30 records of 48 bytes = 1464 bytes) with room to spare.
