@@ -106,6 +106,12 @@ pub struct Cli {
     /// into the pool.
     #[arg(long, value_parser = parse_rate, value_name = "N")]
     pub pool: Option<u64>,
+    /// Send with plain sendmmsg only. By default (Linux 4.18+) each run of consecutive
+    /// equal-length datagrams of one exporter leaves as one UDP GSO send (UDP_SEGMENT), which
+    /// the kernel cuts back into the same datagrams; falls back to plain sendmmsg by itself
+    /// where the kernel or route refuses.
+    #[arg(long)]
+    pub no_gso: bool,
 }
 
 /// A list of cpu ids.
@@ -137,6 +143,7 @@ impl Cli {
             corrupt_ratio: self.corrupt_ratio,
             truth_connections: self.truth_connections,
             pool: self.pool,
+            gso: !self.no_gso,
         }
     }
 }

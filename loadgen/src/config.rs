@@ -92,6 +92,8 @@ pub struct Config {
     /// `--pool N`: make N valid datagrams once, then send them in a loop
     /// with patched headers and record times (see [`crate::pool`]).
     pub pool: Option<u64>,
+    /// Send with UDP GSO where the kernel has it (`--no-gso`: false).
+    pub gso: bool,
 }
 
 impl Default for Config {
@@ -119,6 +121,7 @@ impl Default for Config {
             corrupt_ratio: 0.0,
             truth_connections: false,
             pool: None,
+            gso: true,
         }
     }
 }

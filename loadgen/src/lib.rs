@@ -9,7 +9,8 @@
 //!              │               sequence numbers, truth)   uses nfstitch::wire::encode
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
 //!              ├─► send::run   (threads own exporters and their sockets; pacing; sendmmsg)
-//!              │                         udp: sendmmsg on connected sockets (rustix)
+//!              │                         udp: sendmmsg on connected sockets, UDP GSO
+//!              │                              (nfstitch::net) or plain (rustix, --no-gso)
 //!              └─► pool (--pool N: made once before sending, then cycled by
 //!                        send::run with sequence, times and First/Last patched)
 //! ```
@@ -20,7 +21,7 @@
 //! - [`truth`]: what was sent (totals, per exporter, connections, corrupt).
 //! - [`send`]: live sending; the lateness histogram uses `nfstitch::hist`.
 //! - [`pool`]: `--pool`, a fixed set of datagrams sent in a loop.
-//! - [`udp`]: batches out of one connected socket.
+//! - [`udp`]: batches out of one connected socket (UDP GSO or plain `sendmmsg`).
 //!
 //! # Determinism
 //! Everything an exporter sends is a function of the seed, its index and the
@@ -52,7 +53,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub use config::{Config, ConfigError, Mode, Plan};
 pub use pcap::write_pcap;
-pub use send::{run_live, SendReport};
+pub use send::{run_live, GsoReport, SendReport};
 pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Truth};
 
 use router::{ExporterGen, ExporterSetup};

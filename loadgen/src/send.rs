@@ -14,6 +14,9 @@
 //! left is recorded in an HdrHistogram. No allocation per datagram: slots,
 //! the slice list and the sendmmsg arrays are reused. Each socket is
 //! connected to the target ([`crate::udp`]): no route lookup per datagram.
+//! With UDP GSO (the default, where the kernel has it; `--no-gso` turns it
+//! off) a batch's consecutive equal-length datagrams leave as one
+//! segmented send; batches, pacing and counts are the same either way.
 //!
 //! Bounds: `--count` (the plan), and the `--duration` deadline: no batch
 //! starts after it. Then each exporter cuts its open sessions and sends what
@@ -39,7 +42,7 @@ use crate::config::{Config, Mode, Plan, DEFAULT_DURATION};
 use crate::pool::{self, Pool};
 use crate::router::ExporterGen;
 use crate::truth::{CorruptCounts, ExporterTruth, PoolTruth, Truth};
-use crate::udp::{recycle, BatchSender};
+use crate::udp::{recycle, BatchSender, Gso};
 use crate::{exporter_setup, finish_truth};
 
 /// Spin (instead of sleeping) this close to a deadline.
@@ -81,6 +84,22 @@ pub struct SendReport {
     /// Cpus a thread could not be pinned to.
     pub pin_failures: Vec<usize>,
     pub threads: usize,
+    /// How UDP GSO went.
+    pub gso: GsoReport,
+}
+
+/// UDP GSO in a live run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GsoReport {
+    /// GSO was asked for (not `--no-gso`).
+    pub wanted: bool,
+    /// Exporter sockets still sending with GSO at the end.
+    pub sockets: usize,
+    pub exporters: usize,
+    /// Segmented sends (messages of one or more datagrams) the kernel took.
+    pub sends: u64,
+    /// Datagrams in them.
+    pub datagrams: u64,
 }
 
 /// `--pool`: how the pool was made and how often it went out.
@@ -146,6 +165,20 @@ impl SendReport {
         } else {
             writeln!(w, "send: unpaced (--pps 0): no lateness measured")?;
         }
+        let g = &self.gso;
+        if !g.wanted {
+            writeln!(w, "send: UDP GSO off (--no-gso): plain sendmmsg")?;
+        } else {
+            writeln!(
+                w,
+                "send: UDP GSO on {} of {} exporter sockets: {} sends carried {} datagrams ({:.1} per send)",
+                g.sockets,
+                g.exporters,
+                g.sends,
+                g.datagrams,
+                g.datagrams as f64 / g.sends.max(1) as f64
+            )?;
+        }
         if let Some(p) = &self.pool {
             writeln!(
                 w,
@@ -178,6 +211,7 @@ struct Lane {
     e: usize,
     gen: ExporterGen,
     sock: UdpSocket,
+    gso: Gso,
     /// Index of this exporter's next datagram.
     next_k: u64,
 }
@@ -193,6 +227,10 @@ struct ThreadOut {
     cut_by_deadline: bool,
     unsent_records: u64,
     pin_failed: Option<usize>,
+    /// Sockets still on GSO at the end; GSO sends and their datagrams.
+    gso_sockets: usize,
+    gso_sends: u64,
+    gso_datagrams: u64,
 }
 
 impl ThreadOut {
@@ -208,7 +246,16 @@ impl ThreadOut {
             cut_by_deadline: false,
             unsent_records: 0,
             pin_failed,
+            gso_sockets: 0,
+            gso_sends: 0,
+            gso_datagrams: 0,
         }
+    }
+
+    /// Take the GSO counts of the thread's sender and sockets.
+    fn gso_from(&mut self, sb: &BatchSender, socks: impl Iterator<Item = Gso>) {
+        (self.gso_sends, self.gso_datagrams) = sb.gso_stats();
+        self.gso_sockets = socks.filter(|&g| g == Gso::On).count();
     }
 }
 
@@ -227,7 +274,14 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
         let sock = bind_exporter(cfg, e)?;
         let local = sock.local_addr().context("exporter socket address")?;
         let setup = exporter_setup(cfg, &plan, e, cfg.truth_connections, local.ip(), local.port());
-        per_thread[e % threads].push(Lane { e, gen: ExporterGen::new(&setup), sock, next_k: 0 });
+        let gso = Gso::probe(&sock, cfg.gso);
+        per_thread[e % threads].push(Lane {
+            e,
+            gen: ExporterGen::new(&setup),
+            sock,
+            gso,
+            next_k: 0,
+        });
     }
     let t0 = Instant::now() + Duration::from_millis(20);
     let deadline = plan.deadline.map(|d| t0 + d);
@@ -245,9 +299,11 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
     let mut gens = Vec::new();
     let mut hist = new_hist();
     let mut report = new_report(cfg, plan.total);
+    report.gso.exporters = plan.exporters;
     let mut last = None;
     for out in outs {
         let out = out?;
+        add_gso(&mut report.gso, &out);
         gens.extend(out.gens);
         hist.add(&out.hist);
         report.valid_sent += out.valid;
@@ -281,7 +337,14 @@ fn new_report(cfg: &Config, planned: Option<u64>) -> SendReport {
         lateness: new_hist(),
         pin_failures: Vec::new(),
         threads: cfg.threads,
+        gso: GsoReport { wanted: cfg.gso, ..GsoReport::default() },
     }
+}
+
+fn add_gso(g: &mut GsoReport, out: &ThreadOut) {
+    g.sockets += out.gso_sockets;
+    g.sends += out.gso_sends;
+    g.datagrams += out.gso_datagrams;
 }
 
 /// Checked again here, next to the sockets: nothing leaves the host by accident.
@@ -319,6 +382,7 @@ fn pin(cfg: &Config, j: usize) -> Option<usize> {
 struct PoolLane {
     e: usize,
     sock: UdpSocket,
+    gso: Gso,
     pool: Pool,
     truth: ExporterTruth,
     /// Valid datagrams this exporter sends in all (`--count`), if bounded.
@@ -363,7 +427,8 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
                             let mut gen = ExporterGen::new(&setup);
                             let pool = Pool::build(&mut gen, |i| plan.tick_ns(i * k + e as u64));
                             let truth = ExporterTruth::new(local.ip(), local.port(), e as u8);
-                            Ok(PoolLane { e, sock, pool, truth, quota: quota(e), next_k: 0 })
+                            let gso = Gso::probe(&sock, cfg.gso);
+                            Ok(PoolLane { e, sock, gso, pool, truth, quota: quota(e), next_k: 0 })
                         })
                         .collect()
                 })
@@ -393,6 +458,7 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
         handles.into_iter().map(|h| h.join().expect("sender thread panicked")).collect()
     });
     let mut report = new_report(cfg, cfg.count);
+    report.gso.exporters = plan.exporters;
     let mut hist = new_hist();
     let mut last = None;
     let mut done: Vec<PoolLane> = Vec::new();
@@ -403,6 +469,7 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
         report.bytes_sent += out.bytes;
         report.cut_by_deadline |= out.cut_by_deadline;
         report.pin_failures.extend(out.pin_failed);
+        add_gso(&mut report.gso, &out);
         last = last.max(out.last_send);
     }
     done.sort_by_key(|l| l.e);
@@ -476,10 +543,11 @@ fn run_pool_thread(
         let mut slices = recycle(std::mem::take(&mut store));
         slices.extend(idx.iter().map(|&i| lane.pool.entry(i)));
         out.bytes += slices.iter().map(|s| s.len() as u64).sum::<u64>();
-        send_slices(&lane.sock, cfg.target, &slices, &mut sb)?;
+        send_slices(&lane.sock, &mut lane.gso, cfg.target, &slices, &mut sb)?;
         store = recycle(slices);
         out.last_send = Some(Instant::now());
     }
+    out.gso_from(&sb, lanes.iter().map(|l| l.gso));
     Ok((lanes, out))
 }
 
@@ -516,6 +584,7 @@ fn wait_until(due: Instant) {
 /// Send every slot, retrying while the kernel takes nothing for a moment.
 fn send_all(
     sock: &UdpSocket,
+    gso: &mut Gso,
     dest: SocketAddr,
     slots: &[Vec<u8>],
     store: &mut Vec<&'static [u8]>,
@@ -523,7 +592,7 @@ fn send_all(
 ) -> Result<()> {
     let mut slices = recycle(std::mem::take(store));
     slices.extend(slots.iter().map(|v| v.as_slice()));
-    send_slices(sock, dest, &slices, sb)?;
+    send_slices(sock, gso, dest, &slices, sb)?;
     *store = recycle(slices);
     Ok(())
 }
@@ -531,6 +600,7 @@ fn send_all(
 /// Send every slice, retrying while the kernel takes nothing for a moment.
 fn send_slices(
     sock: &UdpSocket,
+    gso: &mut Gso,
     dest: SocketAddr,
     slices: &[&[u8]],
     sb: &mut BatchSender,
@@ -539,7 +609,7 @@ fn send_slices(
     let mut stalls = 0;
     let mut refused = 0;
     while off < slices.len() {
-        match sb.send(sock, dest, &slices[off..]) {
+        match sb.send(sock, gso, dest, &slices[off..]) {
             Ok(k) if k > 0 => {
                 off += k;
                 stalls = 0;
@@ -614,7 +684,7 @@ fn run_thread(
             let late = Instant::now().saturating_duration_since(due);
             out.hist.record(late.as_nanos() as u64);
         }
-        send_all(&lane.sock, cfg.target, &slots[..n], &mut store, &mut sb)?;
+        send_all(&lane.sock, &mut lane.gso, cfg.target, &slots[..n], &mut store, &mut sb)?;
         out.last_send = Some(Instant::now());
     }
     // The end of the run: what each router still holds goes out now, a
@@ -645,7 +715,7 @@ fn run_thread(
                 continue;
             }
             any = true;
-            send_all(&lane.sock, cfg.target, &slots[..n], &mut store, &mut sb)?;
+            send_all(&lane.sock, &mut lane.gso, cfg.target, &slots[..n], &mut store, &mut sb)?;
             out.last_send = Some(Instant::now());
         }
         if !any {
@@ -653,6 +723,7 @@ fn run_thread(
         }
     }
     out.unsent_records += lanes.iter().map(|l| l.gen.pending() as u64).sum::<u64>();
+    out.gso_from(&sb, lanes.iter().map(|l| l.gso));
     out.gens = lanes.into_iter().map(|l| l.gen).collect();
     Ok(out)
 }
