@@ -232,7 +232,20 @@ impl Running {
         if let Some(m) = metrics {
             let _ = m.join();
         }
-        let written = written?;
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // Say how much is lost: what the shards emitted against what
+                // was formatted before the failure, and what reached the
+                // writer's queues only after it.
+                let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
+                let dropped: u64 = results.iter().map(|r| r.unwritten.0).sum();
+                return Err(e.context(format!(
+                    "{emitted} flows emitted in all, {dropped} of them dropped after the failure \
+                     (not written: the output is incomplete)"
+                )));
+            }
+        };
         report(cfg, p, results, written)
     }
 }

@@ -50,6 +50,8 @@ pub struct WorkerResult {
     pub kernel_drops: u64,
     pub queue_stalls: u64,
     pub writer_stalls: u64,
+    /// Flows and dump rows dropped because the writer had failed.
+    pub unwritten: (u64, u64),
     /// Kernel receive time to records applied to their shard.
     pub receive_to_applied: Latency,
     /// Export time in the header to kernel receive time.
@@ -85,6 +87,7 @@ pub struct Worker {
     dump_rows: Vec<DumpRow>,
     queue_stalls: u64,
     writer_stalls: u64,
+    unwritten: (u64, u64),
     /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
     logged_rejects: u64,
     last_reject_log: Option<std::time::Instant>,
@@ -146,6 +149,7 @@ impl Worker {
             dump_rows: Vec::new(),
             queue_stalls: 0,
             writer_stalls: 0,
+            unwritten: (0, 0),
             logged_rejects: 0,
             last_reject_log: None,
             last_snapshot: None,
@@ -492,7 +496,13 @@ impl Worker {
         let q = &shared.mailboxes[self.id].to_writer;
         loop {
             if shared.writer_failed.load(Ordering::Relaxed) {
-                return; // the process is exiting with the writer's error
+                // The process is exiting with the writer's error; what could
+                // not be written is counted for that error message.
+                match &msg {
+                    ToWriter::Flows(f) | ToWriter::Final(f) => self.unwritten.0 += f.len() as u64,
+                    ToWriter::Dump(d) => self.unwritten.1 += d.len() as u64,
+                }
+                return;
             }
             match q.push(msg) {
                 Ok(()) => {
@@ -607,6 +617,7 @@ impl Worker {
             kernel_drops,
             queue_stalls: self.queue_stalls,
             writer_stalls: self.writer_stalls,
+            unwritten: self.unwritten,
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
         }

@@ -56,6 +56,7 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
     let _ = shared.writer_thread.set(std::thread::current());
     let mut res = write_loop(&shared, &mut cfg, &mut out);
+    let rows = out.rows();
     let end = match cfg.rotator.as_mut() {
         Some(r) => r.finish(out.into_writer()),
         None => out.finish(),
@@ -69,7 +70,20 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
         shared.writer_failed.store(true, Ordering::SeqCst);
         shared.stop_all();
     }
-    res
+    res.map_err(|e| e.context(WriteFailed { rows }))
+}
+
+/// Context of a writer error: how far the output got.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteFailed {
+    /// Rows (flows, and with --dump headers and records) formatted before the failure.
+    pub rows: u64,
+}
+
+impl std::fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "output failed after {} rows", self.rows)
+    }
 }
 
 fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Result<WriterStats> {

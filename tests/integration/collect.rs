@@ -355,3 +355,70 @@ fn ipv6_and_several_listen_addresses() {
     let f = flows(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(f.len(), 2, "one flow per exporter under the default key");
 }
+
+#[test]
+fn output_errors_end_the_collector_with_a_message() {
+    // Disk full while running: flows end by timer (FIN + 10 ms linger), the
+    // writer's flush fails, and the collector stops by itself, non-zero.
+    let mut c = start(&[
+        "--workers",
+        "2",
+        "--linger",
+        "10ms",
+        "--flush-interval",
+        "100ms",
+        "-o",
+        "/dev/full",
+    ]);
+    send(&traffic(2, 20, 500), c.addr);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "collector hung on a full disk");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr: Vec<String> = c.stderr.try_iter().collect();
+    let stderr = stderr.join("\n");
+    assert!(!status.success(), "exit {status} on a full disk");
+    assert!(stderr.contains("writing output"), "{stderr}");
+    assert!(stderr.contains("No space left"), "{stderr}");
+    assert!(
+        stderr.contains("output failed after") && stderr.contains("flows emitted in all"),
+        "{stderr}"
+    );
+
+    // A closed pipe at shutdown: stdout's reader is gone before the final flush.
+    let mut child = nfstitch()
+        .args(["collect", "--listen", "127.0.0.1:0", "--stats-interval", "0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .strip_prefix("nfstitch: listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listening line")
+        .parse()
+        .unwrap();
+    send(&traffic(1, 20, 500), addr);
+    drop(child.stdout.take()); // close the pipe's read end
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "-TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "collector hung on a closed pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!status.success(), "exit {status} on a closed pipe");
+    assert!(rest.contains("writing output"), "{rest}");
+}
