@@ -237,6 +237,8 @@ def sender(d):
         m = re.search(r"send: (\d+) datagrams \((\d+) malformed\) to \S+ in ([\d.]+) s", out)
         el = float(m.group(3)) if m else None
         name = "loadgen-pool" if t.get("pool") else "loadgen"
+        if os.path.exists(os.path.join(d, "nogso")):
+            name += "-nogso"
         return dict(sender=name, sent_dg=t["datagrams"], sent_rec=t["records"],
                     sent_pk=t["packets"], elapsed=el)
     s = rj(os.path.join(d, "sender.json"))
@@ -396,8 +398,10 @@ def report(raw, env_path):
     p("| sender | datagrams/s | records/s | loss at the null sink | ratio |")
     p("|---|---|---|---|---|")
     lp = [r["ach_pps"] for r in snd if r["sender"] == "loadgen-pool"]
-    for name, v, rr in (("loadgen (1 thread, model live)", lg, [r for r in snd if r["sender"] == "loadgen"]),
-                        ("loadgen --pool (1 thread)", lp, [r for r in snd if r["sender"] == "loadgen-pool"]),
+    lpn = [r["ach_pps"] for r in snd if r["sender"] == "loadgen-pool-nogso"]
+    for name, v, rr in (("loadgen (1 thread, model live, UDP GSO)", lg, [r for r in snd if r["sender"] == "loadgen"]),
+                        ("loadgen --pool (1 thread, UDP GSO)", lp, [r for r in snd if r["sender"] == "loadgen-pool"]),
+                        ("loadgen --pool --no-gso (1 thread)", lpn, [r for r in snd if r["sender"] == "loadgen-pool-nogso"]),
                         ("C sendmmsg (benches/c/sendmmsg.c)", cs, [r for r in snd if r["sender"] == "sendmmsg"])):
         if not v:
             continue
@@ -722,6 +726,7 @@ rx_stop() {
 lg_send() { # with LG_POOL=N: loadgen --pool N (pre-built datagrams cycled)
     local pps=$1 count=${2:-} bound=(--duration "${SEND_S:-$PROBE_S}s") pool=()
     [ -n "${LG_POOL:-}" ] && pool=(--pool "$LG_POOL")
+    [ -n "${LG_NOGSO:-}" ] && pool+=(--no-gso) && touch "$RUN_DIR/nogso"
     [ -n "$count" ] && bound=(--count "$count" --duration 120s)
     timeout 180 taskset -c "$SENDER_CPU" "$LOADGEN" --target "127.0.0.1:$PORT" --pps "$pps" "${bound[@]}" \
         --exporters "$EXPORTERS" --flows "$FLOWS" --records-per-datagram "$RPD" --threads 1 --cpus "$SENDER_CPU" \
@@ -805,6 +810,14 @@ for run in $(seq "$RUNS"); do
     d1=$(rx_drops)
     rx_stop
     log "sender loadgen-pool run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
+    new_run sender nullsink loadgen-pool-nogso
+    rx_start nullsink "$RUN_DIR" "$RCVBUF"
+    d0=$(rx_drops)
+    LG_NOGSO=1 LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
+    "$UDPQ" -e -T 30 "$PORT" >/dev/null
+    d1=$(rx_drops)
+    rx_stop
+    log "sender loadgen-pool-nogso run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
     new_run sender nullsink sendmmsg
     rx_start nullsink "$RUN_DIR" "$RCVBUF"
     d0=$(rx_drops)
