@@ -6,70 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
 
-use loadgen::{Config, CorruptCounts, SendReport, Truth};
-use nfstitch::net::ReuseportSocket;
+use loadgen::{Config, CorruptCounts, Truth};
 use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
 
-/// Run `cfg` into a fresh socket; everything it received, in order.
-fn send_and_receive(cfg: Config) -> (Truth, SendReport, Vec<(SocketAddr, Vec<u8>)>) {
-    let rx =
-        ReuseportSocket::bind("127.0.0.1:0".parse().unwrap(), Some(96 << 20)).unwrap().into_udp();
-    let cfg = Config { target: rx.local_addr().unwrap(), ..cfg };
-    let sender = std::thread::spawn(move || loadgen::run_live(&cfg).unwrap());
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    let start = Instant::now();
-    let mut quiet: Option<Instant> = None;
-    loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "bounded");
-        match rx.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                got.push((from, buf[..n].to_vec()));
-                quiet = None;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut quiet_for = || quiet.get_or_insert_with(Instant::now).elapsed();
-                if sender.is_finished() && quiet_for() > Duration::from_millis(300) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Err(e) => panic!("recv: {e}"),
-        }
-    }
-    let (truth, report, _) = sender.join().unwrap();
-    (truth, report, got)
-}
+mod common;
+use common::{add, send_and_receive, truth_sums, unpatched, Sums};
 
 /// Whether this kernel takes `UDP_SEGMENT` at all (Linux 4.18+).
 fn kernel_has_gso() -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     nfstitch::net::enable_udp_gso(&s).is_ok()
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Sums {
-    datagrams: u64,
-    records: u64,
-    packets: u64,
-    octets: u64,
-}
-
-fn truth_sums(t: &Truth) -> BTreeMap<SocketAddr, Sums> {
-    t.exporters
-        .iter()
-        .map(|e| {
-            let s = Sums {
-                datagrams: e.datagrams,
-                records: e.records,
-                packets: e.packets,
-                octets: e.octets,
-            };
-            (SocketAddr::new(e.exporter, e.port), s)
-        })
-        .collect()
 }
 
 /// What a receiver saw: sums of the valid datagrams per source, malformed
@@ -82,13 +29,7 @@ fn check_stream(got: &[(SocketAddr, Vec<u8>)]) -> (BTreeMap<SocketAddr, Sums>, C
     for (from, d) in got {
         match Datagram::parse(d) {
             Ok(dg) => {
-                let s = per.entry(*from).or_default();
-                s.datagrams += 1;
-                for r in dg.records() {
-                    s.records += 1;
-                    s.packets += r.packets() as u64;
-                    s.octets += r.octets() as u64;
-                }
+                add(per.entry(*from).or_default(), &dg);
                 let h = dg.header();
                 if let Some(seq) = next_seq.get(from) {
                     assert_eq!(h.flow_sequence, *seq, "{from}: sequence continuous");
@@ -108,16 +49,6 @@ fn by_ip(got: &[(SocketAddr, Vec<u8>)]) -> BTreeMap<IpAddr, Vec<&[u8]>> {
         m.entry(from.ip()).or_default().push(d);
     }
     m
-}
-
-/// The bytes a pool does not patch (header times and sequence, First/Last).
-fn unpatched(d: &[u8]) -> Vec<u8> {
-    let mut v = d.to_vec();
-    v[4..20].fill(0);
-    for r in v[HEADER_LEN..].chunks_exact_mut(RECORD_LEN) {
-        r[24..32].fill(0);
-    }
-    v
 }
 
 #[test]

@@ -79,18 +79,7 @@ impl FlowTable {
     /// any: a hint for prefetching the slot (it may be another key's).
     #[inline]
     pub fn peek(&self, hash: u64) -> Option<u32> {
-        let t = tag(hash);
-        let mut pos = self.home(t);
-        loop {
-            let b = self.buckets[pos];
-            if b == 0 {
-                return None;
-            }
-            if (b >> 32) as u32 == t {
-                return Some(b as u32 - 1);
-            }
-            pos = (pos + 1) & self.mask;
-        }
+        self.find(hash, |_| true)
     }
 
     /// The slot holding the key with `hash` for which `eq(slot)` is true.

@@ -68,14 +68,7 @@ impl Collector {
     /// SIGTERM, wait (bounded), return (flows, stats, stderr).
     pub fn stop(mut self) -> (Vec<Value>, Value, String) {
         signal(&self.child, "-TERM");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "collector did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_exit(&mut self.child, Duration::from_secs(30), "collector did not stop");
         let stderr: Vec<String> = self.stderr.try_iter().collect();
         let stderr = stderr.join("\n");
         assert!(status.success(), "collector failed: {status}\n{stderr}");
@@ -83,6 +76,18 @@ impl Collector {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         let flows = if text.starts_with('{') { flows(&text) } else { Vec::new() };
         (flows, stats(&self.stats), stderr)
+    }
+}
+
+/// Wait (bounded) for `child` to exit; panics with `what` at the deadline.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -371,14 +376,7 @@ fn output_errors_end_the_collector_with_a_message() {
         "/dev/full",
     ]);
     send(&traffic(2, 20, 500), c.addr);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = c.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "collector hung on a full disk");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut c.child, Duration::from_secs(20), "collector hung on a full disk");
     let stderr: Vec<String> = c.stderr.try_iter().collect();
     let stderr = stderr.join("\n");
     assert!(!status.success(), "exit {status} on a full disk");
@@ -409,14 +407,7 @@ fn output_errors_end_the_collector_with_a_message() {
     drop(child.stdout.take()); // close the pipe's read end
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, "-TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "collector hung on a closed pipe");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(20), "collector hung on a closed pipe");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     assert!(!status.success(), "exit {status} on a closed pipe");

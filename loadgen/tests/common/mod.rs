@@ -1,0 +1,87 @@
+//! Helpers shared by loadgen's socket tests: run a config into a real UDP
+//! socket on 127.0.0.1 and collect what arrived; sums per exporter.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use loadgen::{Config, SendReport, Truth};
+use nfstitch::net::ReuseportSocket;
+use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
+
+/// Run `cfg` into a fresh socket; everything it received, in order.
+pub fn send_and_receive(cfg: Config) -> (Truth, SendReport, Vec<(SocketAddr, Vec<u8>)>) {
+    let rx =
+        ReuseportSocket::bind("127.0.0.1:0".parse().unwrap(), Some(96 << 20)).unwrap().into_udp();
+    let cfg = Config { target: rx.local_addr().unwrap(), ..cfg };
+    let sender = std::thread::spawn(move || loadgen::run_live(&cfg).unwrap());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut quiet: Option<Instant> = None;
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "bounded");
+        match rx.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                got.push((from, buf[..n].to_vec()));
+                quiet = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut quiet_for = || quiet.get_or_insert_with(Instant::now).elapsed();
+                if sender.is_finished() && quiet_for() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    let (truth, report, _) = sender.join().unwrap();
+    (truth, report, got)
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sums {
+    pub datagrams: u64,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+}
+
+/// Count one valid datagram into `s`.
+pub fn add(s: &mut Sums, dg: &Datagram<'_>) {
+    s.datagrams += 1;
+    for r in dg.records() {
+        s.records += 1;
+        s.packets += r.packets() as u64;
+        s.octets += r.octets() as u64;
+    }
+}
+
+/// The truth's sums per exporter socket.
+pub fn truth_sums(t: &Truth) -> BTreeMap<SocketAddr, Sums> {
+    t.exporters
+        .iter()
+        .map(|e| {
+            let s = Sums {
+                datagrams: e.datagrams,
+                records: e.records,
+                packets: e.packets,
+                octets: e.octets,
+            };
+            (SocketAddr::new(e.exporter, e.port), s)
+        })
+        .collect()
+}
+
+/// The bytes a pool does not patch: header without uptime, times and
+/// sequence; records without First and Last.
+pub fn unpatched(d: &[u8]) -> Vec<u8> {
+    let mut v = d.to_vec();
+    v[4..20].fill(0);
+    for r in v[HEADER_LEN..].chunks_exact_mut(RECORD_LEN) {
+        r[24..32].fill(0);
+    }
+    v
+}
