@@ -2,12 +2,14 @@
 //! address, in each address's SO_REUSEPORT group), its receive batches, its
 //! [`Ingest`] counters and sequence state, and one flow [`Shard`].
 //!
-//! Per loop: poll (timeout from the shard's next deadline) → recvmmsg every
-//! socket until empty → decode and route each record to the shard that owns
-//! its key (own shard: applied at once; others: batched into their inbox) →
-//! drain the own inbox → advance timers to the wall clock → finished flows
-//! to the writer in batches. No locks; no allocation per datagram once the
-//! batch vectors are warm.
+//! Per loop: (after a light round, wait up to `--rx-coalesce`) → poll
+//! (timeout from the shard's next deadline) → recvmmsg every socket until
+//! empty → decode each batch's records in place and route them to the shard
+//! that owns their key (own shard: merged once per receive batch, pipelined;
+//! others: batched into their inbox) → drain the own inbox → advance timers
+//! to the wall clock → finished flows to the writer in bounded batches,
+//! whose emptied vectors come back. No locks; no allocation per datagram once
+//! the batch vectors are warm.
 
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;

@@ -1,5 +1,11 @@
-//! The flow shard: a flow table over a slab of slots, plus a hierarchical
-//! timer wheel over slot indices.
+//! The flow shard: a flow table ([`FlowTable`]) over a slab of slots, plus a
+//! hierarchical timer wheel over slot indices.
+//!
+//! Layout for speed: a slot is split into a hot part (packed key, counters,
+//! times: two cache lines, touched by every record) and a cold part (the
+//! first record, touched at creation and emission), both in fixed chunks so
+//! growth never copies; [`Shard::apply_segments`] merges a whole receive
+//! batch with the buckets and slots of later records already being fetched.
 //!
 //! Ground rules:
 //! - Every live flow has exactly one *current* wheel entry, the one whose
