@@ -124,7 +124,7 @@ pub struct CollectArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Rotate the output every DUR (e.g. 5m): -o names a directory, files are
-    /// DIR/nfstitch-YYYYmmddHHMM.<ext>, renamed into place when complete.
+    /// DIR/nfstitch-YYYYmmddHHMM.EXT, renamed into place when complete.
     #[arg(long, value_parser = parse_duration)]
     pub rotate: Option<Duration>,
     /// Compress rotated files: none, gzip or zstd.

@@ -161,7 +161,7 @@ impl Worker {
     }
 
     /// Wait up to `d` after a receive round that found less than a full
-    /// batch (see [`Worker::coalesce_wait`]).
+    /// batch (see `Worker::coalesce_wait`).
     pub fn with_rx_coalesce(mut self, d: Duration) -> Self {
         self.rx_coalesce = d;
         self.rcvbuf = self.sockets.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
