@@ -114,8 +114,10 @@ impl Ingest {
         self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
     }
 
-    /// Decode and count one datagram from `exporter`. On success `each` is
-    /// called for every record, in wire order, and the header is returned.
+    /// Decode and count one datagram from `exporter` (an IPv4-mapped IPv6
+    /// source counts as its IPv4 address, as a dual-stack socket reports
+    /// it). On success `each` is called for every record, in wire order,
+    /// and the header is returned.
     #[inline]
     pub fn datagram(
         &mut self,
@@ -123,6 +125,7 @@ impl Ingest {
         bytes: &[u8],
         mut each: impl FnMut(&Header, u16, &Record<'_>, &FlowRecord),
     ) -> Result<Header, Rejection> {
+        let exporter = exporter.to_canonical();
         let (d, tracked) = self.decode(exporter, bytes)?;
         let h = d.header();
         let (mut packets, mut octets) = (0u64, 0u64);
@@ -145,6 +148,7 @@ impl Ingest {
         bytes: &[u8],
         out: &mut Vec<FlowRecord>,
     ) -> Result<Header, Rejection> {
+        let exporter = exporter.to_canonical();
         let (d, tracked) = self.decode(exporter, bytes)?;
         let h = d.header();
         let start = out.len();
@@ -215,5 +219,39 @@ impl Ingest {
                 h.sys_uptime,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::wire::{encode, HeaderFields, RecordFields};
+
+    #[test]
+    fn ipv4_mapped_sources_count_as_ipv4_on_both_paths() {
+        let mut bytes = Vec::new();
+        encode(
+            &HeaderFields::default(),
+            &[RecordFields { packets: 3, octets: 300, ..Default::default() }],
+            &mut bytes,
+        );
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+        let mut ing = Ingest::new(false, false);
+        let mut seen = Vec::new();
+        ing.datagram(mapped, &bytes, |_, _, _, fr| seen.push(fr.exporter)).unwrap();
+        let mut recs = Vec::new();
+        ing.records(mapped, &bytes, &mut recs).unwrap();
+        ing.records(v4, &bytes, &mut recs).unwrap();
+        assert_eq!(seen, [v4]);
+        assert!(recs.iter().all(|r| r.exporter == v4));
+        assert_eq!(ing.exporters.len(), 1, "{:?}", ing.exporters.keys());
+        assert_eq!(ing.exporters[&v4].datagrams, 3);
+        // A real IPv6 source stays IPv6.
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        ing.records(v6, &bytes, &mut recs).unwrap();
+        assert_eq!(recs.last().unwrap().exporter, v6);
     }
 }

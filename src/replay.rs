@@ -111,10 +111,10 @@ impl<'a> Replayer<'a> {
             self.shard.advance(now, &mut self.flows);
             res = write_flows(out, &mut self.flows);
         }
-        let exporter = frame.src;
         let shard = &mut self.shard;
         let flows = &mut self.flows;
-        let _ = self.ingest.datagram(exporter, frame.payload, |h, i, r, fr| {
+        let _ = self.ingest.datagram(frame.src, frame.payload, |h, i, r, fr| {
+            let exporter = fr.exporter; // canonical (IPv4-mapped sources as IPv4)
             if p.dump && res.is_ok() {
                 if i == 0 {
                     res = out.write(&HeaderRow { ts: now, exporter, header: h });

@@ -32,7 +32,7 @@ use crate::ingest::{Counters, Ingest};
 use crate::net::{self, ReuseportSocket};
 use crate::replay::{finish_report, open_output};
 use crate::stats::{Report, WorkerReport};
-use handoff::{Mailbox, Shared};
+use handoff::{Mailbox, Shared, ToWriter};
 use worker::{wall_ns, Worker};
 use writer::WriterConfig;
 
@@ -219,7 +219,7 @@ impl Running {
 
     /// Wait until stopped (by a signal or [`Running::stop`]), then report.
     pub fn wait(self) -> Result<Report> {
-        let Running { cfg, shared: _, addrs: _, handles, writer, signals, metrics } = self;
+        let Running { cfg, shared, addrs: _, handles, writer, signals, metrics } = self;
         let cfg = &cfg;
         let p = &cfg.pipeline;
         let results: Vec<_> =
@@ -236,13 +236,22 @@ impl Running {
             Ok(w) => w,
             Err(e) => {
                 // Say how much is lost: what the shards emitted against what
-                // was formatted before the failure, and what reached the
-                // writer's queues only after it.
+                // was formatted before the failure; what the workers dropped
+                // once the writer had failed; what still sat in its queues.
                 let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
-                let dropped: u64 = results.iter().map(|r| r.unwritten.0).sum();
+                let (mut flows, mut rows) =
+                    results.iter().fold((0, 0), |a, r| (a.0 + r.unwritten.0, a.1 + r.unwritten.1));
+                for mb in &shared.mailboxes {
+                    while let Some(msg) = mb.to_writer.pop() {
+                        match msg {
+                            ToWriter::Flows(f) | ToWriter::Final(f) => flows += f.len() as u64,
+                            ToWriter::Dump(d) => rows += d.len() as u64,
+                        }
+                    }
+                }
                 return Err(e.context(format!(
-                    "{emitted} flows emitted in all, {dropped} of them dropped after the failure \
-                     (not written: the output is incomplete)"
+                    "{emitted} flows emitted in all, {flows} of them (and {rows} dump rows) \
+                     left unwritten after the failure: the output is incomplete"
                 )));
             }
         };

@@ -100,6 +100,9 @@ pub struct Worker {
     rcvbuf: usize,
 }
 
+/// Longest a stopping worker keeps reading its sockets.
+const SHUTDOWN_READ: Duration = Duration::from_secs(2);
+
 /// How often a worker publishes its full [`Snapshot`] for `--metrics`.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
@@ -309,75 +312,34 @@ impl Worker {
             // batches here; later datagrams of the batch advance in apply_segments.
             self.advance_to(now);
         }
-        let n = self.shared.mailboxes.len();
-        let me = self.id;
-        let key = self.key;
         let (stitch, dump) = (self.stitch, self.dump);
-        let exporter = match src {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(src, IpAddr::V4),
-            v4 => v4,
-        };
         let payload = self.sockets[s].1.get(i).1;
         let local = &mut self.local;
-        let out = &mut self.out;
-        let out_rx = &mut self.out_rx;
-        let dump_rows = &mut self.dump_rows;
-        let mut full: u64 = 0; // bitmask of destinations whose batch filled (n <= 64 checked at start)
+        let start = local.len();
         let res = if stitch && !dump {
-            // The hot path: records decoded straight into `local`, then the
-            // ones other shards own moved to their outgoing batches.
-            let start = local.len();
-            let res = self.ingest.records(exporter, payload, local);
-            if n > 1 {
-                let mut keep = start;
-                for j in start..local.len() {
-                    let fr = local[j];
-                    let dest = (KeyHasher::hash(&key.key_of(&fr)) % n as u64) as usize;
-                    if dest == me {
-                        local[keep] = fr;
-                        keep += 1;
-                    } else {
-                        if out[dest].is_empty() {
-                            out_rx[dest] = ts;
-                        }
-                        out[dest].push(fr);
-                        if out[dest].len() >= RECORD_BATCH {
-                            full |= 1 << dest;
-                        }
-                    }
-                }
-                local.truncate(keep);
-            }
-            res
+            // The hot path: records decoded straight into `local`.
+            self.ingest.records(src, payload, local)
         } else {
-            self.ingest.datagram(exporter, payload, |h, idx, r, fr| {
+            let dump_rows = &mut self.dump_rows;
+            self.ingest.datagram(src, payload, |h, idx, r, fr| {
                 if dump {
                     dump_rows.push(DumpRow {
                         ts: now,
-                        exporter,
+                        exporter: fr.exporter,
                         header: *h,
                         index: idx,
                         rec: r.fields(),
                     });
                 }
-                if !stitch {
-                    return;
-                }
-                let dest =
-                    if n == 1 { 0 } else { (KeyHasher::hash(&key.key_of(fr)) % n as u64) as usize };
-                if dest == me {
+                if stitch {
                     local.push(*fr);
-                } else {
-                    if out[dest].is_empty() {
-                        out_rx[dest] = ts;
-                    }
-                    out[dest].push(*fr);
-                    if out[dest].len() >= RECORD_BATCH {
-                        full |= 1 << dest;
-                    }
                 }
             })
         };
+        let mut full = 0; // destinations whose outgoing batch filled
+        if stitch && self.n() > 1 {
+            full = self.route(start, ts);
+        }
         if stitch {
             self.segs.push((self.local.len(), now));
         }
@@ -396,6 +358,35 @@ impl Worker {
         if self.dump_rows.len() >= FLOW_BATCH {
             self.send_dump();
         }
+    }
+
+    /// Move the records of `local[start..]` that other shards own (ahash of
+    /// the key, mod workers) to their outgoing batches, keeping the own ones
+    /// in place. Returns a bitmask of the destinations whose batch filled
+    /// (workers <= 64, checked at start).
+    fn route(&mut self, start: usize, ts: u64) -> u64 {
+        let n = self.n() as u64;
+        let mut full = 0;
+        let mut keep = start;
+        for j in start..self.local.len() {
+            let fr = self.local[j];
+            let dest = (KeyHasher::hash(&self.key.key_of(&fr)) % n) as usize;
+            if dest == self.id {
+                self.local[keep] = fr;
+                keep += 1;
+                continue;
+            }
+            let batch = &mut self.out[dest];
+            if batch.is_empty() {
+                self.out_rx[dest] = ts;
+            }
+            batch.push(fr);
+            if batch.len() >= RECORD_BATCH {
+                full |= 1 << dest;
+            }
+        }
+        self.local.truncate(keep);
+        full
     }
 
     /// Push the batch for `dest` into its inbox (backpressure while full).
@@ -555,9 +546,9 @@ impl Worker {
         g.active_flows.store(self.shard.len() as u64, Ordering::Relaxed);
         g.flows.store(self.shard.stats().flows_total(), Ordering::Relaxed);
         g.queue_stalls.store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
-        if let Some(d) = self.sockets.iter().map(|(_, b)| b.kernel_drops()).sum::<Option<u64>>() {
-            g.kernel_drops.store(d, Ordering::Relaxed);
-        }
+        // A socket that has never dropped has no counter yet: it counts 0.
+        let drops = self.sockets.iter().map(|(_, b)| b.kernel_drops().unwrap_or(0)).sum();
+        g.kernel_drops.store(drops, Ordering::Relaxed);
         // The full snapshot (per exporter, histograms) about once a second.
         if self.last_snapshot.is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY) {
             return;
@@ -585,7 +576,10 @@ impl Worker {
     /// cross-shard batches, drain the inbox until every worker is done
     /// sending, then flush every flow once (`shutdown`).
     fn shutdown(mut self) -> WorkerResult {
-        while self.receive().0 {}
+        // What is queued now, but bounded: under sustained overload the
+        // sockets never run empty, and shutdown must not wait for them.
+        let until = std::time::Instant::now() + SHUTDOWN_READ;
+        while self.receive().0 && std::time::Instant::now() < until {}
         self.flush_outgoing();
         let shared = Arc::clone(&self.shared);
         shared.done_sending.fetch_add(1, Ordering::SeqCst);

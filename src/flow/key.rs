@@ -211,17 +211,13 @@ impl KeyHasher {
     #[inline]
     pub fn hash_packed(key: &PackedKey) -> u64 {
         use std::hash::{BuildHasher, Hasher};
-        static STATE: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
-        let mut h = STATE
-            .get_or_init(|| {
-                ahash::RandomState::with_seeds(
-                    0x6e66_7374_6974_6368,
-                    0x9e37_79b9_7f4a_7c15,
-                    0xc2b2_ae3d_27d4_eb4f,
-                    0x1656_67b1_9e37_79f9,
-                )
-            })
-            .build_hasher();
+        static STATE: ahash::RandomState = ahash::RandomState::with_seeds(
+            0x6e66_7374_6974_6368,
+            0x9e37_79b9_7f4a_7c15,
+            0xc2b2_ae3d_27d4_eb4f,
+            0x1656_67b1_9e37_79f9,
+        );
+        let mut h = STATE.build_hasher();
         for w in key.0 {
             h.write_u64(w);
         }

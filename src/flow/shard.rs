@@ -330,9 +330,13 @@ impl Shard {
 
     /// [`Shard::advance`] that emits at most `max` flows per call, so that a
     /// caller can hand them on in bounded batches (a timer tick may end
-    /// millions). True while due flows remain: call again, with no record
-    /// applied in between, until it returns false.
+    /// millions). True while due flows remain: call again with the same
+    /// `now`, and no record applied in between, until it returns false.
     pub fn advance_bounded(&mut self, now: u64, out: &mut Vec<Flow>, max: usize) -> bool {
+        debug_assert!(
+            self.fired_pos == self.fired.len() || now <= self.now,
+            "advance_bounded: a later now while flows of an earlier one are pending"
+        );
         self.now = self.now.max(now);
         let now_tick = self.now / TICK_NS;
         if self.fired_pos == self.fired.len() {
