@@ -428,9 +428,7 @@ def report(raw, env_path):
         if not v:
             continue
         sb = all(r.get("rate") == 0 for r in v) and all(r["lossfree"] for r in v)
-        note = "sender-bound: >= the sender's maximum" if sb else ("search" if v else "")
-        if not sb:
-            note = "at the highest loss-free paced rate found"
+        note = "sender-bound: >= the sender's maximum" if sb else "at the highest loss-free paced rate found"
         sp = ">= " if sb else ""
         p(f"| {L(rx)} | {sp}{mmr([r['ach_pps'] for r in v])} | {sp}{mmr([r['ach_pps'] * r['rec_per_dg'] for r in v])} | "
           f"{sum(r['lossfree'] for r in v)}/{len(v)} | {ratio(lfm[rx], lfm.get('nfcapd'))} | "

@@ -174,14 +174,6 @@ impl Pool {
         &self.bytes[e.off..e.off + e.len]
     }
 
-    /// Full passes so far, as a fraction of the share.
-    pub fn passes(&self) -> f64 {
-        let done =
-            self.entries[..self.cursor].iter().filter(|e| matches!(e.kind, Kind::Valid(_))).count()
-                as f64;
-        self.passes as f64 + done / self.valid as f64
-    }
-
     /// What was sent so far, as the truth counts it: `truth` gets the valid
     /// datagrams' sums, `corrupt` the malformed ones.
     pub fn sent(&self, truth: &mut ExporterTruth, corrupt: &mut CorruptCounts) {

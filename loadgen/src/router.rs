@@ -203,11 +203,6 @@ impl ExporterGen {
         self.seq
     }
 
-    /// Valid datagrams made so far.
-    pub fn made(&self) -> u64 {
-        self.made
-    }
-
     /// Records made but not yet in a datagram (ready or waiting).
     pub fn pending(&self) -> usize {
         self.ready.len() + self.heap.len()

@@ -211,8 +211,8 @@ fn default_rates_and_high_rates_decode() {
     }
 }
 
-#[test]
-fn unplanned_runs_drain_what_the_router_holds() {
+/// Exporter 0 of an unplanned (duration-bound) run, with its plan.
+fn unplanned_gen() -> (Plan, ExporterGen) {
     let cfg = small(10);
     // Unpaced: the router clock assumes 1M datagrams/s, so scale it back to
     // 1000 datagrams per router second.
@@ -224,9 +224,15 @@ fn unplanned_runs_drain_what_the_router_holds() {
         ..cfg.clone()
     };
     let plan = Plan::new(&unplanned, Mode::Live, 1_700_000_000 * S).unwrap();
-    assert_eq!(plan.total, None);
     let setup = exporter_setup(&cfg, &plan, 0, true, IpAddr::V4(exporter_ip(&cfg, 0)), 1);
-    let mut gen = ExporterGen::new(&setup);
+    let gen = ExporterGen::new(&setup);
+    (plan, gen)
+}
+
+#[test]
+fn unplanned_runs_drain_what_the_router_holds() {
+    let (plan, mut gen) = unplanned_gen();
+    assert_eq!(plan.total, None);
     let mut buf = Vec::new();
     let mut made = 0;
     for g in 0..500 {
@@ -258,17 +264,7 @@ fn cli_defaults_are_config_defaults() {
 
 #[test]
 fn a_bounded_finish_drops_what_it_cannot_cut_and_the_truth_stays_exact() {
-    let cfg = small(10);
-    let unplanned = Config {
-        count: None,
-        duration: Some(Duration::from_secs(1)),
-        pps: 0,
-        time_scale: Some(200_000.0),
-        ..cfg.clone()
-    };
-    let plan = Plan::new(&unplanned, Mode::Live, 1_700_000_000 * S).unwrap();
-    let setup = exporter_setup(&cfg, &plan, 0, true, IpAddr::V4(exporter_ip(&cfg, 0)), 1);
-    let mut gen = ExporterGen::new(&setup);
+    let (plan, mut gen) = unplanned_gen();
     let mut buf = Vec::new();
     for g in 0..1000 {
         gen.next_datagram(plan.tick_ns(g), &mut buf).unwrap();

@@ -52,7 +52,8 @@ fn truth_sums(t: &Truth) -> Sums {
     Sums { datagrams: t.datagrams, records: t.records, packets: t.packets, octets: t.octets }
 }
 
-fn exporter_sums(t: &Truth) -> BTreeMap<IpAddr, Sums> {
+/// The truth's sums per exporter, keyed by `key` (its address, or address and port).
+fn exporter_sums<K: Ord>(t: &Truth, key: impl Fn(IpAddr, u16) -> K) -> BTreeMap<K, Sums> {
     t.exporters
         .iter()
         .map(|e| {
@@ -62,7 +63,7 @@ fn exporter_sums(t: &Truth) -> BTreeMap<IpAddr, Sums> {
                 packets: e.packets,
                 octets: e.octets,
             };
-            (e.exporter, s)
+            (key(e.exporter, e.port), s)
         })
         .collect()
 }
@@ -123,7 +124,11 @@ fn loadgen_pcap_decodes_and_sums_to_its_truth() {
     .unwrap();
     assert_eq!(frames, 900);
     assert_eq!(total, truth_sums(&truth));
-    assert_eq!(per, exporter_sums(&truth), "per exporter (frame source = exporter address)");
+    assert_eq!(
+        per,
+        exporter_sums(&truth, |ip, _| ip),
+        "per exporter (frame source = exporter address)"
+    );
     assert_eq!(per.len(), 3);
 }
 
@@ -244,18 +249,6 @@ fn live_loopback_send_matches_the_truth() {
     assert_eq!(report.valid_sent, 200);
     assert!(report.lateness.count() > 0, "paced batches are measured");
     assert_eq!(total, truth_sums(&truth), "nothing lost at 2000 datagrams/s");
-    let want: BTreeMap<SocketAddr, Sums> = truth
-        .exporters
-        .iter()
-        .map(|e| {
-            let s = Sums {
-                datagrams: e.datagrams,
-                records: e.records,
-                packets: e.packets,
-                octets: e.octets,
-            };
-            (SocketAddr::new(e.exporter, e.port), s)
-        })
-        .collect();
+    let want = exporter_sums(&truth, SocketAddr::new);
     assert_eq!(per, want, "each exporter from its own 127.0.1.x address");
 }
