@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# benches/probe.sh: the two ad-hoc measurements of BENCHMARKS.md that
+# compare.sh does not make. Never part of .ci/run. As root (raises
+# net.core.rmem_max for the run and restores it).
+#
+#   sudo benches/probe.sh lossfree RATE...   # nfstitch (1 worker, core 1) fed by
+#       loadgen --pool 3334 (UDP GSO, core 0) at each RATE (datagrams/s) for
+#       5 s; prints sent, accepted, loss and kernel drops per probe
+#   sudo benches/probe.sh sendmax THREADS... # loadgen --pool 3334 --pps 2M
+#       into the C null sink (core 1) with THREADS sender threads (cores 0..);
+#       prints loadgen's achieved rate and what the sink received
+#
+# Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1). Uses target/release
+# binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
+
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+PROBE_S=${PROBE_S:-5}
+RCVBUF=${RCVBUF:-67108864}
+BIN=$ROOT/target/bench-probe
+NFSTITCH=$ROOT/target/release/nfstitch
+LOADGEN=$ROOT/target/release/loadgen
+mkdir -p "$BIN" || exit 1
+mode=${1:-}
+shift || true
+[ "$mode" = lossfree ] || [ "$mode" = sendmax ] || {
+    echo "usage: $0 lossfree RATE... | sendmax THREADS..." >&2
+    exit 2
+}
+[ $# -gt 0 ] || { echo "$0 $mode: give at least one value" >&2; exit 2; }
+
+if [ "${BUILD:-1}" = 1 ]; then
+    cargo build --release -p nfstitch -p loadgen >/dev/null 2>&1 || { echo "cargo build failed" >&2; exit 1; }
+fi
+for c in nullsink udpq; do
+    gcc -O2 -Wall -o "$BIN/$c" "benches/c/$c.c" || exit 1
+done
+
+OLD_RMEM=$(cat /proc/sys/net/core/rmem_max)
+sysctl -qw net.core.rmem_max=1073741824 || { echo "needs root (net.core.rmem_max)" >&2; exit 1; }
+RX=
+cleanup() {
+    [ -n "$RX" ] && kill -TERM "$RX" 2>/dev/null && wait "$RX" 2>/dev/null
+    sysctl -qw net.core.rmem_max="$OLD_RMEM"
+}
+trap cleanup EXIT
+
+port() { echo $((46100 + RANDOM % 800)); }
+
+if [ "$mode" = lossfree ]; then
+    for rate in "$@"; do
+        p=$(port)
+        taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$RCVBUF" \
+            --idle 1s --linger 1s --stats-interval 0 -o /dev/null --stats-json "$BIN/stats.json" -q 2>/dev/null &
+        RX=$!
+        sleep 0.5
+        timeout $((PROBE_S + 60)) taskset -c 0 "$LOADGEN" --target "127.0.0.1:$p" --pps "$rate" \
+            --duration "${PROBE_S}s" --exporters 4 --pool 3334 --threads 1 --cpus 0 \
+            --truth "$BIN/truth.json" >/dev/null 2>&1
+        "$BIN/udpq" -e -T 30 "$p" >/dev/null
+        kill -TERM "$RX"
+        wait "$RX"
+        RX=
+        python3 - "$rate" "$BIN/truth.json" "$BIN/stats.json" "$PROBE_S" <<'EOF'
+import json, sys
+rate, t, s, secs = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), float(sys.argv[4])
+sent, acc = t["datagrams"], s["datagrams"]
+print(f"lossfree rate {rate}: sent {sent} ({sent / secs:.0f}/s) accepted {acc} "
+      f"loss {100 * (sent - acc) / sent:.3f}% kernel_drops {s['kernel_drops']}")
+EOF
+    done
+else
+    for threads in "$@"; do
+        p=$(port)
+        taskset -c 1 "$BIN/nullsink" -p "$p" -a 127.0.0.1 -b 134217728 -o "$BIN/sink.json" 2>/dev/null &
+        RX=$!
+        sleep 0.3
+        cpus=$(seq -s, 0 $((threads - 1)))
+        timeout $((PROBE_S + 60)) "$LOADGEN" --target "127.0.0.1:$p" --pps 2M --duration "${PROBE_S}s" \
+            --exporters 4 --pool 3334 --threads "$threads" --cpus "$cpus" 2>&1 | grep -E '^send: (target|[0-9])'
+        "$BIN/udpq" -e -T 30 "$p" >/dev/null
+        kill -TERM "$RX"
+        wait "$RX"
+        RX=
+        python3 -c "import json; print('sendmax threads $threads: the sink received', json.load(open('$BIN/sink.json'))['datagrams'])"
+    done
+fi
