@@ -13,6 +13,8 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(310);
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(31 * 60);
 /// Default flow capacity (all shards together): about 1.5 GiB of flow state.
 pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
+/// Default `--reserve-flows` (all workers together): about 32 MiB at startup.
+pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
 /// The longest linger or idle timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 

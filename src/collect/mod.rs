@@ -49,6 +49,8 @@ pub struct Collect {
     pub flush_interval: Duration,
     /// Wait after a light receive round (see `--rx-coalesce`).
     pub rx_coalesce: Duration,
+    /// Flow slots reserved at startup, all workers together (`--reserve-flows`).
+    pub reserve_flows: usize,
     /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
     pub histogram_dir: Option<std::path::PathBuf>,
     pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
@@ -175,7 +177,8 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
             p.stitch,
             p.dump,
         )?
-        .with_rx_coalesce(cfg.rx_coalesce);
+        .with_rx_coalesce(cfg.rx_coalesce)
+        .with_reserve(cfg.reserve_flows.div_ceil(cfg.workers));
         let core = match &cfg.cpus {
             Some(list) => Some(list[id % list.len()]),
             None => cores.get(id % cores.len().max(1)).copied(),

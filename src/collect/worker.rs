@@ -2,7 +2,8 @@
 //! address, in each address's SO_REUSEPORT group), its receive batches, its
 //! [`Ingest`] counters and sequence state, and one flow [`Shard`].
 //!
-//! Per loop: (after a light round, wait up to `--rx-coalesce`) → poll
+//! At start it reserves its share of `--reserve-flows` in its shard, on its
+//! own core. Per loop: (after a light round, wait up to `--rx-coalesce`) → poll
 //! (timeout from the shard's next deadline) → recvmmsg every socket until
 //! empty → decode each batch's records in place and route them to the shard
 //! that owns their key (own shard: merged once per receive batch, pipelined;
@@ -21,7 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::handoff::{DumpRow, RecordBatch, Shared, Snapshot, ToWriter, RECORD_BATCH};
-use crate::flow::{Flow, FlowRecord, KeyHasher, KeySpec, Shard};
+use crate::flow::{Flow, FlowRecord, KeyHasher, KeyPacker, KeySpec, Shard};
 use crate::hist::Latency;
 use crate::ingest::Ingest;
 use crate::net::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
@@ -69,7 +70,8 @@ pub struct Worker {
     pub sockets: Vec<(ReuseportSocket, RecvBatch)>,
     pub shard: Shard,
     pub ingest: Ingest,
-    pub key: KeySpec,
+    /// The key, as the routing hash needs it.
+    packer: KeyPacker,
     pub stitch: bool,
     pub dump: bool,
     now: u64,
@@ -96,6 +98,8 @@ pub struct Worker {
     last_snapshot: Option<std::time::Instant>,
     /// `--rx-coalesce`: the longest wait after a light receive round.
     rx_coalesce: Duration,
+    /// Flow slots to reserve at start (see [`Worker::with_reserve`]).
+    reserve: usize,
     /// Smallest receive buffer of the worker's sockets (bytes, as the kernel reports it).
     rcvbuf: usize,
 }
@@ -139,7 +143,7 @@ impl Worker {
             now: shard.now(),
             shard,
             ingest,
-            key,
+            packer: key.packer(),
             stitch,
             dump,
             out: (0..n).map(|_| Vec::with_capacity(RECORD_BATCH)).collect(),
@@ -159,12 +163,20 @@ impl Worker {
             last_reject_log: None,
             last_snapshot: None,
             rx_coalesce: Duration::ZERO,
+            reserve: 0,
             rcvbuf: 0,
         })
     }
 
     /// Wait up to `d` after a receive round that found less than a full
     /// batch (see `Worker::coalesce_wait`).
+    /// Reserve room for `n` flows in the shard when the worker starts (on its
+    /// own core, so the memory is first touched there: local on NUMA machines).
+    pub fn with_reserve(mut self, n: usize) -> Self {
+        self.reserve = n;
+        self
+    }
+
     pub fn with_rx_coalesce(mut self, d: Duration) -> Self {
         self.rx_coalesce = d;
         self.rcvbuf = self.sockets.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
@@ -190,6 +202,7 @@ impl Worker {
 
     /// The worker loop; returns its counters at the end.
     pub fn run(mut self) -> WorkerResult {
+        self.shard.reserve(self.reserve);
         let mut events = Events::with_capacity(64);
         let mut more = false;
         let mut wait = Duration::ZERO;
@@ -370,7 +383,7 @@ impl Worker {
         let mut keep = start;
         for j in start..self.local.len() {
             let fr = self.local[j];
-            let dest = (KeyHasher::hash(&self.key.key_of(&fr)) % n) as usize;
+            let dest = (KeyHasher::hash_packed(&self.packer.pack(&fr)) % n) as usize;
             if dest == self.id {
                 self.local[keep] = fr;
                 keep += 1;

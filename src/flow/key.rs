@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
+use super::record::ZERO;
 use super::FlowRecord;
 
 /// A field that can be part of the key.
@@ -82,6 +83,69 @@ impl KeySpec {
             input: if on(KeyField::Input) { r.input } else { 0 },
             output: if on(KeyField::Output) { r.output } else { 0 },
         }
+    }
+}
+
+impl KeySpec {
+    /// The packing of this key straight from a record (the hot path's
+    /// `key_of(r).pack()`, without building a [`FlowKey`]).
+    pub fn packer(&self) -> KeyPacker {
+        // Pack a record with every field at all-ones and one with every field
+        // zero: the first gives the bits the key keeps, the second the bits it
+        // sets whatever the record (an unselected exporter packs as 0.0.0.0).
+        let ones = FlowRecord {
+            exporter: IpAddr::V6(std::net::Ipv6Addr::from_bits(u128::MAX)),
+            engine_type: u8::MAX,
+            engine_id: u8::MAX,
+            proto: u8::MAX,
+            src_addr: u32::MAX,
+            src_port: u16::MAX,
+            dst_addr: u32::MAX,
+            dst_port: u16::MAX,
+            tos: u8::MAX,
+            input: u16::MAX,
+            output: u16::MAX,
+            ..ZERO
+        };
+        let (keep, fill) = (self.key_of(&ones).pack(), self.key_of(&ZERO).pack());
+        KeyPacker { keep: keep.0, fill: fill.0 }
+    }
+}
+
+/// [`KeySpec::packer`]: the key of a record as five words, by masks.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPacker {
+    /// Bits of the full packing that the key keeps.
+    keep: [u64; 5],
+    /// Bits set for unselected fields (an unselected exporter is 0.0.0.0).
+    fill: [u64; 5],
+}
+
+impl KeyPacker {
+    /// Same as `spec.key_of(r).pack()`.
+    #[inline]
+    pub fn pack(&self, r: &FlowRecord) -> PackedKey {
+        let ex = match r.exporter {
+            IpAddr::V4(a) => 0xffff_u128 << 32 | a.to_bits() as u128,
+            IpAddr::V6(a) => a.to_bits(),
+        };
+        let engine = u16::from_be_bytes([r.engine_type, r.engine_id]);
+        let full = [
+            (ex >> 64) as u64,
+            ex as u64,
+            (r.src_addr as u64) << 32 | r.dst_addr as u64,
+            (r.src_port as u64) << 48
+                | (r.dst_port as u64) << 32
+                | (engine as u64) << 16
+                | (r.proto as u64) << 8
+                | r.tos as u64,
+            (r.input as u64) << 16 | r.output as u64,
+        ];
+        let mut w = [0u64; 5];
+        for i in 0..5 {
+            w[i] = full[i] & self.keep[i] | self.fill[i];
+        }
+        PackedKey(w)
     }
 }
 
@@ -258,6 +322,35 @@ mod pack_tests {
     }
 
     proptest! {
+        #[test]
+        fn packer_equals_key_of_then_pack(
+            bits in 0u16..1 << KeyField::ALL.len(),
+            k in any_key(),
+            rest in any::<(u8, u32, u16, u8)>(),
+        ) {
+            let spec = KeySpec(bits);
+            let [et, ei] = k.engine.to_be_bytes();
+            let r = FlowRecord {
+                exporter: k.exporter,
+                engine_type: et,
+                engine_id: ei,
+                proto: k.proto,
+                src_addr: k.src,
+                src_port: k.sport,
+                dst_addr: k.dst,
+                dst_port: k.dport,
+                tos: k.tos,
+                input: k.input,
+                output: k.output,
+                tcp_flags: rest.0,
+                nexthop: rest.1,
+                src_as: rest.2,
+                src_mask: rest.3,
+                ..ZERO
+            };
+            prop_assert_eq!(spec.packer().pack(&r), spec.key_of(&r).pack());
+        }
+
         #[test]
         fn pack_round_trips_and_preserves_equality(a in any_key(), b in any_key()) {
             prop_assert_eq!(a.pack().unpack(), a);

@@ -11,7 +11,7 @@ mod seq;
 mod shard;
 mod table;
 
-pub use key::{FlowKey, KeyField, KeyHasher, KeySpec, PackedKey};
+pub use key::{FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
 pub use record::FlowRecord;
 pub use seq::{SeqEvent, SeqTotals, SeqTracker};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};

@@ -36,6 +36,32 @@ pub struct FlowRecord {
     pub dst_mask: u8,
 }
 
+/// A record with every field zero (exporter `::`): a base for building one.
+pub(crate) const ZERO: FlowRecord = FlowRecord {
+    exporter: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    engine_type: 0,
+    engine_id: 0,
+    sampling: 0,
+    src_addr: 0,
+    dst_addr: 0,
+    nexthop: 0,
+    input: 0,
+    output: 0,
+    packets: 0,
+    octets: 0,
+    first_ns: 0,
+    last_ns: 0,
+    src_port: 0,
+    dst_port: 0,
+    tcp_flags: 0,
+    proto: 0,
+    tos: 0,
+    src_as: 0,
+    dst_as: 0,
+    src_mask: 0,
+    dst_mask: 0,
+};
+
 /// TCP FIN and RST: a record carrying either starts (or extends) the linger.
 pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 

@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 
-use super::key::{KeyHasher, PackedKey};
+use super::key::{KeyHasher, KeyPacker, PackedKey};
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec};
 use crate::timer::{Entry, Wheel};
@@ -189,14 +189,28 @@ impl Slab {
     fn push(&mut self, hot: Hot, cold: Cold) -> u32 {
         let i = u32::try_from(self.len).ok().filter(|&i| i < u32::MAX - 1);
         let i = i.expect("more than 2^32 flow slots");
-        if self.len % CHUNK == 0 {
+        if self.len % CHUNK == 0 && self.hot.len() * CHUNK <= self.len {
             self.hot.push(Vec::with_capacity(CHUNK));
             self.cold.push(Vec::with_capacity(CHUNK));
         }
-        self.hot.last_mut().expect("a chunk").push(hot);
-        self.cold.last_mut().expect("a chunk").push(cold);
+        let c = self.len >> CHUNK_BITS;
+        self.hot[c].push(hot);
+        self.cold[c].push(cold);
         self.len += 1;
         i
+    }
+
+    /// Allocate and touch chunks for `n` slots, so that the first `n` flows
+    /// take no page fault.
+    fn reserve(&mut self, n: usize) {
+        while self.hot.len() * CHUNK < n {
+            let mut h: Vec<Hot> = Vec::with_capacity(CHUNK);
+            let mut c: Vec<Cold> = Vec::with_capacity(CHUNK);
+            touch(h.spare_capacity_mut());
+            touch(c.spare_capacity_mut());
+            self.hot.push(h);
+            self.cold.push(c);
+        }
     }
 
     fn flow(&self, i: u32) -> Flow {
@@ -225,10 +239,19 @@ impl Slab {
     }
 }
 
+/// Write every byte of `spare` (fresh capacity), so its pages are faulted in now.
+fn touch<T>(spare: &mut [std::mem::MaybeUninit<T>]) {
+    for x in spare.iter_mut() {
+        *x = std::mem::MaybeUninit::zeroed();
+    }
+    std::hint::black_box(spare);
+}
+
 /// One flow table with its timer wheel. Owned by one thread; no locks.
 #[derive(Debug)]
 pub struct Shard {
     cfg: ShardConfig,
+    packer: KeyPacker,
     table: FlowTable,
     slab: Slab,
     free: Vec<u32>,
@@ -272,6 +295,7 @@ impl Shard {
     pub fn new(cfg: ShardConfig, now: u64) -> Self {
         assert!(cfg.max_flows >= 1, "max_flows must be at least 1");
         Shard {
+            packer: cfg.key.packer(),
             cfg,
             table: FlowTable::default(),
             slab: Slab::default(),
@@ -285,6 +309,16 @@ impl Shard {
             now,
             stats: ShardStats::default(),
         }
+    }
+
+    /// Make room for `n` flows now (memory allocated and touched), so that
+    /// the first `n` flows cost no allocation, page fault or table growth.
+    pub fn reserve(&mut self, n: usize) {
+        let n = n.min(self.cfg.max_flows);
+        self.table.reserve(n);
+        self.slab.reserve(n);
+        self.free.reserve(n.min(CHUNK));
+        self.fifo.reserve(n);
     }
 
     pub fn config(&self) -> &ShardConfig {
@@ -369,7 +403,7 @@ impl Shard {
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
     /// A new flow beyond `max_flows` evicts the oldest one into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
-        let key = self.cfg.key.key_of(rec).pack();
+        let key = self.packer.pack(rec);
         let hash = KeyHasher::hash_packed(&key);
         self.apply_hashed(now, rec, key, hash, out);
     }
@@ -405,7 +439,7 @@ impl Shard {
         let mut now = self.now;
         for j in 0..n + LOOKAHEAD {
             if j < n {
-                let k = self.cfg.key.key_of(&recs[j]).pack();
+                let k = self.packer.pack(&recs[j]);
                 let h = KeyHasher::hash_packed(&k);
                 self.table.prefetch(h);
                 keys[j % RING] = k;

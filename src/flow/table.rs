@@ -118,9 +118,33 @@ impl FlowTable {
         self.buckets[pos] = b;
     }
 
+    /// Size the table for `n` keys and touch its memory now (written, not
+    /// just allocated), so that neither growth nor a page fault comes later.
+    pub fn reserve(&mut self, n: usize) {
+        let want = (n.saturating_mul(2)).next_power_of_two().max(MIN_BUCKETS);
+        if want > self.buckets.len() {
+            self.rebuild(want, true);
+        }
+    }
+
     fn grow(&mut self) {
-        let doubled = vec![0; self.buckets.len() * 2];
-        let old = std::mem::replace(&mut self.buckets, doubled);
+        self.rebuild(self.buckets.len() * 2, false);
+    }
+
+    /// Move every bucket into a new array of `size` buckets; with `touch`
+    /// the array is written in full first (`vec!` would leave fresh pages unfaulted).
+    fn rebuild(&mut self, size: usize, touch: bool) {
+        let fresh = if touch {
+            // Deliberately written, not `vec!` (calloc): the point is to fault
+            // the pages in now.
+            #[allow(clippy::slow_vector_initialization)]
+            let mut v = Vec::with_capacity(size);
+            v.resize(size, 0);
+            v
+        } else {
+            vec![0; size]
+        };
+        let old = std::mem::replace(&mut self.buckets, fresh);
         self.mask = self.buckets.len() - 1;
         for b in old.into_iter().filter(|&b| b != 0) {
             self.place(b);
@@ -206,6 +230,27 @@ mod tests {
                 prop_assert!(t.peek(h).is_some());
             }
         }
+    }
+
+    #[test]
+    fn reserve_keeps_keys_and_avoids_growth() {
+        let h = |k: u32| (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut t = FlowTable::with_capacity(0);
+        for k in 0..100 {
+            t.insert(h(k), k);
+        }
+        t.reserve(10_000);
+        let sized = t.memory_bytes();
+        assert!(sized >= 10_000 * 8 * 8 / 5);
+        for k in 100..10_000 {
+            t.insert(h(k), k);
+        }
+        assert_eq!(t.memory_bytes(), sized, "grew despite the reservation");
+        for k in 0..10_000 {
+            assert_eq!(t.find(h(k), |i| i == k), Some(k));
+        }
+        t.reserve(10); // never shrinks
+        assert_eq!(t.memory_bytes(), sized);
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn main() -> Result<()> {
         stats_interval: Duration::ZERO,
         flush_interval: Duration::from_millis(200),
         rx_coalesce: Duration::from_millis(1),
+        reserve_flows: nfstitch::config::DEFAULT_RESERVE_FLOWS,
         histogram_dir: Some(dir.join("histograms")),
         clickhouse: None,
         metrics: None,
