@@ -9,6 +9,10 @@
 #   sudo benches/probe.sh sendmax THREADS... # loadgen --pool 3334 --pps 2M
 #       into the C null sink (core 1) with THREADS sender threads (cores 0..);
 #       prints loadgen's achieved rate and what the sink received
+#   sudo benches/probe.sh sendcap THREADS... # the same into a socket nobody
+#       reads (the null sink stopped, 4 MiB buffer): the sender's own ceiling
+#       with no receiver competing for the cores; the kernel drops what does
+#       not fit and counts it (Udp InDatagrams + RcvbufErrors, printed)
 #
 # Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1). Uses target/release
 # binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
@@ -24,8 +28,8 @@ LOADGEN=$ROOT/target/release/loadgen
 mkdir -p "$BIN" || exit 1
 mode=${1:-}
 shift || true
-[ "$mode" = lossfree ] || [ "$mode" = sendmax ] || {
-    echo "usage: $0 lossfree RATE... | sendmax THREADS..." >&2
+[ "$mode" = lossfree ] || [ "$mode" = sendmax ] || [ "$mode" = sendcap ] || {
+    echo "usage: $0 lossfree RATE... | sendmax THREADS... | sendcap THREADS..." >&2
     exit 2
 }
 [ $# -gt 0 ] || { echo "$0 $mode: give at least one value" >&2; exit 2; }
@@ -69,6 +73,26 @@ sent, acc = t["datagrams"], s["datagrams"]
 print(f"lossfree rate {rate}: sent {sent} ({sent / secs:.0f}/s) accepted {acc} "
       f"loss {100 * (sent - acc) / sent:.3f}% kernel_drops {s['kernel_drops']}")
 EOF
+    done
+elif [ "$mode" = sendcap ]; then
+    # InDatagrams (counted as the sink reads them: it reads what is queued
+    # when it stops) + RcvbufErrors (dropped: buffer full).
+    udp() { awk '/^Udp: [0-9]/ { print $2 + $6 }' /proc/net/snmp; }
+    for threads in "$@"; do
+        p=$(port)
+        taskset -c 1 "$BIN/nullsink" -p "$p" -a 127.0.0.1 -b 4194304 -o "$BIN/sink.json" 2>/dev/null &
+        RX=$!
+        sleep 0.3
+        kill -STOP "$RX"
+        u0=$(udp)
+        cpus=$(seq -s, 0 $((threads - 1)))
+        timeout $((PROBE_S + 60)) "$LOADGEN" --target "127.0.0.1:$p" --pps 2M --duration "${PROBE_S}s" \
+            --exporters 4 --pool 3334 --threads "$threads" --cpus "$cpus" 2>&1 | grep -E '^send: (target|[0-9])'
+        kill -CONT "$RX"
+        kill -TERM "$RX"
+        wait "$RX"
+        RX=
+        echo "sendcap threads $threads: the kernel took $(($(udp) - u0)) datagrams (read by the sink at the end, or dropped: buffer full)"
     done
 else
     for threads in "$@"; do
