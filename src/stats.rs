@@ -70,6 +70,10 @@ pub struct Report {
     /// Live only: datagrams the kernel dropped on our sockets (receive buffer full).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_drops: Option<u64>,
+    /// Live only: datagrams still queued when shutdown's bounded read ran
+    /// out of time, read and counted but not processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_at_shutdown: Option<u64>,
     /// Live only: times a worker waited on a full queue (backpressure; nothing dropped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_stalls: Option<u64>,
@@ -100,6 +104,7 @@ pub struct WorkerReport {
     /// Records applied to its shard (its own and those routed to it).
     pub applied_records: u64,
     pub kernel_drops: u64,
+    pub unread_at_shutdown: u64,
     pub queue_stalls: u64,
     pub writer_stalls: u64,
 }
@@ -172,7 +177,11 @@ impl Report {
             list(&self.rejected)
         )?;
         if let Some(d) = self.kernel_drops {
-            writeln!(w, "  kernel drops {d}, queue stalls {}", self.queue_stalls.unwrap_or(0))?;
+            write!(w, "  kernel drops {d}, queue stalls {}", self.queue_stalls.unwrap_or(0))?;
+            match self.unread_at_shutdown {
+                Some(u) if u > 0 => writeln!(w, ", unread at shutdown {u} (not processed)")?,
+                _ => writeln!(w)?,
+            }
         }
         if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
             writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;

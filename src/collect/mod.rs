@@ -284,6 +284,7 @@ fn report(
             flows: r.shard.flows_total(),
             applied_records: r.shard.records,
             kernel_drops: r.kernel_drops,
+            unread_at_shutdown: r.unread_at_shutdown,
             queue_stalls: r.queue_stalls,
             writer_stalls: r.writer_stalls,
         });
@@ -291,6 +292,7 @@ fn report(
     let seqs: Vec<_> = results.iter().map(|r| &r.ingest.seq).collect();
     let mut report = Report::new(&counters, &exporters, &seqs, &shards, 0);
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
+    report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());
     report.workers = Some(workers);
     let mut rx = Latency::new();

@@ -51,6 +51,8 @@ pub struct WorkerResult {
     pub ingest: Ingest,
     pub shard: crate::flow::ShardStats,
     pub kernel_drops: u64,
+    /// Datagrams read but not processed because shutdown's read ran out of time.
+    pub unread_at_shutdown: u64,
     pub queue_stalls: u64,
     pub writer_stalls: u64,
     /// Flows and dump rows dropped because the writer had failed.
@@ -592,7 +594,20 @@ impl Worker {
         // What is queued now, but bounded: under sustained overload the
         // sockets never run empty, and shutdown must not wait for them.
         let until = std::time::Instant::now() + SHUTDOWN_READ;
-        while self.receive().0 && std::time::Instant::now() < until {}
+        let mut more = true;
+        while more && std::time::Instant::now() < until {
+            more = self.receive().0;
+        }
+        // Out of time with data still queued: read the rest without
+        // processing it, so that it is counted (`unread_at_shutdown`) rather
+        // than vanishing with the socket (also bounded).
+        let mut unread = 0;
+        if more {
+            let until = std::time::Instant::now() + SHUTDOWN_READ;
+            for (sock, batch) in &mut self.sockets {
+                unread += discard_queued(sock, batch, until);
+            }
+        }
         self.flush_outgoing();
         let shared = Arc::clone(&self.shared);
         shared.done_sending.fetch_add(1, Ordering::SeqCst);
@@ -624,11 +639,44 @@ impl Worker {
             ingest: std::mem::take(&mut self.ingest),
             shard: *self.shard.stats(),
             kernel_drops,
+            unread_at_shutdown: unread,
             queue_stalls: self.queue_stalls,
             writer_stalls: self.writer_stalls,
             unwritten: self.unwritten,
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
         }
+    }
+}
+
+/// Read and count, without processing, what `sock` holds, until it is empty
+/// or `until` passes: how a worker that must stop accounts for what is left.
+fn discard_queued(sock: &ReuseportSocket, batch: &mut RecvBatch, until: std::time::Instant) -> u64 {
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        match recv_batch(sock, batch) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discard_queued_counts_every_datagram_left() {
+        let sock = ReuseportSocket::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let to = sock.local_addr().unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..150u32 {
+            tx.send_to(&i.to_be_bytes(), to).unwrap();
+        }
+        let mut batch = RecvBatch::new(RECV_BATCH, crate::net::DEFAULT_BUF_LEN);
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(discard_queued(&sock, &mut batch, until), 150);
+        assert_eq!(discard_queued(&sock, &mut batch, until), 0, "the socket is empty after");
     }
 }

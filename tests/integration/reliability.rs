@@ -173,8 +173,9 @@ fn sigstop_drain_then_overload_accounting() {
         st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     let accepted = st["datagrams"].as_u64().unwrap();
     let drops = st["kernel_drops"].as_u64().unwrap();
+    let unread = st["unread_at_shutdown"].as_u64().unwrap();
     assert!(drops > 0);
-    assert_eq!(accepted + rejected + drops, sent);
+    assert_eq!(accepted + rejected + drops + unread, sent);
     assert_conserved(&flows, &st);
 }
 
