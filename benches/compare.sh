@@ -38,7 +38,9 @@
 # Knobs (environment): WORKLOAD RUNS PROBE_S SEARCH_STEPS SENDER_CPU RECV_CPU EXPORTERS
 # FLOWS RPD RCVBUF RATES DRAIN_COUNT DRAIN_RCVBUF RMEM_MAX_RUN MEM_FLOWS
 # MEM_PPS RECEIVERS LOSS_MAX IDLE WARMUP_S INSTALL BUILD ALT SCALING CRITERION
-# CRITERION_ARGS BASE_PORT RESULTS QUICK.
+# CRITERION_ARGS BASE_PORT RESULTS QUICK PHASES (which of senders lossfree cpu
+# drain mem to run, all by default; e.g. PHASES=mem ALT=0 SCALING=0 CRITERION=0
+# redoes the memory table alone).
 # Receivers: nfstitch nfstitch-nostitch nfcapd nfacctd nullsink.
 # BENCHMARKS.md explains the method and what limits each number.
 
@@ -46,6 +48,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
+PHASES=${PHASES:-senders lossfree cpu drain mem}
+want() { [[ " $PHASES " == *" $1 "* ]]; }
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=1}" "${PROBE_S:=2}" "${SEARCH_STEPS:=1}" "${DRAIN_COUNT:=50000}"
@@ -787,140 +791,152 @@ measure() {
 elapsed_min() { echo $((($(date +%s) - T_START) / 60)); }
 
 # ---------------------------------------------------------------- 1. senders
-log "== senders: loadgen and the C sendmmsg sender at their maximum, into the null sink"
-for run in $(seq "$RUNS"); do
-    new_run sender nullsink loadgen
-    rx_start nullsink "$RUN_DIR" "$RCVBUF"
-    d0=$(rx_drops)
-    c0=$(rx_cpu)
-    lg_send 0
-    "$UDPQ" -e -T 30 "$PORT" >/dev/null
-    c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
-    rx_stop
-    log "sender loadgen run $run: $(ingest phase=sender rx=nullsink rate=0 step=confirm cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1")"
-    # loadgen --pool: the model's datagrams pre-built (FLOWS/RPD of them, so
-    # about FLOWS distinct flows recur, like the C sender's pool), then cycled.
-    new_run sender nullsink loadgen-pool
-    rx_start nullsink "$RUN_DIR" "$RCVBUF"
-    d0=$(rx_drops)
-    LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
-    "$UDPQ" -e -T 30 "$PORT" >/dev/null
-    d1=$(rx_drops)
-    rx_stop
-    log "sender loadgen-pool run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
-    new_run sender nullsink loadgen-pool-nogso
-    rx_start nullsink "$RUN_DIR" "$RCVBUF"
-    d0=$(rx_drops)
-    LG_NOGSO=1 LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
-    "$UDPQ" -e -T 30 "$PORT" >/dev/null
-    d1=$(rx_drops)
-    rx_stop
-    log "sender loadgen-pool-nogso run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
-    new_run sender nullsink sendmmsg
-    rx_start nullsink "$RUN_DIR" "$RCVBUF"
-    d0=$(rx_drops)
-    c_send -e "$EXPORTERS" -f "$FLOWS" -d "$PROBE_S"
-    "$UDPQ" -e -T 30 "$PORT" >/dev/null
-    d1=$(rx_drops)
-    rx_stop
-    log "sender sendmmsg run $run: $(ingest phase=sender rx=nullsink rate=0 step=c drops0="$d0" drops1="$d1")"
-done
+if want senders; then
+    log "== senders: loadgen and the C sendmmsg sender at their maximum, into the null sink"
+    for run in $(seq "$RUNS"); do
+        new_run sender nullsink loadgen
+        rx_start nullsink "$RUN_DIR" "$RCVBUF"
+        d0=$(rx_drops)
+        c0=$(rx_cpu)
+        lg_send 0
+        "$UDPQ" -e -T 30 "$PORT" >/dev/null
+        c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
+        rx_stop
+        log "sender loadgen run $run: $(ingest phase=sender rx=nullsink rate=0 step=confirm cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1")"
+        # loadgen --pool: the model's datagrams pre-built (FLOWS/RPD of them, so
+        # about FLOWS distinct flows recur, like the C sender's pool), then cycled.
+        new_run sender nullsink loadgen-pool
+        rx_start nullsink "$RUN_DIR" "$RCVBUF"
+        d0=$(rx_drops)
+        LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
+        "$UDPQ" -e -T 30 "$PORT" >/dev/null
+        d1=$(rx_drops)
+        rx_stop
+        log "sender loadgen-pool run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
+        new_run sender nullsink loadgen-pool-nogso
+        rx_start nullsink "$RUN_DIR" "$RCVBUF"
+        d0=$(rx_drops)
+        LG_NOGSO=1 LG_POOL=$(((FLOWS + RPD - 1) / RPD)) lg_send 0
+        "$UDPQ" -e -T 30 "$PORT" >/dev/null
+        d1=$(rx_drops)
+        rx_stop
+        log "sender loadgen-pool-nogso run $run: $(ingest phase=sender rx=nullsink rate=0 step=pool drops0="$d0" drops1="$d1")"
+        new_run sender nullsink sendmmsg
+        rx_start nullsink "$RUN_DIR" "$RCVBUF"
+        d0=$(rx_drops)
+        c_send -e "$EXPORTERS" -f "$FLOWS" -d "$PROBE_S"
+        "$UDPQ" -e -T 30 "$PORT" >/dev/null
+        d1=$(rx_drops)
+        rx_stop
+        log "sender sendmmsg run $run: $(ingest phase=sender rx=nullsink rate=0 step=c drops0="$d0" drops1="$d1")"
+    done
+fi
 
 # ---------------------------------------------------------------- 2. loss-free
-log "== maximum loss-free rate"
-for rx in $RECEIVERS; do
-    have_rx "$rx" || continue
-    [ "$rx" = nullsink ] && continue # the sender runs above are its probes
-    measure lossfree "$rx" 0 search
-    read -r lf ach acc _ <<<"$MRES"
-    if [ "$lf" = 1 ]; then
-        # Loss-free with the sender unpaced: the sender is the limit. This probe is run 1.
-        python3 - "$RES/raw.jsonl" <<'EOF'
+if want lossfree; then
+    log "== maximum loss-free rate"
+    for rx in $RECEIVERS; do
+        have_rx "$rx" || continue
+        [ "$rx" = nullsink ] && continue # the sender runs above are its probes
+        measure lossfree "$rx" 0 search
+        read -r lf ach acc _ <<<"$MRES"
+        if [ "$lf" = 1 ]; then
+            # Loss-free with the sender unpaced: the sender is the limit. This probe is run 1.
+            python3 - "$RES/raw.jsonl" <<'EOF'
 import json, sys
 p = sys.argv[1]
 L = [json.loads(l) for l in open(p)]
 L[-1]["step"] = "confirm"
 open(p, "w").write("".join(json.dumps(r) + "\n" for r in L))
 EOF
-        for run in $(seq 2 "$RUNS"); do measure lossfree "$rx" 0 confirm; done
-        continue
-    fi
-    if [ -z "${ach:-}" ] || [ "$ach" = - ]; then
-        log "warning: $rx: the unpaced probe gave no result (see $RUN_DIR); no search"
-        continue
-    fi
-    [ "${acc:-}" = - ] && acc=$ach
-    lo=$(python3 -c "print(max(1000, int(0.5 * float('$acc'))))")
-    hi=$(python3 -c "print(max(2 * $lo, int(min(float('$ach'), 1.05 * float('$acc')))))")
-    lo_ok=0
-    for step in $(seq "$SEARCH_STEPS"); do
-        mid=$(((lo + hi) / 2))
-        measure lossfree "$rx" "$mid" search
-        read -r lf _ <<<"$MRES"
-        if [ "$lf" = 1 ]; then lo=$mid lo_ok=1; else hi=$mid; fi
+            for run in $(seq 2 "$RUNS"); do measure lossfree "$rx" 0 confirm; done
+            continue
+        fi
+        if [ -z "${ach:-}" ] || [ "$ach" = - ]; then
+            log "warning: $rx: the unpaced probe gave no result (see $RUN_DIR); no search"
+            continue
+        fi
+        [ "${acc:-}" = - ] && acc=$ach
+        lo=$(python3 -c "print(max(1000, int(0.5 * float('$acc'))))")
+        hi=$(python3 -c "print(max(2 * $lo, int(min(float('$ach'), 1.05 * float('$acc')))))")
+        lo_ok=0
+        for step in $(seq "$SEARCH_STEPS"); do
+            mid=$(((lo + hi) / 2))
+            measure lossfree "$rx" "$mid" search
+            read -r lf _ <<<"$MRES"
+            if [ "$lf" = 1 ]; then lo=$mid lo_ok=1; else hi=$mid; fi
+        done
+        log "loss-free $rx: confirming at $lo datagrams/s (search passed there: $lo_ok)"
+        for run in $(seq "$RUNS"); do measure lossfree "$rx" "$lo" confirm; done
     done
-    log "loss-free $rx: confirming at $lo datagrams/s (search passed there: $lo_ok)"
-    for run in $(seq "$RUNS"); do measure lossfree "$rx" "$lo" confirm; done
-done
+fi
 
 # ---------------------------------------------------------------- 3. CPU at fixed rates
-log "== CPU per million records at fixed rates ($RATES datagrams/s); elapsed $(elapsed_min) min"
-for run in $(seq "$RUNS"); do
-    for rate in $RATES; do
-        for rx in $RECEIVERS; do
-            have_rx "$rx" || continue
-            WARM=$WARMUP_S measure cpu "$rx" "$rate" "run$run"
+if want cpu; then
+    log "== CPU per million records at fixed rates ($RATES datagrams/s); elapsed $(elapsed_min) min"
+    for run in $(seq "$RUNS"); do
+        for rate in $RATES; do
+            for rx in $RECEIVERS; do
+                have_rx "$rx" || continue
+                WARM=$WARMUP_S measure cpu "$rx" "$rate" "run$run"
+            done
         done
     done
-done
+fi
 
 # ---------------------------------------------------------------- 4. drain
-log "== drain: $DRAIN_COUNT datagrams queued while stopped, rcvbuf $DRAIN_RCVBUF; elapsed $(elapsed_min) min"
-for run in $(seq "$RUNS"); do
-    for rx in $RECEIVERS; do
-        have_rx "$rx" || continue
-        new_run drain "$rx" "run$run"
-        rx_start "$rx" "$RUN_DIR" "$DRAIN_RCVBUF"
-        d0=$(rx_drops)
-        c0=$(rx_cpu)
-        # shellcheck disable=SC2086
-        sig STOP $RX_PIDS
-        if [ "$MAIN_SENDER" = c ]; then
-            c_send -e "$EXPORTERS" -f "$FLOWS" -c "$DRAIN_COUNT"
-        else
-            lg_send 0 "$DRAIN_COUNT"
-        fi
-        "$UDPQ" "$PORT" >"$RUN_DIR/queued.txt"
-        # shellcheck disable=SC2086
-        "$UDPQ" -k "$(echo $RX_PIDS | tr ' ' ,)" -T 120 "$PORT" >"$RUN_DIR/drain.json"
-        c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
-        rx_stop
-        log "drain $rx run $run: $(ingest phase=drain rx="$rx" rate=0 step="run$run" cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1" drain="$RUN_DIR/drain.json") (queued bytes, drops: $(cat "$RUN_DIR/queued.txt"))"
+if want drain; then
+    log "== drain: $DRAIN_COUNT datagrams queued while stopped, rcvbuf $DRAIN_RCVBUF; elapsed $(elapsed_min) min"
+    for run in $(seq "$RUNS"); do
+        for rx in $RECEIVERS; do
+            have_rx "$rx" || continue
+            new_run drain "$rx" "run$run"
+            rx_start "$rx" "$RUN_DIR" "$DRAIN_RCVBUF"
+            d0=$(rx_drops)
+            c0=$(rx_cpu)
+            # shellcheck disable=SC2086
+            sig STOP $RX_PIDS
+            if [ "$MAIN_SENDER" = c ]; then
+                c_send -e "$EXPORTERS" -f "$FLOWS" -c "$DRAIN_COUNT"
+            else
+                lg_send 0 "$DRAIN_COUNT"
+            fi
+            "$UDPQ" "$PORT" >"$RUN_DIR/queued.txt"
+            # shellcheck disable=SC2086
+            "$UDPQ" -k "$(echo $RX_PIDS | tr ' ' ,)" -T 120 "$PORT" >"$RUN_DIR/drain.json"
+            c1=$(rx_cpu) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
+            rx_stop
+            log "drain $rx run $run: $(ingest phase=drain rx="$rx" rate=0 step="run$run" cpu0="$c0" cpu1="$c1" hwm_kb="$hwm" drops0="$d0" drops1="$d1" drain="$RUN_DIR/drain.json") (queued bytes, drops: $(cat "$RUN_DIR/queued.txt"))"
+        done
     done
-done
+fi
 
 # ---------------------------------------------------------------- 5. memory per flow
-log "== nfstitch memory per active flow ($MEM_FLOWS flows, default timeouts); elapsed $(elapsed_min) min"
-for run in $(seq "$RUNS"); do
-    for n in $MEM_FLOWS; do
-        new_run mem nfstitch "$n"
-        NFSTITCH_EXTRA="--max-flows $((n * 2 + 1000000))" rx_start nfstitch "$RUN_DIR" "$RCVBUF"
-        sleep 0.3
-        r0=$(rx_mem VmRSS)
-        d0=$(rx_drops)
-        c_send -e "$EXPORTERS" -f "$n" -c $(((n + RPD - 1) / RPD)) -p "$MEM_PPS"
-        "$UDPQ" -e -T 60 "$PORT" >/dev/null
-        sleep 1
-        r1=$(rx_mem VmRSS) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
-        # The flows are not emitted: flushing 10M flows at shutdown takes long
-        # and is not what is measured here.
-        # shellcheck disable=SC2086
-        sig KILL $RX_PIDS
-        # shellcheck disable=SC2086
-        wait_gone 10 $RX_PIDS
-        log "mem $n run $run: $(ingest phase=mem rx=nfstitch rate="$MEM_PPS" step="run$run" flows="$n" rss0_kb="$r0" rss1_kb="$r1" hwm_kb="$hwm" drops0="$d0" drops1="$d1") (RSS $r0 -> $r1 kB)"
+if want mem; then
+    log "== nfstitch memory per active flow ($MEM_FLOWS flows, default timeouts); elapsed $(elapsed_min) min"
+    for run in $(seq "$RUNS"); do
+        for n in $MEM_FLOWS; do
+            new_run mem nfstitch "$n"
+            # --reserve-flows 0: every flow's memory is faulted in while it is
+            # measured (the default reservation would already hold 128k of them).
+            NFSTITCH_EXTRA="--max-flows $((n * 2 + 1000000)) --reserve-flows 0" rx_start nfstitch "$RUN_DIR" "$RCVBUF"
+            sleep 0.3
+            r0=$(rx_mem VmRSS)
+            d0=$(rx_drops)
+            c_send -e "$EXPORTERS" -f "$n" -c $(((n + RPD - 1) / RPD)) -p "$MEM_PPS"
+            "$UDPQ" -e -T 60 "$PORT" >/dev/null
+            sleep 1
+            r1=$(rx_mem VmRSS) hwm=$(rx_mem VmHWM) d1=$(rx_drops)
+            # The flows are not emitted: flushing 10M flows at shutdown takes long
+            # and is not what is measured here.
+            # shellcheck disable=SC2086
+            sig KILL $RX_PIDS
+            # shellcheck disable=SC2086
+            wait_gone 10 $RX_PIDS
+            log "mem $n run $run: $(ingest phase=mem rx=nfstitch rate="$MEM_PPS" step="run$run" flows="$n" rss0_kb="$r0" rss1_kb="$r1" hwm_kb="$hwm" drops0="$d0" drops1="$d1") (RSS $r0 -> $r1 kB)"
+        done
     done
-done
+fi
 
 # ---------------------------------------------------------------- 6. the other workload
 # (see WORKLOAD above): recurring flows from the C sender, or loadgen's model.
