@@ -58,6 +58,13 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
     let mut res = write_loop(&shared, &mut cfg, &mut out);
     let rows = out.rows();
     let end = match cfg.rotator.as_mut() {
+        // A failed interval file keeps its hidden temporary name.
+        Some(r) if res.is_err() => {
+            for tmp in r.abandon(out.into_writer()) {
+                eprintln!("nfstitch: incomplete output left as {}", tmp.display());
+            }
+            Ok(())
+        }
         Some(r) => r.finish(out.into_writer()),
         None => out.finish(),
     };
@@ -76,7 +83,7 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
 /// Context of a writer error: how far the output got.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteFailed {
-    /// Rows (flows, and with --dump headers and records) formatted before the failure.
+    /// Rows (flows, and with --dump headers and records) handed to the output before the failure.
     pub rows: u64,
 }
 

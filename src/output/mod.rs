@@ -192,8 +192,9 @@ impl Output {
                 self.line.push('\n');
             }
         }
+        self.w.write_all(self.line.as_bytes())?;
         self.rows += 1;
-        self.w.write_all(self.line.as_bytes())
+        Ok(())
     }
 
     fn schema<R: Row>(&mut self, row: &R) {

@@ -155,6 +155,16 @@ impl Rotator {
     }
 }
 
+impl Rotator {
+    /// After an output error: drop `w` without finishing it and leave every
+    /// file not yet finished under its hidden temporary name, so that no
+    /// truncated file ever gets a final name. Returns those files' paths.
+    pub fn abandon(&mut self, w: Box<dyn OutWrite>) -> Vec<PathBuf> {
+        drop(w);
+        self.previous.take().into_iter().chain(self.current.take()).map(|c| c.tmp).collect()
+    }
+}
+
 /// Read a rotated file back, decompressing by its suffix (for tests and tools).
 pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
     let raw = fs::read(path)?;
@@ -226,5 +236,29 @@ mod tests {
             let first = read_file(&dir.path().join(&names[1])).unwrap();
             assert_eq!(first, b"file 0\n");
         }
+    }
+
+    #[test]
+    fn an_abandoned_file_never_gets_a_final_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Rotator::new(Rotation {
+            dir: dir.path().into(),
+            every: Duration::from_secs(60),
+            compress: Compression::Gzip,
+            ext: "jsonl",
+        })
+        .unwrap();
+        let mut w = r.open(1_700_000_000 * 1_000_000_000).unwrap();
+        writeln!(w, "half a row").unwrap();
+        let left = r.abandon(w);
+        assert_eq!(left.len(), 1);
+        assert!(left[0].exists());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with(".nfstitch-") && names[0].ends_with(".tmp"), "{names:?}");
+        assert_eq!(r.files_done, 0);
     }
 }
