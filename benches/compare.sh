@@ -50,6 +50,15 @@ cd "$ROOT" || exit 1
 
 PHASES=${PHASES:-senders lossfree cpu drain mem}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
+for p in $PHASES; do
+    case $p in
+    senders | lossfree | cpu | drain | mem) ;;
+    *)
+        echo "benches/compare.sh: unknown phase '$p' in PHASES (senders lossfree cpu drain mem)" >&2
+        exit 2
+        ;;
+    esac
+done
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=1}" "${PROBE_S:=2}" "${SEARCH_STEPS:=1}" "${DRAIN_COUNT:=50000}"

@@ -45,7 +45,8 @@ OLD_RMEM=$(cat /proc/sys/net/core/rmem_max)
 sysctl -qw net.core.rmem_max=1073741824 || { echo "needs root (net.core.rmem_max)" >&2; exit 1; }
 RX=
 cleanup() {
-    [ -n "$RX" ] && kill -TERM "$RX" 2>/dev/null && wait "$RX" 2>/dev/null
+    # CONT first: sendcap's sink may be stopped.
+    [ -n "$RX" ] && kill -CONT "$RX" 2>/dev/null && kill -TERM "$RX" 2>/dev/null && wait "$RX" 2>/dev/null
     sysctl -qw net.core.rmem_max="$OLD_RMEM"
 }
 trap cleanup EXIT

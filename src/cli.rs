@@ -94,8 +94,8 @@ pub struct CollectArgs {
     pub rx_coalesce: Duration,
     /// Flow slots (all workers together) allocated and touched at startup,
     /// each worker its share on its own core: the first this many flows take
-    /// no page fault, allocation or table growth (about 250 bytes each; 0:
-    /// grow on demand). At most --max-flows.
+    /// no allocation or table growth, and no page fault for their slots and
+    /// buckets (about 250 bytes each; 0: grow on demand). At most --max-flows.
     #[arg(long, default_value_t = crate::config::DEFAULT_RESERVE_FLOWS)]
     pub reserve_flows: usize,
     /// At the end, write each latency histogram as NAME.hgrm (HdrHistogram

@@ -170,8 +170,6 @@ impl Worker {
         })
     }
 
-    /// Wait up to `d` after a receive round that found less than a full
-    /// batch (see `Worker::coalesce_wait`).
     /// Reserve room for `n` flows in the shard when the worker starts (on its
     /// own core, so the memory is first touched there: local on NUMA machines).
     pub fn with_reserve(mut self, n: usize) -> Self {
@@ -179,6 +177,8 @@ impl Worker {
         self
     }
 
+    /// Wait up to `d` after a receive round that found less than a full
+    /// batch (see `Worker::coalesce_wait`).
     pub fn with_rx_coalesce(mut self, d: Duration) -> Self {
         self.rx_coalesce = d;
         self.rcvbuf = self.sockets.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
@@ -204,7 +204,9 @@ impl Worker {
 
     /// The worker loop; returns its counters at the end.
     pub fn run(mut self) -> WorkerResult {
-        self.shard.reserve(self.reserve);
+        if self.stitch {
+            self.shard.reserve(self.reserve);
+        }
         let mut events = Events::with_capacity(64);
         let mut more = false;
         let mut wait = Duration::ZERO;
@@ -668,7 +670,7 @@ mod tests {
 
     #[test]
     fn discard_queued_counts_every_datagram_left() {
-        let sock = ReuseportSocket::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let sock = ReuseportSocket::bind("127.0.0.1:0".parse().unwrap(), Some(1 << 20)).unwrap();
         let to = sock.local_addr().unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..150u32 {

@@ -311,8 +311,10 @@ impl Shard {
         }
     }
 
-    /// Make room for `n` flows now (memory allocated and touched), so that
-    /// the first `n` flows cost no allocation, page fault or table growth.
+    /// Make room for `n` flows now, so that the first `n` flows cost no
+    /// allocation or table growth, and no page fault for their slots and
+    /// buckets (those are written now; the small per-flow queues are only
+    /// allocated).
     pub fn reserve(&mut self, n: usize) {
         let n = n.min(self.cfg.max_flows);
         self.table.reserve(n);

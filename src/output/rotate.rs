@@ -138,27 +138,37 @@ impl Rotator {
     /// overwritten: `-1`, `-2`, … is appended.
     pub fn finish(&mut self, w: Box<dyn OutWrite>) -> io::Result<()> {
         w.finish()?;
-        let Some(cur) = self.previous.take().or_else(|| self.current.take()) else { return Ok(()) };
+        // Forgotten only once renamed: a failure on the way leaves it for `abandon`.
+        let from_previous = self.previous.is_some();
+        let Some(cur) = (if from_previous { &self.previous } else { &self.current }) else {
+            return Ok(());
+        };
         // On disk before it gets its final name.
         File::open(&cur.tmp)?.sync_all()?;
-        let base = cur.name;
-        let mut dest = self.cfg.dir.join(&base);
+        let base = &cur.name;
+        let mut dest = self.cfg.dir.join(base);
         let mut n = 1;
         while dest.exists() {
-            let (stem, rest) = base.split_once('.').unwrap_or((&base, ""));
+            let (stem, rest) = base.split_once('.').unwrap_or((base, ""));
             dest = self.cfg.dir.join(format!("{stem}-{n}.{rest}"));
             n += 1;
         }
         fs::rename(&cur.tmp, &dest)?;
+        if from_previous {
+            self.previous = None;
+        } else {
+            self.current = None;
+        }
         self.files_done += 1;
         Ok(())
     }
 }
 
 impl Rotator {
-    /// After an output error: drop `w` without finishing it and leave every
-    /// file not yet finished under its hidden temporary name, so that no
-    /// truncated file ever gets a final name. Returns those files' paths.
+    /// After an output error: drop `w` and leave every file not yet renamed
+    /// under its hidden temporary name, so that no truncated file ever gets a
+    /// final name (dropping may still write what `w` buffered, e.g. a
+    /// compressor's trailer). Returns those files' paths.
     pub fn abandon(&mut self, w: Box<dyn OutWrite>) -> Vec<PathBuf> {
         drop(w);
         self.previous.take().into_iter().chain(self.current.take()).map(|c| c.tmp).collect()
