@@ -236,7 +236,7 @@ fn ingest_to_shard(c: &mut Criterion) {
                     let f = d * 30 + r;
                     RecordFields {
                         src_addr: 0x0a00_0000 | f,
-                        dst_addr: 0xc0a8_0000 | (f * 7919) & 0xffff,
+                        dst_addr: 0xc0a8_0000 | f.wrapping_mul(7919) & 0xffff,
                         src_port: 1024 + (f % 50_000) as u16,
                         dst_port: 443,
                         packets: 10,
