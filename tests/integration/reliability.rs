@@ -120,12 +120,20 @@ fn flood_of_random_flows_stays_bounded() {
     let hwm_kb = vm_hwm_kb(c.child.id());
     let (flows, st, _) = c.stop();
     let accepted = st["datagrams"].as_u64().unwrap();
-    assert_eq!(accepted + st["kernel_drops"].as_u64().unwrap(), sent);
+    // No wait for the queue to empty: under load (a debug build, CI running
+    // tests side by side) shutdown's bounded read may leave some unprocessed,
+    // and those are counted too.
+    let (drops, unread) =
+        (st["kernel_drops"].as_u64().unwrap(), st["unread_at_shutdown"].as_u64().unwrap());
+    assert_eq!(accepted + drops + unread, sent, "sent == accepted + kernel_drops + unread");
     assert!(st["evictions"].as_u64().unwrap() > 100_000, "evictions: {}", st["evictions"]);
     assert_conserved(&flows, &st);
     // 20k flows of state plus buffers and queues: a modest, fixed bound.
     assert!(hwm_kb < 128 * 1024, "peak RSS {hwm_kb} kB");
-    eprintln!("flood: {accepted} datagrams, evictions {}, peak RSS {hwm_kb} kB", st["evictions"]);
+    eprintln!(
+        "flood: {accepted} datagrams (drops {drops}, unread {unread}), evictions {}, peak RSS {hwm_kb} kB",
+        st["evictions"]
+    );
 }
 
 #[test]
