@@ -48,4 +48,86 @@ fn addresses_format_like_display() {
         super::push_addr(&mut s, ip);
         assert_eq!(s, ip.to_string());
     }
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ip = std::net::IpAddr::V4((x as u32).into());
+        let mut s = String::new();
+        super::push_addr(&mut s, ip);
+        assert_eq!(s, ip.to_string(), "{ip}");
+    }
+}
+
+#[test]
+fn interleaved_row_kinds_each_carry_their_own_fields() {
+    // --dump interleaves headers, records and flows: every JSON line carries
+    // its kind and exactly that kind's fields (those its schema lists).
+    use crate::wire::{encode, Datagram, HeaderFields, RecordFields};
+    let mut buf = Vec::new();
+    let h = HeaderFields { sys_uptime: 5000, unix_secs: 1_700_000_000, ..Default::default() };
+    encode(
+        &h,
+        &[RecordFields { src_addr: 1, packets: 2, octets: 3, ..Default::default() }],
+        &mut buf,
+    );
+    let d = Datagram::parse(&buf).unwrap();
+    let (hdr, rec) = (d.header(), d.records().next().unwrap());
+    let ex: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let fr = crate::flow::FlowRecord::from_wire(ex, &hdr, &rec, false);
+    let mut shard = crate::flow::Shard::new(
+        crate::flow::ShardConfig {
+            key: Default::default(),
+            linger_ns: 1,
+            idle_ns: 1,
+            max_flows: 10,
+        },
+        0,
+    );
+    let mut flows = Vec::new();
+    shard.apply(0, &fr, &mut flows);
+    shard.flush(1, &mut flows);
+    let names = |r: &dyn Fn(&mut Names)| {
+        let mut n = Names { names: Vec::new() };
+        r(&mut n);
+        n.names.into_iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>()
+    };
+    let hrow = HeaderRow { ts: 7, exporter: ex, header: &hdr };
+    let fields = rec.fields();
+    let rrow = RecordRow { ts: 7, exporter: ex, header: &hdr, index: 0, rec: &fields };
+    let frow = FlowRow(&flows[0]);
+    let want = [
+        ("header", names(&|n| hrow.visit(n))),
+        ("record", names(&|n| rrow.visit(n))),
+        ("flow", names(&|n| frow.visit(n))),
+    ];
+    let mut out = Output::new(
+        Format::Jsonl,
+        TimeFormat::Rfc3339,
+        Box::new(std::io::BufWriter::new(Vec::new())),
+    );
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        for k in 0..3 {
+            match k {
+                0 => out.write(&hrow).unwrap(),
+                1 => out.write(&rrow).unwrap(),
+                _ => out.write(&frow).unwrap(),
+            }
+            lines.push((k, out.line.clone()));
+        }
+    }
+    for (k, line) in lines {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let (kind, fields) = &want[k];
+        assert_eq!(v["type"], *kind);
+        let got: Vec<String> =
+            v.as_object().unwrap().keys().filter(|k| *k != "type").cloned().collect();
+        let mut fields = fields.clone();
+        fields.sort();
+        let mut got = got;
+        got.sort();
+        assert_eq!(got, fields, "{line}");
+    }
 }
