@@ -151,14 +151,14 @@ impl Ingest {
         let exporter = exporter.to_canonical();
         let (d, tracked) = self.decode(exporter, bytes)?;
         let h = d.header();
-        let start = out.len();
         let scale = self.scale_sampling;
-        out.extend(d.records().map(|r| FlowRecord::from_wire(exporter, &h, &r, scale)));
         let (mut packets, mut octets) = (0u64, 0u64);
-        for fr in &out[start..] {
+        out.extend(d.records().map(|r| {
+            let fr = FlowRecord::from_wire(exporter, &h, &r, scale);
             packets += fr.packets;
             octets += fr.octets;
-        }
+            fr
+        }));
         self.count(exporter, tracked, &h, packets, octets);
         Ok(h)
     }

@@ -84,9 +84,7 @@ impl KeySpec {
             output: if on(KeyField::Output) { r.output } else { 0 },
         }
     }
-}
 
-impl KeySpec {
     /// The packing of this key straight from a record (the hot path's
     /// `key_of(r).pack()`, without building a [`FlowKey`]).
     pub fn packer(&self) -> KeyPacker {
@@ -125,22 +123,18 @@ impl KeyPacker {
     /// Same as `spec.key_of(r).pack()`.
     #[inline]
     pub fn pack(&self, r: &FlowRecord) -> PackedKey {
-        let ex = match r.exporter {
-            IpAddr::V4(a) => 0xffff_u128 << 32 | a.to_bits() as u128,
-            IpAddr::V6(a) => a.to_bits(),
-        };
-        let engine = u16::from_be_bytes([r.engine_type, r.engine_id]);
-        let full = [
-            (ex >> 64) as u64,
-            ex as u64,
-            (r.src_addr as u64) << 32 | r.dst_addr as u64,
-            (r.src_port as u64) << 48
-                | (r.dst_port as u64) << 32
-                | (engine as u64) << 16
-                | (r.proto as u64) << 8
-                | r.tos as u64,
-            (r.input as u64) << 16 | r.output as u64,
-        ];
+        let full = words(
+            r.exporter,
+            u16::from_be_bytes([r.engine_type, r.engine_id]),
+            r.proto,
+            r.src_addr,
+            r.src_port,
+            r.dst_addr,
+            r.dst_port,
+            r.tos,
+            r.input,
+            r.output,
+        );
         let mut w = [0u64; 5];
         for i in 0..5 {
             w[i] = full[i] & self.keep[i] | self.fill[i];
@@ -222,23 +216,52 @@ impl PartialEq for PackedKey {
 impl FlowKey {
     #[inline]
     pub fn pack(&self) -> PackedKey {
-        let ex = match self.exporter {
-            IpAddr::V4(a) => a.to_ipv6_mapped(),
-            IpAddr::V6(a) => a,
-        }
-        .to_bits();
-        PackedKey([
-            (ex >> 64) as u64,
-            ex as u64,
-            (self.src as u64) << 32 | self.dst as u64,
-            (self.sport as u64) << 48
-                | (self.dport as u64) << 32
-                | (self.engine as u64) << 16
-                | (self.proto as u64) << 8
-                | self.tos as u64,
-            (self.input as u64) << 16 | self.output as u64,
-        ])
+        PackedKey(words(
+            self.exporter,
+            self.engine,
+            self.proto,
+            self.src,
+            self.sport,
+            self.dst,
+            self.dport,
+            self.tos,
+            self.input,
+            self.output,
+        ))
     }
+}
+
+/// The one word layout of a packed key ([`PackedKey::unpack`] reads it back).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn words(
+    exporter: IpAddr,
+    engine: u16,
+    proto: u8,
+    src: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+    tos: u8,
+    input: u16,
+    output: u16,
+) -> [u64; 5] {
+    let ex = match exporter {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+    .to_bits();
+    [
+        (ex >> 64) as u64,
+        ex as u64,
+        (src as u64) << 32 | dst as u64,
+        (sport as u64) << 48
+            | (dport as u64) << 32
+            | (engine as u64) << 16
+            | (proto as u64) << 8
+            | tos as u64,
+        (input as u64) << 16 | output as u64,
+    ]
 }
 
 impl PackedKey {
@@ -266,11 +289,6 @@ impl PackedKey {
 pub struct KeyHasher;
 
 impl KeyHasher {
-    #[inline]
-    pub fn hash(key: &FlowKey) -> u64 {
-        Self::hash_packed(&key.pack())
-    }
-
     /// ahash (fixed seeds) over the five words: five folded multiplies.
     #[inline]
     pub fn hash_packed(key: &PackedKey) -> u64 {

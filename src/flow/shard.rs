@@ -163,20 +163,35 @@ struct Slab {
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
+/// Chunk and position within it of slot `i`.
+#[inline]
+fn at(i: u32) -> (usize, usize) {
+    ((i >> CHUNK_BITS) as usize, i as usize & (CHUNK - 1))
+}
+
 impl Slab {
     #[inline]
     fn hot(&self, i: u32) -> &Hot {
-        &self.hot[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+        let (c, k) = at(i);
+        &self.hot[c][k]
     }
 
     #[inline]
     fn hot_mut(&mut self, i: u32) -> &mut Hot {
-        &mut self.hot[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+        let (c, k) = at(i);
+        &mut self.hot[c][k]
+    }
+
+    #[inline]
+    fn cold(&self, i: u32) -> &Cold {
+        let (c, k) = at(i);
+        &self.cold[c][k]
     }
 
     #[inline]
     fn cold_mut(&mut self, i: u32) -> &mut Cold {
-        &mut self.cold[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+        let (c, k) = at(i);
+        &mut self.cold[c][k]
     }
 
     #[inline]
@@ -214,8 +229,7 @@ impl Slab {
     }
 
     fn flow(&self, i: u32) -> Flow {
-        let h = self.hot(i);
-        let c = &self.cold[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)];
+        let (h, c) = (self.hot(i), self.cold(i));
         Flow {
             key: h.key.unpack(),
             rec: c.rec,

@@ -25,6 +25,11 @@ pub struct FlowTable {
     len: usize,
 }
 
+/// Buckets for `n` keys: at most half full, so `n` keys never trigger growth.
+fn buckets_for(n: usize) -> usize {
+    n.saturating_mul(2).next_power_of_two().max(MIN_BUCKETS)
+}
+
 #[inline]
 fn tag(hash: u64) -> u32 {
     (hash >> 32) as u32
@@ -44,7 +49,7 @@ impl Default for FlowTable {
 impl FlowTable {
     /// A table that holds `n` keys before it first grows.
     pub fn with_capacity(n: usize) -> Self {
-        let buckets = (n.saturating_mul(2)).next_power_of_two().max(MIN_BUCKETS);
+        let buckets = buckets_for(n);
         FlowTable { buckets: vec![0; buckets], mask: buckets - 1, len: 0 }
     }
 
@@ -121,29 +126,23 @@ impl FlowTable {
     /// Size the table for `n` keys and touch its memory now (written, not
     /// just allocated), so that neither growth nor a page fault comes later.
     pub fn reserve(&mut self, n: usize) {
-        let want = (n.saturating_mul(2)).next_power_of_two().max(MIN_BUCKETS);
+        let want = buckets_for(n);
         if want > self.buckets.len() {
-            self.rebuild(want, true);
+            self.rebuild(want);
         }
     }
 
     fn grow(&mut self) {
-        self.rebuild(self.buckets.len() * 2, false);
+        self.rebuild(self.buckets.len() * 2);
     }
 
-    /// Move every bucket into a new array of `size` buckets; with `touch`
-    /// the array is written in full first (`vec!` would leave fresh pages unfaulted).
-    fn rebuild(&mut self, size: usize, touch: bool) {
-        let fresh = if touch {
-            // Deliberately written, not `vec!` (calloc): the point is to fault
-            // the pages in now.
-            #[allow(clippy::slow_vector_initialization)]
-            let mut v = Vec::with_capacity(size);
-            v.resize(size, 0);
-            v
-        } else {
-            vec![0; size]
-        };
+    /// Move every bucket into a new array of `size` buckets, written in full
+    /// first: `vec!` (calloc) would leave its pages to fault in later, and
+    /// the rehash touches nearly all of them anyway.
+    fn rebuild(&mut self, size: usize) {
+        #[allow(clippy::slow_vector_initialization)]
+        let mut fresh = Vec::with_capacity(size);
+        fresh.resize(size, 0);
         let old = std::mem::replace(&mut self.buckets, fresh);
         self.mask = self.buckets.len() - 1;
         for b in old.into_iter().filter(|&b| b != 0) {
