@@ -58,9 +58,9 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
     let mut res = write_loop(&shared, &mut cfg, &mut out);
     let rows = out.rows();
     let end = match cfg.rotator.as_mut() {
-        // An interval file whose writing failed keeps its hidden temporary
-        // name (a sink's failure leaves the output itself complete).
-        Some(r) if res.as_ref().is_err_and(|e| e.downcast_ref::<SinkFailed>().is_none()) => {
+        // The writer stopped early (output or sink failure): the interval
+        // file misses the rest of its interval and keeps its temporary name.
+        Some(r) if res.is_err() => {
             for tmp in r.abandon(out.into_writer()) {
                 eprintln!("nfstitch: incomplete output left as {}", tmp.display());
             }
@@ -78,30 +78,8 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
         shared.writer_failed.store(true, Ordering::SeqCst);
         shared.stop_all();
     }
-    res.map_err(|e| e.context(WriteFailed { rows }))
-}
-
-/// Context of an error of an extra sink (not of the output itself).
-#[derive(Debug, Clone, Copy)]
-struct SinkFailed(&'static str);
-
-impl std::fmt::Display for SinkFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} sink", self.0)
-    }
-}
-
-/// Context of a writer error: how far the output got.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteFailed {
-    /// Rows (flows, and with --dump headers and records) handed to the output before the failure.
-    pub rows: u64,
-}
-
-impl std::fmt::Display for WriteFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "output failed after {} rows", self.rows)
-    }
+    // How far the output got (rows: flows, and with --dump headers and records).
+    res.map_err(|e| e.context(format!("output failed after {rows} rows")))
 }
 
 fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Result<WriterStats> {
@@ -122,7 +100,7 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
                 got = true;
                 if let ToWriter::Flows(flows) = &msg {
                     for sink in cfg.sinks.iter_mut() {
-                        sink.flows(flows).context(SinkFailed(sink.name()))?;
+                        sink.flows(flows).with_context(|| format!("{} sink", sink.name()))?;
                     }
                 }
                 write_msg(&mut msg, out, &mut finals, &mut stats.flow_end_to_written)
@@ -155,7 +133,7 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
         }
         let now = Instant::now();
         for sink in cfg.sinks.iter_mut() {
-            sink.tick(now).context(SinkFailed(sink.name()))?;
+            sink.tick(now).with_context(|| format!("{} sink", sink.name()))?;
         }
         if last_flush.elapsed() >= cfg.flush_interval {
             out.flush().context("writing output")?;
@@ -198,8 +176,8 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
         stats.flow_end_to_written.record(written.saturating_sub(f.end_ns));
     }
     for sink in cfg.sinks.iter_mut() {
-        sink.flows(&finals).context(SinkFailed(sink.name()))?;
-        sink.close().context(SinkFailed(sink.name()))?;
+        sink.flows(&finals).with_context(|| format!("{} sink", sink.name()))?;
+        sink.close().with_context(|| format!("{} sink", sink.name()))?;
         stats.sinks.push((sink.name(), sink.counters()));
     }
     stats.rows = out.rows();

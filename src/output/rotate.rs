@@ -139,10 +139,8 @@ impl Rotator {
     pub fn finish(&mut self, w: Box<dyn OutWrite>) -> io::Result<()> {
         w.finish()?;
         // Forgotten only once renamed: a failure on the way leaves it for `abandon`.
-        let from_previous = self.previous.is_some();
-        let Some(cur) = (if from_previous { &self.previous } else { &self.current }) else {
-            return Ok(());
-        };
+        let slot = if self.previous.is_some() { &mut self.previous } else { &mut self.current };
+        let Some(cur) = slot else { return Ok(()) };
         // On disk before it gets its final name.
         File::open(&cur.tmp)?.sync_all()?;
         let base = &cur.name;
@@ -154,21 +152,15 @@ impl Rotator {
             n += 1;
         }
         fs::rename(&cur.tmp, &dest)?;
-        if from_previous {
-            self.previous = None;
-        } else {
-            self.current = None;
-        }
+        *slot = None;
         self.files_done += 1;
         Ok(())
     }
-}
 
-impl Rotator {
-    /// After an output error: drop `w` and leave every file not yet renamed
-    /// under its hidden temporary name, so that no truncated file ever gets a
-    /// final name (dropping may still write what `w` buffered, e.g. a
-    /// compressor's trailer). Returns those files' paths.
+    /// After the writer failed (its output or a sink): drop `w` and leave
+    /// every file not yet renamed under its hidden temporary name, so that no
+    /// incomplete file ever gets a final name (dropping may still write what
+    /// `w` buffered, e.g. a compressor's trailer). Returns those files' paths.
     pub fn abandon(&mut self, w: Box<dyn OutWrite>) -> Vec<PathBuf> {
         drop(w);
         self.previous.take().into_iter().chain(self.current.take()).map(|c| c.tmp).collect()
