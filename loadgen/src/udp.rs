@@ -221,24 +221,30 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
-    use nfstitch::net::{send_batch, SendBatch};
 
-    /// `nfstitch::net::send_batch` to the target.
+    /// One `send` per datagram on the connected socket (`send_to` on a
+    /// connected socket fails with EISCONN on the BSDs).
     #[derive(Debug)]
-    pub struct PlainSender(SendBatch);
+    pub struct PlainSender;
 
     impl PlainSender {
-        pub fn new(n: usize) -> Self {
-            PlainSender(SendBatch::new(n))
+        pub fn new(_n: usize) -> Self {
+            PlainSender
         }
 
+        /// How many of `payloads` left (all, or those before the first error).
         pub fn send(
             &mut self,
             sock: &UdpSocket,
-            dest: SocketAddr,
+            _dest: SocketAddr,
             payloads: &[&[u8]],
         ) -> io::Result<usize> {
-            send_batch(sock, dest, payloads, &mut self.0)
+            for (i, p) in payloads.iter().enumerate() {
+                if let Err(e) = sock.send(p) {
+                    return if i == 0 { Err(e) } else { Ok(i) };
+                }
+            }
+            Ok(payloads.len())
         }
     }
 }

@@ -8,38 +8,15 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use loadgen::{Config, CorruptCounts, Truth};
-use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
+use nfstitch::wire::{HEADER_LEN, RECORD_LEN};
 
 mod common;
-use common::{add, send_and_receive, truth_sums, unpatched, Sums};
+use common::{check_stream, send_and_receive, truth_sums, unpatched};
 
 /// Whether this kernel takes `UDP_SEGMENT` at all (Linux 4.18+).
 fn kernel_has_gso() -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     nfstitch::net::enable_udp_gso(&s).is_ok()
-}
-
-/// What a receiver saw: sums of the valid datagrams per source, malformed
-/// ones by reason, and each exporter's stream checked for a continuous
-/// sequence (malformed datagrams take no sequence numbers).
-fn check_stream(got: &[(SocketAddr, Vec<u8>)]) -> (BTreeMap<SocketAddr, Sums>, CorruptCounts) {
-    let mut per: BTreeMap<SocketAddr, Sums> = BTreeMap::new();
-    let mut corrupt = CorruptCounts::default();
-    let mut next_seq: BTreeMap<SocketAddr, u32> = BTreeMap::new();
-    for (from, d) in got {
-        match Datagram::parse(d) {
-            Ok(dg) => {
-                add(per.entry(*from).or_default(), &dg);
-                let h = dg.header();
-                if let Some(seq) = next_seq.get(from) {
-                    assert_eq!(h.flow_sequence, *seq, "{from}: sequence continuous");
-                }
-                next_seq.insert(*from, h.flow_sequence.wrapping_add(dg.count() as u32));
-            }
-            Err(e) => corrupt.add(e.index()),
-        }
-    }
-    (per, corrupt)
 }
 
 /// Each exporter's datagrams in order, by source address (the ports differ between runs).

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use loadgen::{Config, CorruptCounts};
+use loadgen::Config;
 use nfstitch::wire::Datagram;
 
 mod common;
-use common::{add, send_and_receive, truth_sums, unpatched, Sums};
+use common::{add, check_stream, send_and_receive, truth_sums, unpatched, Sums};
 
 const POOL: u64 = 300;
 const EXPORTERS: usize = 3;
@@ -112,22 +112,8 @@ fn pool_with_threads_and_malformed_datagrams() {
     let (truth, report, got) = send_and_receive(cfg);
     assert_eq!(truth.datagrams, count);
     assert_eq!(truth.records, count * 10);
-    let mut per: BTreeMap<SocketAddr, Sums> = BTreeMap::new();
-    let mut corrupt = CorruptCounts::default();
-    let mut next_seq: BTreeMap<SocketAddr, u32> = BTreeMap::new();
-    for (from, d) in &got {
-        match Datagram::parse(d) {
-            Ok(dg) => {
-                add(per.entry(*from).or_default(), &dg);
-                let h = dg.header();
-                if let Some(s) = next_seq.get(from) {
-                    assert_eq!(h.flow_sequence, *s, "malformed datagrams take no sequence numbers");
-                }
-                next_seq.insert(*from, h.flow_sequence.wrapping_add(dg.count() as u32));
-            }
-            Err(e) => corrupt.add(e.index()),
-        }
-    }
+    // Malformed datagrams take no sequence numbers (checked per stream).
+    let (per, corrupt) = check_stream(&got);
     assert_eq!(per, truth_sums(&truth));
     assert!(corrupt.total() > 300, "{corrupt:?}");
     assert_eq!(corrupt, truth.corrupt, "malformed ones counted by reason, every pass");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use loadgen::{Config, SendReport, Truth};
+use loadgen::{Config, CorruptCounts, SendReport, Truth};
 use nfstitch::net::ReuseportSocket;
 use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
 
@@ -84,4 +84,27 @@ pub fn unpatched(d: &[u8]) -> Vec<u8> {
         r[24..32].fill(0);
     }
     v
+}
+
+/// What a receiver saw: sums of the valid datagrams per source, malformed
+/// ones by reason, and each exporter's stream checked for a continuous
+/// sequence (malformed datagrams take no sequence numbers).
+pub fn check_stream(got: &[(SocketAddr, Vec<u8>)]) -> (BTreeMap<SocketAddr, Sums>, CorruptCounts) {
+    let mut per: BTreeMap<SocketAddr, Sums> = BTreeMap::new();
+    let mut corrupt = CorruptCounts::default();
+    let mut next_seq: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+    for (from, d) in got {
+        match Datagram::parse(d) {
+            Ok(dg) => {
+                add(per.entry(*from).or_default(), &dg);
+                let h = dg.header();
+                if let Some(seq) = next_seq.get(from) {
+                    assert_eq!(h.flow_sequence, *seq, "{from}: sequence continuous");
+                }
+                next_seq.insert(*from, h.flow_sequence.wrapping_add(dg.count() as u32));
+            }
+            Err(e) => corrupt.add(e.index()),
+        }
+    }
+    (per, corrupt)
 }
