@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benches/probe.sh: the two ad-hoc measurements of BENCHMARKS.md that
+# benches/probe.sh: the ad-hoc measurements of BENCHMARKS.md that
 # compare.sh does not make. Never part of .ci/run. As root (raises
 # net.core.rmem_max for the run and restores it).
 #
@@ -13,6 +13,12 @@
 #       reads (the null sink stopped, 4 MiB buffer): the sender's own ceiling
 #       with no receiver competing for the cores; the kernel drops what does
 #       not fit and counts it (Udp InDatagrams + RcvbufErrors, printed)
+#   sudo benches/probe.sh drain RUNS         # the drain of compare.sh (200k
+#       datagrams of 100k recurring flows queued while the receiver is
+#       stopped, 512 MiB buffer), RUNS times for each of: the null sink,
+#       nfstitch, nfstitch --reserve-flows 0 (interleaved); prints the time
+#       to empty the queue and the receiver's user and system CPU ticks
+#       (1/100 s) spent on it
 #
 # Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1). Uses target/release
 # binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
@@ -28,16 +34,17 @@ LOADGEN=$ROOT/target/release/loadgen
 mkdir -p "$BIN" || exit 1
 mode=${1:-}
 shift || true
-[ "$mode" = lossfree ] || [ "$mode" = sendmax ] || [ "$mode" = sendcap ] || {
-    echo "usage: $0 lossfree RATE... | sendmax THREADS... | sendcap THREADS..." >&2
+case $mode in lossfree | sendmax | sendcap | drain) ;; *)
+    echo "usage: $0 lossfree RATE... | sendmax THREADS... | sendcap THREADS... | drain RUNS" >&2
     exit 2
-}
+    ;;
+esac
 [ $# -gt 0 ] || { echo "$0 $mode: give at least one value" >&2; exit 2; }
 
 if [ "${BUILD:-1}" = 1 ]; then
     cargo build --release -p nfstitch -p loadgen >/dev/null 2>&1 || { echo "cargo build failed" >&2; exit 1; }
 fi
-for c in nullsink udpq; do
+for c in nullsink udpq sendmmsg; do
     gcc -O2 -Wall -o "$BIN/$c" "benches/c/$c.c" || exit 1
 done
 
@@ -53,7 +60,36 @@ trap cleanup EXIT
 
 port() { echo $((46100 + RANDOM % 800)); }
 
-if [ "$mode" = lossfree ]; then
+# utime and stime ticks of process $1
+ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+
+if [ "$mode" = drain ]; then
+    for run in $(seq "$1"); do
+        for rx in nullsink nfstitch nfstitch-noreserve; do
+            p=$(port)
+            case $rx in
+            nullsink) taskset -c 1 "$BIN/nullsink" -p "$p" -a 127.0.0.1 -b 536870912 -o "$BIN/sink.json" 2>/dev/null & ;;
+            *)
+                extra=()
+                [ "$rx" = nfstitch-noreserve ] && extra=(--reserve-flows 0)
+                taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf 536870912 \
+                    --stats-interval 0 -o /dev/null -q "${extra[@]}" 2>/dev/null &
+                ;;
+            esac
+            RX=$!
+            sleep 0.5
+            kill -STOP "$RX"
+            taskset -c 0 "$BIN/sendmmsg" -t "127.0.0.1:$p" -e 4 -f 100000 -c 200000 >/dev/null
+            read -r u0 s0 < <(ticks "$RX")
+            secs=$("$BIN/udpq" -k "$RX" -T 60 "$p" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
+            read -r u1 s1 < <(ticks "$RX")
+            kill -TERM "$RX"
+            wait "$RX"
+            RX=
+            echo "drain run $run $rx: ${secs} s, user $((u1 - u0)) sys $((s1 - s0)) ticks"
+        done
+    done
+elif [ "$mode" = lossfree ]; then
     for rate in "$@"; do
         p=$(port)
         taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$RCVBUF" \
