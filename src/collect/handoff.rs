@@ -138,6 +138,9 @@ pub struct Shared {
     pub reopen: AtomicBool,
     /// The writer's flow-end-to-written histogram, published about once a second.
     pub writer_latency: Mutex<Latency>,
+    /// Flow rows the writer wrote, set when it ends (with a failure, what
+    /// the shards emitted beyond it is the loss).
+    pub flows_written: AtomicU64,
     /// The writer thread (it registers itself when it starts), for [`Shared::wake_writer`].
     pub writer_thread: OnceLock<std::thread::Thread>,
     /// The writer is (about to be) parked with nothing to do.
@@ -154,6 +157,7 @@ impl Shared {
             writer_failed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             writer_latency: Mutex::new(Latency::new()),
+            flows_written: AtomicU64::new(0),
             writer_thread: OnceLock::new(),
             writer_parked: AtomicBool::new(false),
         }

@@ -238,23 +238,23 @@ impl Running {
         let written = match written {
             Ok(w) => w,
             Err(e) => {
-                // Say how much is lost: what the shards emitted against what
-                // was formatted before the failure; what the workers dropped
-                // once the writer had failed; what still sat in its queues.
+                // Say how much is lost: every flow the shards emitted that
+                // the writer did not write; the dump rows the workers dropped
+                // once it had failed or that still sat in its queues.
                 let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
-                let (mut flows, mut rows) =
-                    results.iter().fold((0, 0), |a, r| (a.0 + r.unwritten.0, a.1 + r.unwritten.1));
+                let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
+                let mut rows: u64 = results.iter().map(|r| r.unwritten_rows).sum();
                 for mb in &shared.mailboxes {
                     while let Some(msg) = mb.to_writer.pop() {
-                        match msg {
-                            ToWriter::Flows(f) | ToWriter::Final(f) => flows += f.len() as u64,
-                            ToWriter::Dump(d) => rows += d.len() as u64,
+                        if let ToWriter::Dump(d) = msg {
+                            rows += d.len() as u64;
                         }
                     }
                 }
                 return Err(e.context(format!(
                     "{emitted} flows emitted in all, {flows} of them (and {rows} dump rows) \
-                     left unwritten after the failure: the output is incomplete"
+                     left unwritten after the failure, and rows still buffered may be lost \
+                     too: the output is incomplete"
                 )));
             }
         };

@@ -55,8 +55,9 @@ pub struct WorkerResult {
     pub unread_at_shutdown: u64,
     pub queue_stalls: u64,
     pub writer_stalls: u64,
-    /// Flows and dump rows dropped because the writer had failed.
-    pub unwritten: (u64, u64),
+    /// Dump rows dropped because the writer had failed (flows: see
+    /// `Shared::flows_written`).
+    pub unwritten_rows: u64,
     /// Kernel receive time to records applied to their shard.
     pub receive_to_applied: Latency,
     /// Export time in the header to kernel receive time.
@@ -93,7 +94,7 @@ pub struct Worker {
     dump_rows: Vec<DumpRow>,
     queue_stalls: u64,
     writer_stalls: u64,
-    unwritten: (u64, u64),
+    unwritten_rows: u64,
     /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
     logged_rejects: u64,
     last_reject_log: Option<std::time::Instant>,
@@ -160,7 +161,7 @@ impl Worker {
             dump_rows: Vec::new(),
             queue_stalls: 0,
             writer_stalls: 0,
-            unwritten: (0, 0),
+            unwritten_rows: 0,
             logged_rejects: 0,
             last_reject_log: None,
             last_snapshot: None,
@@ -506,11 +507,11 @@ impl Worker {
         let q = &shared.mailboxes[self.id].to_writer;
         loop {
             if shared.writer_failed.load(Ordering::Relaxed) {
-                // The process is exiting with the writer's error; what could
-                // not be written is counted for that error message.
-                match &msg {
-                    ToWriter::Flows(f) | ToWriter::Final(f) => self.unwritten.0 += f.len() as u64,
-                    ToWriter::Dump(d) => self.unwritten.1 += d.len() as u64,
+                // The process is exiting with the writer's error; dump rows
+                // that could not be written are counted for its message
+                // (flows are: emitted less written).
+                if let ToWriter::Dump(d) = &msg {
+                    self.unwritten_rows += d.len() as u64;
                 }
                 return;
             }
@@ -644,7 +645,7 @@ impl Worker {
             unread_at_shutdown: unread,
             queue_stalls: self.queue_stalls,
             writer_stalls: self.writer_stalls,
-            unwritten: self.unwritten,
+            unwritten_rows: self.unwritten_rows,
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
         }

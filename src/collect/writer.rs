@@ -57,6 +57,7 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
     let _ = shared.writer_thread.set(std::thread::current());
     let mut res = write_loop(&shared, &mut cfg, &mut out);
     let rows = out.rows();
+    shared.flows_written.store(out.flows(), Ordering::SeqCst);
     let end = match cfg.rotator.as_mut() {
         // The writer stopped early (output or sink failure): the interval
         // file misses the rest of its interval and keeps its temporary name.

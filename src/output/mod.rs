@@ -126,6 +126,8 @@ pub struct Output {
     kind: Option<&'static str>,
     line: String,
     rows: u64,
+    /// Of `rows`, the flow rows.
+    flows: u64,
 }
 
 impl std::fmt::Debug for Output {
@@ -137,12 +139,17 @@ impl std::fmt::Debug for Output {
 impl Output {
     pub fn new(format: Format, time: TimeFormat, w: Box<dyn OutWrite>) -> Self {
         let time = if format == Format::Zeek { TimeFormat::Epoch } else { time };
-        Output { format, time, w, kind: None, line: String::with_capacity(512), rows: 0 }
+        Output { format, time, w, kind: None, line: String::with_capacity(512), rows: 0, flows: 0 }
     }
 
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Flow rows written so far.
+    pub fn flows(&self) -> u64 {
+        self.flows
     }
 
     /// Replace the underlying writer (SIGHUP reopen, rotation) and return the
@@ -194,6 +201,7 @@ impl Output {
         }
         self.w.write_all(self.line.as_bytes())?;
         self.rows += 1;
+        self.flows += u64::from(R::KIND == FlowRow::KIND);
         Ok(())
     }
 
