@@ -285,17 +285,8 @@ pub fn run_live(cfg: &Config) -> Result<(Truth, SendReport, Plan)> {
     }
     let t0 = Instant::now() + Duration::from_millis(20);
     let deadline = plan.deadline.map(|d| t0 + d);
-    let outs: Vec<Result<ThreadOut>> = std::thread::scope(|s| {
-        let handles: Vec<_> = per_thread
-            .into_iter()
-            .enumerate()
-            .map(|(j, lanes)| {
-                let plan = &plan;
-                s.spawn(move || run_thread(j, lanes, cfg, plan, t0, deadline))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("sender thread panicked")).collect()
-    });
+    let outs =
+        on_threads(per_thread, "sender", |j, lanes| run_thread(j, lanes, cfg, &plan, t0, deadline));
     let mut gens = Vec::new();
     let mut hist = new_hist();
     let mut report = new_report(cfg, plan.total);
@@ -358,6 +349,37 @@ fn check_target(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// When datagram `g` (counted over all exporters) is due (None: unpaced),
+/// and whether `deadline` ends the run before it goes.
+fn schedule(
+    cfg: &Config,
+    t0: Instant,
+    g: u64,
+    deadline: Option<Instant>,
+) -> (Option<Instant>, bool) {
+    let due = (cfg.pps > 0).then(|| t0 + Duration::from_secs_f64(g as f64 / cfg.pps as f64));
+    let past = deadline.is_some_and(|d| Instant::now() >= d || due.is_some_and(|due| due >= d));
+    (due, past)
+}
+
+/// `f(j, item)` for every item on a scoped thread of its own; the results in
+/// item order (a panic in one is re-raised, naming `what`).
+fn on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    what: &str,
+    f: impl Fn(usize, T) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> =
+            items.into_iter().enumerate().map(|(j, it)| s.spawn(move || f(j, it))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("{what} thread panicked")))
+            .collect()
+    })
+}
+
 /// Exporter `e`'s socket, connected to the target (see [`crate::udp`]).
 fn bind_exporter(cfg: &Config, e: usize) -> Result<UdpSocket> {
     let bind = bind_addr(cfg, e);
@@ -412,29 +434,19 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
         per_thread[e % threads].push((e, bind_exporter(cfg, e)?));
     }
     let build_start = Instant::now();
-    let built: Vec<Result<Vec<PoolLane>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = per_thread
+    let built: Vec<Result<Vec<PoolLane>>> = on_threads(per_thread, "pool builder", |_, socks| {
+        socks
             .into_iter()
-            .map(|socks| {
-                let plan = &plan;
-                s.spawn(move || {
-                    socks
-                        .into_iter()
-                        .map(|(e, sock)| {
-                            let local = sock.local_addr().context("exporter socket address")?;
-                            let setup =
-                                exporter_setup(cfg, plan, e, false, local.ip(), local.port());
-                            let mut gen = ExporterGen::new(&setup);
-                            let pool = Pool::build(&mut gen, |i| plan.tick_ns(i * k + e as u64));
-                            let truth = ExporterTruth::new(local.ip(), local.port(), e as u8);
-                            let gso = Gso::probe(&sock, cfg.gso);
-                            Ok(PoolLane { e, sock, gso, pool, truth, quota: quota(e), next_k: 0 })
-                        })
-                        .collect()
-                })
+            .map(|(e, sock)| {
+                let local = sock.local_addr().context("exporter socket address")?;
+                let setup = exporter_setup(cfg, &plan, e, false, local.ip(), local.port());
+                let mut gen = ExporterGen::new(&setup);
+                let pool = Pool::build(&mut gen, |i| plan.tick_ns(i * k + e as u64));
+                let truth = ExporterTruth::new(local.ip(), local.port(), e as u8);
+                let gso = Gso::probe(&sock, cfg.gso);
+                Ok(PoolLane { e, sock, gso, pool, truth, quota: quota(e), next_k: 0 })
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("pool builder thread panicked")).collect()
+            .collect()
     });
     let per_thread: Vec<Vec<PoolLane>> = built.into_iter().collect::<Result<_>>()?;
     let lanes = || per_thread.iter().flatten();
@@ -446,16 +458,8 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
 
     let t0 = Instant::now() + Duration::from_millis(20);
     let deadline = deadline_after.map(|d| t0 + d);
-    let outs: Vec<Result<(Vec<PoolLane>, ThreadOut)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = per_thread
-            .into_iter()
-            .enumerate()
-            .map(|(j, lanes)| {
-                let plan = &plan;
-                s.spawn(move || run_pool_thread(j, lanes, cfg, plan, t0, deadline))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("sender thread panicked")).collect()
+    let outs = on_threads(per_thread, "sender", |j, lanes| {
+        run_pool_thread(j, lanes, cfg, &plan, t0, deadline)
     });
     let mut report = new_report(cfg, cfg.count);
     report.gso.exporters = plan.exporters;
@@ -521,12 +525,10 @@ fn run_pool_thread(
     while let Some(li) = next_lane(&lanes) {
         let lane = &mut lanes[li];
         let g0 = g_of(lane);
-        let due = (cfg.pps > 0).then(|| t0 + Duration::from_secs_f64(g0 as f64 / cfg.pps as f64));
-        if let Some(d) = deadline {
-            if Instant::now() >= d || due.is_some_and(|due| due >= d) {
-                out.cut_by_deadline = cfg.count.is_some();
-                break;
-            }
+        let (due, past) = schedule(cfg, t0, g0, deadline);
+        if past {
+            out.cut_by_deadline = cfg.count.is_some();
+            break;
         }
         if let Some(due) = due {
             wait_until(due);
@@ -668,12 +670,10 @@ fn run_thread(
     while let Some(li) = next_lane(&lanes) {
         let lane = &mut lanes[li];
         let g0 = g_of(lane);
-        let due = (cfg.pps > 0).then(|| t0 + Duration::from_secs_f64(g0 as f64 / cfg.pps as f64));
-        if let Some(d) = deadline {
-            if Instant::now() >= d || due.is_some_and(|due| due >= d) {
-                out.cut_by_deadline = plan.total.is_some();
-                break;
-            }
+        let (due, past) = schedule(cfg, t0, g0, deadline);
+        if past {
+            out.cut_by_deadline = plan.total.is_some();
+            break;
         }
         let n = fill(lane, &mut slots, b, k, plan, &mut out);
         if n == 0 {
