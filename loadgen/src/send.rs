@@ -545,7 +545,7 @@ fn run_pool_thread(
         let mut slices = recycle(std::mem::take(&mut store));
         slices.extend(idx.iter().map(|&i| lane.pool.entry(i)));
         out.bytes += slices.iter().map(|s| s.len() as u64).sum::<u64>();
-        send_slices(&lane.sock, &mut lane.gso, cfg.target, &slices, &mut sb)?;
+        send_slices(&lane.sock, &mut lane.gso, &slices, &mut sb)?;
         store = recycle(slices);
         out.last_send = Some(Instant::now());
     }
@@ -583,18 +583,22 @@ fn wait_until(due: Instant) {
     }
 }
 
+/// The target a connected socket sends to, for messages.
+fn peer(sock: &UdpSocket) -> String {
+    sock.peer_addr().map_or_else(|_| "the target".to_string(), |a| a.to_string())
+}
+
 /// Send every slot, retrying while the kernel takes nothing for a moment.
 fn send_all(
     sock: &UdpSocket,
     gso: &mut Gso,
-    dest: SocketAddr,
     slots: &[Vec<u8>],
     store: &mut Vec<&'static [u8]>,
     sb: &mut BatchSender,
 ) -> Result<()> {
     let mut slices = recycle(std::mem::take(store));
     slices.extend(slots.iter().map(|v| v.as_slice()));
-    send_slices(sock, gso, dest, &slices, sb)?;
+    send_slices(sock, gso, &slices, sb)?;
     *store = recycle(slices);
     Ok(())
 }
@@ -603,7 +607,6 @@ fn send_all(
 fn send_slices(
     sock: &UdpSocket,
     gso: &mut Gso,
-    dest: SocketAddr,
     slices: &[&[u8]],
     sb: &mut BatchSender,
 ) -> Result<()> {
@@ -611,7 +614,7 @@ fn send_slices(
     let mut stalls = 0;
     let mut refused = 0;
     while off < slices.len() {
-        match sb.send(sock, gso, dest, &slices[off..]) {
+        match sb.send(sock, gso, &slices[off..]) {
             Ok(k) if k > 0 => {
                 off += k;
                 stalls = 0;
@@ -626,11 +629,11 @@ fn send_slices(
                 continue;
             }
             Err(e) if transient(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("sending to {dest}")),
+            Err(e) => return Err(e).with_context(|| format!("sending to {}", peer(sock))),
         }
         stalls += 1;
         if stalls > MAX_STALLS {
-            bail!("sending to {dest}: the socket accepted nothing for {MAX_STALLS} ms");
+            bail!("sending to {}: the socket accepted nothing for {MAX_STALLS} ms", peer(sock));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -684,7 +687,7 @@ fn run_thread(
             let late = Instant::now().saturating_duration_since(due);
             out.hist.record(late.as_nanos() as u64);
         }
-        send_all(&lane.sock, &mut lane.gso, cfg.target, &slots[..n], &mut store, &mut sb)?;
+        send_all(&lane.sock, &mut lane.gso, &slots[..n], &mut store, &mut sb)?;
         out.last_send = Some(Instant::now());
     }
     // The end of the run: what each router still holds goes out now, a
@@ -715,7 +718,7 @@ fn run_thread(
                 continue;
             }
             any = true;
-            send_all(&lane.sock, &mut lane.gso, cfg.target, &slots[..n], &mut store, &mut sb)?;
+            send_all(&lane.sock, &mut lane.gso, &slots[..n], &mut store, &mut sb)?;
             out.last_send = Some(Instant::now());
         }
         if !any {

@@ -13,19 +13,16 @@
 //! route), that socket falls back to the plain path for good, and stderr
 //! says so once.
 //!
-//! The plain path: `sendmmsg(2)` with no destination address (rustix's safe
-//! wrapper) on the connected socket, like `benches/c/sendmmsg.c`. A
-//! destination in every message (what `nfstitch::net::send_batch` does) makes
-//! the kernel look up the route and check the source address per datagram;
-//! the connected socket reuses its cached route, a few percent of the
-//! per-datagram kernel work. Elsewhere: `nfstitch::net::send_batch` to the
-//! target.
-//!
-//! No allocation per call: the `iovec`/`mmsghdr` arrays are vectors kept
-//! between calls (emptied and reused for each call's lifetimes).
+//! The plain path: the same `send_gso` with a [`GsoBatch::plain`] batch, i.e.
+//! `sendmmsg(2)` of one datagram per message with no destination address on
+//! the connected socket, like `benches/c/sendmmsg.c`. A destination in every
+//! message (what `nfstitch::net::send_batch` does) makes the kernel look up
+//! the route and check the source address per datagram; the connected socket
+//! reuses its cached route, a few percent of the per-datagram kernel work.
+//! Elsewhere than Linux the plain batch sends one datagram per `send`.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nfstitch::net::{send_gso, GsoBatch};
@@ -87,7 +84,8 @@ fn gso_refused(e: &io::Error) -> bool {
 /// else plain `sendmmsg`. One per sending thread.
 #[derive(Debug)]
 pub struct BatchSender {
-    plain: imp::PlainSender,
+    /// Never segments: plain `sendmmsg` (see [`GsoBatch::plain`]).
+    plain: GsoBatch,
     gso: GsoBatch,
     /// Datagrams that went out through the GSO path.
     gso_datagrams: u64,
@@ -97,17 +95,16 @@ impl BatchSender {
     /// Up to `n` datagrams per syscall (the kernel takes at most 1024).
     pub fn new(n: usize) -> Self {
         let n = n.clamp(1, 1024);
-        BatchSender { plain: imp::PlainSender::new(n), gso: GsoBatch::new(n), gso_datagrams: 0 }
+        BatchSender { plain: GsoBatch::plain(n), gso: GsoBatch::new(n), gso_datagrams: 0 }
     }
 
-    /// Send `payloads` on `sock` (connected to `dest`). Returns how many the
+    /// Send `payloads` on `sock` (connected to the target). Returns how many the
     /// kernel took (a prefix); an error only when it took none. A GSO
     /// refusal turns `gso` off and sends the same payloads the plain way.
     pub fn send(
         &mut self,
         sock: &UdpSocket,
         gso: &mut Gso,
-        dest: SocketAddr,
         payloads: &[&[u8]],
     ) -> io::Result<usize> {
         if *gso == Gso::On {
@@ -123,7 +120,7 @@ impl BatchSender {
                 Err(e) => return Err(e),
             }
         }
-        self.plain.send(sock, dest, payloads)
+        send_gso(sock, payloads, &mut self.plain)
     }
 
     /// GSO messages (each one or more datagrams) the kernel took, and the
@@ -138,115 +135,6 @@ impl BatchSender {
 pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
     v.into_iter().map(|_| -> U { unreachable!("the vector is empty") }).collect()
-}
-
-#[cfg(target_os = "linux")]
-mod imp {
-    use super::*;
-    use rustix::io::Errno;
-    use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags};
-    use std::io::IoSlice;
-
-    /// Reusable arrays for `sendmmsg` on a connected socket.
-    pub struct PlainSender {
-        n: usize,
-        io: Vec<IoSlice<'static>>,
-        ctl: Vec<SendAncillaryBuffer<'static, 'static, 'static>>,
-        hdrs: Vec<MMsgHdr<'static>>,
-    }
-
-    impl std::fmt::Debug for PlainSender {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("PlainSender").field("capacity", &self.n).finish_non_exhaustive()
-        }
-    }
-
-    impl PlainSender {
-        /// Up to `n` datagrams per syscall (`n` is 1..=1024).
-        pub fn new(n: usize) -> Self {
-            PlainSender {
-                n,
-                io: Vec::with_capacity(n),
-                ctl: Vec::with_capacity(n),
-                hdrs: Vec::with_capacity(n),
-            }
-        }
-
-        /// Send `payloads` on `sock` (connected to `_dest`). Returns how many
-        /// the kernel took (a prefix); an error only when it took none.
-        pub fn send(
-            &mut self,
-            sock: &UdpSocket,
-            _dest: SocketAddr,
-            payloads: &[&[u8]],
-        ) -> io::Result<usize> {
-            let mut sent = 0;
-            for chunk in payloads.chunks(self.n) {
-                let mut io: Vec<IoSlice<'_>> = recycle(std::mem::take(&mut self.io));
-                io.extend(chunk.iter().map(|p| IoSlice::new(p)));
-                let mut ctl: Vec<SendAncillaryBuffer<'_, '_, '_>> =
-                    recycle(std::mem::take(&mut self.ctl));
-                ctl.resize_with(chunk.len(), Default::default);
-                let mut hdrs: Vec<MMsgHdr<'_>> = recycle(std::mem::take(&mut self.hdrs));
-                hdrs.extend(
-                    io.iter()
-                        .zip(ctl.iter_mut())
-                        .map(|(iov, c)| MMsgHdr::new(std::slice::from_ref(iov), c)),
-                );
-                let res = loop {
-                    match sendmmsg(sock, &mut hdrs, SendFlags::empty()) {
-                        Err(Errno::INTR) => continue,
-                        r => break r,
-                    }
-                };
-                self.hdrs = recycle(hdrs);
-                self.ctl = recycle(ctl);
-                self.io = recycle(io);
-                match res {
-                    Ok(k) => {
-                        sent += k;
-                        if k < chunk.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if sent > 0 || e == Errno::AGAIN => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(sent)
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    use super::*;
-
-    /// One `send` per datagram on the connected socket (`send_to` on a
-    /// connected socket fails with EISCONN on the BSDs).
-    #[derive(Debug)]
-    pub struct PlainSender;
-
-    impl PlainSender {
-        pub fn new(_n: usize) -> Self {
-            PlainSender
-        }
-
-        /// How many of `payloads` left (all, or those before the first error).
-        pub fn send(
-            &mut self,
-            sock: &UdpSocket,
-            _dest: SocketAddr,
-            payloads: &[&[u8]],
-        ) -> io::Result<usize> {
-            for (i, p) in payloads.iter().enumerate() {
-                if let Err(e) = sock.send(p) {
-                    return if i == 0 { Err(e) } else { Ok(i) };
-                }
-            }
-            Ok(payloads.len())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -284,10 +172,10 @@ mod tests {
             let slices: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
             let mut s = BatchSender::new(4);
             for _ in 0..2 {
-                assert_eq!(s.send(&tx, &mut gso, dest, &slices).unwrap(), 10);
+                assert_eq!(s.send(&tx, &mut gso, &slices).unwrap(), 10);
             }
             // More per call than the kernel takes: chunked.
-            assert_eq!(BatchSender::new(2048).send(&tx, &mut gso, dest, &slices).unwrap(), 10);
+            assert_eq!(BatchSender::new(2048).send(&tx, &mut gso, &slices).unwrap(), 10);
             let mut buf = [0u8; 128];
             for _ in 0..3 {
                 for d in &data {

@@ -175,7 +175,8 @@ pub fn send_batch(
     Ok(sent)
 }
 
-/// UDP GSO is Linux only: [`enable_udp_gso`] and [`send_gso`] say `Unsupported` here.
+/// UDP GSO is Linux only: [`enable_udp_gso`] and [`send_gso`] say `Unsupported` here (a
+/// [`GsoBatch::plain`] batch still sends, one datagram at a time).
 fn gso_unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "UDP GSO (UDP_SEGMENT) needs Linux")
 }
@@ -190,6 +191,8 @@ pub(super) fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
 #[derive(Debug)]
 pub struct GsoBatch {
     capacity: usize,
+    /// [`GsoBatch::plain`]: one `send` per datagram instead of `Unsupported`.
+    plain: bool,
 }
 
 impl GsoBatch {
@@ -198,7 +201,12 @@ impl GsoBatch {
     /// If `n` is zero.
     pub fn new(n: usize) -> Self {
         assert!(n > 0, "GsoBatch needs at least one slot");
-        Self { capacity: n }
+        Self { capacity: n, plain: false }
+    }
+
+    /// A batch that never segments: one `send` per datagram on the connected socket.
+    pub fn plain(n: usize) -> Self {
+        Self { plain: true, ..Self::new(n) }
     }
 
     /// Datagrams per call.
@@ -212,10 +220,18 @@ impl GsoBatch {
     }
 }
 
-/// Always `Unsupported` (UDP GSO is Linux only): send with [`send_batch`].
+/// `Unsupported` (UDP GSO is Linux only), except for a [`GsoBatch::plain`] batch.
 pub fn send_gso(sock: &UdpSocket, payloads: &[&[u8]], batch: &mut GsoBatch) -> io::Result<usize> {
-    let _ = (sock, payloads, batch);
-    Err(gso_unsupported())
+    if !batch.plain {
+        return Err(gso_unsupported());
+    }
+    // `send`, not `send_to`: on a connected socket the BSDs refuse a destination (EISCONN).
+    for (i, p) in payloads.iter().enumerate() {
+        if let Err(e) = sock.send(p) {
+            return if i == 0 { Err(e) } else { Ok(i) };
+        }
+    }
+    Ok(payloads.len())
 }
 
 #[cfg(test)]
@@ -230,5 +246,20 @@ mod gso_unit {
         assert_eq!(enable_udp_gso(&sock).unwrap_err().kind(), io::ErrorKind::Unsupported);
         let e = send_gso(&sock, &[b"x"], &mut b).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_plain_batch_sends_each_datagram() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let payloads: [&[u8]; 3] = [b"one", b"two", b"three"];
+        assert_eq!(send_gso(&tx, &payloads, &mut GsoBatch::plain(2)).unwrap(), 3);
+        let mut buf = [0u8; 16];
+        for p in payloads {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], p);
+        }
     }
 }

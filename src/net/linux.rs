@@ -565,6 +565,9 @@ pub struct GsoBatch {
     segs: Box<[usize]>,
     /// Messages the kernel took so far (each one or more datagrams).
     sends: u64,
+    /// Most datagrams per message: [`super::GSO_MAX_SEGMENTS`], or 1 for
+    /// [`GsoBatch::plain`].
+    max_segments: usize,
 }
 
 // SAFETY: the raw pointers inside `iovecs`/`hdrs` are written from `&mut self` in `send_gso`
@@ -596,7 +599,15 @@ impl GsoBatch {
             ctrl: vec![GsoCmsgBuf([0; 32]); n].into_boxed_slice(),
             segs: vec![0; n].into_boxed_slice(),
             sends: 0,
+            max_segments: super::GSO_MAX_SEGMENTS,
         }
+    }
+
+    /// [`GsoBatch::new`] that never segments: every datagram is a message of
+    /// its own with no control message, i.e. plain `sendmmsg` without a
+    /// destination on a connected socket (no `UDP_SEGMENT` needed).
+    pub fn plain(n: usize) -> Self {
+        Self { max_segments: 1, ..Self::new(n) }
     }
 
     /// Datagrams per `sendmmsg` call.
@@ -630,7 +641,7 @@ impl GsoBatch {
             let mut total = len;
             if len > 0 {
                 while j < chunk.len()
-                    && j - i < super::GSO_MAX_SEGMENTS
+                    && j - i < self.max_segments
                     && chunk[j].len() == len
                     && total + len <= super::GSO_MAX_BYTES
                 {
@@ -762,6 +773,23 @@ mod unit {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.connect(rx.local_addr().unwrap()).unwrap();
         tx
+    }
+
+    #[test]
+    fn a_plain_batch_sends_one_message_per_datagram() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let tx = sender_to(&rx);
+        let data: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100]).collect();
+        let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+        let mut batch = GsoBatch::plain(4);
+        assert_eq!(send_gso(&tx, &refs, &mut batch).unwrap(), 5);
+        assert_eq!(batch.sends(), 5, "equal lengths, yet no segmentation");
+        let mut buf = [0u8; 256];
+        for d in &data {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], d.as_slice());
+        }
     }
 
     #[test]
