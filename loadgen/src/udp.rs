@@ -16,9 +16,9 @@
 //! The plain path: the same `send_gso` with a [`GsoBatch::plain`] batch, i.e.
 //! `sendmmsg(2)` of one datagram per message with no destination address on
 //! the connected socket, like `benches/c/sendmmsg.c`. A destination in every
-//! message (what `nfstitch::net::send_batch` does) makes the kernel look up
-//! the route and check the source address per datagram; the connected socket
-//! reuses its cached route, a few percent of the per-datagram kernel work.
+//! message would make the kernel look up the route and check the source
+//! address per datagram; the connected socket reuses its cached route, a few
+//! percent of the per-datagram kernel work.
 //! Elsewhere than Linux the plain batch sends one datagram per `send`.
 
 use std::io;

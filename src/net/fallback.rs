@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 
 use super::{RecvMeta, ReuseportSocket};
 
@@ -127,54 +127,6 @@ pub fn recv_batch(sock: &ReuseportSocket, batch: &mut RecvBatch) -> io::Result<u
     Ok(batch.filled)
 }
 
-/// Send-side counterpart of [`RecvBatch`]; holds nothing but its capacity here.
-#[derive(Debug)]
-pub struct SendBatch {
-    capacity: usize,
-}
-
-impl SendBatch {
-    /// # Panics
-    ///
-    /// If `n` is zero.
-    pub fn new(n: usize) -> Self {
-        assert!(n > 0, "SendBatch needs at least one slot");
-        Self { capacity: n }
-    }
-
-    /// Datagrams per batch (informational here: every payload is its own `send_to`).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
-
-/// Sends `payloads` to `dest` one `send_to` at a time; same contract as the Linux version:
-/// returns how many (a prefix) were sent, 0 if the first would block, `EINTR` retried, an
-/// error only when nothing was sent.
-pub fn send_batch(
-    sock: &UdpSocket,
-    dest: SocketAddr,
-    payloads: &[&[u8]],
-    batch: &mut SendBatch,
-) -> io::Result<usize> {
-    let _ = batch;
-    let mut sent = 0;
-    for payload in payloads {
-        let res = loop {
-            match sock.send_to(payload, dest) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        match res {
-            Ok(_) => sent += 1,
-            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
-
 /// UDP GSO is Linux only: [`enable_udp_gso`] and [`send_gso`] say `Unsupported` here (a
 /// [`GsoBatch::plain`] batch still sends, one datagram at a time).
 fn gso_unsupported() -> io::Error {
@@ -226,12 +178,21 @@ pub fn send_gso(sock: &UdpSocket, payloads: &[&[u8]], batch: &mut GsoBatch) -> i
         return Err(gso_unsupported());
     }
     // `send`, not `send_to`: on a connected socket the BSDs refuse a destination (EISCONN).
-    for (i, p) in payloads.iter().enumerate() {
-        if let Err(e) = sock.send(p) {
-            return if i == 0 { Err(e) } else { Ok(i) };
+    let mut sent = 0;
+    for payload in payloads {
+        let res = loop {
+            match sock.send(payload) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match res {
+            Ok(_) => sent += 1,
+            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
-    Ok(payloads.len())
+    Ok(sent)
 }
 
 #[cfg(test)]
@@ -246,20 +207,5 @@ mod gso_unit {
         assert_eq!(enable_udp_gso(&sock).unwrap_err().kind(), io::ErrorKind::Unsupported);
         let e = send_gso(&sock, &[b"x"], &mut b).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-    }
-
-    #[test]
-    fn a_plain_batch_sends_each_datagram() {
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(rx.local_addr().unwrap()).unwrap();
-        let payloads: [&[u8]; 3] = [b"one", b"two", b"three"];
-        assert_eq!(send_gso(&tx, &payloads, &mut GsoBatch::plain(2)).unwrap(), 3);
-        let mut buf = [0u8; 16];
-        for p in payloads {
-            let n = rx.recv(&mut buf).unwrap();
-            assert_eq!(&buf[..n], p);
-        }
     }
 }

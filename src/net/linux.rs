@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
 use libc::{c_int, c_uint, c_void};
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 
 use super::{RecvMeta, ReuseportSocket};
 
@@ -429,113 +429,6 @@ pub fn recv_batch(sock: &ReuseportSocket, batch: &mut RecvBatch) -> io::Result<u
     Ok(n)
 }
 
-/// Reusable `sendmmsg(2)` arrays (`mmsghdr` + `iovec`) for up to `n` datagrams per syscall,
-/// allocated once in [`SendBatch::new`].
-pub struct SendBatch {
-    iovecs: Box<[libc::iovec]>,
-    hdrs: Box<[libc::mmsghdr]>,
-}
-
-// SAFETY: the raw pointers inside `iovecs`/`hdrs` are written from `&mut self` in
-// `send_batch` right before the syscall and only the kernel reads them, during that call, while
-// the payloads and address they point to are borrowed. Between calls they are never
-// dereferenced, so the batch can move to, or be referenced from, any thread.
-unsafe impl Send for SendBatch {}
-// SAFETY: see `Send`; `&SendBatch` only exposes `capacity`.
-unsafe impl Sync for SendBatch {}
-
-impl SendBatch {
-    /// Arrays for up to `n` datagrams per `sendmmsg` (the kernel takes at most 1024).
-    ///
-    /// # Panics
-    ///
-    /// If `n` is zero or exceeds `c_uint::MAX`.
-    pub fn new(n: usize) -> Self {
-        assert!(n > 0, "SendBatch needs at least one slot");
-        assert!(c_uint::try_from(n).is_ok(), "SendBatch: too many slots");
-        // SAFETY: `mmsghdr` is integers and raw pointers; all-zero is valid.
-        let hdr: libc::mmsghdr = unsafe { zeroed() };
-        let iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
-        Self { iovecs: vec![iov; n].into_boxed_slice(), hdrs: vec![hdr; n].into_boxed_slice() }
-    }
-
-    /// Datagrams per `sendmmsg` call.
-    pub fn capacity(&self) -> usize {
-        self.hdrs.len()
-    }
-
-    /// Fills the first `chunk.len()` headers: destination `addr`, one iovec per payload.
-    fn prepare(&mut self, addr: &SockAddr, chunk: &[&[u8]]) {
-        for (iov, payload) in self.iovecs.iter_mut().zip(chunk) {
-            *iov = libc::iovec {
-                // The kernel only reads through it (sendmmsg); the `*mut` is the C type.
-                iov_base: payload.as_ptr().cast_mut().cast::<c_void>(),
-                iov_len: payload.len(),
-            };
-        }
-        let iov_base = self.iovecs.as_mut_ptr();
-        for (i, h) in self.hdrs.iter_mut().take(chunk.len()).enumerate() {
-            let m = &mut h.msg_hdr;
-            m.msg_name = addr.as_ptr().cast_mut().cast::<c_void>();
-            m.msg_namelen = addr.len();
-            m.msg_iov = iov_base.wrapping_add(i);
-            m.msg_iovlen = 1;
-            m.msg_control = ptr::null_mut();
-            m.msg_controllen = 0;
-            m.msg_flags = 0;
-            h.msg_len = 0;
-        }
-    }
-}
-
-impl fmt::Debug for SendBatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendBatch").field("capacity", &self.capacity()).finish_non_exhaustive()
-    }
-}
-
-/// Sends `payloads` to `dest` with `sendmmsg(2)`, `batch.capacity()` datagrams per syscall.
-///
-/// Sends as many as the kernel takes and returns how many were sent (a prefix of
-/// `payloads`): it stops early when the kernel accepts only part of a chunk or would block
-/// (0 if the very first would block). `EINTR` is retried. An error is returned only when
-/// nothing was sent; after a partial send the error will recur on the next call. Whether it
-/// blocks follows the socket's mode (no `MSG_DONTWAIT`).
-pub fn send_batch(
-    sock: &UdpSocket,
-    dest: SocketAddr,
-    payloads: &[&[u8]],
-    batch: &mut SendBatch,
-) -> io::Result<usize> {
-    let addr = SockAddr::from(dest);
-    let fd = sock.as_raw_fd();
-    let mut sent = 0;
-    for chunk in payloads.chunks(batch.capacity()) {
-        batch.prepare(&addr, chunk);
-        // Fits: chunk.len() <= capacity, checked in `SendBatch::new`.
-        let vlen = chunk.len() as c_uint;
-        let hdrs = batch.hdrs.as_mut_ptr();
-        let res = retry_if_interrupted(|| {
-            // SAFETY: `prepare` set the first `vlen` headers to point at `addr` (alive on this
-            // frame, `msg_namelen` its length) and at one iovec each, which describe the
-            // `chunk` payloads borrowed for this call; the kernel reads those and writes only
-            // `msg_len` in the headers, which `batch` (exclusively borrowed) owns.
-            unsafe { libc::sendmmsg(fd, hdrs, vlen, 0) }
-        });
-        match res {
-            Ok(k) => {
-                sent += k;
-                if k < chunk.len() {
-                    break;
-                }
-            }
-            Err(e) if sent > 0 || e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
-
 /// `setsockopt(UDP_SEGMENT, 0)`: succeeds on kernels with UDP GSO (Linux 4.18+) and leaves
 /// the socket as it was (no segmentation unless a send asks for it); `ENOPROTOOPT` before.
 pub(super) fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
@@ -704,9 +597,10 @@ impl fmt::Debug for GsoBatch {
 /// length than its neighbours is a message of its own (no control message). Up to
 /// `batch.capacity()` datagrams per `sendmmsg(2)`.
 ///
-/// Same contract as [`send_batch`], counted in datagrams: returns how many (a prefix of
-/// `payloads`) were sent, stopping early when the kernel takes only part of a chunk or would
-/// block; `EINTR` is retried; an error only when nothing was sent. A message is taken or
+/// Returns how many datagrams (a prefix of `payloads`) were sent, stopping early when the
+/// kernel takes only part of a chunk or would block (0 if the very first would block);
+/// `EINTR` is retried; an error only when nothing was sent (after a partial send it recurs
+/// on the next call). Whether it blocks follows the socket's mode. A message is taken or
 /// refused whole. A kernel or route without GSO refuses a segmented message with `EIO`,
 /// `EINVAL` or `ENOPROTOOPT` (check [`super::enable_udp_gso`] first).
 pub fn send_gso(sock: &UdpSocket, payloads: &[&[u8]], batch: &mut GsoBatch) -> io::Result<usize> {

@@ -8,10 +8,10 @@
 //! - batched receive ([`RecvBatch`], [`recv_batch`]): `recvmmsg(2)` into buffers, address
 //!   slots and control-message space allocated once, with per-datagram [`RecvMeta`]
 //!   (source, kernel timestamp, truncation) and the latest kernel drop count;
-//! - batched send ([`SendBatch`], [`send_batch`]): `sendmmsg(2)` of many datagrams to one
-//!   destination (the load generator); and with UDP generic segmentation offload
-//!   ([`enable_udp_gso`], [`GsoBatch`], [`send_gso`]): runs of equal-length datagrams as one
-//!   `UDP_SEGMENT` send each, on a connected socket (Linux 4.18+);
+//! - batched send on a connected socket, for the load generator ([`GsoBatch`], [`send_gso`]):
+//!   `sendmmsg(2)` with UDP generic segmentation offload ([`enable_udp_gso`]: runs of
+//!   equal-length datagrams as one `UDP_SEGMENT` send each, Linux 4.18+), or plain, one
+//!   datagram per message ([`GsoBatch::plain`]);
 //! - [`prefetch`]: a cache prefetch hint, so the flow table can overlap the cache misses of
 //!   a batch of records;
 //! - CPU pinning ([`pin_current_thread`], [`available_cores`], [`core_ids`]) and small
@@ -19,7 +19,7 @@
 //!
 //! On Linux the batch functions are raw `recvmmsg`/`sendmmsg` calls (see `linux.rs`, modelled
 //! on quinn-udp's `unix.rs`). Elsewhere a portable fallback with the same signatures
-//! (`fallback.rs`) loops over `recv_from` / `send_to`, reports no timestamps and no drop
+//! (`fallback.rs`) loops over `recv_from` / `send`, reports no timestamps and no drop
 //! counter. Nothing in here logs; every failure is returned to the caller.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -37,9 +37,9 @@ mod linux;
 mod tests;
 
 #[cfg(not(target_os = "linux"))]
-pub use fallback::{recv_batch, send_batch, send_gso, GsoBatch, RecvBatch, SendBatch};
+pub use fallback::{recv_batch, send_gso, GsoBatch, RecvBatch};
 #[cfg(target_os = "linux")]
-pub use linux::{recv_batch, send_batch, send_gso, GsoBatch, RecvBatch, SendBatch};
+pub use linux::{recv_batch, send_gso, GsoBatch, RecvBatch};
 
 /// Most datagrams one UDP GSO send carries: the kernel's `UDP_MAX_SEGMENTS` (64; newer
 /// kernels take 128).

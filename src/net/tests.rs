@@ -197,18 +197,19 @@ fn kernel_drops_account_for_every_lost_datagram() {
 }
 
 #[test]
-fn send_batch_delivers_64_datagrams() {
+fn a_plain_send_batch_delivers_64_datagrams() {
     let rx = ReuseportSocket::bind(LOOPBACK_V4, None).unwrap();
     let dest = rx.local_addr().unwrap();
     let tx = sender_v4();
+    tx.connect(dest).unwrap();
     let src = tx.local_addr().unwrap();
     let sent: Vec<Vec<u8>> = (0..64).map(payload).collect();
     let refs: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
 
     // Capacity 16: four sendmmsg calls.
-    let mut sb = SendBatch::new(16);
-    assert_eq!(send_batch(&tx, dest, &refs, &mut sb).unwrap(), 64);
-    assert_eq!(send_batch(&tx, dest, &[], &mut sb).unwrap(), 0);
+    let mut sb = GsoBatch::plain(16);
+    assert_eq!(send_gso(&tx, &refs, &mut sb).unwrap(), 64);
+    assert_eq!(send_gso(&tx, &[], &mut sb).unwrap(), 0);
 
     let mut batch = RecvBatch::new(64, DEFAULT_BUF_LEN);
     let got = recv_until(&rx, &mut batch, 64);
@@ -240,8 +241,9 @@ fn ipv6_loopback() {
     assert_eq!(again.local_addr().unwrap(), dest);
     drop(again); // so the kernel cannot steer the datagram to it
 
-    let mut sb = SendBatch::new(4);
-    assert_eq!(send_batch(&tx, dest, &[b"hello v6"], &mut sb).unwrap(), 1);
+    tx.connect(dest).unwrap();
+    let mut sb = GsoBatch::plain(4);
+    assert_eq!(send_gso(&tx, &[b"hello v6"], &mut sb).unwrap(), 1);
     let mut batch = RecvBatch::new(4, DEFAULT_BUF_LEN);
     let got = recv_until(&rx, &mut batch, 1);
     assert_eq!(got.len(), 1);
@@ -269,7 +271,7 @@ fn get_past_the_received_count_panics() {
 fn debug_output_names_the_types() {
     let batch = RecvBatch::new(4, 64);
     assert!(format!("{batch:?}").contains("RecvBatch"));
-    assert!(format!("{:?}", SendBatch::new(2)).contains("SendBatch"));
+    assert!(format!("{:?}", GsoBatch::plain(2)).contains("GsoBatch"));
 }
 
 #[test]
@@ -303,7 +305,7 @@ fn proc_readers() {
 /// The portable fallback, exercised on Linux too.
 #[cfg(target_os = "linux")]
 mod fallback_impl {
-    use super::super::fallback::{recv_batch, send_batch, RecvBatch, SendBatch};
+    use super::super::fallback::{recv_batch, send_gso, GsoBatch, RecvBatch};
     use super::*;
 
     #[test]
@@ -311,12 +313,13 @@ mod fallback_impl {
         let rx = ReuseportSocket::bind(LOOPBACK_V4, None).unwrap();
         let dest = rx.local_addr().unwrap();
         let tx = sender_v4();
+        tx.connect(dest).unwrap();
         let big = vec![7u8; 100];
         let payloads: [&[u8]; 3] = [b"one", &big, &big[..64]];
-        let mut sb = SendBatch::new(2);
+        let mut sb = GsoBatch::plain(2);
         assert_eq!(sb.capacity(), 2);
-        assert!(format!("{sb:?}").contains("SendBatch"));
-        assert_eq!(send_batch(&tx, dest, &payloads, &mut sb).unwrap(), 3);
+        assert!(format!("{sb:?}").contains("GsoBatch"));
+        assert_eq!(send_gso(&tx, &payloads, &mut sb).unwrap(), 3);
 
         let mut batch = RecvBatch::new(2, 64);
         assert_eq!((batch.capacity(), batch.buf_len()), (2, 64));
