@@ -218,16 +218,18 @@ fn output(c: &mut Criterion) {
 /// The worker's per-datagram path without the syscalls: a receive batch of
 /// 64 datagrams (30 records each, 4 exporters, recurring flows as the drain
 /// benchmark sends them) decoded and merged into one shard, the way `collect`
-/// does it (`Ingest::records`, then `Shard::apply_segments`). 3k flows fit in
+/// does it (`Ingest::wire`, then `Shard::apply_segments` over the records
+/// read in place from the buffer the datagrams lie in). 3k flows fit in
 /// the caches (the compute floor), 100k is the drain benchmark's table, 1M
 /// misses the caches.
 fn ingest_to_shard(c: &mut Criterion) {
-    use nfstitch::ingest::Ingest;
+    use nfstitch::ingest::{Ingest, WireRecords};
     const BATCH: usize = 64;
     let mut g = c.benchmark_group("ingest_to_shard");
     g.throughput(Throughput::Elements((BATCH * 30) as u64));
     for flows in [3_000u32, 100_000, 1_000_000] {
-        let mut dgs: Vec<(IpAddr, Vec<u8>)> = Vec::new();
+        // Every datagram in one buffer, as a receive batch holds them: (exporter, offset, len).
+        let (mut dgs, mut buf): (Vec<(IpAddr, usize, usize)>, Vec<u8>) = (Vec::new(), Vec::new());
         let mut seq = [0u32; 4];
         for d in 0..flows.div_ceil(30) {
             let e = (d % 4) as usize;
@@ -249,16 +251,16 @@ fn ingest_to_shard(c: &mut Criterion) {
                     }
                 })
                 .collect();
-            let mut buf = Vec::new();
             let h = HeaderFields {
                 sys_uptime: 5000,
                 unix_secs: 1_700_000_000,
                 flow_sequence: seq[e],
                 ..Default::default()
             };
-            encode(&h, &recs, &mut buf);
+            let off = buf.len();
+            let len = encode(&h, &recs, &mut buf);
             seq[e] += 30;
-            dgs.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + e as u8)), buf));
+            dgs.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + e as u8)), off, len));
         }
         let cfg = ShardConfig {
             key: KeySpec::default(),
@@ -269,20 +271,20 @@ fn ingest_to_shard(c: &mut Criterion) {
         let mut shard = Shard::new(cfg, T0);
         shard.reserve(flows as usize);
         let mut ingest = Ingest::new(false, false);
-        let (mut local, mut segs, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut wire, mut segs, mut out) = (WireRecords::default(), Vec::new(), Vec::new());
         let (mut next, mut now, mut emitted) = (0, T0, 0);
         g.bench_function(format!("receive_batch_64x30/{flows}_flows"), |b| {
             b.iter(|| {
                 for _ in 0..BATCH {
-                    let (ex, bytes) = &dgs[next];
+                    let (ex, off, len) = dgs[next];
                     next = (next + 1) % dgs.len();
                     now += 1000;
-                    let _ = ingest.records(*ex, bytes, &mut local);
-                    segs.push((local.len(), now));
+                    let _ = ingest.wire(ex, &buf[off..off + len], off, &mut wire);
+                    segs.push((wire.len(), now));
                 }
-                shard.apply_segments(&local, &segs, &mut out);
+                shard.apply_segments(&wire.view(&buf), &segs, &mut out);
                 emitted += out.len();
-                local.clear();
+                wire.clear();
                 segs.clear();
                 out.clear();
             })

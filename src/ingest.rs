@@ -1,6 +1,8 @@
 //! The first stage after a socket or a capture: decode one datagram, count
 //! it (accepted, or rejected by reason, per exporter), track its exporter's
-//! sequence, and hand each record on as a [`FlowRecord`].
+//! sequence, and hand each record on: as a [`FlowRecord`] ([`Ingest::datagram`],
+//! replay and dump), or in place in the receive buffer ([`Ingest::wire`]: the
+//! collector's hot path, read by the shard through [`WireView`]).
 //!
 //! Every datagram that reaches [`Ingest::datagram`] is counted exactly once:
 //! `seen = accepted + rejected`. Sums of records, packets and octets are
@@ -11,8 +13,10 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
-use crate::flow::{FlowRecord, SeqTracker};
-use crate::wire::{Datagram, DecodeError, Header, Record};
+use crate::flow::{
+    exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records, SeqTracker,
+};
+use crate::wire::{Datagram, DecodeError, Header, Record, HEADER_LEN, RECORD_LEN};
 
 /// Reasons a datagram is rejected: the decoder's four, then `not_allowed`
 /// (source outside `--allow`, dropped before decode).
@@ -139,27 +143,41 @@ impl Ingest {
         Ok(h)
     }
 
-    /// [`Ingest::datagram`] that appends the records to `out` (built in
-    /// place: the hot path of a collector that only stitches).
+    /// [`Ingest::datagram`] that hands the records on in place: `bytes` lies
+    /// at `offset` in a receive buffer, and `out` notes where each record is
+    /// there and its datagram's context, to be read through
+    /// [`WireRecords::view`] over that buffer (no record is copied).
     #[inline]
-    pub fn records(
+    pub fn wire(
         &mut self,
         exporter: IpAddr,
         bytes: &[u8],
-        out: &mut Vec<FlowRecord>,
+        offset: usize,
+        out: &mut WireRecords,
     ) -> Result<Header, Rejection> {
         let exporter = exporter.to_canonical();
         let (d, tracked) = self.decode(exporter, bytes)?;
         let h = d.header();
-        let scale = self.scale_sampling;
+        let scale = sampling_scale(&h, self.scale_sampling);
         let (mut packets, mut octets) = (0u64, 0u64);
-        out.extend(d.records().map(|r| {
-            let fr = FlowRecord::from_wire(exporter, &h, &r, scale);
-            packets += fr.packets;
-            octets += fr.octets;
-            fr
-        }));
+        for r in d.records() {
+            packets += r.packets() as u64 * scale;
+            octets += r.octets() as u64 * scale;
+        }
         self.count(exporter, tracked, &h, packets, octets);
+        let dg = u32::try_from(out.dgs.len()).expect("datagrams in a receive batch fit u32");
+        out.dgs.push(WireContext {
+            exporter,
+            ex: exporter_words(exporter),
+            engine: u16::from_be_bytes([h.engine_type, h.engine_id]),
+            header: h,
+            scale,
+        });
+        let first = offset + HEADER_LEN;
+        out.locs.extend((0..d.count()).map(|k| {
+            let at = u32::try_from(first + k * RECORD_LEN).expect("receive buffer under 4 GiB");
+            (at, dg)
+        }));
         Ok(h)
     }
 
@@ -222,11 +240,126 @@ impl Ingest {
     }
 }
 
+/// The accepted records of a receive batch, by where they lie in its
+/// buffer: per record its byte offset and its datagram, per datagram the
+/// context its records need (exporter, engine, header, sampling scale).
+/// Filled by [`Ingest::wire`]; reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct WireRecords {
+    dgs: Vec<WireContext>,
+    locs: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WireContext {
+    exporter: IpAddr,
+    /// The exporter as a packed key's first two words.
+    ex: [u64; 2],
+    engine: u16,
+    header: Header,
+    scale: u64,
+}
+
+impl WireRecords {
+    /// Room for `datagrams` datagrams of up to 30 records each.
+    pub fn with_capacity(datagrams: usize) -> Self {
+        WireRecords {
+            dgs: Vec::with_capacity(datagrams),
+            locs: Vec::with_capacity(datagrams * crate::wire::MAX_RECORDS),
+        }
+    }
+
+    /// Records noted.
+    pub fn len(&self) -> usize {
+        self.locs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.dgs.clear();
+        self.locs.clear();
+    }
+
+    /// Keep the records of `[..start]` and, of the later ones, those for
+    /// which `keep(i)` is true (in order); the others are dropped.
+    pub fn retain_from(&mut self, start: usize, mut keep: impl FnMut(usize) -> bool) {
+        let mut to = start;
+        for i in start..self.locs.len() {
+            if keep(i) {
+                self.locs[to] = self.locs[i];
+                to += 1;
+            }
+        }
+        self.locs.truncate(to);
+    }
+
+    /// The records, read from `buf`: the receive buffer the offsets given to
+    /// [`Ingest::wire`] point into, unchanged since.
+    pub fn view<'a>(&'a self, buf: &'a [u8]) -> WireView<'a> {
+        WireView { buf, recs: self }
+    }
+}
+
+/// [`WireRecords`] over their receive buffer: [`Records`] read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct WireView<'a> {
+    buf: &'a [u8],
+    recs: &'a WireRecords,
+}
+
+impl<'a> WireView<'a> {
+    /// Record `i` as it is on the wire.
+    #[inline]
+    pub fn wire(&self, i: usize) -> Record<'a> {
+        self.at(i).0
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize) -> (Record<'a>, &'a WireContext) {
+        let (off, dg) = self.recs.locs[i];
+        let off = off as usize;
+        let bytes = self.buf[off..off + RECORD_LEN].try_into().expect("a RECORD_LEN range");
+        (Record::new(bytes), &self.recs.dgs[dg as usize])
+    }
+}
+
+impl Records for WireView<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.recs.locs.len()
+    }
+
+    #[inline]
+    fn key(&self, i: usize, packer: &KeyPacker) -> PackedKey {
+        let (r, c) = self.at(i);
+        packer.pack_wire(c.ex, c.engine, &r)
+    }
+
+    #[inline]
+    fn merge(&self, i: usize) -> Merge {
+        let (r, c) = self.at(i);
+        Merge::from_wire(&c.header, &r, c.scale)
+    }
+
+    #[inline]
+    fn record(&self, i: usize) -> FlowRecord {
+        let (r, c) = self.at(i);
+        FlowRecord::from_wire_scaled(c.exporter, &c.header, &r, c.scale)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::flow::{KeySpec, Shard, ShardConfig};
+    use crate::wire::tests::{arb_header, arb_record};
     use crate::wire::{encode, HeaderFields, RecordFields};
 
     #[test]
@@ -242,16 +375,84 @@ mod tests {
         let mut ing = Ingest::new(false, false);
         let mut seen = Vec::new();
         ing.datagram(mapped, &bytes, |_, _, _, fr| seen.push(fr.exporter)).unwrap();
-        let mut recs = Vec::new();
-        ing.records(mapped, &bytes, &mut recs).unwrap();
-        ing.records(v4, &bytes, &mut recs).unwrap();
+        let mut wire = WireRecords::default();
+        ing.wire(mapped, &bytes, 0, &mut wire).unwrap();
+        ing.wire(v4, &bytes, 0, &mut wire).unwrap();
         assert_eq!(seen, [v4]);
-        assert!(recs.iter().all(|r| r.exporter == v4));
+        let view = wire.view(&bytes);
+        assert!((0..view.len()).all(|i| view.record(i).exporter == v4));
         assert_eq!(ing.exporters.len(), 1, "{:?}", ing.exporters.keys());
         assert_eq!(ing.exporters[&v4].datagrams, 3);
         // A real IPv6 source stays IPv6.
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
-        ing.records(v6, &bytes, &mut recs).unwrap();
-        assert_eq!(recs.last().unwrap().exporter, v6);
+        ing.wire(v6, &bytes, 0, &mut wire).unwrap();
+        let view = wire.view(&bytes);
+        assert_eq!(view.record(view.len() - 1).exporter, v6);
+    }
+
+    /// Datagrams from four exporters (one IPv6), laid out in one buffer with
+    /// gaps, as a receive batch holds them.
+    fn arb_batch() -> impl Strategy<Value = Vec<(IpAddr, HeaderFields, Vec<RecordFields>)>> {
+        let exporters = [
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped()),
+        ];
+        let dg = (0..4usize, arb_header(), prop::collection::vec(arb_record(), 1..=30));
+        prop::collection::vec(dg, 1..8)
+            .prop_map(move |v| v.into_iter().map(|(e, h, r)| (exporters[e], h, r)).collect())
+    }
+
+    proptest! {
+        /// Reading a batch in place gives what decoding it into FlowRecords
+        /// gives: every record, its key under any key spec, what it merges,
+        /// the counters, and the flows a shard makes of it.
+        #[test]
+        fn wire_view_equals_decoded_records(
+            batch in arb_batch(),
+            spec in prop::sample::subsequence(crate::flow::KeyField::ALL.to_vec(), 1..=10),
+            scale in any::<bool>(),
+        ) {
+            let names: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
+            let spec: KeySpec = names.join(",").parse().unwrap();
+            let packer = spec.packer();
+            let (mut buf, mut offsets) = (Vec::new(), Vec::new());
+            for (_, h, recs) in &batch {
+                buf.extend_from_slice(&[0xee; 7]); // a gap: slots are not contiguous
+                offsets.push(buf.len());
+                encode(h, recs, &mut buf);
+            }
+            let (mut decoded, mut by_decode) = (Vec::new(), Ingest::new(false, scale));
+            let (mut wire, mut by_wire) = (WireRecords::default(), Ingest::new(false, scale));
+            for ((ex, _, recs), &off) in batch.iter().zip(&offsets) {
+                let bytes = &buf[off..off + 24 + 48 * recs.len()];
+                by_decode.datagram(*ex, bytes, |_, _, _, fr| decoded.push(*fr)).unwrap();
+                by_wire.wire(*ex, bytes, off, &mut wire).unwrap();
+            }
+            let view = wire.view(&buf);
+            prop_assert_eq!(view.len(), decoded.len());
+            for (i, fr) in decoded.iter().enumerate() {
+                prop_assert_eq!(view.record(i), *fr);
+                prop_assert_eq!(view.key(i, &packer), packer.pack(fr));
+                prop_assert_eq!(view.merge(i), Merge::from(fr));
+            }
+            prop_assert_eq!(by_wire.counters, by_decode.counters);
+            prop_assert_eq!(&by_wire.exporters, &by_decode.exporters);
+            let cfg = ShardConfig {
+                key: spec,
+                linger_ns: 1_000_000_000,
+                idle_ns: 5_000_000_000,
+                max_flows: 8,
+            };
+            let segs = [(view.len(), 1_000)];
+            let (mut a, mut b) = (Shard::new(cfg, 0), Shard::new(cfg, 0));
+            let (mut fa, mut fb) = (Vec::new(), Vec::new());
+            a.apply_segments(&view, &segs, &mut fa);
+            b.apply_segments(decoded.as_slice(), &segs, &mut fb);
+            a.flush(2_000, &mut fa);
+            b.flush(2_000, &mut fb);
+            prop_assert_eq!(fa, fb);
+        }
     }
 }

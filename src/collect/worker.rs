@@ -22,9 +22,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::handoff::{DumpRow, RecordBatch, Shared, Snapshot, ToWriter, RECORD_BATCH};
-use crate::flow::{Flow, FlowRecord, KeyHasher, KeyPacker, KeySpec, Shard};
+use crate::flow::{Flow, FlowRecord, KeyHasher, KeyPacker, KeySpec, Records, Shard};
 use crate::hist::Latency;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, WireRecords};
 use crate::net::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
 
 /// Datagrams per recvmmsg call.
@@ -86,9 +86,9 @@ pub struct Worker {
     receive_to_applied: Latency,
     export_to_receive: Latency,
     pool: Vec<Vec<FlowRecord>>,
-    /// The receive batch's records for the own shard, applied together, and
-    /// where each datagram's end (with its time).
-    local: Vec<FlowRecord>,
+    /// The receive batch's records for the own shard, read in place and
+    /// applied together, and where each datagram's end (with its time).
+    wire: WireRecords,
     segs: Vec<(usize, u64)>,
     flows: Vec<Flow>,
     dump_rows: Vec<DumpRow>,
@@ -155,7 +155,7 @@ impl Worker {
             receive_to_applied: Latency::new(),
             export_to_receive: Latency::new(),
             pool: Vec::new(),
-            local: Vec::with_capacity(RECV_BATCH * crate::wire::MAX_RECORDS),
+            wire: WireRecords::with_capacity(RECV_BATCH),
             segs: Vec::with_capacity(RECV_BATCH),
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
@@ -289,7 +289,7 @@ impl Worker {
                     self.batch_rx.push(ts);
                     self.datagram(s, i, ts, src);
                 }
-                self.apply_local();
+                self.apply_local(s);
                 // One clock read per batch: every datagram in it is applied now
                 // (its records for other shards are measured when those apply them).
                 let applied = wall_ns();
@@ -306,13 +306,15 @@ impl Worker {
         (more, got)
     }
 
-    /// Merge the own shard's records of the receive batch, one segment per
-    /// datagram (software-pipelined across datagrams: see `Shard::apply_segments`).
-    fn apply_local(&mut self) {
-        if !self.local.is_empty() {
-            self.shard.apply_segments(&self.local, &self.segs, &mut self.flows);
-            self.local.clear();
+    /// Merge the own shard's records of socket `s`'s receive batch, read in
+    /// place from its buffer, one segment per datagram (software-pipelined
+    /// across datagrams: see `Shard::apply_segments`).
+    fn apply_local(&mut self, s: usize) {
+        if !self.wire.is_empty() {
+            let view = self.wire.view(self.sockets[s].1.buffer());
+            self.shard.apply_segments(&view, &self.segs, &mut self.flows);
         }
+        self.wire.clear();
         self.segs.clear();
         if self.flows.len() >= FLOW_BATCH {
             self.send_flows();
@@ -320,46 +322,39 @@ impl Worker {
     }
 
     /// Decode, count and route one received datagram (slot `i` of socket
-    /// `s`'s batch). Records for the own shard wait in `local` for
-    /// [`Worker::apply_local`] at the end of the batch.
+    /// `s`'s batch). Its records are noted in `wire` (read in place later);
+    /// those for the own shard wait there for [`Worker::apply_local`] at the
+    /// end of the batch, those for other shards are copied to their batches.
     fn datagram(&mut self, s: usize, i: usize, ts: u64, src: IpAddr) {
         self.now = self.now.max(ts);
         let now = self.now;
-        if self.stitch && self.local.is_empty() {
+        if self.stitch && self.wire.is_empty() {
             // Before the batch's first own record: due flows leave in bounded
             // batches here; later datagrams of the batch advance in apply_segments.
             self.advance_to(now);
         }
-        let (stitch, dump) = (self.stitch, self.dump);
-        let payload = self.sockets[s].1.get(i).1;
-        let local = &mut self.local;
-        let start = local.len();
-        let res = if stitch && !dump {
-            // The hot path: records decoded straight into `local`.
-            self.ingest.records(src, payload, local)
-        } else {
-            let dump_rows = &mut self.dump_rows;
-            self.ingest.datagram(src, payload, |h, idx, r, fr| {
-                if dump {
-                    dump_rows.push(DumpRow {
-                        ts: now,
-                        exporter: fr.exporter,
-                        header: *h,
-                        index: idx,
-                        rec: r.fields(),
-                    });
-                }
-                if stitch {
-                    local.push(*fr);
-                }
-            })
-        };
-        let mut full = 0; // destinations whose outgoing batch filled
-        if stitch && self.n() > 1 {
-            full = self.route(start, ts);
+        let batch = &self.sockets[s].1;
+        let start = self.wire.len();
+        let res = self.ingest.wire(src, batch.get(i).1, batch.offset(i), &mut self.wire);
+        if let (true, Ok(h)) = (self.dump, &res) {
+            let view = self.wire.view(batch.buffer());
+            let exporter = src.to_canonical();
+            self.dump_rows.extend((start..view.len()).map(|k| DumpRow {
+                ts: now,
+                exporter,
+                header: *h,
+                index: (k - start) as u16,
+                rec: view.wire(k).fields(),
+            }));
         }
-        if stitch {
-            self.segs.push((self.local.len(), now));
+        let mut full = 0; // destinations whose outgoing batch filled
+        if !self.stitch {
+            self.wire.clear();
+        } else {
+            if self.n() > 1 {
+                full = self.route(s, start, ts);
+            }
+            self.segs.push((self.wire.len(), now));
         }
         if let Ok(h) = res {
             // Meaningful only when exporter and collector share a clock.
@@ -378,32 +373,33 @@ impl Worker {
         }
     }
 
-    /// Move the records of `local[start..]` that other shards own (ahash of
-    /// the key, mod workers) to their outgoing batches, keeping the own ones
-    /// in place. Returns a bitmask of the destinations whose batch filled
-    /// (workers <= 64, checked at start).
-    fn route(&mut self, start: usize, ts: u64) -> u64 {
+    /// Copy the records of `wire[start..]` (one datagram's, in socket `s`'s
+    /// buffer) that other shards own (ahash of the key, mod workers) to their
+    /// outgoing batches and drop them from `wire`, keeping the own ones.
+    /// Returns a bitmask of the destinations whose batch filled (workers <=
+    /// 64, checked at start).
+    fn route(&mut self, s: usize, start: usize, ts: u64) -> u64 {
         let n = self.n() as u64;
         let mut full = 0;
-        let mut keep = start;
-        for j in start..self.local.len() {
-            let fr = self.local[j];
-            let dest = (KeyHasher::hash_packed(&self.packer.pack(&fr)) % n) as usize;
+        let mut dests = [0u8; crate::wire::MAX_RECORDS];
+        let view = self.wire.view(self.sockets[s].1.buffer());
+        for k in start..view.len() {
+            let dest = (KeyHasher::hash_packed(&view.key(k, &self.packer)) % n) as usize;
+            dests[k - start] = dest as u8;
             if dest == self.id {
-                self.local[keep] = fr;
-                keep += 1;
                 continue;
             }
             let batch = &mut self.out[dest];
             if batch.is_empty() {
                 self.out_rx[dest] = ts;
             }
-            batch.push(fr);
+            batch.push(view.record(k));
             if batch.len() >= RECORD_BATCH {
                 full |= 1 << dest;
             }
         }
-        self.local.truncate(keep);
+        let id = self.id as u8;
+        self.wire.retain_from(start, |k| dests[k - start] == id);
         full
     }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use super::record::ZERO;
 use super::FlowRecord;
+use crate::wire::Record;
 
 /// A field that can be part of the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +124,8 @@ impl KeyPacker {
     /// Same as `spec.key_of(r).pack()`.
     #[inline]
     pub fn pack(&self, r: &FlowRecord) -> PackedKey {
-        let full = words(
-            r.exporter,
+        self.mask(words(
+            exporter_words(r.exporter),
             u16::from_be_bytes([r.engine_type, r.engine_id]),
             r.proto,
             r.src_addr,
@@ -134,7 +135,30 @@ impl KeyPacker {
             r.tos,
             r.input,
             r.output,
-        );
+        ))
+    }
+
+    /// Same as [`KeyPacker::pack`] of the [`FlowRecord`] that `r` makes with
+    /// a datagram from an exporter packed as `exporter` ([`exporter_words`])
+    /// with `engine` (type << 8 | id): straight from the wire bytes.
+    #[inline]
+    pub fn pack_wire(&self, exporter: [u64; 2], engine: u16, r: &Record<'_>) -> PackedKey {
+        self.mask(words(
+            exporter,
+            engine,
+            r.proto(),
+            r.src_addr(),
+            r.src_port(),
+            r.dst_addr(),
+            r.dst_port(),
+            r.tos(),
+            r.input(),
+            r.output(),
+        ))
+    }
+
+    #[inline(always)]
+    fn mask(&self, full: [u64; 5]) -> PackedKey {
         let mut w = [0u64; 5];
         for i in 0..5 {
             w[i] = full[i] & self.keep[i] | self.fill[i];
@@ -217,7 +241,7 @@ impl FlowKey {
     #[inline]
     pub fn pack(&self) -> PackedKey {
         PackedKey(words(
-            self.exporter,
+            exporter_words(self.exporter),
             self.engine,
             self.proto,
             self.src,
@@ -231,11 +255,23 @@ impl FlowKey {
     }
 }
 
+/// The first two words of a packed key: the exporter as an IPv6 address
+/// (IPv4 as `::ffff:a.b.c.d`).
+#[inline]
+pub fn exporter_words(exporter: IpAddr) -> [u64; 2] {
+    let ex = match exporter {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+    .to_bits();
+    [(ex >> 64) as u64, ex as u64]
+}
+
 /// The one word layout of a packed key ([`PackedKey::unpack`] reads it back).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn words(
-    exporter: IpAddr,
+    ex: [u64; 2],
     engine: u16,
     proto: u8,
     src: u32,
@@ -246,14 +282,9 @@ fn words(
     input: u16,
     output: u16,
 ) -> [u64; 5] {
-    let ex = match exporter {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    }
-    .to_bits();
     [
-        (ex >> 64) as u64,
-        ex as u64,
+        ex[0],
+        ex[1],
         (src as u64) << 32 | dst as u64,
         (sport as u64) << 48
             | (dport as u64) << 32

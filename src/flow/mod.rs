@@ -7,12 +7,14 @@
 
 mod key;
 mod record;
+mod records;
 mod seq;
 mod shard;
 mod table;
 
-pub use key::{FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
-pub use record::FlowRecord;
+pub use key::{exporter_words, FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
+pub use record::{sampling_scale, FlowRecord};
+pub use records::{Merge, Records};
 pub use seq::{SeqEvent, SeqTotals, SeqTracker};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
 

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::records::Merge;
 use crate::wire::{Header, Record};
 
 /// One record, normalized: absolute times in ns, exporter attached.
@@ -65,12 +66,45 @@ pub(crate) const ZERO: FlowRecord = FlowRecord {
 /// TCP FIN and RST: a record carrying either starts (or extends) the linger.
 pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 
+/// What packets and octets of a datagram's records are multiplied by: its
+/// sampling interval with `scale_sampling` (when above 1), else 1.
+#[inline]
+pub fn sampling_scale(h: &Header, scale_sampling: bool) -> u64 {
+    if scale_sampling {
+        h.sampling_interval().max(1) as u64
+    } else {
+        1
+    }
+}
+
+impl Merge {
+    /// What wire record `r` of a datagram with header `h` adds to its flow,
+    /// packets and octets multiplied by `scale` ([`sampling_scale`]). The
+    /// one conversion from the wire: [`FlowRecord::from_wire`] uses it too.
+    #[inline(always)]
+    pub fn from_wire(h: &Header, r: &Record<'_>, scale: u64) -> Self {
+        Merge {
+            packets: r.packets() as u64 * scale,
+            octets: r.octets() as u64 * scale,
+            first_ns: h.uptime_to_ns(r.first()),
+            last_ns: h.uptime_to_ns(r.last()),
+            tcp_flags: r.tcp_flags(),
+        }
+    }
+}
+
 impl FlowRecord {
     /// Build from a wire record. With `scale_sampling`, packets and octets are
     /// multiplied by the sampling interval when it is above 1.
     #[inline(always)]
     pub fn from_wire(exporter: IpAddr, h: &Header, r: &Record<'_>, scale_sampling: bool) -> Self {
-        let scale = if scale_sampling { h.sampling_interval().max(1) as u64 } else { 1 };
+        Self::from_wire_scaled(exporter, h, r, sampling_scale(h, scale_sampling))
+    }
+
+    /// [`FlowRecord::from_wire`] with packets and octets multiplied by `scale`.
+    #[inline(always)]
+    pub fn from_wire_scaled(exporter: IpAddr, h: &Header, r: &Record<'_>, scale: u64) -> Self {
+        let m = Merge::from_wire(h, r, scale);
         FlowRecord {
             exporter,
             engine_type: h.engine_type,
@@ -81,13 +115,13 @@ impl FlowRecord {
             nexthop: r.nexthop(),
             input: r.input(),
             output: r.output(),
-            packets: r.packets() as u64 * scale,
-            octets: r.octets() as u64 * scale,
-            first_ns: h.uptime_to_ns(r.first()),
-            last_ns: h.uptime_to_ns(r.last()),
+            packets: m.packets,
+            octets: m.octets,
+            first_ns: m.first_ns,
+            last_ns: m.last_ns,
             src_port: r.src_port(),
             dst_port: r.dst_port(),
-            tcp_flags: r.tcp_flags(),
+            tcp_flags: m.tcp_flags,
             proto: r.proto(),
             tos: r.tos(),
             src_as: r.src_as(),

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 
 use super::key::{KeyHasher, KeyPacker, PackedKey};
 use super::table::FlowTable;
-use super::{FlowKey, FlowRecord, KeySpec};
+use super::{FlowKey, FlowRecord, KeySpec, Merge, Records};
 use crate::timer::{Entry, Wheel};
 
 /// Wheel resolution: 1 ms.
@@ -421,7 +421,7 @@ impl Shard {
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let key = self.packer.pack(rec);
         let hash = KeyHasher::hash_packed(&key);
-        self.apply_hashed(now, rec, key, hash, out);
+        self.apply_hashed(now, std::slice::from_ref(rec), 0, key, hash, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -441,9 +441,9 @@ impl Shard {
     /// `i + PEEK_AHEAD` and the bucket of record `i + LOOKAHEAD` are being
     /// fetched, so a steady stream of cache misses overlaps instead of
     /// stalling once per record.
-    pub fn apply_segments(
+    pub fn apply_segments<R: Records + ?Sized>(
         &mut self,
-        recs: &[FlowRecord],
+        recs: &R,
         segs: &[(usize, u64)],
         out: &mut Vec<Flow>,
     ) {
@@ -455,7 +455,7 @@ impl Shard {
         let mut now = self.now;
         for j in 0..n + LOOKAHEAD {
             if j < n {
-                let k = self.packer.pack(&recs[j]);
+                let k = recs.key(j, &self.packer);
                 let h = KeyHasher::hash_packed(&k);
                 self.table.prefetch(h);
                 keys[j % RING] = k;
@@ -481,7 +481,7 @@ impl Shard {
                     self.advance(now, out);
                 }
             }
-            self.apply_hashed(now, &recs[i], keys[i % RING], hashes[i % RING], out);
+            self.apply_hashed(now, recs, i, keys[i % RING], hashes[i % RING], out);
         }
         // Datagrams after the last record still move the clock.
         if let Some(&(_, t)) = segs.last() {
@@ -491,11 +491,13 @@ impl Shard {
         }
     }
 
+    /// Merge record `i` of `recs`, whose key and hash are given.
     #[inline]
-    fn apply_hashed(
+    fn apply_hashed<R: Records + ?Sized>(
         &mut self,
         now: u64,
-        rec: &FlowRecord,
+        recs: &R,
+        i: usize,
         key: PackedKey,
         hash: u64,
         out: &mut Vec<Flow>,
@@ -506,18 +508,19 @@ impl Shard {
         );
         debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
         let now = self.now.max(now);
+        let m = recs.merge(i);
         self.stats.records += 1;
-        self.stats.packets += rec.packets;
-        self.stats.octets += rec.octets;
+        self.stats.packets += m.packets;
+        self.stats.octets += m.octets;
         let slab = &self.slab;
-        if let Some(idx) = self.table.find(hash, |i| slab.hot(i).key == key) {
-            self.update(idx, now, rec);
+        if let Some(idx) = self.table.find(hash, |s| slab.hot(s).key == key) {
+            self.update(idx, now, &m);
             return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict_oldest(now, out);
         }
-        self.create(key, hash, now, rec);
+        self.create(key, hash, now, &recs.record(i));
     }
 
     /// Emit every remaining flow with reason `shutdown`, sorted by first then
@@ -547,7 +550,7 @@ impl Shard {
     }
 
     #[inline]
-    fn update(&mut self, idx: u32, now: u64, rec: &FlowRecord) {
+    fn update(&mut self, idx: u32, now: u64, rec: &Merge) {
         let linger = self.cfg.linger_ns;
         let f = self.slab.hot_mut(idx);
         f.records += 1;

@@ -281,7 +281,7 @@ proptest! {
             }
             segs.push((recs.len(), t));
         }
-        b.apply_segments(&recs, &segs, &mut out_b);
+        b.apply_segments(recs.as_slice(), &segs, &mut out_b);
         a.flush(t, &mut out_a);
         b.flush(t, &mut out_b);
         // Flows due in the same tick may leave in another order when the

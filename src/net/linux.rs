@@ -316,8 +316,19 @@ impl RecvBatch {
     pub fn get(&self, i: usize) -> (&RecvMeta, &[u8]) {
         assert!(i < self.filled, "RecvBatch::get({i}) with only {} received", self.filled);
         let meta = &self.metas[i];
-        let start = i * self.buf_len;
+        let start = self.offset(i);
         (meta, &self.bufs[start..start + meta.len])
+    }
+
+    /// Where datagram `i` starts in [`RecvBatch::buffer`]: `get(i)`'s payload
+    /// is `buffer()[offset(i)..][..len]`.
+    pub fn offset(&self, i: usize) -> usize {
+        i * self.buf_len
+    }
+
+    /// The whole receive buffer (every slot), for reading records in place.
+    pub fn buffer(&self) -> &[u8] {
+        &self.bufs
     }
 
     /// The datagrams of the last [`recv_batch`] call, in order.

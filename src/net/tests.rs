@@ -23,9 +23,16 @@ fn recv_until(sock: &ReuseportSocket, batch: &mut RecvBatch, want: usize) -> Vec
         if n == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
+        assert!(in_place(batch), "payloads lie at offset(i) in buffer()");
         got.extend(batch.iter().map(|(m, p)| (*m, p.to_vec())));
     }
     got
+}
+
+/// Every payload of `batch` is where `offset` says in `buffer` (what reading
+/// records in place relies on).
+fn in_place(batch: &RecvBatch) -> bool {
+    (0..batch.len()).all(|i| batch.buffer()[batch.offset(i)..].starts_with(batch.get(i).1))
 }
 
 /// Payload `i` of a test burst: a 2-byte index, then a pattern; length varies with `i`.
@@ -331,6 +338,8 @@ mod fallback_impl {
                 assert!(batch.is_empty());
                 std::thread::sleep(Duration::from_millis(1));
             }
+            assert!((0..batch.len())
+                .all(|i| batch.buffer()[batch.offset(i)..].starts_with(batch.get(i).1)));
             got.extend(batch.iter().map(|(m, p)| (*m, p.to_vec())));
         }
         assert_eq!(got.len(), 3);

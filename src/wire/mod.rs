@@ -145,7 +145,9 @@ impl<'a> Datagram<'a> {
     /// The records, in wire order.
     #[inline]
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'a>> + 'a {
-        self.bytes[HEADER_LEN..].chunks_exact(RECORD_LEN).map(Record)
+        self.bytes[HEADER_LEN..]
+            .chunks_exact(RECORD_LEN)
+            .map(|c| Record(c.try_into().expect("chunks_exact yields RECORD_LEN bytes")))
     }
 }
 
@@ -231,9 +233,10 @@ impl Header {
     }
 }
 
-/// A zero-copy view of one 48-byte record.
+/// A zero-copy view of one 48-byte record (a fixed-size array: field reads
+/// need no bounds checks).
 #[derive(Clone, Copy)]
-pub struct Record<'a>(&'a [u8]);
+pub struct Record<'a>(&'a [u8; RECORD_LEN]);
 
 impl fmt::Debug for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,6 +245,11 @@ impl fmt::Debug for Record<'_> {
 }
 
 impl<'a> Record<'a> {
+    #[inline]
+    pub fn new(bytes: &'a [u8; RECORD_LEN]) -> Self {
+        Record(bytes)
+    }
+
     #[inline]
     pub fn src_addr(&self) -> u32 {
         be32(self.0, 0)
@@ -354,4 +362,4 @@ impl<'a> Record<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

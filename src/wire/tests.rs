@@ -1,7 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 
-fn arb_header() -> impl Strategy<Value = HeaderFields> {
+pub(crate) fn arb_header() -> impl Strategy<Value = HeaderFields> {
     (
         any::<u32>(),
         any::<u32>(),
@@ -22,7 +22,7 @@ fn arb_header() -> impl Strategy<Value = HeaderFields> {
         })
 }
 
-fn arb_record() -> impl Strategy<Value = RecordFields> {
+pub(crate) fn arb_record() -> impl Strategy<Value = RecordFields> {
     (
         (any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
         (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
