@@ -1,10 +1,10 @@
 //! The first stage after a socket or a capture: decode one datagram, count
 //! it (accepted, or rejected by reason, per exporter), track its exporter's
 //! sequence, and hand each record on: as a [`FlowRecord`] ([`Ingest::datagram`],
-//! replay and dump), or in place in the receive buffer ([`Ingest::wire`]: the
-//! collector's hot path, read by the shard through [`WireView`]).
+//! for replay), or in place in the receive buffer ([`Ingest::wire`], for the
+//! collector: read by the shard through [`WireView`], dumped from there).
 //!
-//! Every datagram that reaches [`Ingest::datagram`] is counted exactly once:
+//! Every datagram that reaches [`Ingest::datagram`] or [`Ingest::wire`] is counted exactly once:
 //! `seen = accepted + rejected`. Sums of records, packets and octets are
 //! taken here, over exactly the records handed on, so a test can compare
 //! them with the sums over emitted flows.
