@@ -82,6 +82,14 @@ pub struct Report {
     /// Live only: latency percentiles (µs) by histogram name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<BTreeMap<&'static str, crate::hist::Summary>>,
+    /// Live only, after the writer failed: its error, and what it left
+    /// unwritten (flows emitted less written; dump rows dropped or queued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unwritten_flows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unwritten_dump_rows: Option<u64>,
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
@@ -182,6 +190,14 @@ impl Report {
                 Some(u) if u > 0 => writeln!(w, ", unread at shutdown {u} (not processed)")?,
                 _ => writeln!(w)?,
             }
+        }
+        if let Some(e) = &self.writer_error {
+            writeln!(
+                w,
+                "  OUTPUT FAILED: {e}; {} flows and {} dump rows left unwritten",
+                self.unwritten_flows.unwrap_or(0),
+                self.unwritten_dump_rows.unwrap_or(0)
+            )?;
         }
         if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
             writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;

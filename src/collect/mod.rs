@@ -235,31 +235,43 @@ impl Running {
         if let Some(m) = metrics {
             let _ = m.join();
         }
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                // Say how much is lost: every flow the shards emitted that
-                // the writer did not write; the dump rows the workers dropped
-                // once it had failed or that still sat in its queues.
-                let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
-                let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
-                let mut rows: u64 = results.iter().map(|r| r.unwritten_rows).sum();
-                for mb in &shared.mailboxes {
-                    while let Some(msg) = mb.to_writer.pop() {
-                        if let ToWriter::Dump(d) = msg {
-                            rows += d.len() as u64;
-                        }
-                    }
-                }
-                return Err(e.context(format!(
-                    "{emitted} flows emitted in all, {flows} of them (and {rows} dump rows) \
-                     left unwritten after the failure, and rows still buffered may be lost \
-                     too: the output is incomplete"
-                )));
-            }
+        let e = match written {
+            Ok(w) => return report(cfg, p, results, w, None),
+            Err(e) => e,
         };
-        report(cfg, p, results, written)
+        // Say how much is lost: every flow the shards emitted that the
+        // writer did not write; the dump rows the workers dropped once it had
+        // failed or that still sat in its queues.
+        let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
+        let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
+        let mut rows: u64 = results.iter().map(|r| r.unwritten_rows).sum();
+        for mb in &shared.mailboxes {
+            while let Some(msg) = mb.to_writer.pop() {
+                if let ToWriter::Dump(d) = msg {
+                    rows += d.len() as u64;
+                }
+            }
+        }
+        // The report and --stats-json still come out, with the failure in
+        // them: the counters are what an operator needs to see what was lost.
+        let lost = WriterFailure { error: format!("{e:#}"), flows, rows };
+        if let Err(r) = report(cfg, p, results, writer::WriterStats::default(), Some(&lost)) {
+            eprintln!("nfstitch: {r:#}");
+        }
+        Err(e.context(format!(
+            "{emitted} flows emitted in all, {flows} of them (and {rows} dump rows) \
+             left unwritten after the failure, and rows still buffered may be lost \
+             too: the output is incomplete"
+        )))
     }
+}
+
+/// Why the writer failed, and what it left unwritten.
+#[derive(Debug)]
+struct WriterFailure {
+    error: String,
+    flows: u64,
+    rows: u64,
 }
 
 fn report(
@@ -267,6 +279,7 @@ fn report(
     p: &Pipeline,
     results: Vec<worker::WorkerResult>,
     written: writer::WriterStats,
+    failed: Option<&WriterFailure>,
 ) -> Result<Report> {
     let mut counters = Counters::default();
     let mut shards = ShardStats::default();
@@ -316,6 +329,11 @@ fn report(
         );
     }
     report.latency = Some(hists.iter().map(|(n, h)| (*n, h.summary())).collect());
+    if let Some(lost) = failed {
+        report.writer_error = Some(lost.error.clone());
+        report.unwritten_flows = Some(lost.flows);
+        report.unwritten_dump_rows = Some(lost.rows);
+    }
     if let Some(dir) = &cfg.histogram_dir {
         crate::hist::write_dir(dir, &hists)
             .with_context(|| format!("--histogram-dir: cannot write to {}", dir.display()))?;

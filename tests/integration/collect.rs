@@ -391,6 +391,31 @@ fn output_errors_end_the_collector_with_a_message() {
         stderr.contains("output failed after") && stderr.contains("flows emitted in all"),
         "{stderr}"
     );
+    // The report and --stats-json still come out, with the failure and the
+    // loss in them: every emitted flow is either among the rows the writer
+    // had handed to the output before it failed (buffered: "rows still
+    // buffered may be lost") or counted unwritten.
+    assert!(stderr.contains("OUTPUT FAILED"), "{stderr}");
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&c.stats).expect("stats-json written"))
+            .unwrap();
+    let error = st["writer_error"].as_str().unwrap();
+    assert!(error.contains("No space left"), "{st}");
+    let handed: u64 = error
+        .split("output failed after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("row count in {error:?}"));
+    let emitted = st["flows_total"].as_u64().unwrap();
+    assert!(emitted > 0, "{st}");
+    assert_eq!(st["unwritten_flows"].as_u64(), Some(emitted - handed), "{st}");
+    assert_eq!(st["unwritten_dump_rows"].as_u64(), Some(0), "{st}");
+    let seen = ["datagrams", "kernel_drops", "unread_at_shutdown"]
+        .iter()
+        .map(|k| st[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(seen, 40, "every datagram sent is accounted for: {st}");
 
     // A closed pipe at shutdown: stdout's reader is gone before the final flush.
     let mut child = nfstitch()
