@@ -101,7 +101,7 @@ pub struct Running {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
     handles: Vec<std::thread::JoinHandle<worker::WorkerResult>>,
-    writer: std::thread::JoinHandle<Result<writer::WriterStats>>,
+    writer: std::thread::JoinHandle<(writer::WriterStats, Result<()>)>,
     signals: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
     metrics: Option<std::thread::JoinHandle<()>>,
 }
@@ -227,7 +227,7 @@ impl Running {
         let p = &cfg.pipeline;
         let results: Vec<_> =
             handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
-        let written = writer.join().expect("writer panicked");
+        let (written, res) = writer.join().expect("writer panicked");
         if let Some((handle, thread)) = signals {
             handle.close();
             let _ = thread.join();
@@ -235,8 +235,8 @@ impl Running {
         if let Some(m) = metrics {
             let _ = m.join();
         }
-        let e = match written {
-            Ok(w) => return report(cfg, p, results, w, None),
+        let e = match res {
+            Ok(()) => return report(cfg, p, results, written, None),
             Err(e) => e,
         };
         // Say how much is lost: every flow the shards emitted that the
@@ -255,7 +255,7 @@ impl Running {
         // The report and --stats-json still come out, with the failure in
         // them: the counters are what an operator needs to see what was lost.
         let lost = WriterFailure { error: format!("{e:#}"), flows, rows };
-        if let Err(r) = report(cfg, p, results, writer::WriterStats::default(), Some(&lost)) {
+        if let Err(r) = report(cfg, p, results, written, Some(&lost)) {
             eprintln!("nfstitch: {r:#}");
         }
         Err(e.context(format!(
@@ -334,10 +334,11 @@ fn report(
         report.unwritten_flows = Some(lost.flows);
         report.unwritten_dump_rows = Some(lost.rows);
     }
+    // The report first: a failing --histogram-dir must not cost it.
+    finish_report(p, &report)?;
     if let Some(dir) = &cfg.histogram_dir {
         crate::hist::write_dir(dir, &hists)
             .with_context(|| format!("--histogram-dir: cannot write to {}", dir.display()))?;
     }
-    finish_report(p, &report)?;
     Ok(report)
 }

@@ -86,8 +86,11 @@ pub struct Worker {
     receive_to_applied: Latency,
     export_to_receive: Latency,
     pool: Vec<Vec<FlowRecord>>,
-    /// The receive batch's records for the own shard, read in place and
-    /// applied together, and where each datagram's end (with its time).
+    /// The receive batch's records, read in place: each datagram's are
+    /// noted here, those of other shards then routed out (and with
+    /// `--no-stitch` all dropped once dumped), so what stays is the own
+    /// shard's, applied together at the end of the batch; `segs` says where
+    /// each datagram's end (with its time).
     wire: WireRecords,
     segs: Vec<(usize, u64)>,
     flows: Vec<Flow>,

@@ -52,11 +52,21 @@ pub struct WriterStats {
 /// their turn at least this often.
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 
-/// Run the writer until every worker has finished.
-pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Result<WriterStats> {
+/// Run the writer until every worker has finished (or the output failed).
+/// Its statistics come back in both cases: up to the failure, if any.
+pub fn run(
+    shared: Arc<Shared>,
+    mut cfg: WriterConfig,
+    mut out: Output,
+) -> (WriterStats, Result<()>) {
     let _ = shared.writer_thread.set(std::thread::current());
-    let mut res = write_loop(&shared, &mut cfg, &mut out);
+    let mut stats = WriterStats::default();
+    let mut res = write_loop(&shared, &mut cfg, &mut out, &mut stats);
+    for sink in &cfg.sinks {
+        stats.sinks.push((sink.name(), sink.counters()));
+    }
     let rows = out.rows();
+    stats.rows = rows;
     shared.flows_written.store(out.flows(), Ordering::SeqCst);
     let end = match cfg.rotator.as_mut() {
         // The writer stopped early (output or sink failure): the interval
@@ -80,11 +90,15 @@ pub fn run(shared: Arc<Shared>, mut cfg: WriterConfig, mut out: Output) -> Resul
         shared.stop_all();
     }
     // How far the output got (rows: flows, and with --dump headers and records).
-    res.map_err(|e| e.context(format!("output failed after {rows} rows")))
+    (stats, res.map_err(|e| e.context(format!("output failed after {rows} rows"))))
 }
 
-fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Result<WriterStats> {
-    let mut stats = WriterStats::default();
+fn write_loop(
+    shared: &Shared,
+    cfg: &mut WriterConfig,
+    out: &mut Output,
+    stats: &mut WriterStats,
+) -> Result<()> {
     let mut finals: Vec<Flow> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_stats = Instant::now();
@@ -179,10 +193,8 @@ fn write_loop(shared: &Shared, cfg: &mut WriterConfig, out: &mut Output) -> Resu
     for sink in cfg.sinks.iter_mut() {
         sink.flows(&finals).with_context(|| format!("{} sink", sink.name()))?;
         sink.close().with_context(|| format!("{} sink", sink.name()))?;
-        stats.sinks.push((sink.name(), sink.counters()));
     }
-    stats.rows = out.rows();
-    Ok(stats)
+    Ok(())
 }
 
 fn write_msg(

@@ -410,6 +410,11 @@ fn output_errors_end_the_collector_with_a_message() {
     let emitted = st["flows_total"].as_u64().unwrap();
     assert!(emitted > 0, "{st}");
     assert_eq!(st["unwritten_flows"].as_u64(), Some(emitted - handed), "{st}");
+    // The writer's own figures up to the failure are in the report too: the
+    // flows of every batch it finished handing over were timed (at most
+    // the rows handed; the batch in hand when it failed is not).
+    let timed = st["latency"]["flow_end_to_written"]["count"].as_u64().unwrap();
+    assert!(timed <= handed, "{timed} timed, {handed} handed: {st}");
     assert_eq!(st["unwritten_dump_rows"].as_u64(), Some(0), "{st}");
     let seen = ["datagrams", "kernel_drops", "unread_at_shutdown"]
         .iter()
