@@ -19,6 +19,10 @@
 #       nfstitch, nfstitch --reserve-flows 0 (interleaved); prints the time
 #       to empty the queue and the receiver's user and system CPU ticks
 #       (1/100 s) spent on it
+#   sudo benches/probe.sh coalesce WAIT...   # nfstitch (1 worker, core 1,
+#       default timeouts) at 50k datagrams/s from the C sender (core 0,
+#       100k recurring flows) with --rx-coalesce WAIT; prints its CPU-s per
+#       million records over PROBE_S s after 2 s of warm-up
 #
 # Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1). Uses target/release
 # binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
@@ -34,8 +38,8 @@ LOADGEN=$ROOT/target/release/loadgen
 mkdir -p "$BIN" || exit 1
 mode=${1:-}
 shift || true
-case $mode in lossfree | sendmax | sendcap | drain) ;; *)
-    echo "usage: $0 lossfree RATE... | sendmax THREADS... | sendcap THREADS... | drain RUNS" >&2
+case $mode in lossfree | sendmax | sendcap | drain | coalesce) ;; *)
+    echo "usage: $0 lossfree RATE... | sendmax THREADS... | sendcap THREADS... | drain RUNS | coalesce WAIT..." >&2
     exit 2
     ;;
 esac
@@ -109,6 +113,32 @@ rate, t, s, secs = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys
 sent, acc = t["datagrams"], s["datagrams"]
 print(f"lossfree rate {rate}: sent {sent} ({sent / secs:.0f}/s) accepted {acc} "
       f"loss {100 * (sent - acc) / sent:.3f}% kernel_drops {s['kernel_drops']}")
+EOF
+    done
+elif [ "$mode" = coalesce ]; then
+    for wait in "$@"; do
+        p=$(port)
+        taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$RCVBUF" \
+            --rx-coalesce "$wait" --stats-interval 0 -o /dev/null --stats-json "$BIN/stats.json" -q 2>/dev/null &
+        RX=$!
+        sleep 0.5
+        taskset -c 0 "$BIN/sendmmsg" -t "127.0.0.1:$p" -e 4 -f 100000 -p 50000 -d $((PROBE_S + 2)) >/dev/null &
+        S=$!
+        sleep 2
+        read -r u0 s0 < <(ticks "$RX")
+        sleep "$PROBE_S"
+        read -r u1 s1 < <(ticks "$RX")
+        wait "$S"
+        "$BIN/udpq" -e -T 30 "$p" >/dev/null
+        kill -TERM "$RX"
+        wait "$RX"
+        RX=
+        python3 - "$wait" "$BIN/stats.json" $((u1 - u0)) $((s1 - s0)) "$PROBE_S" <<'EOF'
+import json, sys
+wait, s, u, k, secs = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+m = 50000 * 30 * secs / 1e6
+print(f"coalesce {wait}: user {u} sys {k} ticks, {(u + k) / 100 / m:.3f} CPU-s per M records, "
+      f"kernel_drops {s['kernel_drops']}")
 EOF
     done
 elif [ "$mode" = sendcap ]; then
