@@ -244,7 +244,9 @@ impl Running {
         // failed or that still sat in its queues.
         let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
         let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
-        let mut rows: u64 = results.iter().map(|r| r.unwritten_rows).sum();
+        // (and the rest of the dump batch the writer had in hand).
+        let mut rows: u64 =
+            results.iter().map(|r| r.unwritten_rows).sum::<u64>() + written.lost_dump_rows;
         for mb in &shared.mailboxes {
             while let Some(msg) = mb.to_writer.pop() {
                 if let ToWriter::Dump(d) = msg {

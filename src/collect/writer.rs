@@ -44,6 +44,9 @@ pub struct WriterStats {
     pub reopens: u64,
     /// A flow's end (its deadline, eviction or shutdown time) to the writer writing it.
     pub flow_end_to_written: Latency,
+    /// Dump rows of the batch in hand when the output failed that were not
+    /// handed to it (the rest of that batch).
+    pub lost_dump_rows: u64,
     /// Each extra sink's counters, by sink name.
     pub sinks: Vec<(&'static str, Vec<(&'static str, u64)>)>,
 }
@@ -118,8 +121,14 @@ fn write_loop(
                         sink.flows(flows).with_context(|| format!("{} sink", sink.name()))?;
                     }
                 }
-                write_msg(&mut msg, out, &mut finals, &mut stats.flow_end_to_written)
-                    .context("writing output")?;
+                write_msg(
+                    &mut msg,
+                    out,
+                    &mut finals,
+                    &mut stats.flow_end_to_written,
+                    &mut stats.lost_dump_rows,
+                )
+                .context("writing output")?;
                 // Hand the emptied batch back (dropped if the worker has enough).
                 match msg {
                     ToWriter::Flows(mut v) => {
@@ -197,11 +206,14 @@ fn write_loop(
     Ok(())
 }
 
+/// Write one message. If the output fails inside a dump batch, the batch's
+/// rows whose record row was not handed over are added to `lost_dump`.
 fn write_msg(
     msg: &mut ToWriter,
     out: &mut Output,
     finals: &mut Vec<Flow>,
     hist: &mut Latency,
+    lost_dump: &mut u64,
 ) -> io::Result<()> {
     match msg {
         ToWriter::Flows(flows) => {
@@ -214,17 +226,25 @@ fn write_msg(
             }
         }
         ToWriter::Dump(rows) => {
-            for r in rows.iter() {
-                if r.index == 0 {
-                    out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })?;
+            for (k, r) in rows.iter().enumerate() {
+                let res = if r.index == 0 {
+                    out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })
+                } else {
+                    Ok(())
+                };
+                let res = res.and_then(|()| {
+                    out.write(&RecordRow {
+                        ts: r.ts,
+                        exporter: r.exporter,
+                        header: &r.header,
+                        index: r.index,
+                        rec: &r.rec,
+                    })
+                });
+                if let Err(e) = res {
+                    *lost_dump += (rows.len() - k) as u64;
+                    return Err(e);
                 }
-                out.write(&RecordRow {
-                    ts: r.ts,
-                    exporter: r.exporter,
-                    header: &r.header,
-                    index: r.index,
-                    rec: &r.rec,
-                })?;
             }
         }
         ToWriter::Final(flows) => finals.append(flows),

@@ -422,6 +422,37 @@ fn output_errors_end_the_collector_with_a_message() {
         .sum::<u64>();
     assert_eq!(seen, 40, "every datagram sent is accounted for: {st}");
 
+    // The same with every header and record dumped: each record's row was
+    // either handed to the output or is counted in unwritten_dump_rows
+    // (dropped, queued, or the rest of the batch in hand); the rows handed
+    // also hold up to one header row per datagram.
+    let mut c =
+        start(&["--workers", "1", "--no-stitch", "--flush-interval", "100ms", "-o", "/dev/full"]);
+    send(&traffic(2, 20, 500), c.addr);
+    let status = wait_exit(&mut c.child, Duration::from_secs(20), "dump hung on a full disk");
+    assert!(!status.success(), "exit {status} on a full disk");
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&c.stats).expect("stats-json written"))
+            .unwrap();
+    let error = st["writer_error"].as_str().unwrap();
+    let handed: u64 = error
+        .split("output failed after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("row count in {error:?}"));
+    let records = st["records"].as_u64().unwrap();
+    let unwritten = st["unwritten_dump_rows"].as_u64().unwrap();
+    assert_eq!(records, 1200, "{st}");
+    assert!(unwritten <= records, "{st}");
+    let headers = handed.checked_sub(records - unwritten).unwrap_or_else(|| {
+        panic!(
+            "{handed} rows handed cannot hold the {} record rows not counted lost",
+            records - unwritten
+        )
+    });
+    assert!(headers <= 40, "{headers} header rows for 40 datagrams: {st}");
+
     // A closed pipe at shutdown: stdout's reader is gone before the final flush.
     let mut child = nfstitch()
         .args(["collect", "--listen", "127.0.0.1:0", "--stats-interval", "0", "--workers", "1"])
