@@ -166,13 +166,7 @@ impl Ingest {
         }
         self.count(exporter, tracked, &h, packets, octets);
         let dg = u32::try_from(out.dgs.len()).expect("datagrams in a receive batch fit u32");
-        out.dgs.push(WireContext {
-            exporter,
-            ex: exporter_words(exporter),
-            engine: u16::from_be_bytes([h.engine_type, h.engine_id]),
-            header: h,
-            scale,
-        });
+        out.dgs.push(WireContext { exporter, ex: exporter_words(exporter), header: h, scale });
         let first = offset + HEADER_LEN;
         out.locs.extend((0..d.count()).map(|k| {
             let at = u32::try_from(first + k * RECORD_LEN).expect("receive buffer under 4 GiB");
@@ -242,7 +236,7 @@ impl Ingest {
 
 /// The accepted records of a receive batch, by where they lie in its
 /// buffer: per record its byte offset and its datagram, per datagram the
-/// context its records need (exporter, engine, header, sampling scale).
+/// context its records need (exporter, header, sampling scale).
 /// Filled by [`Ingest::wire`]; reused from batch to batch.
 #[derive(Debug, Default)]
 pub struct WireRecords {
@@ -253,9 +247,8 @@ pub struct WireRecords {
 #[derive(Debug, Clone, Copy)]
 struct WireContext {
     exporter: IpAddr,
-    /// The exporter as a packed key's first two words.
+    /// The exporter as a packed key's first two words (packed once per datagram).
     ex: [u64; 2],
-    engine: u16,
     header: Header,
     scale: u64,
 }
@@ -335,7 +328,7 @@ impl Records for WireView<'_> {
     #[inline]
     fn key(&self, i: usize, packer: &KeyPacker) -> PackedKey {
         let (r, c) = self.at(i);
-        packer.pack_wire(c.ex, c.engine, &r)
+        packer.pack_wire(c.ex, u16::from_be_bytes([c.header.engine_type, c.header.engine_id]), &r)
     }
 
     #[inline]

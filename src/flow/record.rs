@@ -63,9 +63,6 @@ pub(crate) const ZERO: FlowRecord = FlowRecord {
     dst_mask: 0,
 };
 
-/// TCP FIN and RST: a record carrying either starts (or extends) the linger.
-pub const FIN_OR_RST: u8 = 0x01 | 0x04;
-
 /// What packets and octets of a datagram's records are multiplied by: its
 /// sampling interval with `scale_sampling` (when above 1), else 1.
 #[inline]
@@ -129,11 +126,5 @@ impl FlowRecord {
             src_mask: r.src_mask(),
             dst_mask: r.dst_mask(),
         }
-    }
-
-    /// Does this record carry FIN or RST?
-    #[inline]
-    pub fn ends_connection(&self) -> bool {
-        self.tcp_flags & FIN_OR_RST != 0
     }
 }

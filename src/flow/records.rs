@@ -10,8 +10,10 @@
 //! common case) is never built in full.
 
 use super::key::{KeyPacker, PackedKey};
-use super::record::FIN_OR_RST;
 use super::FlowRecord;
+
+/// TCP FIN and RST: a record carrying either starts (or extends) the linger.
+pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 
 /// What one record adds to its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -520,7 +520,7 @@ impl Shard {
         if self.live >= self.cfg.max_flows {
             self.evict_oldest(now, out);
         }
-        self.create(key, hash, now, &recs.record(i));
+        self.create(key, hash, now, &m, &recs.record(i));
     }
 
     /// Emit every remaining flow with reason `shutdown`, sorted by first then
@@ -550,17 +550,17 @@ impl Shard {
     }
 
     #[inline]
-    fn update(&mut self, idx: u32, now: u64, rec: &Merge) {
+    fn update(&mut self, idx: u32, now: u64, m: &Merge) {
         let linger = self.cfg.linger_ns;
         let f = self.slab.hot_mut(idx);
         f.records += 1;
-        f.packets += rec.packets;
-        f.octets += rec.octets;
-        f.tcp_flags |= rec.tcp_flags;
-        f.first_ns = f.first_ns.min(rec.first_ns);
-        f.last_ns = f.last_ns.max(rec.last_ns);
+        f.packets += m.packets;
+        f.octets += m.octets;
+        f.tcp_flags |= m.tcp_flags;
+        f.first_ns = f.first_ns.min(m.first_ns);
+        f.last_ns = f.last_ns.max(m.last_ns);
         f.seen_ns = now;
-        if rec.ends_connection() {
+        if m.ends_connection() {
             f.fin_ns = now.saturating_add(linger);
             let (tick, _) = deadline(&self.cfg, f);
             if tick < f.scheduled {
@@ -570,22 +570,24 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, key: PackedKey, hash: u64, now: u64, rec: &FlowRecord) {
+    /// A new flow from its first record `rec`, which adds `m` (the record's
+    /// [`Merge`]).
+    fn create(&mut self, key: PackedKey, hash: u64, now: u64, m: &Merge, rec: &FlowRecord) {
         let fin_ns =
-            if rec.ends_connection() { now.saturating_add(self.cfg.linger_ns) } else { u64::MAX };
+            if m.ends_connection() { now.saturating_add(self.cfg.linger_ns) } else { u64::MAX };
         let mut hot = Hot {
             key,
             records: 1,
-            packets: rec.packets,
-            octets: rec.octets,
-            first_ns: rec.first_ns,
-            last_ns: rec.last_ns,
+            packets: m.packets,
+            octets: m.octets,
+            first_ns: m.first_ns,
+            last_ns: m.last_ns,
             seen_ns: now,
             fin_ns,
             scheduled: 0,
             hash,
             gen: 0,
-            tcp_flags: rec.tcp_flags,
+            tcp_flags: m.tcp_flags,
             live: true,
         };
         let cold = Cold { rec: *rec, start_ns: now };
