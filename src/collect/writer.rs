@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::handoff::{Shared, ToWriter};
+use super::handoff::{DumpRow, Shared, ToWriter};
 use super::worker::wall_ns;
 use crate::config::Pipeline;
 use crate::flow::Flow;
@@ -227,21 +227,7 @@ fn write_msg(
         }
         ToWriter::Dump(rows) => {
             for (k, r) in rows.iter().enumerate() {
-                let res = if r.index == 0 {
-                    out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })
-                } else {
-                    Ok(())
-                };
-                let res = res.and_then(|()| {
-                    out.write(&RecordRow {
-                        ts: r.ts,
-                        exporter: r.exporter,
-                        header: &r.header,
-                        index: r.index,
-                        rec: &r.rec,
-                    })
-                });
-                if let Err(e) = res {
+                if let Err(e) = write_dump_row(out, r) {
                     *lost_dump += (rows.len() - k) as u64;
                     return Err(e);
                 }
@@ -250,6 +236,21 @@ fn write_msg(
         ToWriter::Final(flows) => finals.append(flows),
     }
     Ok(())
+}
+
+/// One dump row: its datagram's header row first (before the first record),
+/// then the record row.
+fn write_dump_row(out: &mut Output, r: &DumpRow) -> io::Result<()> {
+    if r.index == 0 {
+        out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })?;
+    }
+    out.write(&RecordRow {
+        ts: r.ts,
+        exporter: r.exporter,
+        header: &r.header,
+        index: r.index,
+        rec: &r.rec,
+    })
 }
 
 /// SIGHUP: reopen `-o PATH` (after logrotate moved it). Stdout is left as is.

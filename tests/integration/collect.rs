@@ -366,6 +366,22 @@ fn ipv6_and_several_listen_addresses() {
     assert_eq!(f.len(), 2, "one flow per exporter under the default key");
 }
 
+/// The --stats-json of a collector whose output failed on a full disk, and
+/// the rows its writer had handed to the output (from `writer_error`).
+fn failure_stats(path: &std::path::Path) -> (Value, u64) {
+    let st: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("stats-json written")).unwrap();
+    let error = st["writer_error"].as_str().unwrap();
+    assert!(error.contains("No space left"), "{st}");
+    let handed = error
+        .split("output failed after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("row count in {error:?}"));
+    (st, handed)
+}
+
 #[test]
 fn output_errors_end_the_collector_with_a_message() {
     // Disk full while running: flows end by timer (FIN + 10 ms linger), the
@@ -396,17 +412,7 @@ fn output_errors_end_the_collector_with_a_message() {
     // had handed to the output before it failed (buffered: "rows still
     // buffered may be lost") or counted unwritten.
     assert!(stderr.contains("OUTPUT FAILED"), "{stderr}");
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&c.stats).expect("stats-json written"))
-            .unwrap();
-    let error = st["writer_error"].as_str().unwrap();
-    assert!(error.contains("No space left"), "{st}");
-    let handed: u64 = error
-        .split("output failed after ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("row count in {error:?}"));
+    let (st, handed) = failure_stats(&c.stats);
     let emitted = st["flows_total"].as_u64().unwrap();
     assert!(emitted > 0, "{st}");
     assert_eq!(st["unwritten_flows"].as_u64(), Some(emitted - handed), "{st}");
@@ -431,16 +437,7 @@ fn output_errors_end_the_collector_with_a_message() {
     send(&traffic(2, 20, 500), c.addr);
     let status = wait_exit(&mut c.child, Duration::from_secs(20), "dump hung on a full disk");
     assert!(!status.success(), "exit {status} on a full disk");
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&c.stats).expect("stats-json written"))
-            .unwrap();
-    let error = st["writer_error"].as_str().unwrap();
-    let handed: u64 = error
-        .split("output failed after ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("row count in {error:?}"));
+    let (st, handed) = failure_stats(&c.stats);
     let records = st["records"].as_u64().unwrap();
     let unwritten = st["unwritten_dump_rows"].as_u64().unwrap();
     assert_eq!(records, 1200, "{st}");
