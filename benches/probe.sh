@@ -16,15 +16,16 @@
 #   sudo benches/probe.sh drain RUNS         # the drain of compare.sh (200k
 #       datagrams of 100k recurring flows queued while the receiver is
 #       stopped, 512 MiB buffer), RUNS times for each of: the null sink,
-#       nfstitch, nfstitch --reserve-flows 0 (interleaved); prints the time
-#       to empty the queue and the receiver's user and system CPU ticks
+#       nfstitch, nfstitch --reserve-flows 0 and, with NFSTITCH_ALT=BINARY,
+#       that build too (e.g. an older commit's; all interleaved); prints the
+#       time to empty the queue and the receiver's user and system CPU ticks
 #       (1/100 s) spent on it
 #   sudo benches/probe.sh coalesce WAIT...   # nfstitch (1 worker, core 1,
 #       default timeouts) at 50k datagrams/s from the C sender (core 0,
 #       100k recurring flows) with --rx-coalesce WAIT; prints its CPU-s per
 #       million records over PROBE_S s after 2 s of warm-up
 #
-# Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1). Uses target/release
+# Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1) NFSTITCH_ALT (drain only). Uses target/release
 # binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
 
 set -uo pipefail
@@ -67,18 +68,24 @@ port() { echo $((46100 + RANDOM % 800)); }
 # utime and stime ticks of process $1
 ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 
+# nf_start BINARY PORT RCVBUF FLAG...: one nfstitch worker on core 1, output
+# to /dev/null, in the background (its pid in $!).
+nf_start() {
+    local bin=$1 p=$2 buf=$3
+    shift 3
+    taskset -c 1 "$bin" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$buf" \
+        --stats-interval 0 -o /dev/null -q "$@" 2>/dev/null &
+}
+
 if [ "$mode" = drain ]; then
     for run in $(seq "$1"); do
-        for rx in nullsink nfstitch nfstitch-noreserve; do
+        for rx in nullsink nfstitch nfstitch-noreserve ${NFSTITCH_ALT:+nfstitch-alt}; do
             p=$(port)
             case $rx in
             nullsink) taskset -c 1 "$BIN/nullsink" -p "$p" -a 127.0.0.1 -b 536870912 -o "$BIN/sink.json" 2>/dev/null & ;;
-            *)
-                extra=()
-                [ "$rx" = nfstitch-noreserve ] && extra=(--reserve-flows 0)
-                taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf 536870912 \
-                    --stats-interval 0 -o /dev/null -q "${extra[@]}" 2>/dev/null &
-                ;;
+            nfstitch) nf_start "$NFSTITCH" "$p" 536870912 ;;
+            nfstitch-noreserve) nf_start "$NFSTITCH" "$p" 536870912 --reserve-flows 0 ;;
+            nfstitch-alt) nf_start "$NFSTITCH_ALT" "$p" 536870912 ;;
             esac
             RX=$!
             sleep 0.5
@@ -96,8 +103,7 @@ if [ "$mode" = drain ]; then
 elif [ "$mode" = lossfree ]; then
     for rate in "$@"; do
         p=$(port)
-        taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$RCVBUF" \
-            --idle 1s --linger 1s --stats-interval 0 -o /dev/null --stats-json "$BIN/stats.json" -q 2>/dev/null &
+        nf_start "$NFSTITCH" "$p" "$RCVBUF" --idle 1s --linger 1s --stats-json "$BIN/stats.json"
         RX=$!
         sleep 0.5
         timeout $((PROBE_S + 60)) taskset -c 0 "$LOADGEN" --target "127.0.0.1:$p" --pps "$rate" \
@@ -118,8 +124,7 @@ EOF
 elif [ "$mode" = coalesce ]; then
     for wait in "$@"; do
         p=$(port)
-        taskset -c 1 "$NFSTITCH" collect --listen "127.0.0.1:$p" --workers 1 --cpus 1 --rcvbuf "$RCVBUF" \
-            --rx-coalesce "$wait" --stats-interval 0 -o /dev/null --stats-json "$BIN/stats.json" -q 2>/dev/null &
+        nf_start "$NFSTITCH" "$p" "$RCVBUF" --rx-coalesce "$wait" --stats-json "$BIN/stats.json"
         RX=$!
         sleep 0.5
         taskset -c 0 "$BIN/sendmmsg" -t "127.0.0.1:$p" -e 4 -f 100000 -p 50000 -d $((PROBE_S + 2)) >/dev/null &
