@@ -43,7 +43,10 @@
 # CRITERION_ARGS BASE_PORT RESULTS QUICK PHASES (which of senders lossfree cpu
 # drain mem to run, all by default; e.g. PHASES=mem ALT=0 SCALING=0 CRITERION=0
 # redoes the memory table alone).
-# Receivers: nfstitch nfstitch-nostitch nfcapd nfacctd nullsink.
+# Receivers: nfstitch nfstitch-nostitch nfcapd nfacctd nullsink nullsink-meta
+# (the null sink -m: it also reads each datagram's source address, receive
+# timestamp and drop counter, as nfstitch must; the floor under nfstitch's
+# CPU and drain figures; in the CPU and drain phases only).
 # BENCHMARKS.md explains the method and what limits each number.
 
 set -uo pipefail
@@ -81,7 +84,7 @@ DRAIN_RCVBUF=${DRAIN_RCVBUF:-536870912}
 RMEM_MAX_RUN=${RMEM_MAX_RUN:-1073741824}
 MEM_FLOWS=${MEM_FLOWS:-1000000 10000000}
 MEM_PPS=${MEM_PPS:-25000}
-RECEIVERS=${RECEIVERS:-nfstitch nfstitch-nostitch nfcapd nfacctd nullsink}
+RECEIVERS=${RECEIVERS:-nfstitch nfstitch-nostitch nfcapd nfacctd nullsink nullsink-meta}
 LOSS_MAX=${LOSS_MAX:-0.001}
 IDLE=${IDLE:-1s}
 INSTALL=${INSTALL:-1}
@@ -270,7 +273,7 @@ def receiver(rx, d):
             r.update(acc_dg=s.get("datagrams"), acc_rec=s.get("records"), acc_pk=s.get("packets"),
                      rx_drops=s.get("kernel_drops"), flows_total=s.get("flows_total"),
                      evictions=s.get("evictions"), queue_stalls=s.get("queue_stalls"))
-    elif rx == "nullsink":
+    elif rx.startswith("nullsink"):
         s = rj(os.path.join(d, "nullsink.json"))
         if s:
             r.update(acc_dg=s["datagrams"], acc_rec=s["records"], acc_pk=s["packets"])
@@ -396,6 +399,7 @@ def report(raw, env_path):
         "nfcapd": "nfcapd",
         "nfacctd": "nfacctd (print, 5-tuple)",
         "nullsink": "C recvmmsg null sink",
+        "nullsink-meta": "C null sink -m (+ source address, timestamp, drop counter)",
     }
     L = lambda x: label.get(x, x)
 
@@ -567,14 +571,22 @@ def report(raw, env_path):
       f"(nfstitch {'>= ' if sb else ''}{k(nf)} datagrams/s loss-free; sender maximum {k(smax)})")
     p(f"- loss-free rate >= 2x nfcapd's: {yn(t1b)} ({k(nf)} vs {k(nc)}: {ratio(nf, nc)}"
       f"{'; a lower bound, the sender is the limit' if sb else ''})")
-    d1, d0 = dm.get("nfstitch"), dm.get("nullsink")
+    d1, d0, dmeta = dm.get("nfstitch"), dm.get("nullsink"), dm.get("nullsink-meta")
     p(f"- drain rate >= 50% of the null sink's: {yn(None if not (d1 and d0) else d1 / d0 >= 0.5)} "
       f"({k(d1)} vs {k(d0)} datagrams/s: {ratio(d1, d0)})")
+    if dmeta and d0:
+        p(f"  - for scale: the null sink -m, receiving the way nfstitch must and doing nothing "
+          f"with the records, drains {k(dmeta)} ({ratio(dmeta, d0)} of the null sink); "
+          f"nfstitch is {ratio(d1, dmeta)} of it")
     if rates:
         c1, c0 = cm.get(("nfstitch", hi_rate)), cm.get(("nfcapd", hi_rate))
         p(f"- CPU per million records at {k(hi_rate)} datagrams/s <= 0.5x nfcapd's: "
           f"{yn(None if not (c1 and c0) else c1 / c0 <= 0.5)} ({'-' if c1 is None else f'{c1:.3f}'} vs "
           f"{'-' if c0 is None else f'{c0:.3f}'} CPU-s: {ratio(c1, c0)})")
+        for sink in ("nullsink", "nullsink-meta"):
+            cs_ = cm.get((sink, hi_rate))
+            if cs_ and c0:
+                p(f"  - for scale: {L(sink)} {cs_:.3f} CPU-s ({ratio(cs_, c0)} of nfcapd's)")
     p("")
     print("\n".join(out))
 
@@ -680,6 +692,9 @@ EOF
         ;;
     nullsink)
         taskset -c "$RECV_CPU" "$BIN/nullsink" -p "$PORT" -b "$buf" -o "$d/nullsink.json" >"$d/stdout" 2>"$d/stderr" &
+        ;;
+    nullsink-meta)
+        taskset -c "$RECV_CPU" "$BIN/nullsink" -m -p "$PORT" -b "$buf" -o "$d/nullsink.json" >"$d/stdout" 2>"$d/stderr" &
         ;;
     *) die "unknown receiver $name" ;;
     esac
@@ -853,7 +868,9 @@ if want lossfree; then
     log "== maximum loss-free rate"
     for rx in $RECEIVERS; do
         have_rx "$rx" || continue
-        [ "$rx" = nullsink ] && continue # the sender runs above are its probes
+        # The null sink's probes are the sender runs above; -m's would be the same
+        # (the sender is the limit for both).
+        case $rx in nullsink*) continue ;; esac
         measure lossfree "$rx" 0 search
         read -r lf ach acc _ <<<"$MRES"
         if [ "$lf" = 1 ]; then

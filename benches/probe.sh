@@ -16,7 +16,8 @@
 #   sudo benches/probe.sh drain RUNS         # the drain of compare.sh (200k
 #       datagrams of 100k recurring flows queued while the receiver is
 #       stopped, 512 MiB buffer), RUNS times for each of: the null sink,
-#       nfstitch, nfstitch --reserve-flows 0 and, with NFSTITCH_ALT=BINARY,
+#       the null sink -m (also reading source address, timestamp and drop
+#       counter, as nfstitch does), nfstitch, nfstitch --reserve-flows 0 and, with NFSTITCH_ALT=BINARY,
 #       that build too (e.g. an older commit's; all interleaved); prints the
 #       time to empty the queue and the receiver's user and system CPU ticks
 #       (1/100 s) spent on it
@@ -79,10 +80,11 @@ nf_start() {
 
 if [ "$mode" = drain ]; then
     for run in $(seq "$1"); do
-        for rx in nullsink nfstitch nfstitch-noreserve ${NFSTITCH_ALT:+nfstitch-alt}; do
+        for rx in nullsink nullsink-meta nfstitch nfstitch-noreserve ${NFSTITCH_ALT:+nfstitch-alt}; do
             p=$(port)
             case $rx in
             nullsink) taskset -c 1 "$BIN/nullsink" -p "$p" -a 127.0.0.1 -b 536870912 -o "$BIN/sink.json" 2>/dev/null & ;;
+            nullsink-meta) taskset -c 1 "$BIN/nullsink" -m -p "$p" -a 127.0.0.1 -b 536870912 -o "$BIN/sink.json" 2>/dev/null & ;;
             nfstitch) nf_start "$NFSTITCH" "$p" 536870912 ;;
             nfstitch-noreserve) nf_start "$NFSTITCH" "$p" 536870912 --reserve-flows 0 ;;
             nfstitch-alt) nf_start "$NFSTITCH_ALT" "$p" 536870912 ;;
