@@ -292,6 +292,24 @@ fn ingest_to_shard(c: &mut Criterion) {
         // Recurring flows, 31 min idle: nothing ends; every flow seen is held.
         assert_eq!(emitted, 0);
         assert!(shard.len() <= dgs.len() * 30);
+        // The same batches checked, counted and noted by `Ingest::wire` but
+        // not merged: what `receive_batch` costs beyond the shard.
+        let mut noted = 0;
+        g.bench_function(format!("ingest_only_64x30/{flows}_flows"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let (ex, off, len) = dgs[next];
+                    next = (next + 1) % dgs.len();
+                    now += 1000;
+                    let _ = ingest.wire(ex, &buf[off..off + len], off, &mut wire);
+                    segs.push((wire.len(), now));
+                }
+                noted += wire.len();
+                wire.clear();
+                segs.clear();
+            })
+        });
+        assert!(noted > 0);
     }
     g.finish();
 }

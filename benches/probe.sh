@@ -14,7 +14,7 @@
 #       with no receiver competing for the cores; the kernel drops what does
 #       not fit and counts it (Udp InDatagrams + RcvbufErrors, printed)
 #   sudo benches/probe.sh drain RUNS         # the drain of compare.sh (200k
-#       datagrams of 100k recurring flows queued while the receiver is
+#       datagrams of FLOWS recurring flows queued while the receiver is
 #       stopped, 512 MiB buffer), RUNS times for each of: the null sink,
 #       the null sink -m (also reading source address, timestamp and drop
 #       counter, as nfstitch does), nfstitch, nfstitch --reserve-flows 0 and, with NFSTITCH_ALT=BINARY,
@@ -26,7 +26,8 @@
 #       100k recurring flows) with --rx-coalesce WAIT; prints its CPU-s per
 #       million records over PROBE_S s after 2 s of warm-up
 #
-# Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1) NFSTITCH_ALT (drain only). Uses target/release
+# Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1) NFSTITCH_ALT and FLOWS
+# (100000; drain only: FLOWS=1000 keeps nfstitch's flow table in cache). Uses target/release
 # binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
 
 set -uo pipefail
@@ -92,14 +93,14 @@ if [ "$mode" = drain ]; then
             RX=$!
             sleep 0.5
             kill -STOP "$RX"
-            taskset -c 0 "$BIN/sendmmsg" -t "127.0.0.1:$p" -e 4 -f 100000 -c 200000 >/dev/null
+            taskset -c 0 "$BIN/sendmmsg" -t "127.0.0.1:$p" -e 4 -f "${FLOWS:-100000}" -c 200000 >/dev/null
             read -r u0 s0 < <(ticks "$RX")
             secs=$("$BIN/udpq" -k "$RX" -T 60 "$p" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
             read -r u1 s1 < <(ticks "$RX")
             kill -TERM "$RX"
             wait "$RX"
             RX=
-            echo "drain run $run $rx: ${secs} s, user $((u1 - u0)) sys $((s1 - s0)) ticks"
+            echo "drain run $run $rx (${FLOWS:-100000} flows): ${secs} s, user $((u1 - u0)) sys $((s1 - s0)) ticks"
         done
     done
 elif [ "$mode" = lossfree ]; then
