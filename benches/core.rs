@@ -309,7 +309,7 @@ fn ingest_to_shard(c: &mut Criterion) {
                 segs.clear();
             })
         });
-        assert!(noted > 0);
+        std::hint::black_box(noted); // (0 when a filter skipped it)
     }
     g.finish();
 }
