@@ -14,8 +14,9 @@ use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
 use nfstitch::timer::{Entry, Wheel};
 use nfstitch::wire::{encode, Datagram, HeaderFields, RecordFields};
 
-const S: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * S;
+mod common;
+use common::{ReceivePath, BATCH, S, T0};
+
 const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
 
 /// A cheap deterministic PRNG (splitmix64).
@@ -223,93 +224,21 @@ fn output(c: &mut Criterion) {
 /// the caches (the compute floor), 100k is the drain benchmark's table, 1M
 /// misses the caches.
 fn ingest_to_shard(c: &mut Criterion) {
-    use nfstitch::ingest::{Ingest, WireRecords};
-    const BATCH: usize = 64;
     let mut g = c.benchmark_group("ingest_to_shard");
     g.throughput(Throughput::Elements((BATCH * 30) as u64));
     for flows in [3_000u32, 100_000, 1_000_000] {
-        // Every datagram in one buffer, as a receive batch holds them: (exporter, offset, len).
-        let (mut dgs, mut buf): (Vec<(IpAddr, usize, usize)>, Vec<u8>) = (Vec::new(), Vec::new());
-        let mut seq = [0u32; 4];
-        for d in 0..flows.div_ceil(30) {
-            let e = (d % 4) as usize;
-            let recs: Vec<RecordFields> = (0..30)
-                .map(|r| {
-                    let f = d * 30 + r;
-                    RecordFields {
-                        src_addr: 0x0a00_0000 | f,
-                        dst_addr: 0xc0a8_0000 | f.wrapping_mul(7919) & 0xffff,
-                        src_port: 1024 + (f % 50_000) as u16,
-                        dst_port: 443,
-                        packets: 10,
-                        octets: 1000,
-                        first: 1000,
-                        last: 2000,
-                        proto: 6,
-                        tcp_flags: 0x18,
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            let h = HeaderFields {
-                sys_uptime: 5000,
-                unix_secs: 1_700_000_000,
-                flow_sequence: seq[e],
-                ..Default::default()
-            };
-            let off = buf.len();
-            let len = encode(&h, &recs, &mut buf);
-            seq[e] += 30;
-            dgs.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + e as u8)), off, len));
-        }
-        let cfg = ShardConfig {
-            key: KeySpec::default(),
-            linger_ns: 310 * S,
-            idle_ns: 1860 * S,
-            max_flows: 1 << 22,
-        };
-        let mut shard = Shard::new(cfg, T0);
-        shard.reserve(flows as usize);
-        let mut ingest = Ingest::new(false, false);
-        let (mut wire, mut segs, mut out) = (WireRecords::default(), Vec::new(), Vec::new());
-        let (mut next, mut now, mut emitted) = (0, T0, 0);
+        let mut path = ReceivePath::new(flows);
         g.bench_function(format!("receive_batch_64x30/{flows}_flows"), |b| {
-            b.iter(|| {
-                for _ in 0..BATCH {
-                    let (ex, off, len) = dgs[next];
-                    next = (next + 1) % dgs.len();
-                    now += 1000;
-                    let _ = ingest.wire(ex, &buf[off..off + len], off, &mut wire);
-                    segs.push((wire.len(), now));
-                }
-                shard.apply_segments(&wire.view(&buf), &segs, &mut out);
-                emitted += out.len();
-                wire.clear();
-                segs.clear();
-                out.clear();
-            })
+            b.iter(|| path.batch(true))
         });
         // Recurring flows, 31 min idle: nothing ends; every flow seen is held.
-        assert_eq!(emitted, 0);
-        assert!(shard.len() <= dgs.len() * 30);
+        assert_eq!(path.emitted, 0);
+        assert!(path.shard.len() <= path.datagrams() * 30);
         // The same batches checked, counted and noted by `Ingest::wire` but
         // not merged: what `receive_batch` costs beyond the shard.
-        let mut noted = 0;
         g.bench_function(format!("ingest_only_64x30/{flows}_flows"), |b| {
-            b.iter(|| {
-                for _ in 0..BATCH {
-                    let (ex, off, len) = dgs[next];
-                    next = (next + 1) % dgs.len();
-                    now += 1000;
-                    let _ = ingest.wire(ex, &buf[off..off + len], off, &mut wire);
-                    segs.push((wire.len(), now));
-                }
-                noted += wire.len();
-                wire.clear();
-                segs.clear();
-            })
+            b.iter(|| path.batch(false))
         });
-        std::hint::black_box(noted); // (0 when a filter skipped it)
     }
     g.finish();
 }

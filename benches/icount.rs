@@ -1,0 +1,27 @@
+//! Instructions per record of the worker's path without syscalls (the
+//! receive batches of `core`'s `ingest_to_shard`): a figure that does not
+//! move with the machine's noise, for comparing builds. `benches/icount.sh`
+//! runs this under valgrind's cachegrind and subtracts a run that only sets
+//! up and warms; run alone, it just does the work.
+//!
+//! Arguments (numbers; others, such as cargo's `--bench`, are ignored):
+//! FLOWS (3000) BATCHES (10) MERGE (1: merge into the shard; 0: only check,
+//! count and note the records). Prints one JSON line.
+
+mod common;
+use common::{ReceivePath, BATCH};
+
+fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let flows = args.first().map_or(3000, |&f| f as u32);
+    let batches = args.get(1).copied().unwrap_or(10);
+    let merge = args.get(2).is_none_or(|&m| m != 0);
+    let mut path = ReceivePath::new(flows);
+    // Warm: two passes over the cycle, so every flow exists and later batches only merge.
+    for _ in 0..(2 * path.datagrams()).div_ceil(BATCH) {
+        path.batch(true);
+    }
+    let records: usize = (0..batches).map(|_| path.batch(merge)).sum();
+    assert_eq!(path.emitted, 0, "recurring flows never end here");
+    println!("{{\"flows\":{flows},\"batches\":{batches},\"merge\":{merge},\"records\":{records}}}");
+}
