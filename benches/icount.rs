@@ -4,16 +4,22 @@
 //! runs this under valgrind's cachegrind and subtracts a run that only sets
 //! up and warms; run alone, it just does the work.
 //!
-//! Arguments (numbers; others, such as cargo's `--bench`, are ignored):
-//! FLOWS (3000) BATCHES (10) MERGE (1: merge into the shard; 0: only check,
-//! count and note the records). Prints one JSON line.
+//! Arguments, leading numbers only (from the first that starts with `-`,
+//! such as cargo's `--bench`, the rest is ignored): FLOWS (3000) BATCHES (10)
+//! MERGE (1: merge into the shard; 0: only check, count and note the
+//! records). Prints one JSON line.
 
 mod common;
 use common::{ReceivePath, BATCH};
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .map(|a| a.parse().unwrap_or_else(|_| panic!("icount: {a:?} is not a number")))
+        .collect();
     let flows = args.first().map_or(3000, |&f| f as u32);
+    assert!(flows > 0, "icount: FLOWS must be at least 1");
     let batches = args.get(1).copied().unwrap_or(10);
     let merge = args.get(2).is_none_or(|&m| m != 0);
     let mut path = ReceivePath::new(flows);

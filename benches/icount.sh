@@ -20,8 +20,8 @@ cd "$ROOT"
 command -v valgrind >/dev/null || { echo "$0: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 BATCHES=${BATCHES:-500}
 [ $# -gt 0 ] || set -- 3000 100000
-BIN=$(cargo bench --bench icount --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
-[ -x "$BIN" ] || { echo "$0: could not build benches/icount.rs" >&2; exit 1; }
+BIN=$(cargo bench --bench icount --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1) || true
+[ -n "$BIN" ] && [ -x "$BIN" ] || { echo "$0: could not build benches/icount.rs (cargo bench --bench icount --no-run)" >&2; exit 1; }
 
 # ir BINARY ARGS...: instructions the whole run executed
 ir() {
@@ -35,6 +35,9 @@ for flows in "$@"; do
         path=$(ir "$bin" "$flows" "$BATCHES" 1)
         ingest=$(ir "$bin" "$flows" "$BATCHES" 0)
         records=$("$bin" "$flows" 1 0 | sed 's/.*"records":\([0-9]*\).*/\1/')
+        for v in "$base" "$path" "$ingest" "$records"; do
+            [[ $v =~ ^[0-9]+$ ]] || { echo "$0: $bin $flows: no count from valgrind or the binary" >&2; exit 1; }
+        done
         python3 - "$flows" "$bin" "$base" "$path" "$ingest" "$records" "$BATCHES" <<'PY'
 import sys
 flows, name, base, path, ingest, per_batch, batches = sys.argv[1:]

@@ -92,8 +92,9 @@ int main(int argc, char **argv) {
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("bind"); return 1; }
     if (meta) {
         int one = 1;
-        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) perror("SO_TIMESTAMPNS");
-        if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) < 0) perror("SO_RXQ_OVFL");
+        /* -m measures nothing useful without them: fail rather than carry on */
+        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) { perror("SO_TIMESTAMPNS"); return 1; }
+        if (setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) < 0) { perror("SO_RXQ_OVFL"); return 1; }
     }
 
     struct sigaction act = {0};
@@ -139,11 +140,11 @@ int main(int argc, char **argv) {
                     src_sum += ((struct sockaddr_in *)&names[i])->sin_addr.s_addr;
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
                     if (c->cmsg_level != SOL_SOCKET) continue;
-                    if (c->cmsg_type == SCM_TIMESTAMPNS) {
+                    if (c->cmsg_type == SCM_TIMESTAMPNS && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
                         struct timespec t;
                         memcpy(&t, CMSG_DATA(c), sizeof t);
                         ts_sum += (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-                    } else if (c->cmsg_type == SO_RXQ_OVFL) {
+                    } else if (c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
                         uint32_t d;
                         memcpy(&d, CMSG_DATA(c), sizeof d);
                         kernel_drops = d;
