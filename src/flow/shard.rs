@@ -421,7 +421,7 @@ impl Shard {
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let key = self.packer.pack(rec);
         let hash = KeyHasher::hash_packed(&key);
-        self.apply_hashed(now, std::slice::from_ref(rec), 0, key, hash, out);
+        self.apply_hashed(now, std::slice::from_ref(rec), 0, &key, hash, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -448,6 +448,9 @@ impl Shard {
         out: &mut Vec<Flow>,
     ) {
         let n = recs.len();
+        // A copy: `apply_hashed` takes `&mut self`, after which the masks
+        // would be read from `self` again for every record.
+        let packer = self.packer;
         let mut keys = [PackedKey::default(); RING];
         let mut hashes = [0u64; RING];
         let mut seg = 0;
@@ -455,7 +458,7 @@ impl Shard {
         let mut now = self.now;
         for j in 0..n + LOOKAHEAD {
             if j < n {
-                let k = recs.key(j, &self.packer);
+                let k = recs.key(j, &packer);
                 let h = KeyHasher::hash_packed(&k);
                 self.table.prefetch(h);
                 keys[j % RING] = k;
@@ -481,7 +484,7 @@ impl Shard {
                     self.advance(now, out);
                 }
             }
-            self.apply_hashed(now, recs, i, keys[i % RING], hashes[i % RING], out);
+            self.apply_hashed(now, recs, i, &keys[i % RING], hashes[i % RING], out);
         }
         // Datagrams after the last record still move the clock.
         if let Some(&(_, t)) = segs.last() {
@@ -498,7 +501,7 @@ impl Shard {
         now: u64,
         recs: &R,
         i: usize,
-        key: PackedKey,
+        key: &PackedKey,
         hash: u64,
         out: &mut Vec<Flow>,
     ) {
@@ -513,14 +516,14 @@ impl Shard {
         self.stats.packets += m.packets;
         self.stats.octets += m.octets;
         let slab = &self.slab;
-        if let Some(idx) = self.table.find(hash, |s| slab.hot(s).key == key) {
+        if let Some(idx) = self.table.find(hash, |s| slab.hot(s).key == *key) {
             self.update(idx, now, &m);
             return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict_oldest(now, out);
         }
-        self.create(key, hash, now, &m, &recs.record(i));
+        self.create(*key, hash, now, &m, &recs.record(i));
     }
 
     /// Emit every remaining flow with reason `shutdown`, sorted by first then
