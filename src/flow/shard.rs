@@ -27,6 +27,7 @@
 use std::collections::VecDeque;
 
 use super::key::{KeyHasher, KeyPacker, PackedKey};
+use super::record::ZERO;
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec, Merge, Records};
 use crate::timer::{Entry, Wheel};
@@ -123,7 +124,7 @@ impl ShardStats {
 
 /// The part of a flow every record touches, two cache lines: the key and the
 /// counters in the first, times and bookkeeping in the second.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Hot {
     key: PackedKey,
@@ -151,12 +152,20 @@ struct Cold {
     start_ns: u64,
 }
 
+impl Default for Cold {
+    fn default() -> Self {
+        Cold { rec: ZERO, start_ns: 0 }
+    }
+}
+
 /// Slots in chunks of fixed size: growing never moves a slot (no copy stall
-/// at millions of flows), and an index is a shift and a mask away.
+/// at millions of flows), and an index is a shift and a mask away. A chunk
+/// is a fixed-size array (allocated zeroed, whole), so indexing inside it
+/// needs no bounds check.
 #[derive(Debug, Default)]
 struct Slab {
-    hot: Vec<Vec<Hot>>,
-    cold: Vec<Vec<Cold>>,
+    hot: Vec<Box<[Hot; CHUNK]>>,
+    cold: Vec<Box<[Cold; CHUNK]>>,
     len: usize,
 }
 
@@ -204,27 +213,27 @@ impl Slab {
     fn push(&mut self, hot: Hot, cold: Cold) -> u32 {
         let i = u32::try_from(self.len).ok().filter(|&i| i < u32::MAX - 1);
         let i = i.expect("more than 2^32 flow slots");
-        if self.len % CHUNK == 0 && self.hot.len() * CHUNK <= self.len {
-            self.hot.push(Vec::with_capacity(CHUNK));
-            self.cold.push(Vec::with_capacity(CHUNK));
+        if self.hot.len() * CHUNK <= self.len {
+            self.grow();
         }
-        let c = self.len >> CHUNK_BITS;
-        self.hot[c].push(hot);
-        self.cold[c].push(cold);
+        *self.hot_mut(i) = hot;
+        *self.cold_mut(i) = cold;
         self.len += 1;
         i
+    }
+
+    /// One more chunk, written whole (default slots), so that its pages are
+    /// faulted in now rather than one by one on the hot path.
+    fn grow(&mut self) {
+        self.hot.push(chunk());
+        self.cold.push(chunk());
     }
 
     /// Allocate and touch chunks for `n` slots, so that the first `n` flows
     /// take no page fault.
     fn reserve(&mut self, n: usize) {
         while self.hot.len() * CHUNK < n {
-            let mut h: Vec<Hot> = Vec::with_capacity(CHUNK);
-            let mut c: Vec<Cold> = Vec::with_capacity(CHUNK);
-            touch(h.spare_capacity_mut());
-            touch(c.spare_capacity_mut());
-            self.hot.push(h);
-            self.cold.push(c);
+            self.grow();
         }
     }
 
@@ -253,12 +262,10 @@ impl Slab {
     }
 }
 
-/// Write every byte of `spare` (fresh capacity), so its pages are faulted in now.
-fn touch<T>(spare: &mut [std::mem::MaybeUninit<T>]) {
-    for x in spare.iter_mut() {
-        *x = std::mem::MaybeUninit::zeroed();
-    }
-    std::hint::black_box(spare);
+/// A chunk of default slots.
+fn chunk<T: Default + Clone>() -> Box<[T; CHUNK]> {
+    let v = vec![T::default(); CHUNK].into_boxed_slice();
+    v.try_into().unwrap_or_else(|_| unreachable!("a boxed slice of CHUNK slots"))
 }
 
 /// One flow table with its timer wheel. Owned by one thread; no locks.
