@@ -28,7 +28,7 @@
 #
 # Knobs: PROBE_S (5) RCVBUF (67108864) BUILD (1) NFSTITCH_ALT and FLOWS
 # (100000; drain only: FLOWS=1000 keeps nfstitch's flow table in cache). Uses target/release
-# binaries and builds benches/c/{nullsink,udpq}.c into target/bench-probe/.
+# binaries and builds benches/c/{nullsink,udpq,sendmmsg}.c into target/bench-probe/.
 
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

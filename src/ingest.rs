@@ -310,6 +310,13 @@ impl<'a> WireView<'a> {
         self.at(i).0
     }
 
+    /// The exporter of record `i`'s datagram, as [`Ingest::wire`] counted it
+    /// (an IPv4-mapped source as IPv4).
+    #[inline]
+    pub fn exporter(&self, i: usize) -> IpAddr {
+        self.at(i).1.exporter
+    }
+
     #[inline(always)]
     fn at(&self, i: usize) -> (Record<'a>, &'a WireContext) {
         let (off, dg) = self.recs.locs[i];
@@ -427,6 +434,7 @@ mod tests {
             prop_assert_eq!(view.len(), decoded.len());
             for (i, fr) in decoded.iter().enumerate() {
                 prop_assert_eq!(view.record(i), *fr);
+                prop_assert_eq!(view.exporter(i), fr.exporter);
                 prop_assert_eq!(view.key(i, &packer), packer.pack(fr));
                 prop_assert_eq!(view.merge(i), Merge::from(fr));
             }

@@ -341,10 +341,9 @@ impl Worker {
         let res = self.ingest.wire(src, batch.get(i).1, batch.offset(i), &mut self.wire);
         if let (true, Ok(h)) = (self.dump, &res) {
             let view = self.wire.view(batch.buffer());
-            let exporter = src.to_canonical();
             self.dump_rows.extend((start..view.len()).map(|k| DumpRow {
                 ts: now,
-                exporter,
+                exporter: view.exporter(k),
                 header: *h,
                 index: (k - start) as u16,
                 rec: view.wire(k).fields(),

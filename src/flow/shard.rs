@@ -160,8 +160,8 @@ impl Default for Cold {
 
 /// Slots in chunks of fixed size: growing never moves a slot (no copy stall
 /// at millions of flows), and an index is a shift and a mask away. A chunk
-/// is a fixed-size array (allocated zeroed, whole), so indexing inside it
-/// needs no bounds check.
+/// is a fixed-size array (allocated whole, default slots), so indexing
+/// inside it needs no bounds check.
 #[derive(Debug, Default)]
 struct Slab {
     hot: Vec<Box<[Hot; CHUNK]>>,
