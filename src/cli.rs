@@ -247,7 +247,7 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
 
 impl CollectArgs {
     pub fn to_config(&self) -> Result<crate::collect::Collect> {
-        let workers = self.workers.unwrap_or_else(crate::net::available_cores);
+        let workers = self.workers.unwrap_or_else(crate::platform::available_cores);
         if !(1..=64).contains(&workers) {
             bail!("--workers must be between 1 and 64, got {workers}");
         }

@@ -2,8 +2,8 @@
 //! library so ordinary tests run them over a seed corpus on stable Rust.
 //! Each must never panic, whatever the bytes.
 
+use crate::capture::{read_bytes, SkipCounters};
 use crate::config::Pipeline;
-use crate::input::{read_bytes, SkipCounters};
 use crate::output::{Format, Output, TimeFormat};
 use crate::replay::Replayer;
 use crate::wire::Datagram;

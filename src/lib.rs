@@ -22,6 +22,7 @@
 //!
 //! Decode, shard and wheel never read a clock: time is a parameter.
 
+pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -29,10 +30,9 @@ pub mod flow;
 pub mod fuzz;
 pub mod hist;
 pub mod ingest;
-pub mod input;
-#[allow(unsafe_code)]
-pub mod net;
 pub mod output;
+#[allow(unsafe_code)]
+pub mod platform;
 pub mod replay;
 pub mod sink;
 pub mod stats;

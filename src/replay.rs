@@ -12,10 +12,10 @@ use std::io::{self, BufWriter};
 
 use anyhow::{Context, Result};
 
+use crate::capture::{read_path, Frame, SkipCounters};
 use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
 use crate::ingest::Ingest;
-use crate::input::{read_path, Frame, SkipCounters};
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
 use crate::stats::Report;
 use crate::wire::HEADER_LEN;

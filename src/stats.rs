@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::flow::{EndReason, SeqTracker, ShardStats};
-use crate::ingest::{Counters, REJECT_REASONS};
-use crate::input::{SkipCounters, SKIP_REASONS};
+use crate::capture::{SkipCounters, SKIP_REASONS};
+use crate::flow::{EndReason, ShardStats};
+use crate::ingest::{Counters, SeqTracker, REJECT_REASONS};
 
 /// Per-exporter figures.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

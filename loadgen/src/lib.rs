@@ -10,7 +10,7 @@
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
 //!              ├─► send::run   (threads own exporters and their sockets; pacing; sendmmsg)
 //!              │                         udp: sendmmsg on connected sockets, UDP GSO
-//!              │                              or plain (--no-gso), both nfstitch::net::send_gso
+//!              │                              or plain (--no-gso), both nfstitch::platform::send_gso
 //!              └─► pool (--pool N: made once before sending, then cycled by
 //!                        send::run with sequence, times and First/Last patched)
 //! ```

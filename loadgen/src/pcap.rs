@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nfstitch::input::PcapWriter;
+use nfstitch::capture::PcapWriter;
 
 use crate::{generate, Config, Plan, Truth};
 

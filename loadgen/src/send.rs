@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use nfstitch::hist::Latency;
-use nfstitch::net::pin_current_thread;
+use nfstitch::platform::pin_current_thread;
 use nfstitch::wire::MAX_DATAGRAM_LEN;
 
 use crate::config::{Config, Mode, Plan, DEFAULT_DURATION};

@@ -1,7 +1,7 @@
 //! One exporter's batches out of its socket, connected to the target.
 //!
 //! On Linux, with UDP generic segmentation offload (the default; `--no-gso`
-//! turns it off): [`nfstitch::net::send_gso`] sends each run of consecutive
+//! turns it off): [`nfstitch::platform::send_gso`] sends each run of consecutive
 //! equal-length datagrams (up to 64 of them, 64 KiB in all) as one message
 //! with a `UDP_SEGMENT` control message, several messages per `sendmmsg`;
 //! the kernel builds one large packet per message, routes it once, and cuts
@@ -25,7 +25,7 @@ use std::io;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nfstitch::net::{send_gso, GsoBatch};
+use nfstitch::platform::{send_gso, GsoBatch};
 
 /// Whether one exporter's socket sends with UDP GSO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl Gso {
         if !want {
             return Gso::Off;
         }
-        match nfstitch::net::enable_udp_gso(sock) {
+        match nfstitch::platform::enable_udp_gso(sock) {
             Ok(()) => Gso::On,
             Err(e) => {
                 note_fallback(&e);

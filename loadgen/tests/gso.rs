@@ -16,7 +16,7 @@ use common::{check_stream, send_and_receive, truth_sums, unpatched};
 /// Whether this kernel takes `UDP_SEGMENT` at all (Linux 4.18+).
 fn kernel_has_gso() -> bool {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    nfstitch::net::enable_udp_gso(&s).is_ok()
+    nfstitch::platform::enable_udp_gso(&s).is_ok()
 }
 
 /// Each exporter's datagrams in order, by source address (the ports differ between runs).

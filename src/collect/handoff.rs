@@ -14,9 +14,9 @@ use std::sync::{Mutex, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::flow::{Flow, FlowRecord, SeqTotals};
+use crate::flow::{Flow, FlowRecord};
 use crate::hist::Latency;
-use crate::ingest::Counters;
+use crate::ingest::{Counters, SeqTotals};
 use crate::wire::{Header, RecordFields};
 
 /// Records per cross-shard batch.

@@ -29,7 +29,7 @@ use crate::config::Pipeline;
 use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest};
-use crate::net::{self, ReuseportSocket};
+use crate::platform::{self, ReuseportSocket};
 use crate::replay::{finish_report, open_output};
 use crate::stats::{Report, WorkerReport};
 use handoff::{Mailbox, Shared, ToWriter};
@@ -81,7 +81,7 @@ fn bind_all(cfg: &Collect) -> Result<Vec<Vec<ReuseportSocket>>> {
                     "nfstitch: warning: --rcvbuf {want} was capped to {} by net.core.rmem_max ({}); \
                      raise it with: sysctl -w net.core.rmem_max={want}",
                     got / 2,
-                    net::rmem_max().map_or("unknown".to_string(), |m| m.to_string())
+                    platform::rmem_max().map_or("unknown".to_string(), |m| m.to_string())
                 );
             }
         }
@@ -162,7 +162,7 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     if let Some(ch) = &cfg.clickhouse {
         sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
     }
-    let cores = net::core_ids();
+    let cores = platform::core_ids();
     let now = wall_ns();
     let mut handles = Vec::new();
     for (id, (socks, poll)) in sockets.into_iter().zip(polls).enumerate() {
@@ -186,7 +186,7 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
         handles.push(std::thread::Builder::new().name(format!("worker-{id}")).spawn(
             move || {
                 if let Some(c) = core {
-                    if !net::pin_current_thread(c) {
+                    if !platform::pin_current_thread(c) {
                         eprintln!("nfstitch: warning: could not pin worker {id} to core {c}");
                     }
                 }

@@ -25,7 +25,7 @@ use super::handoff::{DumpRow, RecordBatch, Shared, Snapshot, ToWriter, RECORD_BA
 use crate::flow::{Flow, FlowRecord, KeyHasher, KeyPacker, KeySpec, Records, Shard};
 use crate::hist::Latency;
 use crate::ingest::{Ingest, WireRecords};
-use crate::net::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
+use crate::platform::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
 
 /// Datagrams per recvmmsg call.
 pub const RECV_BATCH: usize = 64;
@@ -139,7 +139,7 @@ impl Worker {
                 Token(i),
                 Interest::READABLE,
             )?;
-            socks.push((s, RecvBatch::new(RECV_BATCH, crate::net::DEFAULT_BUF_LEN)));
+            socks.push((s, RecvBatch::new(RECV_BATCH, crate::platform::DEFAULT_BUF_LEN)));
         }
         Ok(Worker {
             id,
@@ -202,7 +202,7 @@ impl Worker {
         self.rx_coalesce.min(Duration::from_secs_f64(fill)).min(self.sleep_for())
     }
 
-    fn n(&self) -> usize {
+    fn worker_count(&self) -> usize {
         self.shared.mailboxes.len()
     }
 
@@ -353,7 +353,7 @@ impl Worker {
         if !self.stitch {
             self.wire.clear();
         } else {
-            if self.n() > 1 {
+            if self.worker_count() > 1 {
                 full = self.route(s, start, ts);
             }
             self.segs.push((self.wire.len(), now));
@@ -381,7 +381,7 @@ impl Worker {
     /// Returns a bitmask of the destinations whose batch filled (workers <=
     /// 64, checked at start).
     fn route(&mut self, s: usize, start: usize, ts: u64) -> u64 {
-        let n = self.n() as u64;
+        let n = self.worker_count() as u64;
         let mut full = 0;
         let mut dests = [0u8; crate::wire::MAX_RECORDS];
         let view = self.wire.view(self.sockets[s].1.buffer());
@@ -433,7 +433,7 @@ impl Worker {
     }
 
     fn flush_outgoing(&mut self) {
-        for dest in 0..self.n() {
+        for dest in 0..self.worker_count() {
             self.send_records(dest);
         }
     }
@@ -450,7 +450,7 @@ impl Worker {
             self.shard.apply_batch(self.now, &b.recs, &mut self.flows);
             self.receive_to_applied.record(wall_ns().saturating_sub(b.rx_first));
             b.recs.clear();
-            if self.pool.len() < 4 * self.n() + 4 {
+            if self.pool.len() < 4 * self.worker_count() + 4 {
                 self.pool.push(b.recs);
             }
             if self.flows.len() >= FLOW_BATCH {
@@ -612,7 +612,7 @@ impl Worker {
         self.flush_outgoing();
         let shared = Arc::clone(&self.shared);
         shared.done_sending.fetch_add(1, Ordering::SeqCst);
-        let n = self.n();
+        let n = self.worker_count();
         let start = std::time::Instant::now();
         while shared.done_sending.load(Ordering::SeqCst) < n {
             if !self.drain_inbox() {
@@ -675,7 +675,7 @@ mod tests {
         for i in 0..150u32 {
             tx.send_to(&i.to_be_bytes(), to).unwrap();
         }
-        let mut batch = RecvBatch::new(RECV_BATCH, crate::net::DEFAULT_BUF_LEN);
+        let mut batch = RecvBatch::new(RECV_BATCH, crate::platform::DEFAULT_BUF_LEN);
         let until = std::time::Instant::now() + Duration::from_secs(5);
         assert_eq!(discard_queued(&sock, &mut batch, until), 150);
         assert_eq!(discard_queued(&sock, &mut batch, until), 0, "the socket is empty after");

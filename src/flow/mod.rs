@@ -1,21 +1,29 @@
-//! Flows: the normalized record, the flow key, the shard that restitches
-//! records into flows, and per-exporter sequence tracking.
+//! Flows: what a record adds to its flow, the normalized record, the flow
+//! key, the batch view a shard reads, and the shard that restitches records
+//! into flows.
 //!
 //! Owns: everything between "a decoded record" and "a finished flow". No
 //! I/O and no clock: every operation takes `now` (collector time, ns since the
 //! Unix epoch) as a parameter, so replays are deterministic and tests never sleep.
+//! The only platform dependency is the cache prefetch hint
+//! (`platform::cpu::prefetch`), which has no effect on program state.
+//!
+//! Files in dependency order (no circle): `merge.rs` (what one wire record
+//! adds) <- `record.rs` (the whole record) <- `key.rs` (the key and its
+//! packer) <- `batch.rs` (a batch read by index) <- `table.rs` (the index)
+//! <- `shard.rs` (table, slab and timer wheel).
 
+mod batch;
 mod key;
+mod merge;
 mod record;
-mod records;
-mod seq;
 mod shard;
 mod table;
 
+pub use batch::Records;
 pub use key::{exporter_words, FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
-pub use record::{sampling_scale, FlowRecord};
-pub use records::{Merge, Records};
-pub use seq::{SeqEvent, SeqTotals, SeqTracker};
+pub use merge::{sampling_scale, Merge, FIN_OR_RST};
+pub use record::FlowRecord;
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::records::Merge;
+use super::merge::{sampling_scale, Merge};
 use crate::wire::{Header, Record};
 
 /// One record, normalized: absolute times in ns, exporter attached.
@@ -63,29 +63,15 @@ pub(crate) const ZERO: FlowRecord = FlowRecord {
     dst_mask: 0,
 };
 
-/// What packets and octets of a datagram's records are multiplied by: its
-/// sampling interval with `scale_sampling` (when above 1), else 1.
-#[inline]
-pub fn sampling_scale(h: &Header, scale_sampling: bool) -> u64 {
-    if scale_sampling {
-        h.sampling_interval().max(1) as u64
-    } else {
-        1
-    }
-}
-
-impl Merge {
-    /// What wire record `r` of a datagram with header `h` adds to its flow,
-    /// packets and octets multiplied by `scale` ([`sampling_scale`]). The
-    /// one conversion from the wire: [`FlowRecord::from_wire`] uses it too.
-    #[inline(always)]
-    pub fn from_wire(h: &Header, r: &Record<'_>, scale: u64) -> Self {
+impl From<&FlowRecord> for Merge {
+    #[inline]
+    fn from(r: &FlowRecord) -> Self {
         Merge {
-            packets: r.packets() as u64 * scale,
-            octets: r.octets() as u64 * scale,
-            first_ns: h.uptime_to_ns(r.first()),
-            last_ns: h.uptime_to_ns(r.last()),
-            tcp_flags: r.tcp_flags(),
+            packets: r.packets,
+            octets: r.octets,
+            first_ns: r.first_ns,
+            last_ns: r.last_ns,
+            tcp_flags: r.tcp_flags,
         }
     }
 }

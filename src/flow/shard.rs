@@ -206,8 +206,8 @@ impl Slab {
     #[inline]
     fn prefetch(&self, i: u32) {
         let h = self.hot(i);
-        crate::net::prefetch(h);
-        crate::net::prefetch(&h.first_ns);
+        crate::platform::cpu::prefetch(h);
+        crate::platform::cpu::prefetch(&h.first_ns);
     }
 
     fn push(&mut self, hot: Hot, cold: Cold) -> u32 {

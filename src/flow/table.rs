@@ -13,7 +13,7 @@
 //! buckets of the whole batch, then [`FlowTable::peek`] (to prefetch the
 //! slots), then [`FlowTable::find`].
 
-use crate::net::prefetch;
+use crate::platform::cpu::prefetch;
 
 /// Fewest buckets a table has.
 const MIN_BUCKETS: usize = 1024;

@@ -65,12 +65,25 @@ pub fn signal(child: &Child, sig: &str) {
 }
 
 impl Collector {
+    /// Everything the collector wrote on stderr that was not read yet, up to
+    /// its end: after the process exited, the reader thread may still hold
+    /// the last lines (waits at most 10 s for the pipe to close).
+    pub fn rest_of_stderr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut lines = Vec::new();
+        while let Ok(line) =
+            self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+
     /// SIGTERM, wait (bounded), return (flows, stats, stderr).
     pub fn stop(mut self) -> (Vec<Value>, Value, String) {
         signal(&self.child, "-TERM");
         let status = wait_exit(&mut self.child, Duration::from_secs(30), "collector did not stop");
-        let stderr: Vec<String> = self.stderr.try_iter().collect();
-        let stderr = stderr.join("\n");
+        let stderr = self.rest_of_stderr();
         assert!(status.success(), "collector failed: {status}\n{stderr}");
         // JSON lines unless the test chose another format or a rotation directory.
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
@@ -398,8 +411,7 @@ fn output_errors_end_the_collector_with_a_message() {
     ]);
     send(&traffic(2, 20, 500), c.addr);
     let status = wait_exit(&mut c.child, Duration::from_secs(20), "collector hung on a full disk");
-    let stderr: Vec<String> = c.stderr.try_iter().collect();
-    let stderr = stderr.join("\n");
+    let stderr = c.rest_of_stderr();
     assert!(!status.success(), "exit {status} on a full disk");
     assert!(stderr.contains("writing output"), "{stderr}");
     assert!(stderr.contains("No space left"), "{stderr}");

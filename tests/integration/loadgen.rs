@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loadgen::{Config, Truth};
-use nfstitch::input::{read_path, SkipCounters};
-use nfstitch::net::ReuseportSocket;
+use nfstitch::capture::{read_path, SkipCounters};
+use nfstitch::platform::ReuseportSocket;
 use nfstitch::wire::Datagram;
 use serde_json::Value;
 

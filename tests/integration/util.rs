@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nfstitch::input::PcapWriter;
+use nfstitch::capture::PcapWriter;
 use nfstitch::wire::{encode, HeaderFields, RecordFields};
 use serde_json::Value;
 

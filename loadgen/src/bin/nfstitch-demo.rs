@@ -59,7 +59,7 @@ fn main() -> Result<()> {
             ..Pipeline::default()
         },
         listen: vec!["127.0.0.1:0".parse()?],
-        workers: nfstitch::net::available_cores().clamp(1, 2),
+        workers: nfstitch::platform::available_cores().clamp(1, 2),
         cpus: None,
         rcvbuf: Some(8 << 20),
         stats_interval: Duration::ZERO,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use loadgen::{Config, CorruptCounts, SendReport, Truth};
-use nfstitch::net::ReuseportSocket;
+use nfstitch::platform::ReuseportSocket;
 use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
 
 /// Run `cfg` into a fresh socket; everything it received, in order.

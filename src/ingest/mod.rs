@@ -9,13 +9,17 @@
 //! taken here, over exactly the records handed on, so a test can compare
 //! them with the sums over emitted flows.
 
+mod seq;
+
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
 use crate::flow::{
-    exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records, SeqTracker,
+    exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records,
 };
+pub use seq::{SeqEvent, SeqTotals, SeqTracker};
+
 use crate::wire::{Datagram, DecodeError, Header, Record, HEADER_LEN, RECORD_LEN};
 
 /// Reasons a datagram is rejected: the decoder's four, then `not_allowed`

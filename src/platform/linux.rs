@@ -702,7 +702,7 @@ mod unit {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         // Room for all of it: the kernel charges each segment more than its bytes.
-        super::super::set_rcvbuf(&socket2::SockRef::from(&rx), 4 << 20).unwrap();
+        super::super::socket::set_rcvbuf(&socket2::SockRef::from(&rx), 4 << 20).unwrap();
         let tx = sender_to(&rx);
         enable_udp_gso(&tx).unwrap();
         // 100 of 1464 bytes (44 fit in 64 KiB), two odd lengths, an empty one, 70 small ones

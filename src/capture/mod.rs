@@ -7,8 +7,8 @@
 //! Frames are handed to a callback with the capture timestamp; nothing here
 //! decodes NetFlow.
 
-mod capture;
+mod read;
 mod write;
 
-pub use capture::{read_bytes, read_path, Frame, SkipCounters, SKIP_REASONS};
+pub use read::{read_bytes, read_path, Frame, SkipCounters, SKIP_REASONS};
 pub use write::PcapWriter;

@@ -10,42 +10,8 @@
 //! common case) is never built in full.
 
 use super::key::{KeyPacker, PackedKey};
-use super::FlowRecord;
-
-/// TCP FIN and RST: a record carrying either starts (or extends) the linger.
-pub const FIN_OR_RST: u8 = 0x01 | 0x04;
-
-/// What one record adds to its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Merge {
-    pub packets: u64,
-    pub octets: u64,
-    /// First and last packet, ns since the Unix epoch (router clock).
-    pub first_ns: u64,
-    pub last_ns: u64,
-    pub tcp_flags: u8,
-}
-
-impl Merge {
-    /// Does this record carry FIN or RST?
-    #[inline]
-    pub fn ends_connection(&self) -> bool {
-        self.tcp_flags & FIN_OR_RST != 0
-    }
-}
-
-impl From<&FlowRecord> for Merge {
-    #[inline]
-    fn from(r: &FlowRecord) -> Self {
-        Merge {
-            packets: r.packets,
-            octets: r.octets,
-            first_ns: r.first_ns,
-            last_ns: r.last_ns,
-            tcp_flags: r.tcp_flags,
-        }
-    }
-}
+use super::merge::Merge;
+use super::record::FlowRecord;
 
 /// A batch of records, read by index. For every `i < len()`,
 /// `key(i, p) == p.pack(&record(i))` and `merge(i) == Merge::from(&record(i))`:
