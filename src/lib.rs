@@ -1,24 +1,74 @@
 //! nfstitch: a NetFlow v5 collector and online flow restitcher.
 //!
-//! # Data flow
-//! ```text
-//! socket / capture ─► input ─► ingest (wire decode, count, seq) ─► flow::Shard ─► output
-//!                                                      (timer wheel)
-//! ```
-//! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
-//! - [`input`]: captures and raw files into UDP payloads with timestamps.
-//! - [`ingest`]: decode + count each datagram exactly once, per exporter, with sequence tracking.
-//! - [`flow`]: the key, the shard (flow table + [`timer`] wheel) that restitches records.
-//! - [`output`]: JSON lines, CSV, Zeek TSV.
-//! - [`stats`]: the report and `--stats-json`.
-//! - [`net`]: the only module with `unsafe` and platform code (sockets, recvmmsg).
+//! Routers cut every long connection into many records; nfstitch receives
+//! them (live, or from captures), decodes them, and restitches the records of
+//! one flow back into one flow, emitted when it has ended (FIN/RST plus a
+//! linger), gone idle, been evicted by the capacity limit, or at shutdown.
 //!
-//! # Where data can be dropped, and how it is counted
-//! - A datagram that fails validation: `rejected.<reason>` (never a panic).
+//! # The live collector: threads and queues
+//! ```text
+//!  exporters ──UDP──► SO_REUSEPORT group: one socket per worker (platform)
+//!                        │ recvmmsg batch + kernel rx time + drop counter
+//!   worker i (pinned)    ▼
+//!   ├ ingest: decode in place, count, sequence-track        (ingest, wire)
+//!   ├ route: shard = hash(key) mod N; own records applied,
+//!   │        others batched to the owner's inbox ──► ArrayQueue ──► worker j
+//!   ├ shard: flow table + slab + timer wheel                (flow, timer)
+//!   └ finished flows / dump rows ──► ArrayQueue ─┐          (collect::handoff)
+//!                                                ▼
+//!                         writer thread: format (output) + sinks (sink),
+//!                         flush on size or interval, rotate, SIGHUP reopen
+//!   signal thread: SIGINT/SIGTERM stop, SIGHUP reopen; metrics thread: /metrics
+//! ```
+//! Each worker owns its socket(s), its shard and its counters: nothing on the
+//! hot path is locked. Queues are bounded and lock-free; a full queue is
+//! backpressure (the pusher drains its own inbox while it waits, so workers
+//! never deadlock), counted as a stall, never a silent drop.
+//!
+//! # Replay
+//! ```text
+//!  pcap / pcapng / raw files ─► capture ─► ingest ─► flow::Shard ─► output
+//! ```
+//! One thread; the capture timestamp is the clock; the end of input flushes
+//! every flow.
+//!
+//! # The rooms, in data-flow order
+//! - [`platform`]: the only module with `unsafe` and platform code: sockets,
+//!   `recvmmsg`/`sendmmsg`, CPU pinning and the prefetch hint, `/proc` readers.
+//! - [`capture`]: captures and raw files into UDP payloads with timestamps.
+//! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
+//! - [`ingest`]: decode and count each datagram exactly once, per exporter,
+//!   with sequence tracking; hands records on as values or in place.
+//! - [`flow`]: what a record adds, the record, the key, the shard that
+//!   restitches; [`timer`]: the hierarchical wheel the shard expires flows with.
+//! - [`collect`]: the live collector's threads and the queues between them.
+//! - [`replay`]: the offline pipeline.
+//! - [`output`]: JSON lines, CSV, Zeek TSV, rotation; [`sink`]: ClickHouse.
+//! - [`stats`]: the final report and `--stats-json`; [`hist`]: latency
+//!   histograms and their plots.
+//! - [`cli`] and [`config`]: flags, then validated options.
+//!
+//! # Where data can be dropped, and which counter says so
+//! Every datagram sent is received, dropped by the kernel, or rejected, and
+//! each is counted; every accepted record ends in exactly one emitted flow.
+//! - The kernel's receive buffer was full: `kernel_drops` (`SO_RXQ_OVFL`,
+//!   per worker and in total).
+//! - A datagram failed validation: `rejected.<reason>` (`too_short`,
+//!   `bad_version`, `bad_count`, `length_mismatch`), or came from a source
+//!   outside `--allow`: `rejected.not_allowed`. Never a panic.
+//! - Datagrams still queued in a socket when shutdown's bounded read ran out
+//!   of time: `unread_at_shutdown` (read and counted, not processed).
+//! - Records the exporter sent that never arrived, per its sequence numbers:
+//!   `seq_lost_records` (late datagrams give theirs back: `seq_late_datagrams`;
+//!   exporter restarts: `seq_restarts`).
 //! - A capture frame without a UDP payload: `frames_skipped.<reason>` (replay).
-//! - Records missing per the exporter's sequence numbers: `seq_lost_records`.
-//! - A flow pushed out by the capacity limit is *emitted* with reason
-//!   `evicted` (counted in `evictions`), not dropped: its sums are kept.
+//! - A flow pushed out by `--max-flows` is *emitted* with reason `evicted`
+//!   (counted in `evictions`), not dropped: its sums are kept.
+//! - The output failed (disk full): `writer_error`, `unwritten_flows`,
+//!   `unwritten_dump_rows`, and a non-zero exit.
+//! - A sink could not deliver: its own counters under `sinks.<name>`
+//!   (ClickHouse: `rows_spooled`, `rows_dropped`, `insert_errors`, ...).
+//! - A full queue between threads is not a drop: `queue_stalls`.
 //!
 //! Decode, shard and wheel never read a clock: time is a parameter.
 

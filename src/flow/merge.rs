@@ -40,7 +40,7 @@ pub fn sampling_scale(h: &Header, scale_sampling: bool) -> u64 {
 impl Merge {
     /// What wire record `r` of a datagram with header `h` adds to its flow,
     /// packets and octets multiplied by `scale` ([`sampling_scale`]). The
-    /// one conversion from the wire: [`FlowRecord::from_wire`] uses it too.
+    /// one conversion from the wire: [`FlowRecord::from_wire`](super::FlowRecord::from_wire) uses it too.
     #[inline(always)]
     pub fn from_wire(h: &Header, r: &Record<'_>, scale: u64) -> Self {
         Merge {

@@ -1,3 +1,6 @@
+//! Tests of the output formats: fixed time formats, addresses, and row kinds
+//! interleaved in one file.
+
 use super::*;
 
 #[test]

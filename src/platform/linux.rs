@@ -1,5 +1,5 @@
 //! Linux implementation of the batch I/O: `recvmmsg(2)` with `SCM_TIMESTAMPNS` and
-//! `SO_RXQ_OVFL` control messages, `sendmmsg(2)`, and the raw `setsockopt`/`sysconf` calls.
+//! `SO_RXQ_OVFL` control messages, and `sendmmsg(2)` with `UDP_SEGMENT`.
 //!
 //! Modelled on quinn-udp's `unix.rs` (`recv_via_recvmmsg`, `retry_if_interrupted`, cmsg
 //! decoding). All header/iovec/address/control arrays live in boxed slices owned by the
@@ -10,11 +10,10 @@ use std::fmt;
 use std::io;
 use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 
 use libc::{c_int, c_uint, c_void};
-use socket2::Socket;
 
 use super::{RecvMeta, ReuseportSocket};
 
@@ -69,49 +68,6 @@ fn retry_if_interrupted(mut f: impl FnMut() -> c_int) -> io::Result<usize> {
             return Err(err);
         }
     }
-}
-
-/// `setsockopt(fd, level, name, &value, sizeof(int))`.
-fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, value: c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live `c_int` on this stack frame and we pass exactly its size; the
-    // kernel only reads `optlen` bytes from it during the call. An invalid `fd` is reported
-    // as EBADF, not undefined behaviour.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            ptr::addr_of!(value).cast::<c_void>(),
-            size_of::<c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Enables `SO_TIMESTAMPNS` and `SO_RXQ_OVFL` so each received datagram carries its kernel
-/// receive time and (once anything was dropped) the socket's cumulative drop count.
-pub(super) fn enable_rx_metadata(socket: &Socket) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
-}
-
-/// `SO_RCVBUFFORCE`: like `SO_RCVBUF` but not capped by `rmem_max`; needs `CAP_NET_ADMIN`
-/// (fails with EPERM otherwise).
-pub(super) fn set_rcvbuf_force(socket: &Socket, size: usize) -> io::Result<()> {
-    let value = c_int::try_from(size).unwrap_or(c_int::MAX);
-    setsockopt_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
-}
-
-/// The system page size in bytes.
-pub(super) fn page_size() -> Option<u64> {
-    // SAFETY: sysconf takes no pointers and has no preconditions.
-    let rc = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(rc).ok().filter(|&p| p > 0)
 }
 
 /// Decodes a kernel-filled socket address; None for families other than IPv4/IPv6 or a
@@ -440,12 +396,6 @@ pub fn recv_batch(sock: &ReuseportSocket, batch: &mut RecvBatch) -> io::Result<u
     Ok(n)
 }
 
-/// `setsockopt(UDP_SEGMENT, 0)`: succeeds on kernels with UDP GSO (Linux 4.18+) and leaves
-/// the socket as it was (no segmentation unless a send asks for it); `ENOPROTOOPT` before.
-pub(super) fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
-    setsockopt_int(sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 0)
-}
-
 /// Control-message space for one `UDP_SEGMENT` message (a `u16`: 24 bytes on 64-bit Linux),
 /// aligned for `cmsghdr`.
 #[repr(C, align(8))]
@@ -704,7 +654,7 @@ mod unit {
         // Room for all of it: the kernel charges each segment more than its bytes.
         super::super::socket::set_rcvbuf(&socket2::SockRef::from(&rx), 4 << 20).unwrap();
         let tx = sender_to(&rx);
-        enable_udp_gso(&tx).unwrap();
+        super::super::enable_udp_gso(&tx).unwrap();
         // 100 of 1464 bytes (44 fit in 64 KiB), two odd lengths, an empty one, 70 small ones
         // (more than 64 segments).
         let mut data: Vec<Vec<u8>> = (0..100u32).map(|i| vec![i as u8; 1464]).collect();

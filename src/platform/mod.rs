@@ -15,6 +15,7 @@
 //! - [`cpu`]: pinning ([`pin_current_thread`], [`available_cores`], [`core_ids`]) and the cache
 //!   prefetch hint ([`cpu::prefetch`]) with which the flow table overlaps the cache misses of a
 //!   batch. No I/O: the flow core depends on this part of the room only;
+//! - `sys.rs`: the raw Linux `setsockopt`/`sysconf` calls the socket and `/proc` readers use;
 //! - `procfs.rs`: small `/proc` readers ([`rmem_max`], [`socket_drops`], [`rss_bytes`]).
 //!
 //! On Linux the batch functions are raw `recvmmsg`/`sendmmsg` calls (see `linux.rs`, modelled
@@ -23,6 +24,9 @@
 //! counter. Nothing in here logs; every failure is returned to the caller.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+use std::io;
+use std::net::UdpSocket;
 
 #[cfg(any(not(target_os = "linux"), test))]
 mod fallback;
@@ -34,6 +38,8 @@ mod tests;
 pub mod cpu;
 mod procfs;
 mod socket;
+#[cfg(target_os = "linux")]
+mod sys;
 
 #[cfg(not(target_os = "linux"))]
 pub use fallback::{recv_batch, send_gso, GsoBatch, RecvBatch};
@@ -41,9 +47,16 @@ pub use fallback::{recv_batch, send_gso, GsoBatch, RecvBatch};
 pub use linux::{recv_batch, send_gso, GsoBatch, RecvBatch};
 
 pub use cpu::{available_cores, core_ids, pin_current_thread};
-#[cfg(test)]
-use procfs::parse_statm_rss;
 pub use procfs::{rmem_max, rss_bytes, socket_drops};
-pub use socket::{
-    enable_udp_gso, RecvMeta, ReuseportSocket, DEFAULT_BUF_LEN, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
-};
+pub use socket::{RecvMeta, ReuseportSocket, DEFAULT_BUF_LEN, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+
+/// Prepares `sock` for [`send_gso`]: `setsockopt(UDP_SEGMENT, 0)`, which succeeds where the
+/// kernel has UDP GSO (Linux 4.18+) and changes nothing else (only sends with a `UDP_SEGMENT`
+/// control message are segmented). `ENOPROTOOPT` on older kernels, `Unsupported` elsewhere.
+/// A route without GSO (e.g. no checksum offload) still refuses the first segmented send.
+pub fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return sys::enable_udp_gso(sock);
+    #[cfg(not(target_os = "linux"))]
+    return fallback::enable_udp_gso(sock);
+}

@@ -3,7 +3,7 @@
 //! `None` where the file is missing (not Linux) or unreadable.
 
 #[cfg(target_os = "linux")]
-use super::linux;
+use super::sys;
 
 /// Reads `/proc/sys/net/core/rmem_max`, the cap on unprivileged `SO_RCVBUF` requests
 /// (None if unreadable, e.g. not Linux).
@@ -42,7 +42,7 @@ pub fn rss_bytes() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        parse_statm_rss(&statm, linux::page_size()?)
+        parse_statm_rss(&statm, sys::page_size()?)
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -9,10 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-#[cfg(not(target_os = "linux"))]
-use super::fallback;
 #[cfg(target_os = "linux")]
-use super::linux;
+use super::sys;
 
 /// Most datagrams one UDP GSO send carries: the kernel's `UDP_MAX_SEGMENTS` (64; newer
 /// kernels take 128).
@@ -20,18 +18,7 @@ pub const GSO_MAX_SEGMENTS: usize = 64;
 /// Most payload bytes one UDP GSO send carries: 65535 less the IPv4 and UDP headers.
 pub const GSO_MAX_BYTES: usize = 65_507;
 
-/// Prepares `sock` for [`send_gso`]: `setsockopt(UDP_SEGMENT, 0)`, which succeeds where the
-/// kernel has UDP GSO (Linux 4.18+) and changes nothing else (only sends with a `UDP_SEGMENT`
-/// control message are segmented). `ENOPROTOOPT` on older kernels, `Unsupported` elsewhere.
-/// A route without GSO (e.g. no checksum offload) still refuses the first segmented send.
-pub fn enable_udp_gso(sock: &UdpSocket) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    return linux::enable_udp_gso(sock);
-    #[cfg(not(target_os = "linux"))]
-    return fallback::enable_udp_gso(sock);
-}
-
-/// Default per-datagram buffer length for [`RecvBatch::new`]: enough for a full NetFlow v5
+/// Default per-datagram buffer length for [`RecvBatch::new`](super::RecvBatch::new): enough for a full NetFlow v5
 /// datagram (24-byte header + 30 records of 48 bytes = 1464 bytes) with room to spare.
 pub const DEFAULT_BUF_LEN: usize = 2048;
 
@@ -53,7 +40,7 @@ impl ReuseportSocket {
     /// is tried first (it succeeds with `CAP_NET_ADMIN` and is then not capped by
     /// `net.core.rmem_max`); otherwise plain `SO_RCVBUF` is used, which the kernel silently
     /// caps at `rmem_max`. Either way the kernel doubles the value for its bookkeeping; compare
-    /// [`ReuseportSocket::rcvbuf`] with the request (and [`rmem_max`]) to warn about a cap.
+    /// [`ReuseportSocket::rcvbuf`] with the request (and [`rmem_max`](super::rmem_max)) to warn about a cap.
     pub fn bind(addr: SocketAddr, rcvbuf: Option<usize>) -> io::Result<Self> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
@@ -69,7 +56,7 @@ impl ReuseportSocket {
             set_rcvbuf(&socket, size)?;
         }
         #[cfg(target_os = "linux")]
-        linux::enable_rx_metadata(&socket)?;
+        sys::enable_rx_metadata(&socket)?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         Ok(Self { udp: socket.into() })
@@ -126,7 +113,7 @@ pub(super) fn set_rcvbuf(socket: &Socket, size: usize) -> io::Result<()> {
     // The kernel doubles the value into an int; keep the doubled value representable.
     let size = size.min(i32::MAX as usize / 2);
     #[cfg(target_os = "linux")]
-    if linux::set_rcvbuf_force(socket, size).is_ok() {
+    if sys::set_rcvbuf_force(socket, size).is_ok() {
         return Ok(());
     }
     socket.set_recv_buffer_size(size)

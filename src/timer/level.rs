@@ -1,9 +1,24 @@
-//! One level of the wheel: 64 slots and the `occupied` bitfield over them,
-//! plus the two placement functions, [`level_for`] and [`slot_for`].
+//! The wheel's geometry and one level of it: the [`Entry`] it schedules,
+//! [`LEVELS`] and [`MAX_SPAN`], 64 slots and the `occupied` bitfield over
+//! them, plus the two placement functions, [`level_for`] and [`slot_for`].
 
 use std::fmt;
 
-use super::{Entry, LEVELS, MAX_SPAN};
+/// One scheduled entry. `id` and `gen` are opaque to the wheel (the flow shard uses them
+/// as slab index and generation, to recognize stale entries); `at` is the tick it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: u32,
+    pub gen: u32,
+    pub at: u64,
+}
+
+/// Levels in the wheel, 64 slots each.
+pub const LEVELS: usize = 6;
+/// Ticks spanned by the wheel: `64^LEVELS`. Deadlines further than this from
+/// `elapsed` are clamped into the top level (they come back out and are
+/// re-inserted later; the entry's `at` is never changed).
+pub const MAX_SPAN: u64 = 1 << 36;
 
 /// Bits of the tick consumed by one level.
 pub(super) const LEVEL_BITS: u32 = 6;

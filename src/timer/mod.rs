@@ -56,23 +56,9 @@ mod level;
 #[cfg(test)]
 mod tests;
 
+pub use level::{Entry, LEVELS, MAX_SPAN};
+
 use level::{level_for, slot_range, Expiration, Level};
-
-/// One scheduled entry. `id` and `gen` are opaque to the wheel (the flow shard uses them
-/// as slab index and generation, to recognize stale entries); `at` is the tick it is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub id: u32,
-    pub gen: u32,
-    pub at: u64,
-}
-
-/// Levels in the wheel, 64 slots each.
-pub const LEVELS: usize = 6;
-/// Ticks spanned by the wheel: `64^LEVELS`. Deadlines further than this from
-/// `elapsed` are clamped into the top level (they come back out and are
-/// re-inserted later; the entry's `at` is never changed).
-pub const MAX_SPAN: u64 = 1 << 36;
 
 const _: () = assert!(level::LEVEL_BITS as usize * LEVELS == MAX_SPAN.trailing_zeros() as usize);
 

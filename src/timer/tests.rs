@@ -1,3 +1,6 @@
+//! Tests of the timer wheel: exhaustive placement at level and slot
+//! boundaries, and random operations against a `BTreeMap` reference model.
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;

@@ -5,6 +5,7 @@ mod collect;
 mod fuzz_corpus;
 mod histograms;
 mod interop;
+mod layout;
 mod loadgen;
 mod ops;
 mod reliability;
