@@ -7,6 +7,12 @@
 //! Histograms are per thread (no locks on the hot path) and merged with
 //! [`Latency::add`] by whoever reports. Values are recorded in nanoseconds
 //! and shown in microseconds.
+//!
+//! The `hdrhistogram` crate does the recording and merging; it has no writer
+//! or reader for the `.hgrm` percentile text (only its binary V2
+//! serialization), so those are here. The SVG is one line chart with a log
+//! axis, a page of text; a plotting crate (plotters) would bring a font and
+//! raster stack for it.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};

@@ -314,27 +314,41 @@ impl PackedKey {
     }
 }
 
-/// The fixed-seed hasher used for flow tables and for routing records to
-/// shards: the same key lands on the same shard in every run.
-#[derive(Debug, Clone, Default)]
-pub struct KeyHasher;
+/// The hash of a packed key: ahash over its five words (five folded
+/// multiplies), under fixed seeds for routing ([`KeyHasher::hash_packed`]:
+/// the same key lands on the same shard in every run) or under a table's own
+/// seeds ([`KeyHasher::seeded`], random per process: an exporter cannot pick
+/// keys that collide in the flow table, whatever it knows of the code).
+#[derive(Debug, Clone)]
+pub struct KeyHasher(ahash::RandomState);
 
 impl KeyHasher {
-    /// ahash (fixed seeds) over the five words: five folded multiplies.
+    /// Seeds drawn at random (by ahash from the OS) for this hasher.
+    pub fn seeded() -> Self {
+        KeyHasher(ahash::RandomState::new())
+    }
+
+    /// The hash of `key` under this hasher's seeds.
     #[inline]
-    pub fn hash_packed(key: &PackedKey) -> u64 {
+    pub fn hash(&self, key: &PackedKey) -> u64 {
         use std::hash::{BuildHasher, Hasher};
-        static STATE: ahash::RandomState = ahash::RandomState::with_seeds(
-            0x6e66_7374_6974_6368,
-            0x9e37_79b9_7f4a_7c15,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-        );
-        let mut h = STATE.build_hasher();
+        let mut h = self.0.build_hasher();
         for w in key.0 {
             h.write_u64(w);
         }
         h.finish()
+    }
+
+    /// The routing hash: fixed seeds, the same in every process.
+    #[inline]
+    pub fn hash_packed(key: &PackedKey) -> u64 {
+        static FIXED: KeyHasher = KeyHasher(ahash::RandomState::with_seeds(
+            0x6e66_7374_6974_6368,
+            0x9e37_79b9_7f4a_7c15,
+            0xc2b2_ae3d_27d4_eb4f,
+            0x1656_67b1_9e37_79f9,
+        ));
+        FIXED.hash(key)
     }
 }
 
@@ -342,6 +356,16 @@ impl KeyHasher {
 mod pack_tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn table_seeds_are_random() {
+        let k = PackedKey([1, 2, 3, 4, 5]);
+        // Two tables: two draws of 256 bits of seed; equal hashes for one
+        // key would take a 2^-64 coincidence.
+        assert_ne!(KeyHasher::seeded().hash(&k), KeyHasher::seeded().hash(&k));
+        let a = KeyHasher::seeded();
+        assert_eq!(a.hash(&k), a.clone().hash(&k), "one table, one hash");
+    }
 
     fn any_key() -> impl Strategy<Value = FlowKey> {
         (

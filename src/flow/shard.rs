@@ -273,6 +273,8 @@ fn chunk<T: Default + Clone>() -> Box<[T; CHUNK]> {
 pub struct Shard {
     cfg: ShardConfig,
     packer: KeyPacker,
+    /// The flow table hash, seeded at random per shard (hash flooding).
+    hasher: KeyHasher,
     table: FlowTable,
     slab: Slab,
     free: Vec<u32>,
@@ -317,6 +319,7 @@ impl Shard {
         assert!(cfg.max_flows >= 1, "max_flows must be at least 1");
         Shard {
             packer: cfg.key.packer(),
+            hasher: KeyHasher::seeded(),
             cfg,
             table: FlowTable::default(),
             slab: Slab::default(),
@@ -427,7 +430,7 @@ impl Shard {
     /// A new flow beyond `max_flows` evicts the oldest one into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let key = self.packer.pack(rec);
-        let hash = KeyHasher::hash_packed(&key);
+        let hash = self.hasher.hash(&key);
         self.apply_hashed(now, std::slice::from_ref(rec), 0, &key, hash, out);
     }
 
@@ -458,6 +461,7 @@ impl Shard {
         // A copy: `apply_hashed` takes `&mut self`, after which the masks
         // would be read from `self` again for every record.
         let packer = self.packer;
+        let hasher = self.hasher.clone();
         let mut keys = [PackedKey::default(); RING];
         let mut hashes = [0u64; RING];
         let mut seg = 0;
@@ -466,7 +470,7 @@ impl Shard {
         for j in 0..n + LOOKAHEAD {
             if j < n {
                 let k = recs.key(j, &packer);
-                let h = KeyHasher::hash_packed(&k);
+                let h = hasher.hash(&k);
                 self.table.prefetch(h);
                 keys[j % RING] = k;
                 hashes[j % RING] = h;
