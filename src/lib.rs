@@ -34,6 +34,7 @@ pub mod output;
 #[allow(unsafe_code)]
 pub mod platform;
 pub mod replay;
+pub mod results;
 pub mod sink;
 pub mod stats;
 pub mod timer;

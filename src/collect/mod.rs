@@ -30,7 +30,7 @@ use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest};
 use crate::platform::{self, ReuseportSocket};
-use crate::replay::{finish_report, open_output};
+use crate::results::{finish_report, open_output};
 use crate::stats::{Report, WorkerReport};
 use handoff::{Mailbox, Shared, ToWriter};
 use worker::{wall_ns, Worker};
