@@ -6,12 +6,19 @@
 //!                                                      (timer wheel)
 //! ```
 //! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
-//! - [`input`]: captures and raw files into UDP payloads with timestamps.
+//! - [`capture`]: captures and raw files into UDP payloads with timestamps.
 //! - [`ingest`]: decode + count each datagram exactly once, per exporter, with sequence tracking.
 //! - [`flow`]: the key, the shard (flow table + [`timer`] wheel) that restitches records.
 //! - [`output`]: JSON lines, CSV, Zeek TSV.
 //! - [`stats`]: the report and `--stats-json`.
-//! - [`net`]: the only module with `unsafe` and platform code (sockets, recvmmsg).
+//! - [`results`]: where a run's results go, for both modes: the flow output, the final report.
+//! - [`collect`] (live, multi-core) and [`replay`] (captures, one shard): the two modes.
+//! - [`platform`]: the only module with `unsafe` and platform code (sockets, recvmmsg).
+//!
+//! # The command line, in three places
+//! [`cli`] defines the flags (and [`config_file`] turns `--config FILE`
+//! into flags); [`config`] validates them into options with defaults, each
+//! message naming the flag to change; [`run`] hands the options to the mode.
 //!
 //! # Where data can be dropped, and how it is counted
 //! - A datagram that fails validation: `rejected.<reason>` (never a panic).
@@ -26,6 +33,7 @@ pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod config_file;
 pub mod flow;
 pub mod fuzz;
 pub mod hist;
@@ -35,6 +43,7 @@ pub mod output;
 pub mod platform;
 pub mod replay;
 pub mod results;
+pub mod run;
 pub mod sink;
 pub mod stats;
 pub mod timer;
