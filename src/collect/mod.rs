@@ -1,5 +1,6 @@
 //! `nfstitch collect` (what plain `nfstitch` runs): the live multi-core
-//! collector, in the shape of ARCHITECTURE.md.
+//! collector, in the shape of ARCHITECTURE.md. It takes its options already
+//! validated ([`crate::config::Collect`]).
 //!
 //! Threads: N pinned [`worker`]s, each owning one SO_REUSEPORT socket per
 //! `--listen` address and one flow shard; one [`writer`] owning the output;
