@@ -1,15 +1,17 @@
-//! Command-line flags (clap) and their validation into [`crate::config`].
-//! Messages name the flag to change. Nothing here does the work.
+//! Command-line flags: the clap structs, their help text and defaults, and
+//! [`parse`]. The first of three places: flags are defined here, validated
+//! into [`crate::config`] (whose messages name the flag to change), and run
+//! by [`crate::run`]. Nothing here checks a value beyond its type or does
+//! the work.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Pipeline};
+use crate::config;
 use crate::flow::KeySpec;
-use crate::output::{Format, TimeFormat};
 
 /// NetFlow v5 collector and online flow restitcher.
 ///
@@ -44,23 +46,6 @@ pub struct PlotArgs {
     /// Plot title.
     #[arg(long, default_value = "latency by percentile")]
     pub title: String,
-}
-
-fn plot(a: &PlotArgs) -> Result<()> {
-    let mut series = Vec::new();
-    for f in &a.files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-        let d = crate::hist::parse_hgrm(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not an .hgrm file: {e}", f.display()))?;
-        let name = f
-            .file_stem()
-            .map_or_else(|| f.display().to_string(), |s| s.to_string_lossy().into_owned());
-        series.push((name, d));
-    }
-    std::fs::write(&a.output, crate::hist::svg_plot(&a.title, &series))
-        .map_err(|e| anyhow::anyhow!("-o: cannot write {}: {e}", a.output.display()))?;
-    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -138,200 +123,6 @@ pub struct CollectArgs {
     pub compress: String,
 }
 
-fn collect(a: &CollectArgs) -> Result<std::process::ExitCode> {
-    let cfg = a.to_config()?;
-    if a.dry_run {
-        println!("{cfg:#?}");
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    crate::collect::run(&cfg)?;
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// `--config FILE`: a TOML file whose keys are long flag names (`-` or `_`)
-/// of the subcommand. Its flags are inserted right after the subcommand, so
-/// flags given on the command line come after them (and win for single-value
-/// flags; repeatable flags such as `listen` add up).
-fn expand_config(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
-    use clap::CommandFactory;
-    let pos =
-        args.iter().position(|a| a == "--config" || a.to_string_lossy().starts_with("--config="));
-    let Some(pos) = pos else { return Ok(args) };
-    let path = match args[pos].to_string_lossy().strip_prefix("--config=") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            args.remove(pos);
-            p
-        }
-        None => {
-            if pos + 1 >= args.len() {
-                bail!("--config needs a file");
-            }
-            let p = PathBuf::from(args.remove(pos + 1));
-            args.remove(pos);
-            p
-        }
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("--config: cannot read {}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-    let sub = args.get(1).map(|a| a.to_string_lossy().into_owned());
-    let (insert_at, subname) = match sub.as_deref() {
-        Some(name @ ("collect" | "replay")) => (2, name.to_string()),
-        _ => (1, "collect".to_string()),
-    };
-    let cmd = Cli::command();
-    let known: Vec<String> = cmd
-        .find_subcommand(&subname)
-        .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let mut extra: Vec<std::ffi::OsString> = Vec::new();
-    for (key, value) in &table {
-        let flag = key.replace('_', "-");
-        if flag == "config" || !known.contains(&flag) {
-            bail!(
-                "--config {}: unknown key {key:?} (keys are the long flags of `nfstitch {subname}`, e.g. listen, workers, linger)",
-                path.display()
-            );
-        }
-        let scalar = |v: &toml::Value| -> Result<String> {
-            Ok(match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                other => {
-                    bail!("--config {}: key {key:?}: unsupported value {other}", path.display())
-                }
-            })
-        };
-        match value {
-            toml::Value::Boolean(true) => extra.push(format!("--{flag}").into()),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                for v in items {
-                    extra.push(format!("--{flag}").into());
-                    extra.push(scalar(v)?.into());
-                }
-            }
-            v => {
-                extra.push(format!("--{flag}").into());
-                extra.push(scalar(v)?.into());
-            }
-        }
-    }
-    let insert_at = insert_at.min(args.len());
-    args.splice(insert_at..insert_at, extra);
-    Ok(args)
-}
-
-/// `0,2-3,5` → [0, 2, 3, 5].
-pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
-    let mut v = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        let bad = || anyhow::anyhow!("--cpus: {part:?} is not a core number or range (e.g. 0,2-3)");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if a > b {
-                    return Err(bad());
-                }
-                v.extend(a..=b);
-            }
-            None => v.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    Ok(v)
-}
-
-impl CollectArgs {
-    pub fn to_config(&self) -> Result<crate::collect::Collect> {
-        let workers = self.workers.unwrap_or_else(crate::platform::available_cores);
-        if !(1..=64).contains(&workers) {
-            bail!("--workers must be between 1 and 64, got {workers}");
-        }
-        if self.flush_interval.is_zero() {
-            bail!("--flush-interval must be above 0");
-        }
-        if self.rx_coalesce > Duration::from_millis(100) {
-            bail!(
-                "--rx-coalesce must be at most 100ms (got {}): the receive buffer has to hold what arrives meanwhile",
-                humantime::format_duration(self.rx_coalesce)
-            );
-        }
-        Ok(crate::collect::Collect {
-            pipeline: self.pipeline.to_config()?,
-            listen: self.listen.clone(),
-            workers,
-            cpus: self.cpus.as_deref().map(parse_cpus).transpose()?,
-            rcvbuf: self.rcvbuf,
-            stats_interval: self.stats_interval,
-            flush_interval: self.flush_interval,
-            rx_coalesce: self.rx_coalesce,
-            reserve_flows: self.reserve_flows,
-            histogram_dir: self.histogram_dir.clone(),
-            metrics: self.metrics,
-            rotate: match self.rotate {
-                None => None,
-                Some(every) => {
-                    let dir = self.pipeline.output.clone().ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--rotate needs -o DIR: the directory for the rotated files"
-                        )
-                    })?;
-                    if every < Duration::from_secs(1) {
-                        bail!("--rotate must be at least 1s");
-                    }
-                    let compress =
-                        self.compress.parse().map_err(|e| anyhow::anyhow!("--compress: {e}"))?;
-                    let format: crate::output::Format = self
-                        .pipeline
-                        .format
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-                    Some(crate::output::rotate::Rotation {
-                        dir,
-                        every,
-                        compress,
-                        ext: format.extension(),
-                    })
-                }
-            },
-            clickhouse: match &self.clickhouse {
-                None => None,
-                Some(url) => {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        bail!("--clickhouse: {url:?} is not an http:// URL of ClickHouse's HTTP interface");
-                    }
-                    if self.clickhouse_table.is_empty()
-                        || !self
-                            .clickhouse_table
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                    {
-                        bail!("--clickhouse-table: use letters, digits, '_' and '.' only");
-                    }
-                    if self.clickhouse_batch == 0 || self.clickhouse_buffer < self.clickhouse_batch
-                    {
-                        bail!(
-                            "--clickhouse-batch must be at least 1 and at most --clickhouse-buffer"
-                        );
-                    }
-                    Some(crate::sink::clickhouse::ClickHouseConfig {
-                        url: url.clone(),
-                        table: self.clickhouse_table.clone(),
-                        batch_rows: self.clickhouse_batch,
-                        batch_interval: self.clickhouse_interval,
-                        max_buffered_rows: self.clickhouse_buffer,
-                        spool_dir: self.spool_dir.clone(),
-                    })
-                }
-            },
-        })
-    }
-}
-
 /// Flags shared by every mode that restitches.
 #[derive(Debug, Args, Clone)]
 pub struct PipelineArgs {
@@ -402,73 +193,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 310s, 31m, 1h)"))
 }
 
-impl PipelineArgs {
-    pub fn to_config(&self) -> Result<Pipeline> {
-        let key: KeySpec = self.key.parse().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-        let format: Format = self.format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-        let time_format: TimeFormat =
-            self.time_format.parse().map_err(|e| anyhow::anyhow!("--time-format: {e}"))?;
-        for (flag, d) in [("--linger", self.linger), ("--idle", self.idle)] {
-            if d > config::MAX_TIMEOUT {
-                bail!(
-                    "{flag}: {} is longer than the maximum of 366 days",
-                    humantime::format_duration(d)
-                );
-            }
-        }
-        if self.idle.is_zero() {
-            bail!("--idle must be above 0");
-        }
-        if self.max_flows == 0 {
-            bail!("--max-flows must be at least 1");
-        }
-        let mut allow = Vec::new();
-        for a in &self.allow {
-            let net: ipnet::IpNet = match a.parse() {
-                Ok(n) => n,
-                Err(_) => a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| {
-                    anyhow::anyhow!(
-                        "--allow: {a:?} is not a CIDR (e.g. 192.0.2.0/24) or an address"
-                    )
-                })?,
-            };
-            allow.push(net);
-        }
-        Ok(Pipeline {
-            allow,
-            key,
-            linger: self.linger,
-            idle: self.idle,
-            max_flows: self.max_flows,
-            stitch: !self.no_stitch,
-            dump: self.dump || self.no_stitch,
-            lenient: self.lenient,
-            scale_sampling: self.scale_sampling,
-            format,
-            time_format,
-            output: self.output.clone(),
-            stats_json: self.stats_json.clone(),
-            report: !self.quiet,
-        })
-    }
-}
-
-/// Parse the process arguments and run. Returns the exit code.
-pub fn run() -> Result<std::process::ExitCode> {
-    let args = expand_config(std::env::args_os().collect())?;
-    let cli = Cli::parse_from(args);
-    match cli.command {
-        None => collect(&cli.collect),
-        Some(Command::Collect(a)) => collect(a.as_ref()),
-        Some(Command::Plot(a)) => {
-            plot(&a)?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Some(Command::Replay(a)) => {
-            let cfg =
-                config::Replay { pipeline: a.pipeline.to_config()?, files: a.files, port: a.port };
-            crate::replay::run(&cfg)?;
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-    }
+/// The process arguments, with `--config FILE` expanded into flags
+/// ([`crate::config_file`]), parsed. Exits with clap's usage message on a
+/// flag it rejects.
+pub fn parse() -> Result<Cli> {
+    let args = crate::config_file::expand(std::env::args_os().collect())?;
+    Ok(Cli::parse_from(args))
 }

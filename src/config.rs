@@ -1,11 +1,21 @@
-//! Validated options with their defaults. The core never sees flag parsing:
-//! `cli` turns flags into these, and every value here is already checked.
+//! Validated options with their defaults: [`Pipeline`] (what every mode
+//! that restitches shares), [`Collect`] and [`Replay`], and their building
+//! from the flags of [`crate::cli`] with every check. The second of three
+//! places (flags, validated options, execution): each check is made once,
+//! here, and its message names the flag to change. The core never sees flag
+//! parsing, and every value here is already checked.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{anyhow, bail, Result};
+
+use crate::cli::{CollectArgs, PipelineArgs, ReplayArgs};
 use crate::flow::{KeySpec, ShardConfig};
+use crate::output::rotate::Rotation;
 use crate::output::{Format, TimeFormat};
+use crate::sink::clickhouse::ClickHouseConfig;
 
 /// Default linger after a FIN/RST record (the origin's 310 s).
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(310);
@@ -17,6 +27,10 @@ pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
 pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
 /// The longest linger or idle timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The most `--workers`: a worker's routing keeps one bit per worker in a `u64`.
+pub const MAX_WORKERS: usize = 64;
+/// The longest `--rx-coalesce`: the receive buffer has to hold what arrives meanwhile.
+pub const MAX_RX_COALESCE: Duration = Duration::from_millis(100);
 
 /// What to compute and how to emit it; shared by `replay` and `collect`.
 #[derive(Debug, Clone)]
@@ -84,4 +98,246 @@ pub struct Replay {
     pub files: Vec<PathBuf>,
     /// Only UDP to this destination port.
     pub port: Option<u16>,
+}
+
+impl Pipeline {
+    /// Validate the flags shared by every mode that restitches.
+    pub fn from_args(a: &PipelineArgs) -> Result<Self> {
+        let key: KeySpec = a.key.parse().map_err(|e| anyhow!("--key: {e}"))?;
+        let format: Format = a.format.parse().map_err(|e| anyhow!("--format: {e}"))?;
+        let time_format: TimeFormat =
+            a.time_format.parse().map_err(|e| anyhow!("--time-format: {e}"))?;
+        for (flag, d) in [("--linger", a.linger), ("--idle", a.idle)] {
+            if d > MAX_TIMEOUT {
+                bail!(
+                    "{flag}: {} is longer than the maximum of 366 days",
+                    humantime::format_duration(d)
+                );
+            }
+        }
+        if a.idle.is_zero() {
+            bail!("--idle must be above 0");
+        }
+        if a.max_flows == 0 {
+            bail!("--max-flows must be at least 1");
+        }
+        let allow = a.allow.iter().map(|s| parse_allow(s)).collect::<Result<Vec<_>>>()?;
+        Ok(Pipeline {
+            allow,
+            key,
+            linger: a.linger,
+            idle: a.idle,
+            max_flows: a.max_flows,
+            stitch: !a.no_stitch,
+            dump: a.dump || a.no_stitch,
+            lenient: a.lenient,
+            scale_sampling: a.scale_sampling,
+            format,
+            time_format,
+            output: a.output.clone(),
+            stats_json: a.stats_json.clone(),
+            report: !a.quiet,
+        })
+    }
+}
+
+/// One `--allow` value: a CIDR or a single address.
+fn parse_allow(a: &str) -> Result<ipnet::IpNet> {
+    match a.parse() {
+        Ok(n) => Ok(n),
+        Err(_) => a
+            .parse::<std::net::IpAddr>()
+            .map(ipnet::IpNet::from)
+            .map_err(|_| anyhow!("--allow: {a:?} is not a CIDR (e.g. 192.0.2.0/24) or an address")),
+    }
+}
+
+impl Replay {
+    /// Validate the flags of `nfstitch replay`.
+    pub fn from_args(a: &ReplayArgs) -> Result<Self> {
+        Ok(Replay {
+            pipeline: Pipeline::from_args(&a.pipeline)?,
+            files: a.files.clone(),
+            port: a.port,
+        })
+    }
+}
+
+/// `nfstitch collect`: the live collector.
+#[derive(Debug, Clone)]
+pub struct Collect {
+    pub pipeline: Pipeline,
+    pub listen: Vec<SocketAddr>,
+    /// 1 to [`MAX_WORKERS`].
+    pub workers: usize,
+    /// Cores to pin workers to, in order (cycled); `None`: worker i on core i.
+    pub cpus: Option<Vec<usize>>,
+    pub rcvbuf: Option<usize>,
+    pub stats_interval: Duration,
+    pub flush_interval: Duration,
+    /// Wait after a light receive round (see `--rx-coalesce`).
+    pub rx_coalesce: Duration,
+    /// Flow slots reserved at startup, all workers together (`--reserve-flows`).
+    pub reserve_flows: usize,
+    /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
+    pub histogram_dir: Option<PathBuf>,
+    pub clickhouse: Option<ClickHouseConfig>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+    /// Rotate output files (`-o` is then a directory).
+    pub rotate: Option<Rotation>,
+}
+
+impl Collect {
+    /// Validate the flags of `nfstitch collect`; `--workers` defaults to the
+    /// number of cores.
+    pub fn from_args(a: &CollectArgs) -> Result<Self> {
+        let workers = a.workers.unwrap_or_else(crate::platform::available_cores);
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            bail!("--workers must be between 1 and {MAX_WORKERS}, got {workers}");
+        }
+        if a.flush_interval.is_zero() {
+            bail!("--flush-interval must be above 0");
+        }
+        if a.rx_coalesce > MAX_RX_COALESCE {
+            bail!(
+                "--rx-coalesce must be at most {} (got {}): the receive buffer has to hold what arrives meanwhile",
+                humantime::format_duration(MAX_RX_COALESCE),
+                humantime::format_duration(a.rx_coalesce)
+            );
+        }
+        let pipeline = Pipeline::from_args(&a.pipeline)?;
+        let cpus = a.cpus.as_deref().map(parse_cpus).transpose()?;
+        let rotate = a.rotate.map(|every| rotation(a, &pipeline, every)).transpose()?;
+        let clickhouse = a.clickhouse.as_ref().map(|url| clickhouse(a, url)).transpose()?;
+        Ok(Collect {
+            pipeline,
+            listen: a.listen.clone(),
+            workers,
+            cpus,
+            rcvbuf: a.rcvbuf,
+            stats_interval: a.stats_interval,
+            flush_interval: a.flush_interval,
+            rx_coalesce: a.rx_coalesce,
+            reserve_flows: a.reserve_flows,
+            histogram_dir: a.histogram_dir.clone(),
+            metrics: a.metrics,
+            rotate,
+            clickhouse,
+        })
+    }
+}
+
+/// `--rotate DUR` (with `-o DIR`, `--compress`, and `--format` for the extension).
+fn rotation(a: &CollectArgs, p: &Pipeline, every: Duration) -> Result<Rotation> {
+    let dir = p
+        .output
+        .clone()
+        .ok_or_else(|| anyhow!("--rotate needs -o DIR: the directory for the rotated files"))?;
+    if every < Duration::from_secs(1) {
+        bail!("--rotate must be at least 1s");
+    }
+    let compress = a.compress.parse().map_err(|e| anyhow!("--compress: {e}"))?;
+    Ok(Rotation { dir, every, compress, ext: p.format.extension() })
+}
+
+/// `--clickhouse URL` and the `--clickhouse-*` flags that go with it.
+fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--clickhouse: {url:?} is not an http:// URL of ClickHouse's HTTP interface");
+    }
+    let table = &a.clickhouse_table;
+    if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        bail!("--clickhouse-table: use letters, digits, '_' and '.' only");
+    }
+    if a.clickhouse_batch == 0 || a.clickhouse_buffer < a.clickhouse_batch {
+        bail!("--clickhouse-batch must be at least 1 and at most --clickhouse-buffer");
+    }
+    Ok(ClickHouseConfig {
+        url: url.to_string(),
+        table: table.clone(),
+        batch_rows: a.clickhouse_batch,
+        batch_interval: a.clickhouse_interval,
+        max_buffered_rows: a.clickhouse_buffer,
+        spool_dir: a.spool_dir.clone(),
+    })
+}
+
+/// `--cpus`: `0,2-3,5` → [0, 2, 3, 5].
+fn parse_cpus(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let bad = || anyhow!("--cpus: {part:?} is not a core number or range (e.g. 0,2-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                v.extend(a..=b);
+            }
+            None => v.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn collect(args: &[&str]) -> Result<Collect> {
+        let cli = Cli::try_parse_from([&["nfstitch", "collect"], args].concat()).unwrap();
+        match cli.command {
+            Some(Command::Collect(a)) => Collect::from_args(&a),
+            other => panic!("not collect: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cpus_lists_and_ranges() {
+        assert_eq!(parse_cpus("0,2-3,5").unwrap(), vec![0, 2, 3, 5]);
+        for bad in ["x", "3-1", "1-", ""] {
+            assert!(parse_cpus(bad).unwrap_err().to_string().starts_with("--cpus"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_message_names_its_flag() {
+        for (args, flag) in [
+            (&["--workers", "0"][..], "--workers"),
+            (&["--workers", "65"], "--workers"),
+            (&["--flush-interval", "0"], "--flush-interval"),
+            (&["--rx-coalesce", "101ms"], "--rx-coalesce"),
+            (&["--max-flows", "0"], "--max-flows"),
+            (&["--allow", "1.2.3"], "--allow"),
+            (&["--rotate", "5m"], "--rotate"),
+            (&["-o", "d", "--rotate", "5m", "--compress", "lz"], "--compress"),
+            (&["--clickhouse", "ftp://x"], "--clickhouse"),
+            (&["--clickhouse", "http://x", "--clickhouse-table", "a-b"], "--clickhouse-table"),
+        ] {
+            let e = collect(args).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_flags_map_to_config() {
+        let c = collect(&["--workers", "3", "-o", "d", "--rotate", "5m", "--allow", "10.0.0.1"])
+            .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.pipeline.max_flows, DEFAULT_MAX_FLOWS);
+        assert_eq!(c.reserve_flows, DEFAULT_RESERVE_FLOWS);
+        assert_eq!(c.pipeline.allow, vec!["10.0.0.1/32".parse::<ipnet::IpNet>().unwrap()]);
+        let r = c.rotate.unwrap();
+        assert_eq!(
+            (r.dir, r.every, r.ext),
+            (PathBuf::from("d"), Duration::from_secs(300), "jsonl")
+        );
+    }
 }

@@ -43,10 +43,15 @@
 //!   restitches; [`timer`]: the hierarchical wheel the shard expires flows with.
 //! - [`collect`]: the live collector's threads and the queues between them.
 //! - [`replay`]: the offline pipeline.
+//! - [`results`]: where a run's results go, for both modes: opening the flow
+//!   output, the final report and `--stats-json`.
 //! - [`output`]: JSON lines, CSV, Zeek TSV, rotation; [`sink`]: ClickHouse.
 //! - [`stats`]: the final report and `--stats-json`; [`hist`]: latency
 //!   histograms and their plots.
-//! - [`cli`] and [`config`]: flags, then validated options.
+//! - The command line, in three places: [`cli`] defines the flags (and
+//!   [`config_file`] turns `--config FILE` into flags); [`config`] validates
+//!   them into options with defaults, each message naming the flag to change;
+//!   [`run`] hands the options to the mode.
 //!
 //! # Where data can be dropped, and which counter says so
 //! Every datagram sent is received, dropped by the kernel, or rejected, and
@@ -76,6 +81,7 @@ pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod config_file;
 pub mod flow;
 pub mod fuzz;
 pub mod hist;
@@ -84,6 +90,8 @@ pub mod output;
 #[allow(unsafe_code)]
 pub mod platform;
 pub mod replay;
+pub mod results;
+pub mod run;
 pub mod sink;
 pub mod stats;
 pub mod timer;

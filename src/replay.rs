@@ -7,8 +7,7 @@
 //! of input flushes every remaining flow once (`shutdown`), sorted by first
 //! then key.
 
-use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io;
 
 use anyhow::{Context, Result};
 
@@ -17,20 +16,9 @@ use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
 use crate::ingest::Ingest;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+use crate::results::{finish_report, open_output};
 use crate::stats::Report;
 use crate::wire::HEADER_LEN;
-
-/// Open the output (`-o` or stdout).
-pub fn open_output(p: &Pipeline) -> Result<Output> {
-    let w: Box<dyn crate::output::OutWrite> = match &p.output {
-        Some(path) => Box::new(BufWriter::with_capacity(
-            1 << 16,
-            File::create(path).with_context(|| format!("-o: cannot create {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
-    };
-    Ok(Output::new(p.format, p.time_format, w))
-}
 
 /// Export time of a raw datagram, for inputs without a capture timestamp.
 fn export_ns(payload: &[u8]) -> Option<u64> {
@@ -55,19 +43,6 @@ pub fn run(cfg: &Replay) -> Result<Report> {
     out.flush().context("writing output")?;
     finish_report(p, &report)?;
     Ok(report)
-}
-
-/// Print the report (unless quiet) and write `--stats-json`.
-pub fn finish_report(p: &Pipeline, report: &Report) -> Result<()> {
-    if p.report {
-        report.print(&mut io::stderr().lock())?;
-    }
-    if let Some(path) = &p.stats_json {
-        report
-            .write_json(path)
-            .with_context(|| format!("--stats-json: cannot write {}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// The replay pipeline over frames from any source: one shard, the frame

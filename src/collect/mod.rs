@@ -1,5 +1,6 @@
 //! `nfstitch collect` (what plain `nfstitch` runs): the live multi-core
-//! collector, in the shape of ARCHITECTURE.md.
+//! collector, in the shape of ARCHITECTURE.md. It takes its options already
+//! validated ([`crate::config::Collect`]).
 //!
 //! Threads: N pinned [`worker`]s, each owning one SO_REUSEPORT socket per
 //! `--listen` address and one flow shard; one [`writer`] owning the output;
@@ -19,46 +20,24 @@ pub mod writer;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::Pipeline;
+// The validated options live in `config`; re-exported for embedders
+// (`nfstitch-demo` builds one by hand).
+pub use crate::config::Collect;
+use crate::config::{Pipeline, MAX_WORKERS};
 use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest};
 use crate::platform::{self, ReuseportSocket};
-use crate::replay::{finish_report, open_output};
+use crate::results::{finish_report, open_output};
 use crate::stats::{Report, WorkerReport};
 use handoff::{Mailbox, Shared, ToWriter};
 use worker::{wall_ns, Worker};
 use writer::WriterConfig;
-
-/// Validated options of the live collector.
-#[derive(Debug, Clone)]
-pub struct Collect {
-    pub pipeline: Pipeline,
-    pub listen: Vec<SocketAddr>,
-    pub workers: usize,
-    /// Cores to pin workers to, in order (cycled); `None`: worker i on core i.
-    pub cpus: Option<Vec<usize>>,
-    pub rcvbuf: Option<usize>,
-    pub stats_interval: Duration,
-    pub flush_interval: Duration,
-    /// Wait after a light receive round (see `--rx-coalesce`).
-    pub rx_coalesce: Duration,
-    /// Flow slots reserved at startup, all workers together (`--reserve-flows`).
-    pub reserve_flows: usize,
-    /// Write each latency histogram as `.hgrm` and `.svg` here at the end.
-    pub histogram_dir: Option<std::path::PathBuf>,
-    pub clickhouse: Option<crate::sink::clickhouse::ClickHouseConfig>,
-    /// Serve Prometheus metrics here.
-    pub metrics: Option<SocketAddr>,
-    /// Rotate output files (`-o` is then a directory).
-    pub rotate: Option<crate::output::rotate::Rotation>,
-}
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
 /// first bind, so every worker joins the same reuseport group.
@@ -109,9 +88,13 @@ pub struct Running {
 /// Start the collector's threads and return at once. With `signals`,
 /// SIGINT/SIGTERM stop it and SIGHUP reopens the output (what the binary
 /// does); without, the embedding program calls [`Running::stop`].
+///
+/// Fails if `cfg.workers` is outside 1..=[`MAX_WORKERS`] (routing keeps
+/// one bit per worker in a `u64`); [`Collect::from_args`] already rejects
+/// such a `--workers`, so only a library caller can meet this error.
 pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
-    if cfg.workers == 0 || cfg.workers > 64 {
-        bail!("--workers must be between 1 and 64");
+    if !(1..=MAX_WORKERS).contains(&cfg.workers) {
+        bail!("workers must be 1..={MAX_WORKERS}, got {}", cfg.workers);
     }
     let p = &cfg.pipeline;
     let mut rotator = cfg
