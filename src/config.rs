@@ -25,6 +25,11 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(31 * 60);
 pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
 /// Default `--reserve-flows` (all workers together): about 32 MiB at startup.
 pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
+/// Default `--rcvbuf`: 32 MiB per socket. At the kernel's 2304-byte
+/// truesize of a full v5 datagram that is about 14k datagrams: a stall of
+/// 0.29 s at 50k datagrams/s, 29 ms at 500k/s. The kernel default (208 KiB,
+/// about 90 datagrams) overflows in under 2 ms at 50k/s.
+pub const DEFAULT_RCVBUF: usize = 32 << 20;
 /// The longest linger or idle timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The most `--workers`: a worker's routing keeps one bit per worker in a `u64`.
@@ -172,6 +177,7 @@ pub struct Collect {
     pub workers: usize,
     /// Cores to pin workers to, in order (cycled); `None`: worker i on core i.
     pub cpus: Option<Vec<usize>>,
+    /// Requested receive buffer per socket; `None`: the kernel's default.
     pub rcvbuf: Option<usize>,
     pub stats_interval: Duration,
     pub flush_interval: Duration,
@@ -215,7 +221,7 @@ impl Collect {
             listen: a.listen.clone(),
             workers,
             cpus,
-            rcvbuf: a.rcvbuf,
+            rcvbuf: (a.rcvbuf > 0).then_some(a.rcvbuf),
             stats_interval: a.stats_interval,
             flush_interval: a.flush_interval,
             rx_coalesce: a.rx_coalesce,

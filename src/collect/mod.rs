@@ -52,18 +52,20 @@ fn bind_all(cfg: &Collect) -> Result<Vec<Vec<ReuseportSocket>>> {
             socks.push(s);
         }
         eprintln!("nfstitch: listening on {addr} ({} workers)", cfg.workers);
-        if let Some(want) = cfg.rcvbuf {
-            let got = per_worker[0].last().map(|s| s.rcvbuf()).transpose()?.unwrap_or(0);
-            // Linux reports twice the requested size (it counts bookkeeping).
-            if got < want.saturating_mul(2) {
-                eprintln!(
-                    "nfstitch: warning: --rcvbuf {want} was capped to {} by net.core.rmem_max ({}); \
-                     raise it with: sysctl -w net.core.rmem_max={want}",
-                    got / 2,
-                    platform::rmem_max().map_or("unknown".to_string(), |m| m.to_string())
-                );
-            }
+    }
+    // Linux reports twice the size set (it counts its bookkeeping).
+    let got = per_worker[0].first().map(|s| s.rcvbuf()).transpose()?.unwrap_or(0) / 2;
+    match cfg.rcvbuf {
+        None => eprintln!("nfstitch: receive buffer {got} bytes per socket (the kernel's default)"),
+        Some(want) if got >= want => {
+            eprintln!("nfstitch: receive buffer {got} bytes per socket")
         }
+        Some(want) => eprintln!(
+            "nfstitch: warning: receive buffer {got} bytes per socket, not the {want} asked \
+             (--rcvbuf): capped by net.core.rmem_max ({}); a burst or stall overflows it \
+             sooner. Raise the cap with: sysctl -w net.core.rmem_max={want}",
+            platform::rmem_max().map_or("unknown".to_string(), |m| m.to_string())
+        ),
     }
     Ok(per_worker)
 }
