@@ -16,7 +16,7 @@ use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
 use crate::ingest::Ingest;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
-use crate::results::{finish_report, open_output};
+use crate::results::{finish_report, open_output, Existing};
 use crate::stats::Report;
 use crate::wire::HEADER_LEN;
 
@@ -38,7 +38,7 @@ fn write_flows(out: &mut Output, flows: &mut Vec<Flow>) -> io::Result<()> {
 /// Run a replay, writing flows (and the dump) to the configured output.
 pub fn run(cfg: &Replay) -> Result<Report> {
     let p = &cfg.pipeline;
-    let mut out = open_output(p)?;
+    let mut out = open_output(p, Existing::Truncate)?;
     let report = replay_into(cfg, &mut out)?;
     out.flush().context("writing output")?;
     finish_report(p, &report)?;

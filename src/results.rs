@@ -6,7 +6,7 @@
 //! the report's contents [`crate::stats`]. Rotated output (`--rotate`) is
 //! opened by [`crate::output::rotate`] instead.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, BufWriter};
 
 use anyhow::{Context, Result};
@@ -16,15 +16,35 @@ use crate::output::{OutWrite, Output};
 use crate::stats::Report;
 
 /// Open the output (`-o` or stdout).
-pub fn open_output(p: &Pipeline) -> Result<Output> {
+///
+/// [`Existing::Append`] (the collector): rows go after what an earlier run
+/// wrote, so a restart (systemd's `Restart=on-failure`, an upgrade) never
+/// erases data; CSV and Zeek start a fresh header block, as after SIGHUP.
+/// [`Existing::Truncate`] (a replay, which computes the whole file again).
+pub fn open_output(p: &Pipeline, existing: Existing) -> Result<Output> {
     let w: Box<dyn OutWrite> = match &p.output {
-        Some(path) => Box::new(BufWriter::with_capacity(
-            1 << 16,
-            File::create(path).with_context(|| format!("-o: cannot create {}", path.display()))?,
-        )),
+        Some(path) => {
+            let mut o = OpenOptions::new();
+            match existing {
+                Existing::Append => o.append(true),
+                Existing::Truncate => o.write(true).truncate(true),
+            };
+            let f = o
+                .create(true)
+                .open(path)
+                .with_context(|| format!("-o: cannot open {}", path.display()))?;
+            Box::new(BufWriter::with_capacity(1 << 16, f))
+        }
         None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
     };
     Ok(Output::new(p.format, p.time_format, w))
+}
+
+/// What [`open_output`] does with a file that is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Append,
+    Truncate,
 }
 
 /// Print the report (unless quiet) and write `--stats-json`.

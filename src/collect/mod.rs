@@ -33,7 +33,7 @@ use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest};
 use crate::platform::{self, ReuseportSocket};
-use crate::results::{finish_report, open_output};
+use crate::results::{finish_report, open_output, Existing};
 use crate::stats::{Report, WorkerReport};
 use handoff::{Mailbox, Shared, ToWriter};
 use worker::{wall_ns, Worker};
@@ -106,7 +106,7 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
         .transpose()
         .context("--rotate: cannot create the output directory")?;
     let out = match &mut rotator {
-        None => open_output(p)?,
+        None => open_output(p, Existing::Append)?,
         Some(r) => crate::output::Output::new(p.format, p.time_format, r.open(wall_ns())?),
     };
     let mut polls = Vec::new();

@@ -278,6 +278,33 @@ fn the_default_receive_buffer_absorbs_a_stall() {
 }
 
 #[test]
+fn a_restart_appends_to_the_output() {
+    // systemd restarts the collector with the same -o: the first run's rows
+    // stay, the second run's follow under a fresh CSV header block.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.csv");
+    let out_arg = out.to_str().unwrap();
+    let mut totals = Vec::new();
+    for run in 0..2u8 {
+        let c = start(&["--workers", "1", "--format", "csv", "-o", out_arg]);
+        send(&traffic(1 + run, 10, 50), c.addr);
+        let (_, st, _) = c.stop();
+        totals.push((st["flows_total"].as_u64().unwrap(), st["records"].as_u64().unwrap()));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("type,")).collect();
+    assert_eq!(headers.len(), 2, "one header block per run:\n{text}");
+    let columns: Vec<&str> = headers[0].split(',').collect();
+    let records_col = columns.iter().position(|c| *c == "records").unwrap();
+    let rows: Vec<Vec<&str>> =
+        text.lines().filter(|l| l.starts_with("flow,")).map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == columns.len()), "every row parses:\n{text}");
+    assert_eq!(rows.len() as u64, totals[0].0 + totals[1].0, "both runs' flows are there");
+    let records: u64 = rows.iter().map(|r| r[records_col].parse::<u64>().unwrap()).sum();
+    assert_eq!(records, totals[0].1 + totals[1].1, "and their records");
+}
+
+#[test]
 fn overload_is_counted_exactly() {
     // Stop the collector, overflow a small receive buffer, resume, stop.
     let mut dgs = traffic(1, 3001, 5000);
