@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::handoff::{Shared, Snapshot};
+use super::gauges::Snapshot;
+use super::handoff::Shared;
 use crate::flow::EndReason;
 use crate::hist::Latency;
 use crate::ingest::{Counters, REJECT_REASONS};
