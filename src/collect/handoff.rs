@@ -1,10 +1,10 @@
-//! What crosses threads, and how: bounded lock-free queues (crossbeam
-//! `ArrayQueue`) between workers (records routed to the shard that owns
-//! their key) and from workers to the writer (finished flows, dump rows).
+//! What crosses threads: bounded lock-free queues (crossbeam `ArrayQueue`)
+//! between workers (records routed to the shard that owns their key, see
+//! [`route`](super::route)) and from workers to the writer (finished flows,
+//! dump rows), and the flags and wakeups around them.
 //!
-//! A full queue is **backpressure**, never a silent drop: the producer
-//! counts a stall and, while it waits, keeps draining its own inbox, so two
-//! workers pushing to each other can never deadlock. A worker that is asleep
+//! A full queue is **backpressure**, never a silent drop: what a producer
+//! does while it waits is [`push`](super::push)'s. A worker that is asleep
 //! in `poll` is woken through its mio `Waker` only when it said it sleeps
 //! (`sleeping` flag; Dekker-style SeqCst handshake, so no wakeup is lost).
 
@@ -14,9 +14,9 @@ use std::sync::{Mutex, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::gauges::{Gauges, Snapshot};
 use crate::flow::{Flow, FlowRecord};
 use crate::hist::Latency;
-use crate::ingest::{Counters, SeqTotals};
 use crate::wire::{Header, RecordFields};
 
 /// Records per cross-shard batch.
@@ -54,35 +54,6 @@ pub enum ToWriter {
     Dump(Vec<DumpRow>),
     /// The worker's final flush (`shutdown`): the writer sorts all of them together (D8).
     Final(Vec<Flow>),
-}
-
-/// Live figures a worker publishes for the periodic stats line (relaxed atomics).
-#[derive(Debug, Default)]
-pub struct Gauges {
-    pub datagrams: AtomicU64,
-    pub records: AtomicU64,
-    pub rejected: AtomicU64,
-    pub active_flows: AtomicU64,
-    pub flows: AtomicU64,
-    pub kernel_drops: AtomicU64,
-    pub seq_lost: AtomicU64,
-    pub queue_stalls: AtomicU64,
-}
-
-/// A worker's full counters, published about once a second for `--metrics`
-/// (behind a mutex the worker takes once a second: not on the hot path).
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    pub counters: Counters,
-    /// Flows emitted by end reason index.
-    pub flows: [u64; 4],
-    pub active_flows: u64,
-    pub kernel_drops: u64,
-    pub queue_stalls: u64,
-    pub exporters: Vec<(IpAddr, Counters)>,
-    pub seq: Vec<((IpAddr, u8, u8), SeqTotals)>,
-    pub receive_to_applied: Latency,
-    pub export_to_receive: Latency,
 }
 
 /// One worker's end of every queue.

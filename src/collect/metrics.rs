@@ -1,25 +1,58 @@
 //! `--metrics ADDR:PORT`: Prometheus text exposition (format 0.0.4) of every
-//! counter, per worker and per exporter, and latency histogram summaries.
+//! counter, per worker and per exporter, and latency histogram summaries,
+//! on the address given (the flag has no default: the endpoint is off unless
+//! asked for, and listens only where it is told, e.g. 127.0.0.1:9100).
 //!
-//! A small HTTP/1.1 responder on its own thread; it reads the snapshots the
-//! workers publish about once a second, never the workers' live state.
+//! It reads the snapshots the workers publish about once a second, never the
+//! workers' live state, on its own thread, one connection at a time.
+//!
+//! # Bounds
+//! Every connection has an overall deadline ([`CONN_DEADLINE`]) for reading
+//! the request and writing the response, not a per-read timeout (a client
+//! that sends one byte a second would reset that forever). Reads and writes
+//! wait in slices of at most [`SLICE`], and between slices the thread checks
+//! the collector's stop flag: a slow or stuck client delays other scrapes by
+//! at most the deadline, and shutdown by at most a slice.
+//!
+//! # Why `httparse` and not an HTTP server crate
+//! The request is parsed by `httparse` (hyper's parser: no dependencies, no
+//! `unsafe` needed here, widely used and maintained). The connection handling
+//! stays here because the bounds above are the point, and the small
+//! synchronous server crates do not give them: `tiny_http` 0.12 (checked
+//! with `cargo info` and its source) sets no read or write timeout, runs each
+//! connection on a pool thread that grows without limit and is never joined,
+//! and owns the sockets, so a slow client holds a thread for ever and no
+//! deadline can be imposed from outside; the servers that do have timeouts
+//! (hyper and what builds on it) bring an async runtime to a collector that
+//! has none.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::handoff::{Shared, Snapshot};
+use super::gauges::Snapshot;
+use super::handoff::Shared;
 use crate::flow::EndReason;
 use crate::hist::Latency;
 use crate::ingest::{Counters, REJECT_REASONS};
 
-/// Bind the listener now (so a bad address fails at start), serve on a thread.
+/// Longest one connection may take, from accept to the last byte of the response.
+pub const CONN_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest wait between two looks at the stop flag.
+pub const SLICE: Duration = Duration::from_millis(50);
+/// Largest request (line and headers) read.
+const MAX_REQUEST: usize = 8192;
+/// Most request headers parsed.
+const MAX_HEADERS: usize = 64;
+
+/// Bind the listener now (so a bad address fails at start), serve on a thread
+/// until the collector stops.
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>> {
     let listener =
         TcpListener::bind(addr).with_context(|| format!("--metrics: cannot listen on {addr}"))?;
@@ -29,7 +62,9 @@ pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinH
         while !shared.stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    let _ = serve(stream, &shared);
+                    // An error is the client's (gone, too slow, malformed): it
+                    // ends that connection only.
+                    let _ = serve(&stream, &shared, Instant::now() + CONN_DEADLINE);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -37,32 +72,80 @@ pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> Result<std::thread::JoinH
     })?)
 }
 
-fn serve(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
+/// Read one request and answer it, all before `deadline`.
+fn serve(s: &TcpStream, shared: &Shared, deadline: Instant) -> io::Result<()> {
     s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut req = Vec::new();
+    let stop = &shared.stop;
+    let mut req = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        let n = s.read(&mut buf)?;
+    // The request target, or None for a request that is malformed, too
+    // large, or cut short by the client.
+    let target = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut r = httparse::Request::new(&mut headers);
+        match r.parse(&req) {
+            Ok(httparse::Status::Complete(_)) => break r.path.map(str::to_owned),
+            Ok(httparse::Status::Partial) if req.len() < MAX_REQUEST => {}
+            _ => break None,
+        }
+        let n = bounded(s, deadline, stop, |mut s| s.read(&mut buf))?;
         if n == 0 {
-            break;
+            break None;
         }
         req.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&req);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body, ctype) = if path == "/metrics" || path.starts_with("/metrics?") {
-        ("200 OK", render(shared), "text/plain; version=0.0.4; charset=utf-8")
-    } else {
-        ("404 Not Found", "see /metrics\n".to_string(), "text/plain")
     };
-    write!(
-        s,
+    let (status, body, ctype) = match target.as_deref() {
+        Some(t) if t == "/metrics" || t.starts_with("/metrics?") => {
+            ("200 OK", render(shared), "text/plain; version=0.0.4; charset=utf-8")
+        }
+        Some(_) => ("404 Not Found", "see /metrics\n".to_string(), "text/plain"),
+        None => ("400 Bad Request", "see /metrics\n".to_string(), "text/plain"),
+    };
+    let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    s.flush()
+    );
+    let mut left = resp.as_bytes();
+    while !left.is_empty() {
+        match bounded(s, deadline, stop, |mut s| s.write(left))? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => left = &left[n..],
+        }
+    }
+    Ok(())
+}
+
+/// Run `op` (one read or one write on `s`) waiting at most a [`SLICE`] at a
+/// time, until it does something, `deadline` passes (`TimedOut`) or `stop`
+/// is set (`Interrupted`).
+fn bounded<T>(
+    s: &TcpStream,
+    deadline: Instant,
+    stop: &AtomicBool,
+    mut op: impl FnMut(&TcpStream) -> io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let slice = Some(left.min(SLICE));
+        s.set_read_timeout(slice)?;
+        s.set_write_timeout(slice)?;
+        match op(s) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            r => return r,
+        }
+    }
 }
 
 /// A counter: its name, its help text, and how to read it.
@@ -239,4 +322,60 @@ pub fn render(shared: &Shared) -> String {
         f.sample("nfstitch_latency_seconds_count", &[("histogram", name.to_string())], s.count);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (the accepted server end, the client end) of a loopback connection.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (l.accept().unwrap().0, c)
+    }
+
+    fn answer(req: &[u8]) -> String {
+        let (s, mut c) = pair();
+        c.write_all(req).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let shared = Shared::new(Vec::new());
+        serve(&s, &shared, Instant::now() + CONN_DEADLINE).unwrap();
+        drop(s);
+        let mut resp = String::new();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.read_to_string(&mut resp).unwrap();
+        resp
+    }
+
+    #[test]
+    fn requests_get_their_status() {
+        assert!(answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(answer(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(answer(b"GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(answer(b"\x01\x02 nonsense\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(answer(b"GET /metrics HTTP/1.1\r\nHost").starts_with("HTTP/1.1 400"), "cut short");
+    }
+
+    #[test]
+    fn a_silent_client_ends_at_the_deadline_or_the_stop_flag() {
+        let shared = Shared::new(Vec::new());
+        let (s, _c) = pair();
+        let t = Instant::now();
+        let e = serve(&s, &shared, t + Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+        let (s, _c) = pair();
+        let t = Instant::now();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                shared.stop.store(true, Ordering::SeqCst);
+            });
+            let e = serve(&s, &shared, t + Duration::from_secs(60)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+        });
+        assert!(t.elapsed() < Duration::from_secs(2), "stop took {:?}", t.elapsed());
+    }
 }

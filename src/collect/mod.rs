@@ -12,8 +12,12 @@
 //! (`shutdown`), and the writer writes the sorted final flush, the report is
 //! printed, exit 0. SIGHUP reopens `-o PATH`.
 
+pub mod clock;
+pub mod gauges;
 pub mod handoff;
 pub mod metrics;
+pub mod push;
+pub mod route;
 pub mod worker;
 pub mod writer;
 
@@ -35,8 +39,9 @@ use crate::ingest::{Counters, Ingest};
 use crate::platform::{self, ReuseportSocket};
 use crate::results::{finish_report, open_output, Existing};
 use crate::stats::{Report, WorkerReport};
+use clock::wall_ns;
 use handoff::{Mailbox, Shared, ToWriter};
-use worker::{wall_ns, Worker};
+use worker::{Worker, WorkerConfig};
 use writer::WriterConfig;
 
 /// Bind one socket per (worker, listen address). Port 0 is resolved by the
@@ -151,19 +156,18 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     let now = wall_ns();
     let mut handles = Vec::new();
     for (id, (socks, poll)) in sockets.into_iter().zip(polls).enumerate() {
-        let w = Worker::new(
+        let wcfg = WorkerConfig {
             id,
-            Arc::clone(&shared),
-            poll,
-            socks,
-            Shard::new(p.shard_config(cfg.workers), now),
-            Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
-            p.key,
-            p.stitch,
-            p.dump,
-        )?
-        .with_rx_coalesce(cfg.rx_coalesce)
-        .with_reserve(cfg.reserve_flows.div_ceil(cfg.workers));
+            sockets: socks,
+            shard: Shard::new(p.shard_config(cfg.workers), now),
+            ingest: Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
+            key: p.key,
+            stitch: p.stitch,
+            dump: p.dump,
+            rx_coalesce: cfg.rx_coalesce,
+            reserve: cfg.reserve_flows.div_ceil(cfg.workers),
+        };
+        let w = Worker::new(Arc::clone(&shared), poll, wcfg)?;
         let core = match &cfg.cpus {
             Some(list) => Some(list[id % list.len()]),
             None => cores.get(id % cores.len().max(1)).copied(),

@@ -11,18 +11,25 @@
 //! to the wall clock → finished flows to the writer in bounded batches,
 //! whose emptied vectors come back. No locks; no allocation per datagram once
 //! the batch vectors are warm.
+//!
+//! Which shard owns a record and the batches for peers: [`route`](super::route).
+//! What a worker does when a queue is full: [`push`](super::push).
 
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::handoff::{DumpRow, RecordBatch, Shared, Snapshot, ToWriter, RECORD_BATCH};
-use crate::flow::{Flow, FlowRecord, KeyHasher, KeyPacker, KeySpec, Records, Shard};
+use super::clock::wall_ns;
+use super::gauges::Snapshot;
+use super::handoff::{DumpRow, Shared, ToWriter};
+use super::push::{self, PushStats};
+use super::route::Router;
+use crate::flow::{Flow, KeySpec, Records, Shard};
 use crate::hist::Latency;
 use crate::ingest::{Ingest, WireRecords};
 use crate::platform::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
@@ -38,11 +45,6 @@ const FLOW_BATCH: usize = 256;
 /// Receive-buffer bytes the kernel charges for one full v5 datagram
 /// (its `truesize`, measured on loopback: 2304), rounded up.
 const DATAGRAM_TRUESIZE: usize = 2560;
-
-/// Wall clock in ns since the epoch.
-pub fn wall_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
 
 /// What a worker hands back when it ends.
 #[derive(Debug)]
@@ -64,6 +66,27 @@ pub struct WorkerResult {
     pub export_to_receive: Latency,
 }
 
+/// How to build a worker: what it owns and how it behaves.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// Its index, which is also its shard's in routing.
+    pub id: usize,
+    /// One socket per `--listen` address.
+    pub sockets: Vec<ReuseportSocket>,
+    pub shard: Shard,
+    pub ingest: Ingest,
+    /// The flow key (routing hashes it).
+    pub key: KeySpec,
+    pub stitch: bool,
+    pub dump: bool,
+    /// `--rx-coalesce`: the longest wait after a light receive round (see
+    /// `Worker::coalesce_wait`).
+    pub rx_coalesce: Duration,
+    /// Flow slots to reserve when the worker starts (on its own core, so the
+    /// memory is first touched there: local on NUMA machines).
+    pub reserve: usize,
+}
+
 /// A worker's state; `run` consumes it on its thread.
 #[derive(Debug)]
 pub struct Worker {
@@ -73,19 +96,14 @@ pub struct Worker {
     pub sockets: Vec<(ReuseportSocket, RecvBatch)>,
     pub shard: Shard,
     pub ingest: Ingest,
-    /// The key, as the routing hash needs it.
-    packer: KeyPacker,
+    router: Router,
     pub stitch: bool,
     pub dump: bool,
     now: u64,
-    out: Vec<Vec<FlowRecord>>,
-    /// Receive time of the oldest record in each `out` batch.
-    out_rx: Vec<u64>,
     /// Receive times of the datagrams of the current recvmmsg batch.
     batch_rx: Vec<u64>,
     receive_to_applied: Latency,
     export_to_receive: Latency,
-    pool: Vec<Vec<FlowRecord>>,
     /// The receive batch's records, read in place: each datagram's are
     /// noted here, those of other shards then routed out (and with
     /// `--no-stitch` all dropped once dumped), so what stays is the own
@@ -95,16 +113,14 @@ pub struct Worker {
     segs: Vec<(usize, u64)>,
     flows: Vec<Flow>,
     dump_rows: Vec<DumpRow>,
-    queue_stalls: u64,
-    writer_stalls: u64,
-    unwritten_rows: u64,
+    pushed: PushStats,
     /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
     logged_rejects: u64,
     last_reject_log: Option<std::time::Instant>,
     last_snapshot: Option<std::time::Instant>,
     /// `--rx-coalesce`: the longest wait after a light receive round.
     rx_coalesce: Duration,
-    /// Flow slots to reserve at start (see [`Worker::with_reserve`]).
+    /// Flow slots to reserve at start (see [`WorkerConfig::reserve`]).
     reserve: usize,
     /// Smallest receive buffer of the worker's sockets (bytes, as the kernel reports it).
     rcvbuf: usize,
@@ -120,20 +136,12 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
-    pub fn new(
-        id: usize,
-        shared: Arc<Shared>,
-        poll: Poll,
-        sockets: Vec<ReuseportSocket>,
-        shard: Shard,
-        ingest: Ingest,
-        key: KeySpec,
-        stitch: bool,
-        dump: bool,
-    ) -> std::io::Result<Self> {
+    /// Register the sockets with `poll` (whose waker is in this worker's
+    /// mailbox in `shared`).
+    pub fn new(shared: Arc<Shared>, poll: Poll, cfg: WorkerConfig) -> std::io::Result<Self> {
         let n = shared.mailboxes.len();
         let mut socks = Vec::new();
-        for (i, s) in sockets.into_iter().enumerate() {
+        for (i, s) in cfg.sockets.into_iter().enumerate() {
             poll.registry().register(
                 &mut SourceFd(&s.as_raw_fd()),
                 Token(i),
@@ -141,52 +149,33 @@ impl Worker {
             )?;
             socks.push((s, RecvBatch::new(RECV_BATCH, crate::platform::DEFAULT_BUF_LEN)));
         }
+        let rcvbuf = socks.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
         Ok(Worker {
-            id,
+            id: cfg.id,
             shared,
             poll,
             sockets: socks,
-            now: shard.now(),
-            shard,
-            ingest,
-            packer: key.packer(),
-            stitch,
-            dump,
-            out: (0..n).map(|_| Vec::with_capacity(RECORD_BATCH)).collect(),
-            out_rx: vec![0; n],
+            now: cfg.shard.now(),
+            shard: cfg.shard,
+            ingest: cfg.ingest,
+            router: Router::new(cfg.id, n, cfg.key),
+            stitch: cfg.stitch,
+            dump: cfg.dump,
             batch_rx: Vec::with_capacity(RECV_BATCH),
             receive_to_applied: Latency::new(),
             export_to_receive: Latency::new(),
-            pool: Vec::new(),
             wire: WireRecords::with_capacity(RECV_BATCH),
             segs: Vec::with_capacity(RECV_BATCH),
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
-            queue_stalls: 0,
-            writer_stalls: 0,
-            unwritten_rows: 0,
+            pushed: PushStats::default(),
             logged_rejects: 0,
             last_reject_log: None,
             last_snapshot: None,
-            rx_coalesce: Duration::ZERO,
-            reserve: 0,
-            rcvbuf: 0,
+            rx_coalesce: cfg.rx_coalesce,
+            reserve: cfg.reserve,
+            rcvbuf,
         })
-    }
-
-    /// Reserve room for `n` flows in the shard when the worker starts (on its
-    /// own core, so the memory is first touched there: local on NUMA machines).
-    pub fn with_reserve(mut self, n: usize) -> Self {
-        self.reserve = n;
-        self
-    }
-
-    /// Wait up to `d` after a receive round that found less than a full
-    /// batch (see `Worker::coalesce_wait`).
-    pub fn with_rx_coalesce(mut self, d: Duration) -> Self {
-        self.rx_coalesce = d;
-        self.rcvbuf = self.sockets.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
-        self
     }
 
     /// How long to let datagrams accumulate after a light round of `got`
@@ -203,7 +192,7 @@ impl Worker {
     }
 
     fn worker_count(&self) -> usize {
-        self.shared.mailboxes.len()
+        self.router.workers()
     }
 
     /// The worker loop; returns its counters at the end.
@@ -354,7 +343,8 @@ impl Worker {
             self.wire.clear();
         } else {
             if self.worker_count() > 1 {
-                full = self.route(s, start, ts);
+                let buf = self.sockets[s].1.buffer();
+                full = self.router.route(&mut self.wire, buf, start, ts);
             }
             self.segs.push((self.wire.len(), now));
         }
@@ -375,61 +365,13 @@ impl Worker {
         }
     }
 
-    /// Copy the records of `wire[start..]` (one datagram's, in socket `s`'s
-    /// buffer) that other shards own (ahash of the key, mod workers) to their
-    /// outgoing batches and drop them from `wire`, keeping the own ones.
-    /// Returns a bitmask of the destinations whose batch filled (workers <=
-    /// 64, checked at start).
-    fn route(&mut self, s: usize, start: usize, ts: u64) -> u64 {
-        let n = self.worker_count() as u64;
-        let mut full = 0;
-        let mut dests = [0u8; crate::wire::MAX_RECORDS];
-        let view = self.wire.view(self.sockets[s].1.buffer());
-        for k in start..view.len() {
-            let dest = (KeyHasher::hash_packed(&view.key(k, &self.packer)) % n) as usize;
-            dests[k - start] = dest as u8;
-            if dest == self.id {
-                continue;
-            }
-            let batch = &mut self.out[dest];
-            if batch.is_empty() {
-                self.out_rx[dest] = ts;
-            }
-            batch.push(view.record(k));
-            if batch.len() >= RECORD_BATCH {
-                full |= 1 << dest;
-            }
-        }
-        let id = self.id as u8;
-        self.wire.retain_from(start, |k| dests[k - start] == id);
-        full
-    }
-
-    /// Push the batch for `dest` into its inbox (backpressure while full).
+    /// Push the batch for `dest` into its inbox (backpressure while full,
+    /// draining the own inbox meanwhile).
     fn send_records(&mut self, dest: usize) {
-        if self.out[dest].is_empty() {
-            return;
-        }
-        let fresh = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(RECORD_BATCH));
-        let recs = std::mem::replace(&mut self.out[dest], fresh);
-        let mut item = RecordBatch { now: self.now, rx_first: self.out_rx[dest], recs };
+        let Some(batch) = self.router.take(dest, self.now) else { return };
         let shared = Arc::clone(&self.shared);
-        let mb = &shared.mailboxes[dest];
-        loop {
-            match mb.inbox.push(item) {
-                Ok(()) => break,
-                Err(back) => {
-                    item = back;
-                    self.queue_stalls += 1;
-                    mb.notify();
-                    // Keep our own inbox moving while we wait: no deadlock.
-                    if !self.drain_inbox() {
-                        std::thread::yield_now();
-                    }
-                }
-            }
-        }
-        mb.notify();
+        self.pushed.queue_stalls +=
+            push::to_peer(&shared.mailboxes[dest], batch, || self.drain_inbox());
     }
 
     fn flush_outgoing(&mut self) {
@@ -443,16 +385,13 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         let inbox = &shared.mailboxes[self.id].inbox;
         let mut any = false;
-        while let Some(mut b) = inbox.pop() {
+        while let Some(b) = inbox.pop() {
             any = true;
             self.now = self.now.max(b.now);
             self.advance_to(self.now);
             self.shard.apply_batch(self.now, &b.recs, &mut self.flows);
             self.receive_to_applied.record(wall_ns().saturating_sub(b.rx_first));
-            b.recs.clear();
-            if self.pool.len() < 4 * self.worker_count() + 4 {
-                self.pool.push(b.recs);
-            }
+            self.router.recycle(b.recs);
             if self.flows.len() >= FLOW_BATCH {
                 self.send_flows();
             }
@@ -499,32 +438,9 @@ impl Worker {
         self.push_to_writer(ToWriter::Dump(rows));
     }
 
-    /// Queue a message for the writer; waits (counted) while the queue is full.
-    fn push_to_writer(&mut self, mut msg: ToWriter) {
-        let shared = Arc::clone(&self.shared);
-        let q = &shared.mailboxes[self.id].to_writer;
-        loop {
-            if shared.writer_failed.load(Ordering::Relaxed) {
-                // The process is exiting with the writer's error; dump rows
-                // that could not be written are counted for its message
-                // (flows are: emitted less written).
-                if let ToWriter::Dump(d) = &msg {
-                    self.unwritten_rows += d.len() as u64;
-                }
-                return;
-            }
-            match q.push(msg) {
-                Ok(()) => {
-                    shared.wake_writer();
-                    return;
-                }
-                Err(back) => {
-                    msg = back;
-                    self.writer_stalls += 1;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-            }
-        }
+    /// Queue a message for the writer (see [`push::to_writer`]).
+    fn push_to_writer(&mut self, msg: ToWriter) {
+        push::to_writer(&self.shared, self.id, msg, &mut self.pushed);
     }
 
     /// Never a line per packet: one line per interval, with the count and the latest reason.
@@ -561,7 +477,8 @@ impl Worker {
         g.rejected.store(c.rejected_total(), Ordering::Relaxed);
         g.active_flows.store(self.shard.len() as u64, Ordering::Relaxed);
         g.flows.store(self.shard.stats().flows_total(), Ordering::Relaxed);
-        g.queue_stalls.store(self.queue_stalls + self.writer_stalls, Ordering::Relaxed);
+        g.queue_stalls
+            .store(self.pushed.queue_stalls + self.pushed.writer_stalls, Ordering::Relaxed);
         // A socket that has never dropped has no counter yet: it counts 0.
         let drops = self.sockets.iter().map(|(_, b)| b.kernel_drops().unwrap_or(0)).sum();
         g.kernel_drops.store(drops, Ordering::Relaxed);
@@ -577,7 +494,7 @@ impl Worker {
             flows: self.shard.stats().flows,
             active_flows: self.shard.len() as u64,
             kernel_drops: self.kernel_drops(),
-            queue_stalls: self.queue_stalls + self.writer_stalls,
+            queue_stalls: self.pushed.queue_stalls + self.pushed.writer_stalls,
             exporters: self.ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect(),
             seq,
             receive_to_applied: self.receive_to_applied.clone(),
@@ -641,9 +558,9 @@ impl Worker {
             shard: *self.shard.stats(),
             kernel_drops,
             unread_at_shutdown: unread,
-            queue_stalls: self.queue_stalls,
-            writer_stalls: self.writer_stalls,
-            unwritten_rows: self.unwritten_rows,
+            queue_stalls: self.pushed.queue_stalls,
+            writer_stalls: self.pushed.writer_stalls,
+            unwritten_rows: self.pushed.unwritten_rows,
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
         }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::clock::wall_ns;
 use super::handoff::{DumpRow, Shared, ToWriter};
-use super::worker::wall_ns;
 use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
@@ -269,7 +269,7 @@ fn reopen(p: &Pipeline, out: &mut Output) -> Result<()> {
 
 /// The one-line periodic report. Returns the new (datagrams, records) totals.
 fn stats_line(shared: &Shared, secs: f64, prev: (u64, u64)) -> (u64, u64) {
-    let sum = |f: fn(&super::handoff::Gauges) -> u64| -> u64 {
+    let sum = |f: fn(&super::gauges::Gauges) -> u64| -> u64 {
         shared.mailboxes.iter().map(|m| f(&m.gauges)).sum()
     };
     let dg = sum(|g| g.datagrams.load(Ordering::Relaxed));

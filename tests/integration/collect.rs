@@ -92,6 +92,16 @@ impl Collector {
     }
 }
 
+/// A test that fails before the collector stopped must not leave it running.
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Wait (bounded) for `child` to exit; panics with `what` at the deadline.
 pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
     let start = Instant::now();

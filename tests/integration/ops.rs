@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::collect::{send, start, traffic, Collector};
+use crate::collect::{send, signal, start, traffic, wait_exit, Collector};
 use crate::util::*;
 
 fn wait_line(c: &Collector, prefix: &str) -> String {
@@ -86,6 +86,61 @@ fn prometheus_metrics_scrape() {
     }
     let (_, st, _) = c.stop();
     assert_eq!(st["datagrams"].as_u64().unwrap(), sent);
+}
+
+/// A client that sends its request one byte every 500 ms and never finishes
+/// it (reconnecting whenever the collector cuts it off) holds neither a
+/// scrape nor the shutdown: a scrape still gets through, and after SIGTERM
+/// the collector exits in a few seconds, successfully, with its report.
+#[test]
+fn slow_metrics_client_delays_neither_scrapes_nor_shutdown() {
+    let mut c = start(&["--workers", "2", "--metrics", "127.0.0.1:0"]);
+    let url = wait_line(&c, "nfstitch: metrics on http://");
+    let addr: SocketAddr = url.trim_end_matches("/metrics").parse().unwrap();
+    let sent = send(&traffic(1, 10, 100), c.addr);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow_done = std::sync::Arc::clone(&done);
+    let slow = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        let (mut connections, mut bytes) = (0u32, 0u32);
+        while !slow_done.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+            let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                break; // the collector is gone
+            };
+            connections += 1;
+            for b in b"GET /metrics HTTP/1.1\r\nHost: slow\r\n".iter().cycle() {
+                if slow_done.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() >= until {
+                    break;
+                }
+                if s.write_all(&[*b]).is_err() {
+                    break; // cut off: try again
+                }
+                bytes += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        (connections, bytes)
+    });
+    // The slow client is (or is about to be) the connection in service.
+    std::thread::sleep(Duration::from_millis(1200));
+    let t = Instant::now();
+    let resp = http_get(addr, "/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(t.elapsed() < Duration::from_secs(4), "a scrape waited {:?}", t.elapsed());
+    // SIGTERM while the slow client is mid-request.
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&c.child, "-TERM");
+    let t = Instant::now();
+    let status = wait_exit(&mut c.child, Duration::from_secs(5), "collector held by a slow client");
+    let took = t.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (connections, bytes) = slow.join().unwrap();
+    let stderr = c.rest_of_stderr();
+    assert!(status.success(), "collector failed: {status}\n{stderr}");
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    assert!(connections >= 1 && bytes >= 2, "the slow client never got going");
+    let st = stats(&c.stats);
+    assert_eq!(st["datagrams"].as_u64().unwrap(), sent, "final report:\n{stderr}");
 }
 
 #[test]
