@@ -102,7 +102,8 @@ pub struct CollectArgs {
     /// percentile distribution) and NAME.svg (percentile plot) into DIR.
     #[arg(long)]
     pub histogram_dir: Option<PathBuf>,
-    /// Also insert flows into ClickHouse over its HTTP interface, e.g. http://127.0.0.1:8123/
+    /// Also insert flows into ClickHouse over its HTTP interface, e.g.
+    /// http://127.0.0.1:8123/ (or https://, see --clickhouse-ca)
     #[arg(long)]
     pub clickhouse: Option<String>,
     /// ClickHouse table (created when missing, MergeTree ordered by time).
@@ -117,6 +118,10 @@ pub struct CollectArgs {
     /// Flows kept in memory while ClickHouse is down, before spooling to disk.
     #[arg(long, default_value_t = 1_000_000)]
     pub clickhouse_buffer: usize,
+    /// For an https:// --clickhouse: trust only the CA certificates in this
+    /// PEM file (instead of the built-in Mozilla roots), e.g. a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_ca: Option<PathBuf>,
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,
@@ -299,10 +304,14 @@ impl CollectArgs {
                 }
             },
             clickhouse: match &self.clickhouse {
+                None if self.clickhouse_ca.is_some() => bail!("--clickhouse-ca needs --clickhouse"),
                 None => None,
                 Some(url) => {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        bail!("--clickhouse: {url:?} is not an http:// URL of ClickHouse's HTTP interface");
+                        bail!("--clickhouse: {url:?} is not an http:// or https:// URL of ClickHouse's HTTP interface");
+                    }
+                    if self.clickhouse_ca.is_some() && !url.starts_with("https://") {
+                        bail!("--clickhouse-ca is for https:// URLs; --clickhouse is not one");
                     }
                     if self.clickhouse_table.is_empty()
                         || !self
@@ -325,6 +334,7 @@ impl CollectArgs {
                         batch_interval: self.clickhouse_interval,
                         max_buffered_rows: self.clickhouse_buffer,
                         spool_dir: self.spool_dir.clone(),
+                        ca: self.clickhouse_ca.clone(),
                     })
                 }
             },
