@@ -69,7 +69,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Settings of the ClickHouse sink (`--clickhouse*` flags).
 #[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
-    /// HTTP interface URL, e.g. `http://127.0.0.1:8123/`.
+    /// HTTP interface URL, e.g. `http://127.0.0.1:8123/` or `https://ch:8443/`.
     pub url: String,
     /// Table name (created when missing).
     pub table: String,
