@@ -17,10 +17,11 @@
 # HTTPS: the first `start` in a directory makes a self-signed certificate with
 # openssl, $CLICKHOUSE_DIR/server.crt (key server.key; RSA 2048, 30 days,
 # subjectAltName IP:127.0.0.1 and DNS:localhost, CA:FALSE so that rustls takes
-# it as the server's own certificate), kept across stop/start so a client
-# holding it keeps working; the tests pass it as `--clickhouse-ca`. No
-# dhParamsFile: the server then uses built-in DH groups (rustls only does
-# ECDHE anyway), and generating DH parameters would take minutes.
+# it as the server's own certificate), kept across stop/start (until a day
+# before it expires) so a client holding it keeps working; the tests pass it
+# as `--clickhouse-ca`. No dhParamsFile: the server then uses built-in DH
+# groups (rustls only does ECDHE anyway), and generating DH parameters would
+# take minutes.
 # Debian 12 ships ClickHouse 18.16.
 set -euo pipefail
 
@@ -48,12 +49,14 @@ https_ok() {
     [ "$(curl -s --max-time 2 --cacert "$CERT" "${HTTPS_URL}ping" 2>/dev/null || true)" = "Ok." ]
 }
 
-# A self-signed server certificate for 127.0.0.1 / localhost (once per directory).
+# A self-signed server certificate for 127.0.0.1 / localhost (once per directory,
+# again when it expires within a day).
 make_cert() {
-    if [ -s "$CERT" ] && [ -s "$KEY" ]; then
+    command -v openssl >/dev/null || die "openssl not installed (run .ci/install-deps.sh)"
+    # Kept while valid for another day (a directory may outlive the 30 days).
+    if [ -s "$CERT" ] && [ -s "$KEY" ] && openssl x509 -checkend 86400 -noout -in "$CERT" >/dev/null; then
         return 0
     fi
-    command -v openssl >/dev/null || die "openssl not installed (run .ci/install-deps.sh)"
     cat >"$DIR/openssl.cnf" <<'EOF'
 [req]
 distinguished_name = dn
