@@ -3,23 +3,37 @@
 # (tests/integration/clickhouse.rs).
 #
 #   .ci/clickhouse.sh install   apt-get install clickhouse-server clickhouse-client (skipped when present)
-#   .ci/clickhouse.sh start     start it as a daemon; wait (<= 60 s) until /ping answers
+#   .ci/clickhouse.sh start     start it as a daemon; wait (<= 60 s) until /ping answers (http and https)
 #   .ci/clickhouse.sh stop      stop the PID it started; wait (<= 60 s) until it is gone
 #   .ci/clickhouse.sh status    exit 0 when it answers /ping, print where it is
 #
-# It listens on 127.0.0.1 only: HTTP on $CLICKHOUSE_HTTP_PORT (8123), native
-# TCP on $CLICKHOUSE_TCP_PORT (9000); no interserver port, no IPv6, no TLS.
-# Config, data and logs live in $CLICKHOUSE_DIR (/tmp/nfstitch-clickhouse),
-# written by `start`; data survives stop/start (the test restarts the server
-# in the middle of a run), `start` on a fresh directory begins empty.
+# It listens on 127.0.0.1 only: HTTP on $CLICKHOUSE_HTTP_PORT (8123), HTTPS on
+# $CLICKHOUSE_HTTPS_PORT (8443), native TCP on $CLICKHOUSE_TCP_PORT (9000); no
+# interserver port, no IPv6. Config, data and logs live in $CLICKHOUSE_DIR
+# (/tmp/nfstitch-clickhouse), written by `start`; data survives stop/start (the
+# test restarts the server in the middle of a run), `start` on a fresh
+# directory begins empty.
+#
+# HTTPS: the first `start` in a directory makes a self-signed certificate with
+# openssl, $CLICKHOUSE_DIR/server.crt (key server.key; RSA 2048, 30 days,
+# subjectAltName IP:127.0.0.1 and DNS:localhost, CA:FALSE so that rustls takes
+# it as the server's own certificate), kept across stop/start (until a day
+# before it expires) so a client holding it keeps working; the tests pass it
+# as `--clickhouse-ca`. No dhParamsFile: the server then uses built-in DH
+# groups (rustls only does ECDHE anyway), and generating DH parameters would
+# take minutes.
 # Debian 12 ships ClickHouse 18.16.
 set -euo pipefail
 
 DIR=${CLICKHOUSE_DIR:-/tmp/nfstitch-clickhouse}
 HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
+HTTPS_PORT=${CLICKHOUSE_HTTPS_PORT:-8443}
 PIDFILE=$DIR/clickhouse-server.pid
 URL=http://127.0.0.1:$HTTP_PORT/
+HTTPS_URL=https://127.0.0.1:$HTTPS_PORT/
+CERT=$DIR/server.crt
+KEY=$DIR/server.key
 
 say() { echo "clickhouse.sh: $*"; }
 die() {
@@ -29,6 +43,42 @@ die() {
 
 ping_ok() {
     [ "$(curl -s --max-time 2 "${URL}ping" 2>/dev/null || true)" = "Ok." ]
+}
+
+https_ok() {
+    [ "$(curl -s --max-time 2 --cacert "$CERT" "${HTTPS_URL}ping" 2>/dev/null || true)" = "Ok." ]
+}
+
+# A self-signed server certificate for 127.0.0.1 / localhost (once per directory,
+# again when it expires within a day).
+make_cert() {
+    command -v openssl >/dev/null || die "openssl not installed (run .ci/install-deps.sh)"
+    # Kept while valid for another day (a directory may outlive the 30 days).
+    if [ -s "$CERT" ] && [ -s "$KEY" ] && openssl x509 -checkend 86400 -noout -in "$CERT" >/dev/null; then
+        return 0
+    fi
+    cat >"$DIR/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+x509_extensions = server
+prompt = no
+[dn]
+CN = localhost
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+EOF
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -config "$DIR/openssl.cnf" \
+        -keyout "$KEY.tmp" -out "$CERT.tmp" 2>"$DIR/log/openssl.log" || {
+        cat "$DIR/log/openssl.log" >&2
+        die "openssl could not make the server certificate"
+    }
+    chmod 600 "$KEY.tmp"
+    mv "$KEY.tmp" "$KEY"
+    mv "$CERT.tmp" "$CERT"
+    say "made a self-signed certificate $CERT (127.0.0.1, localhost)"
 }
 
 recorded_pid() {
@@ -79,6 +129,18 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <listen_try>0</listen_try>
     <http_port>$HTTP_PORT</http_port>
+    <https_port>$HTTPS_PORT</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$CERT</certificateFile>
+            <privateKeyFile>$KEY</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <tcp_port>$TCP_PORT</tcp_port>
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
@@ -138,13 +200,14 @@ start() {
     command -v clickhouse-server >/dev/null || die "clickhouse-server not installed (run: $0 install)"
     command -v curl >/dev/null || die "curl not installed"
     if pid=$(recorded_pid) && ping_ok; then
-        say "already running (pid $pid) at $URL"
+        say "already running (pid $pid) at $URL and $HTTPS_URL"
         return 0
     fi
     if ping_ok; then
         die "something else already answers on $URL; set CLICKHOUSE_HTTP_PORT"
     fi
     write_config
+    make_cert
     rm -f "$PIDFILE"
     say "starting clickhouse-server on 127.0.0.1:$HTTP_PORT (data in $DIR)"
     # --daemon forks and detaches; the server writes its PID into --pid-file.
@@ -155,14 +218,14 @@ start() {
     }
     local i
     for ((i = 0; i < 600; i++)); do
-        if ping_ok; then
-            say "up after $((i / 10)).$((i % 10)) s (pid $(recorded_pid || echo '?')) at $URL"
+        if ping_ok && https_ok; then
+            say "up after $((i / 10)).$((i % 10)) s (pid $(recorded_pid || echo '?')) at $URL and $HTTPS_URL (CA file $CERT)"
             return 0
         fi
         sleep 0.1
     done
     tail -n 30 "$DIR/log/stdout.log" "$DIR/log/clickhouse-server.err.log" 2>/dev/null >&2 || true
-    die "clickhouse-server did not answer ${URL}ping within 60 s"
+    die "clickhouse-server did not answer ${URL}ping and ${HTTPS_URL}ping within 60 s"
 }
 
 stop() {
@@ -195,7 +258,7 @@ stop() {
 
 status() {
     if ping_ok; then
-        say "up at $URL (pid $(recorded_pid || echo 'not ours'))"
+        say "up at $URL (pid $(recorded_pid || echo 'not ours')); https: $(https_ok && echo "$HTTPS_URL, CA file $CERT" || echo down)"
         return 0
     fi
     say "down (nothing answers ${URL}ping)"

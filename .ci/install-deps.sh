@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the interop test needs (tests/integration/interop.rs):
 # softflowd (a real NetFlow v5 exporter), tcpdump, curl, nfdump (nfcapd/nfdump)
-# and python3; promtool (Debian package prometheus) validates the metrics scrape. Idempotent: when every tool is already on PATH, apt is not touched.
+# and python3; openssl makes the ClickHouse test server's certificate (.ci/clickhouse.sh);
+# promtool (Debian package prometheus) validates the metrics scrape. Idempotent: when every tool is already on PATH, apt is not touched.
 # Run as root (or with sudo available). Fails loudly when it cannot install:
 # CI needs these tools, and the test only skips when they are absent.
 set -euo pipefail
@@ -15,10 +16,11 @@ declare -A PKG=(
     [nfdump]=nfdump
     [python3]=python3
     [promtool]=prometheus
+    [openssl]=openssl
 )
 
 missing=()
-for cmd in softflowd tcpdump curl nfcapd nfdump python3 promtool; do
+for cmd in softflowd tcpdump curl nfcapd nfdump python3 promtool openssl; do
     if path=$(command -v "$cmd"); then
         echo "install-deps: $cmd present ($path)"
     else
@@ -56,7 +58,7 @@ echo "install-deps: apt-get install -y --no-install-recommends $pkgs"
 # shellcheck disable=SC2086
 "${SUDO[@]}" apt-get install -y --no-install-recommends $pkgs
 
-for cmd in softflowd tcpdump curl nfcapd nfdump python3 promtool; do
+for cmd in softflowd tcpdump curl nfcapd nfdump python3 promtool openssl; do
     if ! path=$(command -v "$cmd"); then
         echo "install-deps: ERROR: $cmd still missing after install" >&2
         exit 1

@@ -7,7 +7,6 @@
 //! `cargo bench --bench core` measures; `cargo test --benches` runs each once.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
@@ -15,9 +14,7 @@ use nfstitch::timer::{Entry, Wheel};
 use nfstitch::wire::{encode, Datagram, HeaderFields, RecordFields};
 
 mod common;
-use common::{ReceivePath, BATCH, S, T0};
-
-const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
+use common::{record, ReceivePath, BATCH, EXPORTER, S, T0};
 
 /// A cheap deterministic PRNG (splitmix64).
 struct Rng(u64);
@@ -28,33 +25,6 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-}
-
-fn record(i: u64) -> FlowRecord {
-    FlowRecord {
-        exporter: EXPORTER,
-        engine_type: 0,
-        engine_id: 0,
-        sampling: 0,
-        src_addr: 0x0a00_0000 | (i as u32 >> 8),
-        dst_addr: 0xc0a8_0001,
-        nexthop: 0,
-        input: 1,
-        output: 2,
-        packets: 3,
-        octets: 1500,
-        first_ns: T0,
-        last_ns: T0,
-        src_port: 1024 + (i & 0xff) as u16 * 97,
-        dst_port: 443,
-        tcp_flags: 0x18,
-        proto: 6,
-        tos: 0,
-        src_as: 0,
-        dst_as: 0,
-        src_mask: 24,
-        dst_mask: 24,
     }
 }
 

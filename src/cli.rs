@@ -91,7 +91,8 @@ pub struct CollectArgs {
     /// percentile distribution) and NAME.svg (percentile plot) into DIR.
     #[arg(long)]
     pub histogram_dir: Option<PathBuf>,
-    /// Also insert flows into ClickHouse over its HTTP interface, e.g. http://127.0.0.1:8123/
+    /// Also insert flows into ClickHouse over its HTTP interface, e.g.
+    /// http://127.0.0.1:8123/ (or https://, see --clickhouse-ca)
     #[arg(long)]
     pub clickhouse: Option<String>,
     /// ClickHouse table (created when missing, MergeTree ordered by time).
@@ -106,6 +107,10 @@ pub struct CollectArgs {
     /// Flows kept in memory while ClickHouse is down, before spooling to disk.
     #[arg(long, default_value_t = 1_000_000)]
     pub clickhouse_buffer: usize,
+    /// For an https:// --clickhouse: trust only the CA certificates in this
+    /// PEM file (instead of the built-in Mozilla roots), e.g. a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_ca: Option<PathBuf>,
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,

@@ -215,6 +215,9 @@ impl Collect {
         let pipeline = Pipeline::from_args(&a.pipeline)?;
         let cpus = a.cpus.as_deref().map(parse_cpus).transpose()?;
         let rotate = a.rotate.map(|every| rotation(a, &pipeline, every)).transpose()?;
+        if a.clickhouse.is_none() && a.clickhouse_ca.is_some() {
+            bail!("--clickhouse-ca needs --clickhouse");
+        }
         let clickhouse = a.clickhouse.as_ref().map(|url| clickhouse(a, url)).transpose()?;
         Ok(Collect {
             pipeline,
@@ -250,7 +253,10 @@ fn rotation(a: &CollectArgs, p: &Pipeline, every: Duration) -> Result<Rotation> 
 /// `--clickhouse URL` and the `--clickhouse-*` flags that go with it.
 fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        bail!("--clickhouse: {url:?} is not an http:// URL of ClickHouse's HTTP interface");
+        bail!("--clickhouse: {url:?} is not an http:// or https:// URL of ClickHouse's HTTP interface");
+    }
+    if a.clickhouse_ca.is_some() && !url.starts_with("https://") {
+        bail!("--clickhouse-ca is for https:// URLs; --clickhouse is not one");
     }
     let table = &a.clickhouse_table;
     if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
@@ -266,6 +272,7 @@ fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
         batch_rows: a.clickhouse_batch,
         batch_interval: a.clickhouse_interval,
         max_buffered_rows: a.clickhouse_buffer,
+        ca: a.clickhouse_ca.clone(),
         spool_dir: a.spool_dir.clone(),
     })
 }

@@ -2,12 +2,13 @@
 //! recurring flows of the drain benchmark (4 exporters, 30 records per
 //! datagram, every datagram in one buffer as a receive batch holds them).
 //! `core`'s `ingest_to_shard` times it; `icount` counts its instructions.
+//! Also the record every flow bench builds its flows from ([`record`]).
 // Each bench target uses its own part of this module.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use nfstitch::flow::{KeySpec, Shard, ShardConfig};
+use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
 use nfstitch::ingest::{Ingest, WireRecords};
 use nfstitch::wire::{encode, HeaderFields, RecordFields};
 
@@ -15,6 +16,36 @@ pub const S: u64 = 1_000_000_000;
 pub const T0: u64 = 1_700_000_000 * S;
 /// Datagrams per receive batch (the worker's `RECV_BATCH`).
 pub const BATCH: usize = 64;
+
+pub const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
+
+/// Record `i` of `EXPORTER`: 10.0.x.y -> 192.168.0.1:443, TCP, 3 packets.
+pub fn record(i: u64) -> FlowRecord {
+    FlowRecord {
+        exporter: EXPORTER,
+        engine_type: 0,
+        engine_id: 0,
+        sampling: 0,
+        src_addr: 0x0a00_0000 | (i as u32 >> 8),
+        dst_addr: 0xc0a8_0001,
+        nexthop: 0,
+        input: 1,
+        output: 2,
+        packets: 3,
+        octets: 1500,
+        first_ns: T0,
+        last_ns: T0,
+        src_port: 1024 + (i & 0xff) as u16 * 97,
+        dst_port: 443,
+        tcp_flags: 0x18,
+        proto: 6,
+        tos: 0,
+        src_as: 0,
+        dst_as: 0,
+        src_mask: 24,
+        dst_mask: 24,
+    }
+}
 
 /// `flows` recurring flows as datagrams in one buffer, merged batch by batch
 /// into one shard with the collector's default timeouts (nothing ends).

@@ -1,14 +1,21 @@
-//! The ClickHouse sink against a real ClickHouse server, restarted in the
-//! middle of the run: every flow emitted is in the table exactly once.
+//! The ClickHouse sink against a real ClickHouse server: restarted in the
+//! middle of the run, every flow emitted is in the table exactly once; over
+//! HTTPS with the server's certificate as `--clickhouse-ca`, likewise; with
+//! a CA that did not sign the server's certificate, nothing is inserted and
+//! the failure shows (message, counters, spool).
 //!
-//! The server is the one `.ci/clickhouse.sh start` runs on 127.0.0.1:8123
-//! (or `$NFSTITCH_CLICKHOUSE_URL`); the test stops and starts it with the same
-//! script. Skips (with "SKIP: ...") when clickhouse-server is not installed or
-//! nothing answers on the URL.
+//! The server is the one `.ci/clickhouse.sh start` runs: HTTP on
+//! 127.0.0.1:8123 (or `$NFSTITCH_CLICKHOUSE_URL`), HTTPS on 127.0.0.1:8443
+//! (or `$NFSTITCH_CLICKHOUSE_HTTPS_URL`) with the self-signed certificate
+//! `$CLICKHOUSE_DIR/server.crt` (or `$NFSTITCH_CLICKHOUSE_CA`); the restart
+//! test stops and starts it with the same script, so the tests take turns.
+//! Skips (with "SKIP: ...") when clickhouse-server is not installed or nothing
+//! answers on the URL; under CI (`$CI` set) a skip is a failure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,6 +31,52 @@ fn url() -> String {
     u
 }
 
+fn https_url() -> String {
+    let mut u = std::env::var("NFSTITCH_CLICKHOUSE_HTTPS_URL")
+        .unwrap_or_else(|_| "https://127.0.0.1:8443/".to_string());
+    if !u.ends_with('/') && !u.contains('?') {
+        u.push('/');
+    }
+    u
+}
+
+/// The certificate `.ci/clickhouse.sh start` made for the server.
+fn ca_file() -> PathBuf {
+    std::env::var_os("NFSTITCH_CLICKHOUSE_CA").map(PathBuf::from).unwrap_or_else(|| {
+        let dir =
+            std::env::var_os("CLICKHOUSE_DIR").unwrap_or_else(|| "/tmp/nfstitch-clickhouse".into());
+        PathBuf::from(dir).join("server.crt")
+    })
+}
+
+/// The server is shared and one test restarts it: one test at a time.
+fn take_turns() -> MutexGuard<'static, ()> {
+    static SERVER: Mutex<()> = Mutex::new(());
+    SERVER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Print why the test does not run; under CI that is a failure.
+fn skip(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("CI is set but the ClickHouse test cannot run: {why}");
+    }
+    eprintln!("SKIP: {why}");
+}
+
+/// The tools and the server answering on `url`, or why not.
+fn ready(url: &str) -> Result<(), String> {
+    if !on_path("clickhouse-server") {
+        return Err("clickhouse-server not installed (run .ci/clickhouse.sh install)".into());
+    }
+    if !on_path("curl") {
+        return Err("curl not installed".into());
+    }
+    if !up(url) {
+        return Err(format!("no ClickHouse answers on {url} (run .ci/clickhouse.sh start)"));
+    }
+    Ok(())
+}
+
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/clickhouse.sh")
 }
@@ -35,10 +88,20 @@ fn on_path(cmd: &str) -> bool {
         || PathBuf::from("/usr/sbin").join(cmd).is_file()
 }
 
-/// Run one query over HTTP (curl, bounded): Ok(body) on HTTP 200.
+/// curl, bounded, trusting the server's certificate for https.
+fn curl(url: &str, max_time: &str) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", max_time]);
+    if url.starts_with("https://") {
+        c.arg("--cacert").arg(ca_file());
+    }
+    c
+}
+
+/// Run one query over HTTP(S) (curl, bounded): Ok(body) on HTTP 200.
 fn ch(url: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}", "--data-binary", sql, url])
+    let out = curl(url, "20")
+        .args(["-w", "\n%{http_code}", "--data-binary", sql, url])
         .output()
         .map_err(|e| format!("curl: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -51,8 +114,8 @@ fn ch(url: &str, sql: &str) -> Result<String, String> {
 }
 
 fn up(url: &str) -> bool {
-    Command::new("curl")
-        .args(["-s", "--max-time", "2", &format!("{url}ping")])
+    curl(url, "2")
+        .arg(format!("{url}ping"))
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "Ok.")
 }
@@ -120,24 +183,21 @@ fn ident(f: &Value) -> String {
     .join(" ")
 }
 
-#[test]
-fn clickhouse_gets_every_flow_across_a_server_restart() {
-    if !on_path("clickhouse-server") {
-        eprintln!("SKIP: clickhouse-server not installed (run .ci/clickhouse.sh install)");
-        return;
-    }
-    if !on_path("curl") {
-        eprintln!("SKIP: curl not installed");
-        return;
-    }
-    let url = url();
-    if !up(&url) {
-        eprintln!("SKIP: no ClickHouse answers on {url} (run .ci/clickhouse.sh start)");
-        return;
-    }
+/// A table name no other run uses.
+fn fresh_table() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let table = format!("t_{}_{nanos}", std::process::id());
+    format!("t_{}_{nanos}", std::process::id())
+}
+
+#[test]
+fn clickhouse_gets_every_flow_across_a_server_restart() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let table = fresh_table();
     let spool = tempfile::tempdir().unwrap();
     let spool_dir = spool.path().join("spool");
     let c = start(&[
@@ -221,9 +281,16 @@ fn clickhouse_gets_every_flow_across_a_server_restart() {
         assert!(n("rows_spooled") > 0, "more than --clickhouse-buffer flows while down");
     }
 
-    // The table holds exactly the flows of the JSON output: count, sums, and each flow once.
+    assert_table_holds(&url, &table, &flows, &st);
+    let _ = ch(&url, &format!("DROP TABLE IF EXISTS {table}"));
+}
+
+/// The table holds exactly the flows of the JSON output: count, sums, flows
+/// per end reason, and each flow once.
+fn assert_table_holds(url: &str, table: &str, flows: &[Value], st: &Value) {
+    let total = st["flows_total"].as_u64().unwrap();
     let row = ch(
-        &url,
+        url,
         &format!("SELECT count(), sum(records), sum(packets), sum(octets) FROM {table} FORMAT TSV"),
     )
     .unwrap();
@@ -238,11 +305,9 @@ fn clickhouse_gets_every_flow_across_a_server_restart() {
             st["octets"].as_u64().unwrap()
         ]
     );
-    let by_reason = ch(
-        &url,
-        &format!("SELECT end_reason, count() FROM {table} GROUP BY end_reason FORMAT TSV"),
-    )
-    .unwrap();
+    let by_reason =
+        ch(url, &format!("SELECT end_reason, count() FROM {table} GROUP BY end_reason FORMAT TSV"))
+            .unwrap();
     let by_reason: BTreeMap<String, u64> = by_reason
         .lines()
         .map(|l| {
@@ -254,7 +319,7 @@ fn clickhouse_gets_every_flow_across_a_server_restart() {
         assert_eq!(by_reason.get(r).copied().unwrap_or(0), v.as_u64().unwrap(), "{r} flows");
     }
     let rows = ch(
-        &url,
+        url,
         &format!(
             "SELECT replaceOne(IPv6NumToString(exporter), '::ffff:', ''), IPv4NumToString(src_addr), \
              src_port, IPv4NumToString(dst_addr), dst_port, proto, records, packets, octets, \
@@ -268,6 +333,155 @@ fn clickhouse_gets_every_flow_across_a_server_restart() {
     from_json.sort();
     assert_eq!(from_ch.len(), from_json.len());
     assert!(from_ch == from_json, "the table's flows differ from the JSON output's");
+}
 
+/// A collector inserting over https with `ca` (None: the built-in roots).
+fn https_collector(
+    url: &str,
+    table: &str,
+    ca: Option<&std::path::Path>,
+    spool: &std::path::Path,
+) -> crate::collect::Collector {
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--linger",
+        "0s",
+        "--clickhouse",
+        url,
+        "--clickhouse-table",
+        table,
+        "--clickhouse-interval",
+        "200ms",
+        "--clickhouse-batch",
+        "500",
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ];
+    if let Some(ca) = ca {
+        args.extend(["--clickhouse-ca", ca.to_str().unwrap()]);
+    }
+    start(&args)
+}
+
+#[test]
+fn clickhouse_over_https_with_the_servers_ca_gets_every_flow() {
+    let _turn = take_turns();
+    let url = https_url();
+    let ca = ca_file();
+    if !ca.is_file() {
+        return skip(&format!(
+            "no server certificate at {} (run .ci/clickhouse.sh start)",
+            ca.display()
+        ));
+    }
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let table = fresh_table();
+    let spool = tempfile::tempdir().unwrap();
+    let c = https_collector(&url, &table, Some(&ca), &spool.path().join("spool"));
+    let sent = send(&traffic(2, 200, 3000), c.addr);
+    wait_until("the first rows over https", Duration::from_secs(30), || count(&url, &table) > 0);
+    let (flows, st, stderr) = c.stop();
+    let ch_stats = &st["sinks"]["clickhouse"];
+    eprintln!("sent {sent} datagrams; stats.sinks.clickhouse = {ch_stats}");
+    assert!(!stderr.contains("clickhouse: insert of"), "an insert failed:\n{stderr}");
+    let total = st["flows_total"].as_u64().unwrap();
+    assert!(total > 0);
+    let n = |k: &str| ch_stats[k].as_u64().unwrap_or_else(|| panic!("no counter {k}: {ch_stats}"));
+    assert_eq!(n("rows_inserted"), total, "rows_inserted == flows_total");
+    assert_eq!(n("insert_errors"), 0);
+    assert_eq!(n("rows_pending_spool"), 0);
+    assert_eq!(n("rows_dropped"), 0);
+    assert_table_holds(&url, &table, &flows, &st);
     let _ = ch(&url, &format!("DROP TABLE IF EXISTS {table}"));
+}
+
+#[test]
+fn clickhouse_over_https_refuses_a_server_its_ca_did_not_sign() {
+    let _turn = take_turns();
+    let url = https_url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    // No --clickhouse-ca: the built-in (Mozilla) roots, which do not know the
+    // self-signed certificate; and a real CA file that did not sign it.
+    let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let mut cases: Vec<Option<&std::path::Path>> = vec![None];
+    if bundle.is_file() {
+        cases.push(Some(bundle));
+    } else {
+        eprintln!("NOTE: no {}; only the case without --clickhouse-ca runs", bundle.display());
+    }
+    // Each run ends with close's 10 s of retries: run the cases side by side.
+    std::thread::scope(|s| {
+        for ca in cases {
+            let url = &url;
+            s.spawn(move || {
+                let table = fresh_table() + if ca.is_some() { "_bundle" } else { "_roots" };
+                let spool = tempfile::tempdir().unwrap();
+                let spool_dir = spool.path().join("spool");
+                let c = https_collector(url, &table, ca, &spool_dir);
+                send(&traffic(1, 50, 500), c.addr);
+                let (flows, st, stderr) = c.stop();
+                let what = format!("--clickhouse-ca {ca:?}");
+                let ch_stats = &st["sinks"]["clickhouse"];
+                eprintln!("{what}: stats.sinks.clickhouse = {ch_stats}");
+                let total = st["flows_total"].as_u64().unwrap();
+                assert!(total > 0 && flows.len() as u64 == total);
+                // Visible: the failure is logged with its cause ...
+                let line = stderr
+                    .lines()
+                    .find(|l| l.contains("clickhouse: insert of") && l.contains("failed"))
+                    .unwrap_or_else(|| panic!("{what}: no insert failure logged:\n{stderr}"));
+                eprintln!("{what}: {line}");
+                assert!(
+                    line.contains("certificate") || line.contains("UnknownIssuer"),
+                    "{what}: {line}"
+                );
+                // ... counted, and nothing is lost: every flow waits in the spool.
+                let n = |k: &str| ch_stats[k].as_u64().unwrap();
+                assert!(n("insert_errors") >= 1, "{what}: {ch_stats}");
+                assert_eq!(n("rows_inserted"), 0, "{what}");
+                assert_eq!(n("rows_pending_spool"), total, "{what}");
+                assert_eq!(n("rows_dropped"), 0, "{what}");
+                assert!(
+                    stderr.contains(&format!("clickhouse: {total} flows not delivered; kept in")),
+                    "{what}:\n{stderr}"
+                );
+                assert!(spool_dir.read_dir().unwrap().count() > 0);
+                // The server never saw the table: not even CREATE got through.
+                let exists =
+                    ch(url, &format!("EXISTS TABLE {table}")).map(|s| s.trim().to_string());
+                assert_eq!(exists.as_deref(), Ok("0"), "{what}");
+            });
+        }
+    });
+}
+
+#[test]
+fn clickhouse_ca_comes_from_flags_and_config_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nfstitch.toml");
+    std::fs::write(&cfg, "clickhouse = \"https://ch:8443/\"\nclickhouse_ca = \"/etc/ch-ca.pem\"\n")
+        .unwrap();
+    let r = crate::util::run_ok(
+        crate::util::nfstitch().args(["collect", "--dry-run", "--config"]).arg(&cfg),
+    );
+    assert!(
+        r.stdout.contains("ca: Some(\n") && r.stdout.contains("\"/etc/ch-ca.pem\""),
+        "{}",
+        r.stdout
+    );
+    let r = crate::util::run(crate::util::nfstitch().args([
+        "collect",
+        "--dry-run",
+        "--clickhouse",
+        "http://ch:8123/",
+        "--clickhouse-ca",
+        "/etc/ch-ca.pem",
+    ]));
+    assert!(!r.status.success(), "{}", r.stdout);
+    assert!(r.stderr.contains("--clickhouse-ca is for https:// URLs"), "{}", r.stderr);
 }

@@ -1,0 +1,371 @@
+//! ClickHouse sink: batches finished flows as RowBinary and inserts them over
+//! ClickHouse's HTTP interface (`--clickhouse URL`).
+//!
+//! Two threads share the work:
+//! - the **writer thread** (the [`FlowSink`](super::FlowSink) calls) only
+//!   encodes flows into the current batch (111 bytes a row, no allocation per
+//!   flow) and seals it when it holds `batch_rows` flows or its oldest flow is
+//!   `batch_interval` old. A sealed batch goes to the in-memory queue, or, when
+//!   the queue already holds `max_buffered_rows` flows, to a spool file. It
+//!   never touches the network, so a slow or dead server cannot stall it.
+//! - the **sender thread** (`clickhouse`) delivers the oldest batch (memory or
+//!   spool, by sequence number) with one HTTP POST
+//!   `INSERT INTO table (...) FORMAT RowBinary`. It creates the table
+//!   (`CREATE TABLE IF NOT EXISTS`) before its first insert and again after any
+//!   failure (a restarted server may have lost it). A failed batch stays where
+//!   it is and is retried after a backoff of 100 ms doubling to 10 s; a
+//!   delivered spool file is deleted.
+//!
+//! Nothing is lost silently: at [`close`](super::FlowSink::close) the sink
+//! tries to deliver everything for up to 10 s, then writes what is left to
+//! the spool, where the next run (same `--spool-dir`) finds and delivers it
+//! first. Delivery is at-least-once: a batch whose insert succeeded on the
+//! server but whose answer never arrived (server killed mid-request, hung
+//! past the timeouts) is sent again.
+//!
+//! Spool files are `batch-<seq>.rowbinary` (raw RowBinary rows of
+//! [`COLUMNS`], written to a `.tmp` name and renamed), so any ClickHouse
+//! client can load one by hand:
+//! `clickhouse-client -q 'INSERT INTO t (cols...) FORMAT RowBinary' < batch-….rowbinary`.
+//! One spool directory per collector.
+//!
+//! `http://` or `https://` (rustls; `--clickhouse-ca FILE` trusts only that
+//! PEM's CAs instead of Mozilla's roots). `user:password@` in the URL is sent
+//! as HTTP basic auth; URL parameters (`?database=db&user=u`) are passed on.
+//!
+//! The parts, one job each:
+//! - `schema`: the columns, the SQL, one flow as one RowBinary row;
+//! - `http`: the client (ureq), timeouts, what an error says;
+//! - `spool`: the spool files;
+//! - `sender`: the sender thread, its retries and the state it shares with
+//!   the sink;
+//! - this file: the settings and the sink itself (batching, sealing,
+//!   spilling, `close`).
+
+mod http;
+mod schema;
+mod sender;
+mod spool;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub use self::schema::{create_table_sql, encode_row, insert_sql, COLUMNS, ROW_SIZE};
+use self::sender::{sender, Batch, Counters, Shared, State, BACKOFF_MIN};
+use self::spool::{scan_spool, write_spool_file, SpoolEntry};
+use crate::flow::Flow;
+
+/// How long `close` keeps trying before spooling what is left.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the ClickHouse sink (`--clickhouse*` flags).
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// HTTP interface URL, e.g. `http://127.0.0.1:8123/` or `https://ch:8443/`.
+    pub url: String,
+    /// Table name (created when missing).
+    pub table: String,
+    /// Insert when this many flows are buffered ...
+    pub batch_rows: usize,
+    /// ... or when the oldest buffered flow is this old.
+    pub batch_interval: Duration,
+    /// Flows held in memory while the server is down, before spilling to disk.
+    pub max_buffered_rows: usize,
+    /// Where undeliverable batches are spooled (replayed when the server is back).
+    pub spool_dir: PathBuf,
+    /// `https://` only: trust only the CA certificates of this PEM file.
+    pub ca: Option<PathBuf>,
+}
+
+/// The ClickHouse sink (see the module docs).
+pub struct ClickHouseSink {
+    cfg: ClickHouseConfig,
+    shared: Arc<Shared>,
+    /// The batch being filled (RowBinary rows).
+    cur: Vec<u8>,
+    cur_rows: usize,
+    cur_since: Instant,
+    next_seq: u64,
+    sender: Option<JoinHandle<()>>,
+    close_timeout: Duration,
+    closed: bool,
+}
+
+impl fmt::Debug for ClickHouseSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseSink")
+            .field("table", &self.cfg.table)
+            .field("cur_rows", &self.cur_rows)
+            .field("counters", &super::FlowSink::counters(self))
+            .finish()
+    }
+}
+
+impl ClickHouseSink {
+    pub fn new(cfg: ClickHouseConfig) -> anyhow::Result<Self> {
+        let client = http::Client::new(&cfg.url, cfg.ca.as_deref())?;
+        if cfg.table.is_empty()
+            || !cfg.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            bail!("--clickhouse-table {:?}: use letters, digits, '_' and '.' only", cfg.table);
+        }
+        if cfg.batch_rows == 0 || cfg.max_buffered_rows < cfg.batch_rows {
+            bail!("--clickhouse-batch must be at least 1 and at most --clickhouse-buffer");
+        }
+        // Batches left by an earlier run go first.
+        let (spool, bad) = scan_spool(&cfg.spool_dir)
+            .with_context(|| format!("--spool-dir {}", cfg.spool_dir.display()))?;
+        let next_seq = spool.keys().next_back().map_or(1, |s| s + 1);
+        let spool_rows: u64 = spool.values().map(|e| e.rows as u64).sum();
+        if spool_rows > 0 {
+            eprintln!(
+                "nfstitch: clickhouse: {} flows in {} spool files in {} from an earlier run; delivering them first",
+                spool_rows,
+                spool.len(),
+                cfg.spool_dir.display()
+            );
+        }
+        let shared = Arc::new(Shared {
+            st: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued_rows: 0,
+                spool,
+                spool_rows,
+                in_flight: None,
+                next_attempt: Instant::now(),
+                backoff: BACKOFF_MIN,
+                failing: false,
+                outage_errors: 0,
+                stop: false,
+                c: Counters { spool_bad_files: bad, ..Counters::default() },
+            }),
+            cv: Condvar::new(),
+        });
+        let sender = {
+            let shared = shared.clone();
+            let table = cfg.table.clone();
+            std::thread::Builder::new()
+                .name("clickhouse".into())
+                .spawn(move || sender(shared, client, table))
+                .context("starting the ClickHouse sender thread")?
+        };
+        let cap = cfg.batch_rows.min(1 << 16) * ROW_SIZE;
+        Ok(ClickHouseSink {
+            cfg,
+            shared,
+            cur: Vec::with_capacity(cap),
+            cur_rows: 0,
+            cur_since: Instant::now(),
+            next_seq,
+            sender: Some(sender),
+            close_timeout: CLOSE_TIMEOUT,
+            closed: false,
+        })
+    }
+
+    /// How long [`close`](super::FlowSink::close) tries to deliver (10 s by default).
+    pub fn set_close_timeout(&mut self, d: Duration) {
+        self.close_timeout = d;
+    }
+
+    /// Hand the current batch to the sender (memory) or, when memory is
+    /// full, write it to the spool.
+    fn seal(&mut self) -> anyhow::Result<()> {
+        if self.cur_rows == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.cur_rows);
+        let cap = self.cur.capacity();
+        let data = std::mem::replace(&mut self.cur, Vec::with_capacity(cap));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let data = {
+            let mut st = self.shared.lock();
+            if st.queued_rows + rows <= self.cfg.max_buffered_rows && !st.stop {
+                st.queued_rows += rows;
+                st.queue.push_back(Batch { seq, rows, data: Arc::new(data) });
+                drop(st);
+                self.shared.cv.notify_all();
+                return Ok(());
+            }
+            data
+        };
+        self.spool(seq, rows, &data)
+    }
+
+    fn spool(&self, seq: u64, rows: usize, data: &[u8]) -> anyhow::Result<()> {
+        match write_spool_file(&self.cfg.spool_dir, seq, data) {
+            Ok(path) => {
+                let mut st = self.shared.lock();
+                if st.c.rows_spooled == 0 {
+                    eprintln!(
+                        "nfstitch: clickhouse: memory buffer full ({} flows); spooling batches to {}",
+                        st.queued_rows,
+                        self.cfg.spool_dir.display()
+                    );
+                }
+                st.spool.insert(seq, SpoolEntry { rows, path });
+                st.spool_rows += rows as u64;
+                st.c.rows_spooled += rows as u64;
+                drop(st);
+                self.shared.cv.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.lock().c.rows_dropped += rows as u64;
+                Err(e).with_context(|| {
+                    format!(
+                        "ClickHouse is not taking flows and {rows} flows cannot be spooled to {}",
+                        self.cfg.spool_dir.display()
+                    )
+                })
+            }
+        }
+    }
+
+    /// Stop the sender and spool everything still in memory (without delivering).
+    fn spool_leftovers(&mut self) -> anyhow::Result<()> {
+        self.seal()?;
+        let left: Vec<Batch> = {
+            let mut st = self.shared.lock();
+            st.stop = true;
+            st.queued_rows = 0;
+            st.queue.drain(..).collect()
+        };
+        self.shared.cv.notify_all();
+        let mut first_err = None;
+        for b in left {
+            if let Err(e) = self.spool(b.seq, b.rows, &b.data) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl super::FlowSink for ClickHouseSink {
+    fn flows(&mut self, flows: &[Flow]) -> anyhow::Result<()> {
+        for f in flows {
+            if self.cur_rows == 0 {
+                self.cur_since = Instant::now();
+            }
+            encode_row(f, &mut self.cur);
+            self.cur_rows += 1;
+            if self.cur_rows >= self.cfg.batch_rows {
+                self.seal()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Instant) -> anyhow::Result<()> {
+        if self.cur_rows > 0
+            && now.saturating_duration_since(self.cur_since) >= self.cfg.batch_interval
+        {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> anyhow::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.seal()?;
+        let deadline = Instant::now() + self.close_timeout;
+        {
+            let mut st = self.shared.lock();
+            // Try at once, then back off as usual until the deadline.
+            st.next_attempt = Instant::now();
+            st.backoff = BACKOFF_MIN;
+            self.shared.cv.notify_all();
+            loop {
+                let now = Instant::now();
+                if (st.queue.is_empty() && st.spool.is_empty()) || now >= deadline {
+                    break;
+                }
+                st = self
+                    .shared
+                    .cv
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        let in_flight = self.shared.lock().in_flight;
+        if let Some(seq) = in_flight {
+            eprintln!(
+                "nfstitch: clickhouse: batch {seq} was still being sent at the deadline; \
+                 it is spooled too and may be inserted twice"
+            );
+        }
+        let res = self.spool_leftovers();
+        // The sender ends at once unless it is inside a request (then it ends
+        // with its timeouts); never wait on it past a short bound.
+        if let Some(h) = self.sender.take() {
+            let until = Instant::now() + Duration::from_millis(200);
+            while !h.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        let st = self.shared.lock();
+        if st.spool_rows > 0 {
+            eprintln!(
+                "nfstitch: clickhouse: {} flows not delivered; kept in {} ({} files), delivered by the next run",
+                st.spool_rows,
+                self.cfg.spool_dir.display(),
+                st.spool.len()
+            );
+        }
+        res
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let st = self.shared.lock();
+        let c = st.c;
+        vec![
+            ("rows_inserted", c.rows_inserted),
+            ("batches_inserted", c.batches_inserted),
+            ("insert_errors", c.insert_errors),
+            ("retries", c.retries),
+            ("rows_buffered", (st.queued_rows + self.cur_rows) as u64),
+            ("rows_spooled", c.rows_spooled),
+            ("rows_pending_spool", st.spool_rows),
+            ("rows_dropped", c.rows_dropped),
+            ("spool_bad_files", c.spool_bad_files),
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+}
+
+impl Drop for ClickHouseSink {
+    fn drop(&mut self) {
+        if !self.closed {
+            // The collector is ending on an error: keep what we hold on disk.
+            self.closed = true;
+            if let Err(e) = self.spool_leftovers() {
+                eprintln!("nfstitch: clickhouse: {e:#}");
+            }
+        }
+        self.shared.lock().stop = true;
+        self.shared.cv.notify_all();
+    }
+}

@@ -1,0 +1,252 @@
+//! The sender thread (`clickhouse`) and the state it shares with the sink.
+//!
+//! The sender owns the network: it takes the oldest pending batch (in memory
+//! or in the spool, by sequence number), creates the table when needed and
+//! POSTs the batch. A batch leaves the queue or the spool only once the
+//! server answered 200 (at-least-once: a batch whose answer is lost is sent
+//! again); a delivered spool file is deleted. On failure the batch stays
+//! where it is and the next attempt waits a backoff of 100 ms doubling to
+//! 10 s; the first failure of an outage and the recovery are logged, the
+//! failures in between only counted.
+//!
+//! The table is created (`CREATE TABLE IF NOT EXISTS`) before the first insert
+//! and again after any failure (a restarted server may have lost it); a
+//! refused CREATE does not stop the insert (the table may exist and this user
+//! may not be allowed DDL).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::http::{Client, PostError};
+use super::spool::SpoolEntry;
+use super::{create_table_sql, insert_sql, ROW_SIZE};
+
+/// Retry backoff: starts here, doubles per failure ...
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// ... up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// A sealed batch in memory.
+pub(super) struct Batch {
+    pub(super) seq: u64,
+    pub(super) rows: usize,
+    pub(super) data: Arc<Vec<u8>>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Batch {{ seq: {}, rows: {} }}", self.seq, self.rows)
+    }
+}
+
+/// What the sink reports (see [`FlowSink::counters`](crate::sink::FlowSink::counters)).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counters {
+    pub(super) rows_inserted: u64,
+    pub(super) batches_inserted: u64,
+    pub(super) insert_errors: u64,
+    pub(super) retries: u64,
+    pub(super) rows_spooled: u64,
+    pub(super) rows_dropped: u64,
+    pub(super) spool_bad_files: u64,
+}
+
+/// Everything the writer side and the sender share, under one mutex.
+#[derive(Debug)]
+pub(super) struct State {
+    /// Sealed batches in memory, oldest first.
+    pub(super) queue: VecDeque<Batch>,
+    pub(super) queued_rows: usize,
+    /// Spooled batches on disk, by sequence.
+    pub(super) spool: BTreeMap<u64, SpoolEntry>,
+    pub(super) spool_rows: u64,
+    /// The batch being sent (it stays in `queue` / `spool` until delivered).
+    pub(super) in_flight: Option<u64>,
+    /// No attempt before this.
+    pub(super) next_attempt: Instant,
+    pub(super) backoff: Duration,
+    /// The last attempt failed (the next one is a retry).
+    pub(super) failing: bool,
+    /// Failed attempts in the current outage.
+    pub(super) outage_errors: u64,
+    /// The sender must end.
+    pub(super) stop: bool,
+    pub(super) c: Counters,
+}
+
+/// The state and the condition variable both sides wait on (the sender for
+/// work or its next attempt, `close` for the queue to empty).
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) st: Mutex<State>,
+    pub(super) cv: Condvar,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking sender must not take the writer down with it.
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum Job {
+    Mem(Arc<Vec<u8>>),
+    Disk(PathBuf),
+}
+
+/// The sender thread: deliver the oldest batch, back off on failure.
+pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
+    let insert = insert_sql(&table);
+    let create = create_table_sql(&table);
+    let mut need_create = true;
+    loop {
+        let (seq, rows, job) = {
+            let mut st = shared.lock();
+            loop {
+                if st.stop {
+                    return;
+                }
+                let pending = !st.queue.is_empty() || !st.spool.is_empty();
+                let now = Instant::now();
+                if pending && now >= st.next_attempt {
+                    break;
+                }
+                let wait = if pending { st.next_attempt - now } else { Duration::from_secs(1) };
+                st = shared.cv.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+            }
+            let mem = st.queue.front().map(|b| b.seq);
+            let disk = st.spool.keys().next().copied();
+            let (seq, rows, job) = match (mem, disk) {
+                (Some(m), Some(d)) if d < m => {
+                    let e = &st.spool[&d];
+                    (d, e.rows, Job::Disk(e.path.clone()))
+                }
+                (Some(_), _) => {
+                    let b = st.queue.front().expect("front");
+                    (b.seq, b.rows, Job::Mem(b.data.clone()))
+                }
+                (None, Some(d)) => {
+                    let e = &st.spool[&d];
+                    (d, e.rows, Job::Disk(e.path.clone()))
+                }
+                (None, None) => unreachable!("pending"),
+            };
+            st.in_flight = Some(seq);
+            if st.failing {
+                st.c.retries += 1;
+            }
+            (seq, rows, job)
+        };
+        let data = match job {
+            Job::Mem(d) => Ok(d),
+            Job::Disk(path) => std::fs::read(&path).map(Arc::new).map_err(|e| (path, e)),
+        };
+        let data = match data {
+            Ok(d) if d.len() == rows * ROW_SIZE => d,
+            Ok(d) => {
+                // Changed under us: skip it, keep the file for a person to look at.
+                let mut st = shared.lock();
+                if let Some(e) = st.spool.remove(&seq) {
+                    st.spool_rows -= e.rows as u64;
+                    let to = e.path.with_extension("rowbinary.bad");
+                    eprintln!(
+                        "nfstitch: clickhouse: spool file {} changed size ({} bytes); moved to {}",
+                        e.path.display(),
+                        d.len(),
+                        to.display()
+                    );
+                    let _ = std::fs::rename(&e.path, &to);
+                    st.c.spool_bad_files += 1;
+                }
+                st.in_flight = None;
+                continue;
+            }
+            Err((path, e)) => {
+                let mut st = shared.lock();
+                st.in_flight = None;
+                if e.kind() == io::ErrorKind::NotFound {
+                    // Removed by someone else: those rows are gone from our hands.
+                    if let Some(ent) = st.spool.remove(&seq) {
+                        st.spool_rows -= ent.rows as u64;
+                        st.c.rows_dropped += ent.rows as u64;
+                    }
+                    eprintln!("nfstitch: clickhouse: spool file {} vanished", path.display());
+                } else {
+                    eprintln!(
+                        "nfstitch: clickhouse: cannot read spool file {}: {e}",
+                        path.display()
+                    );
+                    st.next_attempt = Instant::now() + st.backoff;
+                    st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                }
+                continue;
+            }
+        };
+        let mut create_err = None;
+        let res = (|| {
+            if need_create {
+                match client.post(&create, b"") {
+                    Ok(()) => need_create = false,
+                    // The server answered: try the insert anyway (the table may
+                    // exist and this user may not be allowed DDL).
+                    Err(PostError::Http(c, m)) => create_err = Some(format!("HTTP {c}: {m}")),
+                    Err(e) => return Err(e),
+                }
+            }
+            client.post(&insert, &data)
+        })();
+        let mut st = shared.lock();
+        st.in_flight = None;
+        match res {
+            Ok(()) => {
+                need_create = false;
+                st.c.rows_inserted += rows as u64;
+                st.c.batches_inserted += 1;
+                if let Some(i) = st.queue.iter().position(|b| b.seq == seq) {
+                    let b = st.queue.remove(i).expect("position");
+                    st.queued_rows -= b.rows;
+                } else if let Some(e) = st.spool.remove(&seq) {
+                    st.spool_rows -= e.rows as u64;
+                    if let Err(err) = std::fs::remove_file(&e.path) {
+                        eprintln!(
+                            "nfstitch: clickhouse: cannot remove delivered spool file {}: {err}",
+                            e.path.display()
+                        );
+                    }
+                }
+                if st.failing {
+                    eprintln!(
+                        "nfstitch: clickhouse: inserting again after {} failed attempts ({} flows in memory, {} spooled)",
+                        st.outage_errors, st.queued_rows, st.spool_rows
+                    );
+                }
+                st.failing = false;
+                st.outage_errors = 0;
+                st.backoff = BACKOFF_MIN;
+                st.next_attempt = Instant::now();
+            }
+            Err(e) => {
+                need_create = true;
+                st.c.insert_errors += 1;
+                st.outage_errors += 1;
+                if !st.failing {
+                    let extra =
+                        create_err.map(|c| format!(" (create table: {c})")).unwrap_or_default();
+                    eprintln!(
+                        "nfstitch: clickhouse: insert of {rows} flows failed: {e}{extra}; \
+                         keeping them and retrying with backoff"
+                    );
+                }
+                st.failing = true;
+                st.next_attempt = Instant::now() + st.backoff;
+                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        drop(st);
+        shared.cv.notify_all();
+    }
+}

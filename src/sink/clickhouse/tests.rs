@@ -1,0 +1,475 @@
+//! Tests of the ClickHouse sink: schema and row layout, spool files, and
+//! the sink's delivery, retries and spooling against a stand-in server that
+//! fails on demand (the real server is tested in tests/integration/clickhouse.rs).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::*;
+use crate::flow::{EndReason, FlowRecord, KeySpec};
+use crate::sink::FlowSink;
+
+fn flow(i: u32) -> Flow {
+    let t = 1_700_000_000_123_456_789u64 + i as u64;
+    let rec = FlowRecord {
+        exporter: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        engine_type: 1,
+        engine_id: 2,
+        sampling: (1 << 14) | 100,
+        src_addr: 0x0a00_0001 + i,
+        dst_addr: 0x0a00_0002,
+        nexthop: 0x0a00_00fe,
+        input: 3,
+        output: 4,
+        packets: 5,
+        octets: 500,
+        first_ns: t,
+        last_ns: t + 1,
+        src_port: 1024,
+        dst_port: 80,
+        tcp_flags: 0x12,
+        proto: 6,
+        tos: 7,
+        src_as: 65001,
+        dst_as: 65002,
+        src_mask: 24,
+        dst_mask: 16,
+    };
+    Flow {
+        key: KeySpec::default().key_of(&rec),
+        rec,
+        records: 3,
+        packets: 10 + i as u64,
+        octets: 1000,
+        tcp_flags: 0x13,
+        first_ns: t,
+        last_ns: t + 5_000_000_000,
+        start_ns: t + 7_000_000_000,
+        seen_ns: t + 8_000_000_000,
+        end_ns: t + 9_000_000_000,
+        end_reason: EndReason::Idle,
+    }
+}
+
+fn width(ty: &str) -> usize {
+    match ty {
+        "UInt8" => 1,
+        "UInt16" => 2,
+        "UInt32" | "DateTime" => 4,
+        "UInt64" => 8,
+        "FixedString(16)" => 16,
+        t if t.starts_with("Enum8(") => 1,
+        t => panic!("no width for {t}"),
+    }
+}
+
+#[test]
+fn columns_match_the_json_fields_and_the_row_size() {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    assert_eq!(
+        names.join(","),
+        "exporter,engine_type,engine_id,src_addr,src_port,dst_addr,dst_port,proto,records,\
+         packets,octets,tcp_flags,first,last,end_reason,start,end,input,output,nexthop,tos,\
+         src_as,dst_as,src_mask,dst_mask,sampling_mode,sampling_interval,time"
+    );
+    assert_eq!(COLUMNS.iter().map(|c| width(c.1)).sum::<usize>(), ROW_SIZE);
+    let c = create_table_sql("db.t1");
+    assert!(c.starts_with("CREATE TABLE IF NOT EXISTS `db`.`t1` (`exporter` FixedString(16), "));
+    assert!(c.ends_with("ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`)"), "{c}");
+    assert!(insert_sql("t").starts_with("INSERT INTO `t` (`exporter`, `engine_type`, "));
+    assert!(insert_sql("t").ends_with(", `time`) FORMAT RowBinary"));
+}
+
+#[test]
+fn rowbinary_layout_of_one_flow() {
+    let f = flow(0);
+    let mut b = Vec::new();
+    encode_row(&f, &mut b);
+    assert_eq!(b.len(), ROW_SIZE);
+    let mut off = 0;
+    let mut take = |n: usize| {
+        let s = &b[off..off + n];
+        off += n;
+        s.to_vec()
+    };
+    let u = |v: Vec<u8>| v.iter().rev().fold(0u64, |a, &x| a << 8 | x as u64);
+    assert_eq!(take(16), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]);
+    assert_eq!(take(1), [1]); // engine_type
+    assert_eq!(take(1), [2]); // engine_id
+    assert_eq!(take(4), [1, 0, 0, 10]); // src_addr 10.0.0.1, UInt32 LE
+    assert_eq!(u(take(2)), 1024);
+    assert_eq!(u(take(4)), 0x0a00_0002);
+    assert_eq!(u(take(2)), 80);
+    assert_eq!(take(1), [6]);
+    assert_eq!(u(take(8)), 3); // records
+    assert_eq!(u(take(8)), 10); // packets
+    assert_eq!(u(take(8)), 1000); // octets
+    assert_eq!(take(1), [0x13]); // tcp_flags
+    assert_eq!(u(take(8)), f.first_ns);
+    assert_eq!(u(take(8)), f.last_ns);
+    assert_eq!(take(1), [2]); // end_reason idle
+    assert_eq!(u(take(8)), f.start_ns);
+    assert_eq!(u(take(8)), f.end_ns);
+    assert_eq!(u(take(2)), 3); // input
+    assert_eq!(u(take(2)), 4); // output
+    assert_eq!(u(take(4)), 0x0a00_00fe);
+    assert_eq!(take(1), [7]); // tos
+    assert_eq!(u(take(2)), 65001);
+    assert_eq!(u(take(2)), 65002);
+    assert_eq!(take(2), [24, 16]); // masks
+    assert_eq!(take(1), [1]); // sampling_mode deterministic
+    assert_eq!(u(take(2)), 100);
+    assert_eq!(u(take(4)), f.start_ns / 1_000_000_000); // time
+    assert_eq!(off, ROW_SIZE);
+
+    let mut g = f;
+    g.rec.exporter = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    g.end_reason = EndReason::Shutdown;
+    let mut b = Vec::new();
+    encode_row(&g, &mut b);
+    assert_eq!(&b[..16], &Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+    assert_eq!(b[16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16], 4);
+}
+
+#[test]
+fn urls_and_ca_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |u: &str| http::Client::new(u, None).map(|c| format!("{c:?}"));
+    assert_eq!(ok("http://127.0.0.1:8123/").unwrap(), "http://127.0.0.1:8123/");
+    assert_eq!(ok("https://ch.example:8443/").unwrap(), "https://ch.example:8443/");
+    // No credentials in messages.
+    assert_eq!(ok("http://u:p@[::1]:9/x?database=db").unwrap(), "http://[::1]:9/x?database=db");
+    assert!(ok("http://ch?user=a").is_ok());
+    for bad in ["ftp://ch/", "ch:8123", "http://:8123/", "http://h:x/", "http://h:99999/"] {
+        let e = ok(bad).unwrap_err().to_string();
+        assert!(e.starts_with("--clickhouse "), "{bad}: {e}");
+    }
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let ca = |u: &str, f: &Path| http::Client::new(u, Some(f)).unwrap_err().to_string();
+    let e = ca("https://h/", &not_pem);
+    assert!(e.starts_with("--clickhouse-ca ") && e.contains("no certificate"), "{e}");
+    let e = ca("https://h/", &dir.path().join("missing.pem"));
+    assert!(e.starts_with("--clickhouse-ca ") && e.contains("cannot read"), "{e}");
+    let e = ca("http://u:p@h/", &not_pem);
+    assert_eq!(e, "--clickhouse-ca is for https:// URLs; --clickhouse is http://h/");
+}
+
+#[test]
+fn post_errors_say_what_failed() {
+    let closed = http::Client::new(&format!("http://127.0.0.1:{}/", closed_port()), None).unwrap();
+    let e = closed.post("SELECT 1", b"").unwrap_err().to_string();
+    assert!(e.starts_with("cannot connect: "), "{e}");
+    let fake = Fake::start(1);
+    let client = http::Client::new(&fake.url, None).unwrap();
+    let e = client.post("SELECT 1", b"").unwrap_err().to_string();
+    assert_eq!(e, "HTTP 500: Code: fake");
+    client.post("SELECT 1", b"").unwrap();
+}
+
+#[test]
+fn auth_and_url_parameters_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(0);
+    let url = fake.url.replace("http://", "http://user:pass@") + "x?database=db";
+    let mut s = ClickHouseSink::new(cfg(url, dir.path(), 10, 20)).unwrap();
+    s.flows(&[flow(0)]).unwrap();
+    s.close().unwrap();
+    assert_eq!(counter(&s, "rows_inserted"), 1);
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "CREATE and INSERT");
+    for r in seen.iter() {
+        assert!(r.line.starts_with("POST /x?database=db&query="), "{}", r.line);
+        // base64("user:pass")
+        assert!(r.head.contains("\r\nauthorization: basic dxnlcjpwyxnz\r\n"), "{}", r.head);
+        assert!(r.head.contains("\r\ncontent-type: application/octet-stream\r\n"), "{}", r.head);
+    }
+}
+
+#[test]
+fn spool_files_come_back_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |i| {
+        let mut b = Vec::new();
+        encode_row(&flow(i), &mut b);
+        b
+    };
+    for seq in [12u64, 3, 7] {
+        let data: Vec<u8> = (0..seq as u32).flat_map(row).collect();
+        write_spool_file(dir.path(), seq, &data).unwrap();
+    }
+    std::fs::write(dir.path().join("batch-000000000009.rowbinary"), [1, 2, 3]).unwrap();
+    std::fs::write(dir.path().join("batch-000000000010.rowbinary"), []).unwrap();
+    std::fs::write(dir.path().join("unrelated.txt"), "x").unwrap();
+    let (found, bad) = scan_spool(dir.path()).unwrap();
+    assert_eq!(bad, 1);
+    let got: Vec<(u64, usize)> = found.iter().map(|(s, e)| (*s, e.rows)).collect();
+    assert_eq!(got, [(3, 3), (7, 7), (12, 12)]);
+    assert_eq!(std::fs::read(&found[&3].path).unwrap(), (0..3).flat_map(row).collect::<Vec<_>>());
+    assert!(dir.path().join("batch-000000000009.rowbinary.bad").exists());
+    assert!(!dir.path().join("batch-000000000010.rowbinary").exists());
+    let (none, _) = scan_spool(&dir.path().join("missing")).unwrap();
+    assert!(none.is_empty());
+}
+
+fn cfg(url: String, dir: &Path, batch: usize, buffer: usize) -> ClickHouseConfig {
+    ClickHouseConfig {
+        url,
+        table: "t".into(),
+        batch_rows: batch,
+        batch_interval: Duration::from_millis(10),
+        max_buffered_rows: buffer,
+        spool_dir: dir.to_path_buf(),
+        ca: None,
+    }
+}
+
+fn counter(s: &ClickHouseSink, name: &str) -> u64 {
+    s.counters().into_iter().find(|c| c.0 == name).unwrap().1
+}
+
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn batch_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".rowbinary"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A request the stand-in saw.
+struct Req {
+    /// The request line, percent-decoded.
+    line: String,
+    /// The request line and the headers, lowercased.
+    head: String,
+    body: Vec<u8>,
+    /// Answered 200.
+    ok: bool,
+}
+
+type Seen = Arc<Mutex<Vec<Req>>>;
+
+/// `%XX` → byte (the query is sent percent-encoded).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A stand-in ClickHouse: answers the first `fail` requests with 500
+/// (chunked), the rest with 200, and records every request.
+struct Fake {
+    url: String,
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+    port: u16,
+    h: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    fn start(fail: usize) -> Fake {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let h = std::thread::spawn(move || {
+            let mut n = 0;
+            for conn in l.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let mut s = conn.unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let k = s.read(&mut chunk).unwrap();
+                    assert!(k > 0, "client closed early");
+                    buf.extend_from_slice(&chunk[..k]);
+                };
+                let head = String::from_utf8(buf[..head_end].to_vec()).unwrap().to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                while buf.len() < head_end + len {
+                    let k = s.read(&mut chunk).unwrap();
+                    assert!(k > 0);
+                    buf.extend_from_slice(&chunk[..k]);
+                }
+                let raw = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let line = percent_decode(raw.lines().next().unwrap());
+                n += 1;
+                let body = buf[head_end..].to_vec();
+                seen2.lock().unwrap().push(Req { line, head, body, ok: n > fail });
+                let answer: &[u8] = if n <= fail {
+                    b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      6\r\nCode: \r\n4\r\nfake\r\n0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                };
+                s.write_all(answer).unwrap();
+            }
+        });
+        Fake { url: format!("http://127.0.0.1:{port}/"), seen, stop, port, h: Some(h) }
+    }
+
+    fn inserts(&self) -> Vec<Vec<u8>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|r| r.ok && r.line.contains("query=INSERT"))
+            .map(|r| r.body.clone())
+            .collect()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.h.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Compare delivered bytes with the expected rows without printing megabytes.
+fn assert_rows(got: Vec<Vec<u8>>, n: u32) {
+    let got = got.concat();
+    let want = encoded(n);
+    assert_eq!(got.len(), want.len(), "delivered bytes");
+    let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff,
+        None,
+        "first differing byte (row {:?})",
+        first_diff.map(|i| i / ROW_SIZE)
+    );
+}
+
+fn encoded(n: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    for i in 0..n {
+        encode_row(&flow(i), &mut b);
+    }
+    b
+}
+
+#[test]
+fn server_down_buffers_then_spools_and_close_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let url = format!("http://127.0.0.1:{}/", closed_port());
+    let mut s = ClickHouseSink::new(cfg(url.clone(), &spool, 10, 20)).unwrap();
+    assert!(!spool.exists(), "the spool directory is made only when needed");
+    let flows: Vec<Flow> = (0..105).map(flow).collect();
+    s.flows(&flows).unwrap();
+    // 10 sealed batches: 2 fit in memory, 8 are spooled; 5 rows wait in the open batch.
+    assert_eq!(counter(&s, "rows_buffered"), 25);
+    assert_eq!(counter(&s, "rows_spooled"), 80);
+    assert_eq!(counter(&s, "rows_pending_spool"), 80);
+    assert_eq!(batch_files(&spool), 8);
+    let t = Instant::now();
+    while counter(&s, "insert_errors") < 2 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the sender never tried");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(counter(&s, "retries") >= 1);
+    // The open batch is sealed by time (it goes to the spool: memory is full).
+    s.tick(Instant::now() + Duration::from_millis(20)).unwrap();
+    assert_eq!(counter(&s, "rows_buffered"), 20);
+    assert_eq!(counter(&s, "rows_pending_spool"), 85);
+
+    s.set_close_timeout(Duration::from_millis(300));
+    let t = Instant::now();
+    s.close().unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(counter(&s, "rows_inserted"), 0);
+    assert_eq!(counter(&s, "rows_buffered"), 0);
+    assert_eq!(counter(&s, "rows_pending_spool"), 105);
+    assert_eq!(counter(&s, "rows_spooled"), 105);
+    assert_eq!(counter(&s, "rows_dropped"), 0);
+    assert_eq!(batch_files(&spool), 11);
+    drop(s);
+
+    // The next run finds them, and delivers them oldest first once a server answers.
+    let fake = Fake::start(0);
+    let mut s = ClickHouseSink::new(cfg(fake.url.clone(), &spool, 10, 20)).unwrap();
+    assert_eq!(counter(&s, "rows_pending_spool"), 105);
+    s.flows(&[flow(105)]).unwrap();
+    s.close().unwrap();
+    assert_eq!(counter(&s, "rows_inserted"), 106);
+    assert_eq!(counter(&s, "batches_inserted"), 12);
+    assert_eq!(counter(&s, "rows_pending_spool"), 0);
+    assert_eq!(batch_files(&spool), 0);
+    assert_rows(fake.inserts(), 106);
+}
+
+#[test]
+fn failures_are_retried_with_backoff_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // create+insert fail, create+insert fail, create fails but insert works.
+    let fake = Fake::start(5);
+    let mut s = ClickHouseSink::new(cfg(fake.url.clone(), dir.path(), 10, 20)).unwrap();
+    let flows: Vec<Flow> = (0..100).map(flow).collect();
+    s.flows(&flows).unwrap();
+    assert_eq!(counter(&s, "rows_spooled"), 80);
+    let t = Instant::now();
+    s.close().unwrap();
+    // close() retries at once, then after the 100 ms backoff.
+    assert!(t.elapsed() >= Duration::from_millis(100), "{:?}", t.elapsed());
+    assert_eq!(counter(&s, "rows_inserted"), 100);
+    assert_eq!(counter(&s, "batches_inserted"), 10);
+    assert_eq!(counter(&s, "insert_errors"), 2);
+    assert_eq!(counter(&s, "retries"), 2);
+    assert_eq!(counter(&s, "rows_pending_spool"), 0);
+    assert_eq!(counter(&s, "rows_buffered"), 0);
+    assert_eq!(batch_files(dir.path()), 0);
+    // Oldest first: memory batches 1-2, then spooled 3-10, so in flow order.
+    assert_rows(fake.inserts(), 100);
+    let seen = fake.seen.lock().unwrap();
+    assert!(seen[0].line.starts_with("POST /?query=CREATE TABLE IF NOT EXISTS `t` ("));
+    assert!(seen[1].line.starts_with("POST /?query=INSERT INTO `t` (`exporter`, "));
+    assert!(seen[1].line.ends_with(", `time`) FORMAT RowBinary HTTP/1.1"), "{}", seen[1].line);
+    // After success no more CREATE.
+    assert_eq!(seen.iter().filter(|r| r.line.contains("CREATE")).count(), 3);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ClickHouseSink::new(cfg("ftp://h/".into(), dir.path(), 1, 1)).is_err());
+    let mut c = cfg("http://h/".into(), dir.path(), 1, 1);
+    c.table = "t; DROP".into();
+    assert!(ClickHouseSink::new(c).is_err());
+    assert!(ClickHouseSink::new(cfg("http://h/".into(), dir.path(), 2, 1)).is_err());
+}
