@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 
 use crate::cli::{CollectArgs, PipelineArgs, ReplayArgs};
+pub use crate::cli::{DEFAULT_MAX_FLOWS, DEFAULT_RCVBUF, DEFAULT_RESERVE_FLOWS};
 use crate::flow::{KeySpec, ShardConfig};
 use crate::output::rotate::Rotation;
 use crate::output::{Format, TimeFormat};
@@ -21,15 +22,6 @@ use crate::sink::clickhouse::ClickHouseConfig;
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(310);
 /// Default idle timeout (31 min: longer than routers' 30 min active timeout).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(31 * 60);
-/// Default flow capacity (all shards together): about 1.5 GiB of flow state.
-pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
-/// Default `--reserve-flows` (all workers together): about 32 MiB at startup.
-pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
-/// Default `--rcvbuf`: 32 MiB per socket. At the kernel's 2304-byte
-/// truesize of a full v5 datagram that is about 14k datagrams: a stall of
-/// 0.29 s at 50k datagrams/s, 29 ms at 500k/s. The kernel default (208 KiB,
-/// about 90 datagrams) overflows in under 2 ms at 50k/s.
-pub const DEFAULT_RCVBUF: usize = 32 << 20;
 /// The longest linger or idle timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The most `--workers`: a worker's routing keeps one bit per worker in a `u64`.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    match nfstitch::cli::parse().and_then(nfstitch::run::run) {
+    match nfstitch::run::parse_args().and_then(nfstitch::run::run) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nfstitch: error: {e:#}");

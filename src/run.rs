@@ -2,6 +2,7 @@
 //! [`crate::cli`] (flags) and [`crate::config`] (validated options). Each
 //! subcommand's flags become its validated options, which go to the mode
 //! that does the work: [`crate::collect`], [`crate::replay`], or `plot`.
+//! [`parse_args`] reads the process arguments, `--config FILE` expanded.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,4 +55,12 @@ fn plot(files: &[PathBuf], output: &Path, title: &str) -> Result<()> {
     std::fs::write(output, crate::hist::svg_plot(title, &series))
         .map_err(|e| anyhow!("-o: cannot write {}: {e}", output.display()))?;
     Ok(())
+}
+
+/// The process arguments, with `--config FILE` expanded into flags
+/// ([`crate::config_file`]), parsed. Exits with clap's usage message on a
+/// flag it rejects.
+pub fn parse_args() -> Result<Cli> {
+    let args = crate::config_file::expand(std::env::args_os().collect())?;
+    Ok(<Cli as clap::Parser>::parse_from(args))
 }

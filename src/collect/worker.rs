@@ -13,7 +13,7 @@
 //! the batch vectors are warm.
 //!
 //! Which shard owns a record and the batches for peers: [`route`](super::route).
-//! What a worker does when a queue is full: [`push`](super::push).
+//! What a worker does when a queue is full: `push.rs`.
 
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;

@@ -216,7 +216,10 @@ fn reexports(code: &str) -> BTreeMap<String, String> {
         let end = after.find(';').unwrap_or(after.len());
         let mut ps = Vec::new();
         expand(&after[..end].split_whitespace().collect::<String>(), &mut Vec::new(), &mut ps);
-        for p in ps {
+        for mut p in ps {
+            if p.first().is_some_and(|s| s == "self") {
+                p.remove(0);
+            }
             if p.len() >= 2 && !matches!(p[0].as_str(), "crate" | "super" | "std" | "self") {
                 out.insert(p.last().unwrap().clone(), p[0].clone());
             }
