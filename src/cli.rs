@@ -13,10 +13,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::flow::KeySpec;
 
-/// NetFlow v5 collector and online flow restitcher.
-///
-/// Without a subcommand, runs `collect` (listening on 0.0.0.0:2055).
-
 /// Default flow capacity (all shards together): about 1.5 GiB of flow state.
 pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
 /// Default `--reserve-flows` (all workers together): about 32 MiB at startup.
@@ -27,6 +23,9 @@ pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
 /// about 90 datagrams) overflows in under 2 ms at 50k/s.
 pub const DEFAULT_RCVBUF: usize = 32 << 20;
 
+/// NetFlow v5 collector and online flow restitcher.
+///
+/// Without a subcommand, runs `collect` (listening on 0.0.0.0:2055).
 #[derive(Debug, Parser)]
 #[command(name = "nfstitch", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
