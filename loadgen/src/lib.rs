@@ -54,7 +54,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub use config::{Config, ConfigError, Mode, Plan};
 pub use pcap::write_pcap;
 pub use send::{run_live, GsoReport, SendReport};
-pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Truth};
+pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Sums, Truth};
 
 use router::{ExporterGen, ExporterSetup};
 
