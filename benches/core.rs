@@ -9,31 +9,22 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+// loadgen's seeded generator: the same inputs on every run.
+use loadgen::rng::SplitMix64;
 use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
 use nfstitch::timer::{Entry, Wheel};
 use nfstitch::wire::{encode, Datagram, HeaderFields, RecordFields};
 
 mod common;
-use common::{record, ReceivePath, BATCH, EXPORTER, S, T0};
-
-/// A cheap deterministic PRNG (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+use common::{record, ReceivePath, EXPORTER, S, T0};
+use nfstitch::collect::worker::RECV_BATCH;
 
 fn decode(c: &mut Criterion) {
-    let mut rng = Rng(1);
+    let mut rng = SplitMix64::new(1);
     let recs: Vec<RecordFields> = (0..30)
         .map(|_| RecordFields {
-            src_addr: rng.next() as u32,
-            dst_addr: rng.next() as u32,
+            src_addr: rng.next_u64() as u32,
+            dst_addr: rng.next_u64() as u32,
             packets: 10,
             octets: 1000,
             first: 1000,
@@ -81,12 +72,12 @@ fn shard_upsert(c: &mut Criterion) {
             shard.apply(T0, &record(i), &mut out);
         }
         assert_eq!(shard.len() as u64, active);
-        let mut rng = Rng(7);
+        let mut rng = SplitMix64::new(7);
         let mut now = T0;
         g.throughput(Throughput::Elements(BATCH));
         g.bench_function(format!("update_existing/{active}_flows"), |b| {
             b.iter_batched(
-                || (0..BATCH).map(|_| rng.next() % active).collect::<Vec<u64>>(),
+                || (0..BATCH).map(|_| rng.next_u64() % active).collect::<Vec<u64>>(),
                 |keys| {
                     now += 1_000_000;
                     shard.advance(now, &mut out);
@@ -102,7 +93,7 @@ fn shard_upsert(c: &mut Criterion) {
         // (keys hashed and buckets and slots prefetched as a batch).
         g.bench_function(format!("update_existing_batched/{active}_flows"), |b| {
             b.iter_batched(
-                || (0..BATCH).map(|_| record(rng.next() % active)).collect::<Vec<FlowRecord>>(),
+                || (0..BATCH).map(|_| record(rng.next_u64() % active)).collect::<Vec<FlowRecord>>(),
                 |recs| {
                     now += 1_000_000;
                     shard.advance(now, &mut out);
@@ -134,8 +125,8 @@ fn wheel(c: &mut Criterion) {
     const N: u64 = 100_000;
     g.throughput(Throughput::Elements(N));
     g.bench_function("insert_then_advance_100k_over_31min", |b| {
-        let mut rng = Rng(3);
-        let ats: Vec<u64> = (0..N).map(|_| 1 + rng.next() % 1_860_000).collect();
+        let mut rng = SplitMix64::new(3);
+        let ats: Vec<u64> = (0..N).map(|_| 1 + rng.next_u64() % 1_860_000).collect();
         let mut out = Vec::with_capacity(N as usize);
         b.iter(|| {
             let mut w = Wheel::new(0);
@@ -195,7 +186,7 @@ fn output(c: &mut Criterion) {
 /// misses the caches.
 fn ingest_to_shard(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest_to_shard");
-    g.throughput(Throughput::Elements((BATCH * 30) as u64));
+    g.throughput(Throughput::Elements((RECV_BATCH * 30) as u64));
     for flows in [3_000u32, 100_000, 1_000_000] {
         let mut path = ReceivePath::new(flows);
         g.bench_function(format!("receive_batch_64x30/{flows}_flows"), |b| {

@@ -10,7 +10,8 @@
 //! records). Prints one JSON line.
 
 mod common;
-use common::{ReceivePath, BATCH};
+use common::ReceivePath;
+use nfstitch::collect::worker::RECV_BATCH;
 
 fn main() {
     let args: Vec<u64> = std::env::args()
@@ -24,7 +25,7 @@ fn main() {
     let merge = args.get(2).is_none_or(|&m| m != 0);
     let mut path = ReceivePath::new(flows);
     // Warm: two passes over the cycle, so every flow exists and later batches only merge.
-    for _ in 0..(2 * path.datagrams()).div_ceil(BATCH) {
+    for _ in 0..(2 * path.datagrams()).div_ceil(RECV_BATCH) {
         path.batch(true);
     }
     let records: usize = (0..batches).map(|_| path.batch(merge)).sum();

@@ -8,14 +8,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use nfstitch::collect::worker::RECV_BATCH;
 use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
 use nfstitch::ingest::{Ingest, WireRecords};
 use nfstitch::wire::{encode, HeaderFields, RecordFields};
 
 pub const S: u64 = 1_000_000_000;
 pub const T0: u64 = 1_700_000_000 * S;
-/// Datagrams per receive batch (the worker's `RECV_BATCH`).
-pub const BATCH: usize = 64;
 
 pub const EXPORTER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
 
@@ -119,11 +118,11 @@ impl ReceivePath {
         }
     }
 
-    /// Check, count and note the next BATCH datagrams (`Ingest::wire`); with
+    /// Check, count and note the next [`RECV_BATCH`] datagrams (`Ingest::wire`); with
     /// `merge`, merge their records into the shard read in place
     /// (`Shard::apply_segments`), as the worker does. Returns the records noted.
     pub fn batch(&mut self, merge: bool) -> usize {
-        for _ in 0..BATCH {
+        for _ in 0..RECV_BATCH {
             let (ex, off, len) = self.dgs[self.next];
             self.next = (self.next + 1) % self.dgs.len();
             self.now += 1000;

@@ -8,18 +8,22 @@
 //!   per exporter: ExporterGen (router model: sessions ─► records ─► v5 datagrams,
 //!              │               sequence numbers, truth)   uses nfstitch::wire::encode
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
-//!              ├─► send::run   (threads own exporters and their sockets; pacing; sendmmsg)
+//!              ├─► send::run_live (threads own exporters and their sockets; one paced
+//!              │                   loop over a source of batches: the model or a pool)
 //!              │                         udp: sendmmsg on connected sockets, UDP GSO
 //!              │                              or plain (--no-gso), both nfstitch::platform::send_gso
 //!              └─► pool (--pool N: made once before sending, then cycled by
-//!                        send::run with sequence, times and First/Last patched)
+//!                        send::run_live with sequence, times and First/Last patched)
 //! ```
 //! - [`model`]: sessions, addresses, heavy-tailed sizes and durations, how a
 //!   router cuts them into records. Pure.
 //! - [`router`]: one exporter's cache, export queue, datagrams and truth.
 //! - [`config`]: options, validation, and the derived [`Plan`].
-//! - [`truth`]: what was sent (totals, per exporter, connections, corrupt).
-//! - [`send`]: live sending; the lateness histogram uses `nfstitch::hist`.
+//! - [`truth`]: what was sent (totals, per exporter, connections, corrupt),
+//!   and the [`Sums`] conservation checks compare (here and in nfstitch's tests).
+//! - [`send`]: live sending, one paced loop for the model and the pool; the
+//!   lateness histogram uses `nfstitch::hist`.
+//! - [`rng`]: the seeded PRNG (also nfstitch's tests' and benches').
 //! - [`pool`]: `--pool`, a fixed set of datagrams sent in a loop.
 //! - [`udp`]: batches out of one connected socket (UDP GSO or plain `sendmmsg`).
 //!
@@ -54,7 +58,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub use config::{Config, ConfigError, Mode, Plan};
 pub use pcap::write_pcap;
 pub use send::{run_live, GsoReport, SendReport};
-pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Truth};
+pub use truth::{ConnTruth, CorruptCounts, ExporterTruth, PoolTruth, Sums, Truth};
 
 use router::{ExporterGen, ExporterSetup};
 

@@ -3,7 +3,9 @@
 //! Written here (a few lines) rather than taken from a crate so that the
 //! stream for a given seed can never change under a dependency update:
 //! `loadgen --seed S` must produce the same bytes on every run and release.
-//! Not cryptographic; only the model uses it.
+//! Not cryptographic. The model uses [`Rng`]; nfstitch's tests and benches
+//! (loadgen is their dev-dependency) draw their seeded inputs from
+//! [`SplitMix64`], so the workspace has one generator to trust.
 
 /// SplitMix64: expands one 64-bit seed into well-mixed words.
 #[derive(Debug, Clone)]

@@ -27,14 +27,6 @@ fn small(count: u64) -> Config {
     }
 }
 
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Sums {
-    datagrams: u64,
-    records: u64,
-    packets: u64,
-    octets: u64,
-}
-
 /// Decode everything `generate` makes; check headers and records as it goes.
 fn decode_all(cfg: &Config) -> (Truth, Plan, BTreeMap<usize, Sums>, CorruptCounts, Vec<u8>) {
     let mut per: BTreeMap<usize, Sums> = BTreeMap::new();
@@ -66,12 +58,8 @@ fn decode_all(cfg: &Config) -> (Truth, Plan, BTreeMap<usize, Sums>, CorruptCount
                     assert_eq!(h.flow_sequence, *seq, "sequence = records exported before");
                 }
                 next_seq.insert(d.exporter, h.flow_sequence.wrapping_add(dg.count() as u32));
-                let s = per.entry(d.exporter).or_default();
-                s.datagrams += 1;
+                per.entry(d.exporter).or_default().add(&dg);
                 for r in dg.records() {
-                    s.records += 1;
-                    s.packets += r.packets() as u64;
-                    s.octets += r.octets() as u64;
                     assert!(r.packets() >= 1 && r.octets() >= r.packets());
                     let first = h.uptime_to_ns(r.first());
                     let last = h.uptime_to_ns(r.last());
@@ -96,19 +84,10 @@ fn every_datagram_decodes_and_matches_the_truth() {
     assert_eq!(truth.records, 600 * 30, "full datagrams, exactly the planned count");
     assert_eq!(corrupt, CorruptCounts::default());
     for (e, t) in truth.exporters.iter().enumerate() {
-        let s = &per[&e];
-        assert_eq!(
-            (s.datagrams, s.records, s.packets, s.octets),
-            (t.datagrams, t.records, t.packets, t.octets),
-            "exporter {e}"
-        );
+        assert_eq!(per[&e], Sums::from(t), "exporter {e}");
         assert_eq!(t.exporter, IpAddr::V4(exporter_ip(&cfg, e)));
     }
-    let sum = |f: fn(&Sums) -> u64| per.values().map(f).sum::<u64>();
-    assert_eq!(
-        (sum(|s| s.datagrams), sum(|s| s.records), sum(|s| s.packets), sum(|s| s.octets)),
-        (truth.datagrams, truth.records, truth.packets, truth.octets)
-    );
+    assert_eq!(per.values().copied().sum::<Sums>(), Sums::from(&truth));
     // Connections: unique keys, and their sums are the totals.
     let conns = truth.connections.as_ref().expect("small runs list connections");
     let keys: HashSet<_> = conns

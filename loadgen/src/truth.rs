@@ -5,11 +5,16 @@
 //! totals equal what a perfect collector accepts. Connections (one per
 //! NetFlow key) hold the sums of their sent records only: a connection cut
 //! short by the end of a run is listed as far as it was exported.
+//!
+//! [`Sums`] is what conservation checks compare: a receiver's decoded sums
+//! against the truth's, in loadgen's tests and in nfstitch's.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use nfstitch::wire::Datagram;
 use serde::Serialize;
 
 /// Malformed datagrams mixed in by `--corrupt-ratio`, by the collector's
@@ -72,6 +77,51 @@ impl ExporterTruth {
             octets: 0,
             corrupt: 0,
         }
+    }
+}
+
+/// Sums of valid datagrams: what a receiver decoded ([`Sums::add`]) or what
+/// the truth says was sent (`Sums::from(&truth)`, [`Truth::sums_by`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub datagrams: u64,
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+}
+
+impl Sums {
+    /// Count one decoded valid datagram.
+    pub fn add(&mut self, dg: &Datagram<'_>) {
+        self.datagrams += 1;
+        for r in dg.records() {
+            self.records += 1;
+            self.packets += r.packets() as u64;
+            self.octets += r.octets() as u64;
+        }
+    }
+}
+
+impl std::iter::Sum for Sums {
+    fn sum<I: Iterator<Item = Sums>>(iter: I) -> Sums {
+        iter.fold(Sums::default(), |a, s| Sums {
+            datagrams: a.datagrams + s.datagrams,
+            records: a.records + s.records,
+            packets: a.packets + s.packets,
+            octets: a.octets + s.octets,
+        })
+    }
+}
+
+impl From<&ExporterTruth> for Sums {
+    fn from(e: &ExporterTruth) -> Sums {
+        Sums { datagrams: e.datagrams, records: e.records, packets: e.packets, octets: e.octets }
+    }
+}
+
+impl From<&Truth> for Sums {
+    fn from(t: &Truth) -> Sums {
+        Sums { datagrams: t.datagrams, records: t.records, packets: t.packets, octets: t.octets }
     }
 }
 
@@ -153,6 +203,11 @@ impl Truth {
             v
         });
         t
+    }
+
+    /// The sums of each exporter, keyed by `key(address, port)`.
+    pub fn sums_by<K: Ord>(&self, key: impl Fn(IpAddr, u16) -> K) -> BTreeMap<K, Sums> {
+        self.exporters.iter().map(|e| (key(e.exporter, e.port), Sums::from(e))).collect()
     }
 
     /// Write as one JSON object.

@@ -9,6 +9,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use loadgen::rng::SplitMix64;
+
 use crate::util::testdata;
 
 /// Mutations per seed through `decode` (see [`replay_mutations`] for `replay`).
@@ -16,21 +18,15 @@ const DECODE_MUTATIONS: u32 = 3000;
 /// Inputs never grow past this (the fuzzer's default max_len is 4096).
 const MAX_LEN: usize = 8192;
 
-/// splitmix64: small, seeded, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
+/// Indices from loadgen's seeded splitmix64 (small, deterministic).
+trait Below {
     /// Uniform-ish in `0..n` (`n > 0`).
+    fn below(&mut self, n: usize) -> usize;
+}
+
+impl Below for SplitMix64 {
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -42,7 +38,7 @@ fn fnv1a(s: &str) -> u64 {
 const INTERESTING: [u8; 10] = [0, 1, 5, 9, 10, 29, 30, 31, 0x7f, 0xff];
 
 /// Apply one to three random edits.
-fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut SplitMix64, seed: &[u8]) -> Vec<u8> {
     let mut v = seed.to_vec();
     for _ in 0..1 + rng.below(3) {
         match rng.below(8) {
@@ -62,7 +58,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
             2 => {
                 let at = rng.below(v.len() + 1);
                 for _ in 0..1 + rng.below(8) {
-                    v.insert(at, rng.next() as u8);
+                    v.insert(at, rng.next_u64() as u8);
                 }
             }
             // Delete a range.
@@ -97,7 +93,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
                     [0, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0xffff_fff0][rng.below(6)];
                 v[at..at + 4].copy_from_slice(&w.to_be_bytes());
             }
-            _ => v.push(rng.next() as u8),
+            _ => v.push(rng.next_u64() as u8),
         }
     }
     v.truncate(MAX_LEN);
@@ -197,7 +193,7 @@ fn mutated_seeds_never_panic() {
     for f in &files {
         let seed = std::fs::read(f).unwrap();
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let mut rng = Rng(fnv1a(&name));
+        let mut rng = SplitMix64::new(fnv1a(&name));
         let replays = replay_mutations(&seed);
         for i in 0..DECODE_MUTATIONS.max(replays) {
             let m = mutate(&mut rng, &seed);
@@ -223,7 +219,7 @@ fn mutated_seeds_never_panic() {
 fn mutator_is_deterministic_and_bounded() {
     let seed: Vec<u8> = (0..=255).collect();
     let run = || {
-        let mut rng = Rng(42);
+        let mut rng = SplitMix64::new(42);
         (0..500).map(|_| mutate(&mut rng, &seed)).collect::<Vec<_>>()
     };
     let a = run();

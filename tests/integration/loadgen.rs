@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use loadgen::{Config, Truth};
+use loadgen::{Config, Sums};
 use nfstitch::capture::{read_path, SkipCounters};
 use nfstitch::platform::ReuseportSocket;
 use nfstitch::wire::Datagram;
@@ -29,43 +29,6 @@ fn model(count: u64) -> Config {
         seed: 7,
         ..Config::default()
     }
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Sums {
-    datagrams: u64,
-    records: u64,
-    packets: u64,
-    octets: u64,
-}
-
-fn add(s: &mut Sums, dg: &Datagram<'_>) {
-    s.datagrams += 1;
-    for r in dg.records() {
-        s.records += 1;
-        s.packets += r.packets() as u64;
-        s.octets += r.octets() as u64;
-    }
-}
-
-fn truth_sums(t: &Truth) -> Sums {
-    Sums { datagrams: t.datagrams, records: t.records, packets: t.packets, octets: t.octets }
-}
-
-/// The truth's sums per exporter, keyed by `key` (its address, or address and port).
-fn exporter_sums<K: Ord>(t: &Truth, key: impl Fn(IpAddr, u16) -> K) -> BTreeMap<K, Sums> {
-    t.exporters
-        .iter()
-        .map(|e| {
-            let s = Sums {
-                datagrams: e.datagrams,
-                records: e.records,
-                packets: e.packets,
-                octets: e.octets,
-            };
-            (key(e.exporter, e.port), s)
-        })
-        .collect()
 }
 
 /// Replay with the given args; (flows, stats).
@@ -118,17 +81,13 @@ fn loadgen_pcap_decodes_and_sums_to_its_truth() {
             f.ts_ns.unwrap() / 1_000_000,
             "capture time = export time"
         );
-        add(per.entry(f.src).or_default(), &dg);
-        add(&mut total, &dg);
+        per.entry(f.src).or_default().add(&dg);
+        total.add(&dg);
     })
     .unwrap();
     assert_eq!(frames, 900);
-    assert_eq!(total, truth_sums(&truth));
-    assert_eq!(
-        per,
-        exporter_sums(&truth, |ip, _| ip),
-        "per exporter (frame source = exporter address)"
-    );
+    assert_eq!(total, Sums::from(&truth));
+    assert_eq!(per, truth.sums_by(|ip, _| ip), "per exporter (frame source = exporter address)");
     assert_eq!(per.len(), 3);
 }
 
@@ -236,8 +195,8 @@ fn live_loopback_send_matches_the_truth() {
         match rx.recv_from(&mut buf) {
             Ok((n, from)) => {
                 let dg = Datagram::parse(&buf[..n]).expect("decodes");
-                add(per.entry(from).or_default(), &dg);
-                add(&mut total, &dg);
+                per.entry(from).or_default().add(&dg);
+                total.add(&dg);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(1))
@@ -248,7 +207,7 @@ fn live_loopback_send_matches_the_truth() {
     let (truth, report, _) = sender.join().unwrap();
     assert_eq!(report.valid_sent, 200);
     assert!(report.lateness.count() > 0, "paced batches are measured");
-    assert_eq!(total, truth_sums(&truth), "nothing lost at 2000 datagrams/s");
-    let want = exporter_sums(&truth, SocketAddr::new);
+    assert_eq!(total, Sums::from(&truth), "nothing lost at 2000 datagrams/s");
+    let want = truth.sums_by(SocketAddr::new);
     assert_eq!(per, want, "each exporter from its own 127.0.1.x address");
 }

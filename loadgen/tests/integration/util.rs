@@ -1,12 +1,11 @@
 //! Helpers shared by loadgen's socket tests: run a config into a real UDP
 //! socket on 127.0.0.1 and collect what arrived; sums per exporter.
-#![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use loadgen::{Config, CorruptCounts, SendReport, Truth};
+use loadgen::{Config, CorruptCounts, SendReport, Sums, Truth};
 use nfstitch::platform::ReuseportSocket;
 use nfstitch::wire::{Datagram, HEADER_LEN, RECORD_LEN};
 
@@ -41,38 +40,9 @@ pub fn send_and_receive(cfg: Config) -> (Truth, SendReport, Vec<(SocketAddr, Vec
     (truth, report, got)
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sums {
-    pub datagrams: u64,
-    pub records: u64,
-    pub packets: u64,
-    pub octets: u64,
-}
-
-/// Count one valid datagram into `s`.
-pub fn add(s: &mut Sums, dg: &Datagram<'_>) {
-    s.datagrams += 1;
-    for r in dg.records() {
-        s.records += 1;
-        s.packets += r.packets() as u64;
-        s.octets += r.octets() as u64;
-    }
-}
-
 /// The truth's sums per exporter socket.
 pub fn truth_sums(t: &Truth) -> BTreeMap<SocketAddr, Sums> {
-    t.exporters
-        .iter()
-        .map(|e| {
-            let s = Sums {
-                datagrams: e.datagrams,
-                records: e.records,
-                packets: e.packets,
-                octets: e.octets,
-            };
-            (SocketAddr::new(e.exporter, e.port), s)
-        })
-        .collect()
+    t.sums_by(SocketAddr::new)
 }
 
 /// The bytes a pool does not patch: header without uptime, times and
@@ -96,7 +66,7 @@ pub fn check_stream(got: &[(SocketAddr, Vec<u8>)]) -> (BTreeMap<SocketAddr, Sums
     for (from, d) in got {
         match Datagram::parse(d) {
             Ok(dg) => {
-                add(per.entry(*from).or_default(), &dg);
+                per.entry(*from).or_default().add(&dg);
                 let h = dg.header();
                 if let Some(seq) = next_seq.get(from) {
                     assert_eq!(h.flow_sequence, *seq, "{from}: sequence continuous");

@@ -10,8 +10,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use loadgen::{Config, CorruptCounts, Truth};
 use nfstitch::wire::{HEADER_LEN, RECORD_LEN};
 
-mod common;
-use common::{check_stream, send_and_receive, truth_sums, unpatched};
+use crate::util::{check_stream, send_and_receive, truth_sums, unpatched};
 
 /// Whether this kernel takes `UDP_SEGMENT` at all (Linux 4.18+).
 fn kernel_has_gso() -> bool {

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use loadgen::Config;
+use loadgen::{Config, Sums};
 use nfstitch::wire::Datagram;
 
-mod common;
-use common::{add, check_stream, send_and_receive, truth_sums, unpatched, Sums};
+use crate::util::{check_stream, send_and_receive, truth_sums, unpatched};
 
 const POOL: u64 = 300;
 const EXPORTERS: usize = 3;
@@ -45,7 +44,7 @@ fn pool_stream_decodes_matches_the_truth_and_advances() {
     let mut by_exporter: BTreeMap<SocketAddr, Vec<&[u8]>> = BTreeMap::new();
     for (from, d) in &got {
         let dg = Datagram::parse(d).expect("every pool datagram decodes");
-        add(per.entry(*from).or_default(), &dg);
+        per.entry(*from).or_default().add(&dg);
         by_exporter.entry(*from).or_default().push(d);
     }
     assert_eq!(per, truth_sums(&truth));
