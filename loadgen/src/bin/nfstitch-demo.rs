@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         listen: vec!["127.0.0.1:0".parse()?],
         workers: nfstitch::platform::available_cores().clamp(1, 2),
         cpus: None,
-        rcvbuf: Some(8 << 20),
+        rcvbuf: Some(nfstitch::config::DEFAULT_RCVBUF),
         stats_interval: Duration::ZERO,
         flush_interval: Duration::from_millis(200),
         rx_coalesce: Duration::from_millis(1),
