@@ -67,6 +67,10 @@
 //!   `seq_lost_records` (late datagrams give theirs back: `seq_late_datagrams`;
 //!   exporter restarts: `seq_restarts`).
 //! - A capture frame without a UDP payload: `frames_skipped.<reason>` (replay).
+//! - The rest of a replay input whose framing broke part-way (a record
+//!   header past the end of the file, a capture cut short):
+//!   `frames_skipped.truncated_capture` and `damaged_captures` (file and
+//!   offset); everything before it is kept, and the replay exits non-zero.
 //! - A flow pushed out by `--max-flows` is *emitted* with reason `evicted`
 //!   (counted in `evictions`), not dropped: its sums are kept.
 //! - The output failed (disk full): `writer_error`, `unwritten_flows`,

@@ -9,7 +9,7 @@
 
 use std::io;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::capture::{read_path, Frame, SkipCounters};
 use crate::config::{Pipeline, Replay};
@@ -17,7 +17,7 @@ use crate::flow::{Flow, Shard};
 use crate::ingest::Ingest;
 use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
 use crate::results::{finish_report, open_output, Existing};
-use crate::stats::Report;
+use crate::stats::{DamagedCapture, Report};
 use crate::wire::HEADER_LEN;
 
 /// Export time of a raw datagram, for inputs without a capture timestamp.
@@ -36,12 +36,24 @@ fn write_flows(out: &mut Output, flows: &mut Vec<Flow>) -> io::Result<()> {
 }
 
 /// Run a replay, writing flows (and the dump) to the configured output.
+///
+/// A damaged input (a file whose framing breaks part-way) does not stop the
+/// replay: every flow read is written and the report printed, and then the
+/// damage is the error, so the process exits non-zero.
 pub fn run(cfg: &Replay) -> Result<Report> {
     let p = &cfg.pipeline;
     let mut out = open_output(p, Existing::Truncate)?;
     let report = replay_into(cfg, &mut out)?;
     out.flush().context("writing output")?;
     finish_report(p, &report)?;
+    if let Some(damaged) = &report.damaged_captures {
+        let list: Vec<String> = damaged.iter().map(|d| d.to_string()).collect();
+        bail!(
+            "damaged capture (the rest of the file skipped, counted in \
+             frames_skipped.truncated_capture; every flow read before it was written): {}",
+            list.join("; ")
+        );
+    }
     Ok(report)
 }
 
@@ -136,15 +148,23 @@ impl<'a> Replayer<'a> {
     }
 }
 
-/// The replay itself, into any [`Output`].
+/// The replay itself, into any [`Output`]. A damaged file is read up to the
+/// damage and the replay goes on with the next; the report lists the damage.
 pub fn replay_into(cfg: &Replay, out: &mut Output) -> Result<Report> {
     let mut r = Replayer::new(&cfg.pipeline, out);
     let mut skips = SkipCounters::default();
+    let mut damaged = Vec::new();
     for path in &cfg.files {
-        read_path(path, cfg.port, &mut skips, |frame| r.feed(frame))?;
+        let damage = read_path(path, cfg.port, &mut skips, |frame| r.feed(frame))?;
         if let Some(e) = r.take_error() {
             return Err(e).context("writing output");
         }
+        if let Some(d) = damage {
+            let file = path.display().to_string();
+            damaged.push(DamagedCapture { file, offset: d.offset, error: d.what });
+        }
     }
-    r.finish(&skips).context("writing output")
+    let mut report = r.finish(&skips).context("writing output")?;
+    report.damaged_captures = (!damaged.is_empty()).then_some(damaged);
+    Ok(report)
 }

@@ -66,6 +66,10 @@ pub struct Report {
     pub frames: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_skipped: Option<BTreeMap<&'static str, u64>>,
+    /// Replay only, when a file's framing broke part-way: where, per file
+    /// (each also counted in `frames_skipped.truncated_capture`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged_captures: Option<Vec<DamagedCapture>>,
     pub exporters: Vec<ExporterReport>,
     /// Live only: datagrams the kernel dropped on our sockets (receive buffer full).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +98,21 @@ pub struct Report {
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+}
+
+/// A replay input read only up to the point where its framing broke.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DamagedCapture {
+    pub file: String,
+    /// Byte offset of the record or block that could not be framed.
+    pub offset: u64,
+    pub error: String,
+}
+
+impl std::fmt::Display for DamagedCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}: {}", self.file, self.offset, self.error)
+    }
 }
 
 /// A note printed and stored with the export-to-receive histogram.
@@ -202,6 +221,9 @@ impl Report {
         }
         if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {
             writeln!(w, "  frames {f} read, {} skipped ({})", s.values().sum::<u64>(), list(s))?;
+        }
+        for d in self.damaged_captures.iter().flatten() {
+            writeln!(w, "  DAMAGED CAPTURE: {d}; the rest of that file was not read")?;
         }
         writeln!(
             w,

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_parser::pcapng::Block;
 use pcap_parser::{create_reader, Linktype, PcapBlockOwned, PcapError};
@@ -22,15 +22,42 @@ pub struct Frame<'a> {
     pub payload: &'a [u8],
 }
 
-/// Why a frame yielded no payload.
-pub const SKIP_REASONS: [&str; 5] =
-    ["not_udp", "port_filtered", "ip_fragment", "malformed_frame", "unsupported_linktype"];
+/// Why a frame yielded no payload. `truncated_capture`: the rest of a file
+/// whose framing broke (see [`Damage`]), counted as one frame.
+pub const SKIP_REASONS: [&str; 6] = [
+    "not_udp",
+    "port_filtered",
+    "ip_fragment",
+    "malformed_frame",
+    "unsupported_linktype",
+    "truncated_capture",
+];
 
 /// Frames skipped, by [`SKIP_REASONS`] index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SkipCounters {
     pub frames: u64,
-    pub skipped: [u64; 5],
+    pub skipped: [u64; 6],
+}
+
+/// Where a file's framing broke: a pcap record header whose length runs past
+/// the end of the file (or past any buffer), a pcapng block whose lengths
+/// disagree, a raw datagram cut short, a capture header that cannot be read.
+/// Nothing after it can be framed, so the reader stops there: every frame
+/// before it was handed on, and the rest of the file is counted as one
+/// `truncated_capture` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte offset in the file of the record or block that could not be framed.
+    pub offset: u64,
+    /// What was wrong there.
+    pub what: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at byte {}: {}", self.offset, self.what)
+    }
 }
 
 const NOT_UDP: usize = 0;
@@ -38,67 +65,112 @@ const PORT_FILTERED: usize = 1;
 const FRAGMENT: usize = 2;
 const MALFORMED: usize = 3;
 const LINKTYPE: usize = 4;
+const TRUNCATED: usize = 5;
 
 const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// Read one file, calling `each` for every UDP payload (pcap/pcapng/hex) or
 /// raw datagram (raw v5 files). `port` keeps only UDP packets to that
-/// destination port. Unreadable files and corrupt capture framing are errors;
-/// frames that are not UDP are counted in `skips`.
+/// destination port. A file that cannot be read is an error; a file whose
+/// framing breaks part-way is read up to the break and its [`Damage`]
+/// returned; frames that are not UDP are counted in `skips`.
+#[must_use = "a damaged file must be reported"]
 pub fn read_path(
     path: &Path,
     port: Option<u16>,
     skips: &mut SkipCounters,
     each: impl FnMut(Frame<'_>),
-) -> Result<()> {
+) -> Result<Option<Damage>> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    read_bytes(&bytes, port, skips, each)
-        .with_context(|| format!("bad capture file {}", path.display()))
+    Ok(read_bytes(&bytes, port, skips, each))
 }
 
 /// [`read_path`] over bytes already in memory (any bytes: never panics).
+#[must_use = "a damaged file must be reported"]
 pub fn read_bytes(
     bytes: &[u8],
     port: Option<u16>,
     skips: &mut SkipCounters,
     mut each: impl FnMut(Frame<'_>),
-) -> Result<()> {
+) -> Option<Damage> {
     let magic = bytes.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-    match magic {
-        Some(0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 | 0x0a0d_0d0a) => {
-            read_capture(bytes, port, skips, &mut each)
+    let damage = match magic {
+        Some(0x0a0d_0d0a) => read_pcapng(bytes, port, skips, &mut each),
+        Some(m @ (0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1)) => {
+            let little = matches!(m, 0xa1b2_c3d4 | 0xa1b2_3c4d);
+            read_capture(bytes, port, skips, &mut each).map(|(offset, what)| Damage {
+                offset: offset as u64,
+                what: pcap_record_damage(bytes, offset, little).unwrap_or(what),
+            })
         }
         _ => {
             if let Some(frame) = hex_frame(bytes) {
                 skips.frames += 1;
                 link_frame(Linktype::ETHERNET, &frame, None, port, skips, &mut each);
+                None
             } else {
-                raw_datagrams(bytes, skips, &mut each);
+                raw_datagrams(bytes, skips, &mut each)
             }
-            Ok(())
         }
+    };
+    if damage.is_some() {
+        skips.frames += 1;
+        skips.skipped[TRUNCATED] += 1;
     }
+    damage
 }
 
 /// Split a stream of concatenated raw v5 datagrams, framed by their counts.
 /// A header that cannot frame (too short, bad count, other version) makes the
-/// rest of the stream one datagram, which the decoder then rejects.
-fn raw_datagrams(bytes: &[u8], skips: &mut SkipCounters, each: &mut impl FnMut(Frame<'_>)) {
+/// rest of the stream one datagram, which the decoder then rejects. A v5
+/// header whose count runs past the end of the file is a datagram cut short:
+/// [`Damage`], not handed on.
+fn raw_datagrams(
+    bytes: &[u8],
+    skips: &mut SkipCounters,
+    each: &mut impl FnMut(Frame<'_>),
+) -> Option<Damage> {
     let mut rest = bytes;
     while !rest.is_empty() {
-        skips.frames += 1;
-        let framed = (rest.len() >= HEADER_LEN && rest[0] == 0 && rest[1] == 5)
+        let count = (rest.len() >= HEADER_LEN && rest[0] == 0 && rest[1] == 5)
             .then(|| u16::from_be_bytes([rest[2], rest[3]]) as usize)
-            .filter(|&c| (1..=30).contains(&c))
-            .map(|c| HEADER_LEN + RECORD_LEN * c)
-            .filter(|&n| n <= rest.len());
-        let n = framed.unwrap_or(rest.len());
+            .filter(|&c| (1..=30).contains(&c));
+        let n = match count.map(|c| (c, HEADER_LEN + RECORD_LEN * c)) {
+            Some((c, n)) if n > rest.len() => {
+                return Some(Damage {
+                    offset: (bytes.len() - rest.len()) as u64,
+                    what: format!(
+                        "v5 datagram of {c} records ({n} bytes) cut short: {} bytes left in the file",
+                        rest.len()
+                    ),
+                });
+            }
+            Some((_, n)) => n,
+            None => rest.len(),
+        };
+        skips.frames += 1;
         each(Frame { ts_ns: None, src: UNSPECIFIED, payload: &rest[..n] });
         rest = &rest[n..];
     }
+    None
+}
+
+/// What is wrong with the pcap record header at `offset` (16 bytes: seconds,
+/// fraction, caplen, origlen, in the file's byte order), when it is the
+/// header itself that cannot frame.
+fn pcap_record_damage(bytes: &[u8], offset: usize, little: bool) -> Option<String> {
+    let left = bytes.len().saturating_sub(offset);
+    let Some(h) = bytes.get(offset..offset + 16) else {
+        return Some(format!("pcap record header cut short: {left} bytes left in the file"));
+    };
+    let w = [h[8], h[9], h[10], h[11]];
+    let caplen = if little { u32::from_le_bytes(w) } else { u32::from_be_bytes(w) } as usize;
+    (caplen > left - 16).then(|| {
+        format!("pcap record header claims caplen {caplen} bytes, {} left in the file", left - 16)
+    })
 }
 
 /// Hex text of one frame (e.g. Wireshark's "copy as hex stream").
@@ -149,29 +221,48 @@ fn pcapng_sound_prefix(b: &[u8]) -> usize {
     off
 }
 
+/// A pcapng file: its sound prefix through [`read_capture`]; a break after it
+/// is [`Damage`] at the first unsound block.
+fn read_pcapng(
+    bytes: &[u8],
+    port: Option<u16>,
+    skips: &mut SkipCounters,
+    each: &mut impl FnMut(Frame<'_>),
+) -> Option<Damage> {
+    let sound = pcapng_sound_prefix(bytes);
+    if sound == 0 {
+        let what = "not a readable pcapng file (broken section header)".to_string();
+        return Some(Damage { offset: 0, what });
+    }
+    let damage = read_capture(&bytes[..sound], port, skips, each);
+    let damage = damage.or_else(|| {
+        (sound < bytes.len()).then(|| {
+            let what = format!(
+                "pcapng block lengths disagree or run past the end of the file ({} bytes left)",
+                bytes.len() - sound
+            );
+            (sound, what)
+        })
+    });
+    damage.map(|(offset, what)| Damage { offset: offset as u64, what })
+}
+
+/// Read a pcap or pcapng capture held in memory. Returns where its framing
+/// broke (the offset of the record or block that could not be read, and the
+/// reader's error), having handed on every frame before it.
 fn read_capture(
     bytes: &[u8],
     port: Option<u16>,
     skips: &mut SkipCounters,
     each: &mut impl FnMut(Frame<'_>),
-) -> Result<()> {
-    let bytes = if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
-        let sound = pcapng_sound_prefix(bytes);
-        if sound < bytes.len() {
-            skips.frames += 1;
-            skips.skipped[MALFORMED] += 1;
-        }
-        if sound == 0 {
-            bail!("not a readable pcapng file (broken section header)");
-        }
-        &bytes[..sound]
-    } else {
-        bytes
-    };
+) -> Option<(usize, String)> {
     // The whole file is in memory: a buffer the size of the file (up to 1 MiB,
     // enough for any block) avoids zero-filling 1 MiB for small inputs.
     let capacity = (bytes.len() + 4096).min(1 << 20);
-    let mut reader = create_reader(capacity, bytes).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut reader = match create_reader(capacity, bytes) {
+        Ok(r) => r,
+        Err(e) => return Some((0, format!("capture header unreadable: {e:?}"))),
+    };
     let mut legacy: Option<(Linktype, u64)> = None; // linktype, ns per fraction unit
     let mut interfaces: Vec<(Linktype, u64, i64)> = Vec::new(); // linktype, units/s, offset s
     loop {
@@ -215,19 +306,23 @@ fn read_capture(
                 }
                 reader.consume(offset);
             }
-            Err(PcapError::Eof) => return Ok(()),
+            Err(PcapError::Eof) => return None,
             Err(PcapError::Incomplete(_)) => {
                 if reader.refill().is_err() {
-                    bail!("capture framing broken");
+                    return Some((reader.consumed(), "capture unreadable".to_string()));
                 }
             }
-            // A capture cut short (a killed tcpdump): keep what was read, count the cut frame.
-            Err(PcapError::UnexpectedEof) => {
-                skips.frames += 1;
-                skips.skipped[MALFORMED] += 1;
-                return Ok(());
+            // A capture cut short (a killed tcpdump), a length past the end of
+            // the file or of any buffer, an unparsable block: nothing after it
+            // can be framed. Keep what was read.
+            Err(e) => {
+                let what = match e {
+                    PcapError::UnexpectedEof => "capture cut short".to_string(),
+                    PcapError::BufferTooSmall => "record longer than 1 MiB".to_string(),
+                    e => format!("{e:?}"),
+                };
+                return Some((reader.consumed(), what));
             }
-            Err(e) => bail!("{e:?}"),
         }
     }
 }
@@ -350,19 +445,22 @@ mod tests {
         let bytes = pcapng(b"hello v5", ts);
         let mut skips = SkipCounters::default();
         let mut got = Vec::new();
-        read_bytes(&bytes, Some(2055), &mut skips, |f| {
+        let damage = read_bytes(&bytes, Some(2055), &mut skips, |f| {
             got.push((f.ts_ns, f.src, f.payload.to_vec()))
-        })
-        .unwrap();
+        });
+        assert_eq!(damage, None);
         assert_eq!(got, [(Some(ts), "192.0.2.9".parse().unwrap(), b"hello v5".to_vec())]);
         assert_eq!(skips.frames, 1);
-        // A cut-off trailing block is one malformed frame; what came before is kept.
+        // A cut-off trailing block is damage at its offset, counted as one
+        // truncated_capture frame; what came before is kept.
         let mut cut = bytes.clone();
         cut.extend_from_slice(&bytes[bytes.len() - 40..bytes.len() - 8]);
         let mut skips = SkipCounters::default();
         let mut n = 0;
-        read_bytes(&cut, None, &mut skips, |_| n += 1).unwrap();
-        assert_eq!((n, skips.skipped[MALFORMED]), (1, 1));
+        let damage = read_bytes(&cut, None, &mut skips, |_| n += 1).expect("damage");
+        assert_eq!(damage.offset, bytes.len() as u64, "{damage}");
+        assert_eq!((n, skips.frames, skips.skipped[TRUNCATED]), (1, 2, 1));
+        assert_eq!(skips.skipped[MALFORMED], 0);
     }
 
     #[test]
@@ -375,12 +473,75 @@ mod tests {
             0x13, 0, 0, 0, 0,
         ];
         let mut skips = SkipCounters::default();
-        assert!(read_bytes(&crash, None, &mut skips, |_| {}).is_err());
+        let damage = read_bytes(&crash, None, &mut skips, |_| {}).expect("damage");
+        assert_eq!(damage.offset, 0);
         let mut short = pcapng(b"x", 1);
+        let at = short.len() as u64;
         short.extend_from_slice(&block(0x8000_0001, &[])[..8]); // claims 12, holds 8
         short.extend_from_slice(&[8, 0, 0, 0]);
         let mut n = 0;
-        read_bytes(&short, None, &mut skips, |_| n += 1).unwrap();
-        assert_eq!(n, 1);
+        let damage = read_bytes(&short, None, &mut skips, |_| n += 1).expect("damage");
+        assert_eq!((n, damage.offset), (1, at));
+    }
+
+    /// A pcap of `n` UDP datagrams, each payload `payload`, one per record.
+    fn pcap(n: usize, payload: &[u8]) -> Vec<u8> {
+        let mut w = crate::capture::PcapWriter::new(Vec::new()).unwrap();
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 9), Ipv4Addr::new(192, 0, 2, 1));
+        for i in 0..n {
+            w.write_udp(i as u64 * 1_000_000, (a, 5000), (b, 2055), payload).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    #[test]
+    fn pcap_record_header_past_the_end_keeps_what_came_before() {
+        let payload = [7u8; 100];
+        let rec = 16 + 42 + payload.len(); // record header, Ethernet + IPv4 + UDP, payload
+                                           // Past the end of a small file (the reader has it all), past the 1 MiB
+                                           // buffer of a large one, and inside a large file but longer than any buffer.
+        for (caplen, total) in [(u32::MAX, 5), (u32::MAX, 20_000), (2_000_000, 20_000)] {
+            let mut bytes = pcap(total, &payload);
+            // Damage the fourth record's caplen; three frames come before it.
+            let at = 24 + 3 * rec;
+            bytes[at + 8..at + 12].copy_from_slice(&caplen.to_le_bytes());
+            let mut skips = SkipCounters::default();
+            let mut n = 0;
+            let damage = read_bytes(&bytes, None, &mut skips, |_| n += 1).expect("damage");
+            assert_eq!(damage.offset, at as u64, "{caplen}/{total}: {damage}");
+            assert_eq!((n, skips.frames, skips.skipped[TRUNCATED]), (3, 4, 1), "{caplen}");
+        }
+        // A capture cut inside a record header, then inside a record.
+        let whole = pcap(5, &payload);
+        for cut in [24 + 4 * rec + 10, 24 + 4 * rec + 30] {
+            let mut skips = SkipCounters::default();
+            let mut n = 0;
+            let damage = read_bytes(&whole[..cut], None, &mut skips, |_| n += 1).expect("damage");
+            assert_eq!((n, damage.offset), (4, 24 + 4 * rec as u64), "{damage}");
+            assert_eq!(skips.skipped[TRUNCATED], 1);
+        }
+        let mut skips = SkipCounters::default();
+        assert_eq!(read_bytes(&whole, None, &mut skips, |_| {}), None);
+        assert_eq!((skips.frames, skips.skipped[TRUNCATED]), (5, 0));
+    }
+
+    #[test]
+    fn raw_datagram_cut_short_is_damage_not_a_rejection() {
+        let mut dg = vec![0, 5, 0, 2];
+        dg.resize(HEADER_LEN + 2 * RECORD_LEN, 0);
+        let mut bytes = [dg.clone(), dg.clone(), dg[..dg.len() - 1].to_vec()].concat();
+        let mut skips = SkipCounters::default();
+        let mut got = Vec::new();
+        let damage = read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.len()));
+        assert_eq!(damage.map(|d| d.offset), Some(2 * dg.len() as u64));
+        assert_eq!(got, [dg.len(), dg.len()]);
+        assert_eq!((skips.frames, skips.skipped[TRUNCATED]), (3, 1));
+        // A header that cannot frame is still one datagram for the decoder to reject.
+        bytes.truncate(2 * dg.len());
+        bytes.extend_from_slice(&[0, 5, 0, 31, 1, 2]);
+        let mut skips = SkipCounters::default();
+        got.clear();
+        assert_eq!(read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.len())), None);
+        assert_eq!(got, [dg.len(), dg.len(), 6]);
     }
 }

@@ -73,7 +73,7 @@ fn loadgen_pcap_decodes_and_sums_to_its_truth() {
     let mut total = Sums::default();
     let mut skips = SkipCounters::default();
     let mut frames = 0;
-    read_path(&pcap, None, &mut skips, |f| {
+    let damage = read_path(&pcap, None, &mut skips, |f| {
         frames += 1;
         let dg = Datagram::parse(f.payload).expect("every loadgen datagram decodes");
         assert_eq!(
@@ -85,6 +85,7 @@ fn loadgen_pcap_decodes_and_sums_to_its_truth() {
         total.add(&dg);
     })
     .unwrap();
+    assert_eq!(damage, None);
     assert_eq!(frames, 900);
     assert_eq!(total, Sums::from(&truth));
     assert_eq!(per, truth.sums_by(|ip, _| ip), "per exporter (frame source = exporter address)");

@@ -304,3 +304,75 @@ fn output_to_file() {
     let flows = flows(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(flows.len(), 2);
 }
+
+/// `n` one-record datagrams (one flow each, sport 1..=n) from T0, 1 ms apart.
+fn many(n: u16) -> Vec<Dg> {
+    (1..=n).map(|i| dg(T0 + i as u64 * 1_000_000, E1, i as u32 - 1, &[tcp(i, ACK, 1)])).collect()
+}
+
+#[test]
+fn damaged_pcap_record_header_keeps_what_was_read_and_exits_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    let dgs = many(12_000);
+    // The 9001st record's header claims 4 GiB: nothing after it can be framed.
+    let at = std::fs::metadata(write_pcap(dir.path(), "head.pcap", &dgs[..9000])).unwrap().len();
+    let bad = write_pcap(dir.path(), "bad.pcap", &dgs);
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes[at as usize + 8..at as usize + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&bad, &bytes).unwrap();
+    // A good file after the damaged one is still read.
+    let good =
+        write_pcap(dir.path(), "good.pcap", &[dg(T0 + 20 * S, E1, 12_000, &[tcp(60_000, ACK, 5)])]);
+    let out = dir.path().join("flows.jsonl");
+    let st = dir.path().join("stats.json");
+    let r = run(nfstitch()
+        .args(["replay", "-o"])
+        .arg(&out)
+        .arg("--stats-json")
+        .arg(&st)
+        .args([&bad, &good]));
+    assert_eq!(r.status.code(), Some(1), "damage exits 1; stderr:\n{}", r.stderr);
+    // The error names the file and the offset; the report was printed before it.
+    let needle =
+        format!("{} at byte {at}: pcap record header claims caplen 4294967295", bad.display());
+    assert!(r.stderr.contains(&needle), "stderr lacks {needle:?}:\n{}", r.stderr);
+    assert!(r.stderr.contains("nfstitch: datagrams 9001 accepted"), "{}", r.stderr);
+    assert!(r.stderr.contains("DAMAGED CAPTURE"), "{}", r.stderr);
+    let flows = flows(&std::fs::read_to_string(&out).unwrap());
+    let st = stats(&st);
+    assert_eq!(flows.len(), 9001, "every flow read before the damage, and the next file's");
+    assert_eq!(st["datagrams"], 9001);
+    assert_eq!(st["frames"], 9002, "9000 + 1 read, the damaged rest counted as one");
+    assert_eq!(st["frames_skipped"]["truncated_capture"], 1);
+    assert_eq!(st["frames_skipped"]["malformed_frame"], 0);
+    let d = &st["damaged_captures"];
+    assert_eq!(d.as_array().unwrap().len(), 1, "{d}");
+    assert_eq!((d[0]["file"].as_str(), d[0]["offset"].as_u64()), (bad.to_str(), Some(at)));
+    assert_conserved(&flows, &st);
+    // The same capture undamaged: exit 0, no damage key.
+    let whole = write_pcap(dir.path(), "whole.pcap", &dgs);
+    let (flows, st, _) = replay(&[], &[&whole]);
+    assert_eq!(flows.len(), 12_000);
+    assert_eq!(st["frames_skipped"]["truncated_capture"], 0);
+    assert!(st.get("damaged_captures").is_none());
+}
+
+#[test]
+fn raw_file_cut_inside_its_last_datagram_is_damage_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = many(3).into_iter().flat_map(|d| d.bytes).collect();
+    let raw = dir.path().join("cut.bin");
+    std::fs::write(&raw, &bytes[..bytes.len() - 10]).unwrap();
+    let st = dir.path().join("stats.json");
+    let r = run(nfstitch().args(["replay", "--stats-json"]).arg(&st).arg(&raw));
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    let at = 2 * (24 + 48);
+    assert!(r.stderr.contains(&format!("cut.bin at byte {at}: v5 datagram")), "{}", r.stderr);
+    let st = stats(&st);
+    assert_eq!(flows(&r.stdout).len(), 2);
+    assert_eq!(
+        (st["datagrams"].as_u64(), st["rejected"]["length_mismatch"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(st["frames_skipped"]["truncated_capture"], 1);
+}
