@@ -9,7 +9,8 @@
 //!
 //! The server is `$NFSTITCH_CLICKHOUSE_URL` (default `http://127.0.0.1:8123/`,
 //! the one `.ci/clickhouse.sh start` runs); without one answering, the insert
-//! bench is left out with a note (a failure when `$CI` is set). It inserts
+//! bench is left out with a note (a failure under `$NFSTITCH_REQUIRE_ALL`,
+//! which `.ci/run` sets: the integration tests' skip rule). It inserts
 //! into `nfstitch_bench_<pid>`, dropped at the end.
 //!
 //! `cargo bench --bench clickhouse` measures; `cargo test --benches` runs each once.
@@ -25,6 +26,8 @@ use nfstitch::sink::FlowSink;
 
 mod common;
 use common::{record, T0};
+#[path = "../tests/integration/skip.rs"]
+mod skip;
 
 /// Flow `i`, made of [`record`] `i`: ended by a FIN 2 ms after it began.
 fn flow(i: u32) -> Flow {
@@ -90,13 +93,7 @@ fn query(url: &str, sql: &str) {
 fn insert(c: &mut Criterion) {
     let url = match server() {
         Ok(u) => u,
-        Err(why) if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") => {
-            panic!("CI is set but the ClickHouse bench cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIP clickhouse/insert_200k_flows: {why}");
-            return;
-        }
+        Err(why) => return skip::skip(&format!("clickhouse/insert_200k_flows: {why}")),
     };
     const N: usize = 200_000;
     let table = format!("nfstitch_bench_{}", std::process::id());

@@ -10,7 +10,7 @@
 //! `$CLICKHOUSE_DIR/server.crt` (or `$NFSTITCH_CLICKHOUSE_CA`); the restart
 //! test stops and starts it with the same script, so the tests take turns.
 //! Skips (with "SKIP: ...") when clickhouse-server is not installed or nothing
-//! answers on the URL; under CI (`$CI` set) a skip is a failure.
+//! answers on the URL; under `$NFSTITCH_REQUIRE_ALL` (`.ci/run`) a skip is a failure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::collect::{send, start, traffic};
+use crate::skip::skip;
 
 fn url() -> String {
     let mut u = std::env::var("NFSTITCH_CLICKHOUSE_URL")
@@ -53,14 +54,6 @@ fn ca_file() -> PathBuf {
 fn take_turns() -> MutexGuard<'static, ()> {
     static SERVER: Mutex<()> = Mutex::new(());
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Print why the test does not run; under CI that is a failure.
-fn skip(why: &str) {
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
-        panic!("CI is set but the ClickHouse test cannot run: {why}");
-    }
-    eprintln!("SKIP: {why}");
 }
 
 /// The tools and the server answering on `url`, or why not.

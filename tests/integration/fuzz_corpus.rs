@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use loadgen::rng::SplitMix64;
 
-use crate::util::testdata;
+use crate::util::{skip, testdata};
 
 /// Mutations per seed through `decode` (see [`replay_mutations`] for `replay`).
 const DECODE_MUTATIONS: u32 = 3000;
@@ -171,7 +171,7 @@ fn public_invalid() -> Vec<PathBuf> {
         if p.is_file() {
             v.push(p);
         } else {
-            eprintln!("SKIP: {} not found", p.display());
+            skip(&format!("{} not found", p.display()));
         }
     }
     v

@@ -8,7 +8,7 @@
 //! Needs softflowd, tcpdump, curl, nfcapd, nfdump and python3 (CI installs
 //! them with `.ci/install-deps.sh`) and the right to capture on `lo`
 //! (root or CAP_NET_RAW); without them the test prints `SKIP: ...` and
-//! passes. Every wait is bounded; every process it starts is killed by
+//! passes (fails under `$NFSTITCH_REQUIRE_ALL`, as `.ci/run` sets). Every wait is bounded; every process it starts is killed by
 //! PID (and only those) if the test fails half-way.
 
 use std::io::{BufRead, BufReader, Read};
@@ -317,8 +317,7 @@ fn softflowd_to_nfstitch_and_nfcapd() {
         match find_tool(n) {
             Some(p) => tools.push(p),
             None => {
-                eprintln!("SKIP: {n} not installed (run .ci/install-deps.sh as root)");
-                return;
+                return skip(&format!("{n} not installed (run .ci/install-deps.sh as root)"));
             }
         }
     }
@@ -373,8 +372,9 @@ fn softflowd_to_nfstitch_and_nfcapd() {
     if let Err(e) = td.wait_line(STEP, &mut seen, |l| l.contains("listening on").then_some(())) {
         let text = seen.join("\n");
         if text.contains("ermission") || text.contains("not permitted") {
-            eprintln!("SKIP: tcpdump cannot capture on lo here (needs root/CAP_NET_RAW): {text}");
-            return;
+            return skip(&format!(
+                "tcpdump cannot capture on lo here (needs root/CAP_NET_RAW): {text}"
+            ));
         }
         panic!("tcpdump did not start: {e}\n{text}");
     }

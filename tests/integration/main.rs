@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
+mod ci;
 mod clickhouse;
 mod collect;
 mod fuzz_corpus;
@@ -10,4 +11,5 @@ mod loadgen;
 mod ops;
 mod reliability;
 mod replay;
+mod skip;
 mod util;

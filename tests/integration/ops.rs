@@ -80,9 +80,7 @@ fn prometheus_metrics_scrape() {
         let r = wait_bounded(child, Duration::from_secs(30));
         assert!(r.status.success(), "promtool check metrics failed:\n{}{}", r.stdout, r.stderr);
     } else {
-        eprintln!(
-            "SKIP: promtool not installed (apt-get install prometheus); exposition not validated"
-        );
+        skip("promtool not installed (apt-get install prometheus); exposition not validated");
     }
     let (_, st, _) = c.stop();
     assert_eq!(st["datagrams"].as_u64().unwrap(), sent);

@@ -12,6 +12,8 @@ use nfstitch::capture::PcapWriter;
 use nfstitch::wire::{encode, HeaderFields, RecordFields};
 use serde_json::Value;
 
+pub use crate::skip::skip;
+
 pub const S: u64 = 1_000_000_000;
 
 pub fn nfstitch() -> Command {
@@ -19,7 +21,8 @@ pub fn nfstitch() -> Command {
 }
 
 /// The shared public captures: `$NFSTITCH_TESTDATA` or `../shared/testdata`.
-/// `None` (and a message) when absent: the test then skips.
+/// `None` when absent: the test then skips ([`skip`]: a failure under
+/// `$NFSTITCH_REQUIRE_ALL`).
 pub fn testdata() -> Option<PathBuf> {
     let dir = std::env::var_os("NFSTITCH_TESTDATA")
         .map(PathBuf::from)
@@ -27,7 +30,7 @@ pub fn testdata() -> Option<PathBuf> {
     if dir.join("oracle.tsv").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIP: test data not found at {} (set NFSTITCH_TESTDATA)", dir.display());
+        skip(&format!("test data not found at {} (set NFSTITCH_TESTDATA)", dir.display()));
         None
     }
 }
