@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
 mod clickhouse;
+mod clickhouse_failures;
 mod collect;
 mod fuzz_corpus;
 mod histograms;

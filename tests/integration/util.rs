@@ -32,6 +32,7 @@ pub fn testdata() -> Option<PathBuf> {
     }
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub status: ExitStatus,
     pub stdout: String,
