@@ -496,8 +496,8 @@ fn bad_settings_are_refused() {
     assert!(ClickHouseSink::new(cfg("http://h/".into(), dir.path(), 2, 1)).is_err());
 }
 
-/// What ClickHouse 18.16 answers to a wrong password (HTTP 500 there; newer
-/// servers say 516 and 401/403).
+/// What ClickHouse 18.16 answers to a wrong password (checked against one;
+/// newer servers say `Code: 516` and 401 or 403).
 const WRONG_PASSWORD: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 96\r\n\r\n\
     Code: 193, e.displayText() = DB::Exception: Wrong password for user default, e.what() = DB::Excep";
 
