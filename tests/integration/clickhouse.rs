@@ -344,6 +344,21 @@ fn https_collector(
     ca: Option<&std::path::Path>,
     spool: &std::path::Path,
 ) -> crate::collect::Collector {
+    let mut args = vec!["--clickhouse-batch", "500"];
+    if let Some(ca) = ca {
+        args.extend(["--clickhouse-ca", ca.to_str().unwrap()]);
+    }
+    ch_collector(url, table, spool, &args)
+}
+
+/// A collector (2 workers, FIN flows out at once) inserting into `table`,
+/// batches sealed every 200 ms, spooling to `spool`; `extra` flags added.
+fn ch_collector(
+    url: &str,
+    table: &str,
+    spool: &std::path::Path,
+    extra: &[&str],
+) -> crate::collect::Collector {
     let mut args = vec![
         "--workers",
         "2",
@@ -355,14 +370,10 @@ fn https_collector(
         table,
         "--clickhouse-interval",
         "200ms",
-        "--clickhouse-batch",
-        "500",
         "--spool-dir",
         spool.to_str().unwrap(),
     ];
-    if let Some(ca) = ca {
-        args.extend(["--clickhouse-ca", ca.to_str().unwrap()]);
-    }
+    args.extend_from_slice(extra);
     start(&args)
 }
 
@@ -503,24 +514,7 @@ fn clickhouse_wrong_password_is_permanent_and_the_right_one_delivers_everything(
     let spool_dir = dir.path().join("spool");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong-password\n").unwrap();
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "--workers",
-            "2",
-            "--linger",
-            "0s",
-            "--clickhouse",
-            &url,
-            "--clickhouse-table",
-            &table,
-            "--clickhouse-interval",
-            "200ms",
-            "--spool-dir",
-            spool_dir.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        start(&args)
-    };
+    let run = |extra: &[&str]| ch_collector(&url, &table, &spool_dir, extra);
     // The server's default user has no password: any password is wrong (HTTP 401, Code 193).
     let c = run(&["--clickhouse-password-file", pw.to_str().unwrap()]);
     send(&traffic(1, 50, 500), c.addr);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::http::PostError;
+use super::url::percent_decode;
 use super::*;
 use crate::flow::{EndReason, FlowRecord, KeySpec};
 use crate::sink::FlowSink;
@@ -271,27 +272,6 @@ struct Req {
 }
 
 type Seen = Arc<Mutex<Vec<Req>>>;
-
-/// `%XX` → byte (the query is sent percent-encoded).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
 
 /// A stand-in ClickHouse: answers the first `fail` requests with 500
 /// (chunked) or the answer given, the rest with 200, and records every request.

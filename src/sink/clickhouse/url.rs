@@ -197,7 +197,7 @@ fn param_name(kv: &str) -> String {
 }
 
 /// `%XX` → byte; anything else as it is.
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
