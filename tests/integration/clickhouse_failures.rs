@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use crate::collect::{send, start, traffic};
-use crate::ops::{http_get, metric_sum, wait_line};
+use crate::ops::{http_get, metric_sum, promtool_check, wait_line};
 use crate::util::{nfstitch, run};
 
 const SECRET: &str = "s3cret-Pw";
@@ -189,6 +189,7 @@ fn a_server_answering_401_is_a_permanent_error_and_the_spool_stays_bounded() {
     assert!(body.contains("# TYPE nfstitch_sink_permanent_error gauge"), "{body}");
     assert!(body.contains("# TYPE nfstitch_sink_permanent_errors_total counter"), "{body}");
     assert!(metric_sum(&body, "nfstitch_sink_spool_bytes", "clickhouse") <= max as f64);
+    promtool_check(body.split_once("\r\n\r\n").map_or(&*body, |(_, b)| b));
     // One attempt (CREATE and INSERT), then nothing for a minute: not a
     // tight loop (backoff would have tried again at 0.1, 0.3, 0.7, 1.5 s).
     std::thread::sleep(Duration::from_secs(2));

@@ -39,6 +39,27 @@ pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// promtool validates the exposition (Debian package `prometheus`); skipped
+/// (and said) when it is not installed.
+pub fn promtool_check(body: &str) {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIP: promtool not installed (apt-get install prometheus); exposition not validated"
+        );
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let r = wait_bounded(child, Duration::from_secs(30));
+    assert!(r.status.success(), "promtool check metrics failed:\n{}{}", r.stdout, r.stderr);
+}
+
 #[test]
 fn prometheus_metrics_scrape() {
     let c = start(&["--workers", "2", "--metrics", "127.0.0.1:0", "--rcvbuf", "4000000"]);
@@ -67,23 +88,7 @@ fn prometheus_metrics_scrape() {
         .contains("nfstitch_latency_seconds{histogram=\"receive_to_applied\",quantile=\"0.99\"}"));
     assert!(body.contains("nfstitch_rejected_total{worker=\"0\",reason=\"bad_count\"} 0"));
     assert!(http_get(addr, "/other").starts_with("HTTP/1.1 404"));
-    // promtool validates the exposition (Debian package `prometheus`).
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        let mut child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let r = wait_bounded(child, Duration::from_secs(30));
-        assert!(r.status.success(), "promtool check metrics failed:\n{}{}", r.stdout, r.stderr);
-    } else {
-        eprintln!(
-            "SKIP: promtool not installed (apt-get install prometheus); exposition not validated"
-        );
-    }
+    promtool_check(&body);
     let (_, st, _) = c.stop();
     assert_eq!(st["datagrams"].as_u64().unwrap(), sent);
 }
