@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use nfstitch::flow::{EndReason, Flow, KeySpec};
-use nfstitch::sink::clickhouse::{encode_row, ClickHouseConfig, ClickHouseSink, ROW_SIZE};
+use nfstitch::sink::clickhouse::{
+    encode_row, ClickHouseConfig, ClickHouseSink, ClickHouseUrl, ROW_SIZE,
+};
 use nfstitch::sink::FlowSink;
 
 mod common;
@@ -110,12 +112,14 @@ fn insert(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let cfg = ClickHouseConfig {
-                    url: url.clone(),
+                    url: ClickHouseUrl::new(url.clone()),
+                    password: None,
                     table: table.clone(),
                     batch_rows: 50_000,
                     batch_interval: Duration::from_secs(1),
                     max_buffered_rows: 1_000_000,
                     spool_dir: spool.path().join("spool"),
+                    spool_max_bytes: nfstitch::cli::DEFAULT_SPOOL_MAX_BYTES,
                     ca: None,
                 };
                 let t = Instant::now();

@@ -12,6 +12,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::flow::KeySpec;
+use crate::sink::clickhouse::ClickHouseUrl;
 
 /// Default flow capacity (all shards together): about 1.5 GiB of flow state.
 pub const DEFAULT_MAX_FLOWS: usize = 8_000_000;
@@ -22,6 +23,8 @@ pub const DEFAULT_RESERVE_FLOWS: usize = 1 << 17;
 /// 0.29 s at 50k datagrams/s, 29 ms at 500k/s. The kernel default (208 KiB,
 /// about 90 datagrams) overflows in under 2 ms at 50k/s.
 pub const DEFAULT_RCVBUF: usize = 32 << 20;
+/// Default `--spool-max-bytes`: 4 GiB, about 38 million flows (111 bytes each).
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 4 << 30;
 
 /// NetFlow v5 collector and online flow restitcher.
 ///
@@ -102,9 +105,17 @@ pub struct CollectArgs {
     #[arg(long)]
     pub histogram_dir: Option<PathBuf>,
     /// Also insert flows into ClickHouse over its HTTP interface, e.g.
-    /// http://127.0.0.1:8123/ (or https://, see --clickhouse-ca)
+    /// http://127.0.0.1:8123/ (or https://, see --clickhouse-ca). Printed
+    /// without its password; better, keep the password out of it with
+    /// --clickhouse-password-file.
     #[arg(long)]
-    pub clickhouse: Option<String>,
+    pub clickhouse: Option<ClickHouseUrl>,
+    /// Read the ClickHouse password from this file (one line; a trailing
+    /// newline is dropped), read once at start; sent as HTTP basic auth with
+    /// the URL's user (user@ or ?user=, else `default`). Without it, the
+    /// password in the --clickhouse URL, else $NFSTITCH_CLICKHOUSE_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
     /// ClickHouse table (created when missing, MergeTree ordered by time).
     #[arg(long, default_value = "nfstitch_flows")]
     pub clickhouse_table: String,
@@ -124,6 +135,11 @@ pub struct CollectArgs {
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,
+    /// The spool never takes more than this (e.g. 4GiB, 500MiB, or bytes;
+    /// K, M, G, T are powers of 1024); batches beyond it are dropped and
+    /// counted (dropped_flows). 0: no spool.
+    #[arg(long, default_value = "4GiB", value_parser = parse_bytes)]
+    pub spool_max_bytes: u64,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
@@ -201,6 +217,24 @@ pub struct ReplayArgs {
     /// Capture (pcap, pcapng), raw v5 datagram file, or hex text of one frame.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// Sizes: bytes, or a number with K, M, G or T (powers of 1024; `KiB`,
+/// `MiB`, `GiB`, `TiB` and `KB` ... the same).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let bad = || format!("{s:?} is not a size (examples: 4GiB, 500MiB, 1048576)");
+    let n: u64 = s[..digits].parse().map_err(|_| bad())?;
+    let shift = match s[digits..].trim_start().trim_end_matches(['B', 'b']).trim_end_matches('i') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Durations: `310s`, `31m`, `1h30m`, `500ms`, or a bare number of seconds.

@@ -6,7 +6,7 @@
 //! parsing, and every value here is already checked.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -16,7 +16,10 @@ pub use crate::cli::{DEFAULT_MAX_FLOWS, DEFAULT_RCVBUF, DEFAULT_RESERVE_FLOWS};
 use crate::flow::{KeySpec, ShardConfig};
 use crate::output::rotate::Rotation;
 use crate::output::{Format, TimeFormat};
-use crate::sink::clickhouse::ClickHouseConfig;
+use crate::sink::clickhouse::{ClickHouseConfig, ClickHouseUrl, Password};
+
+/// The environment variable that can hold the ClickHouse password.
+pub const PASSWORD_ENV: &str = "NFSTITCH_CLICKHOUSE_PASSWORD";
 
 /// Default linger after a FIN/RST record (the origin's 310 s).
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(310);
@@ -210,7 +213,16 @@ impl Collect {
         if a.clickhouse.is_none() && a.clickhouse_ca.is_some() {
             bail!("--clickhouse-ca needs --clickhouse");
         }
-        let clickhouse = a.clickhouse.as_ref().map(|url| clickhouse(a, url)).transpose()?;
+        if a.clickhouse.is_none() && a.clickhouse_password_file.is_some() {
+            bail!("--clickhouse-password-file needs --clickhouse");
+        }
+        let env = match std::env::var(PASSWORD_ENV) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => bail!("{PASSWORD_ENV} is not UTF-8"),
+        };
+        let clickhouse =
+            a.clickhouse.as_ref().map(|url| clickhouse(a, url, env.as_deref())).transpose()?;
         Ok(Collect {
             pipeline,
             listen: a.listen.clone(),
@@ -242,12 +254,14 @@ fn rotation(a: &CollectArgs, p: &Pipeline, every: Duration) -> Result<Rotation> 
     Ok(Rotation { dir, every, compress, ext: p.format.extension() })
 }
 
-/// `--clickhouse URL` and the `--clickhouse-*` flags that go with it.
-fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+/// `--clickhouse URL` and the `--clickhouse-*` flags that go with it; `env`
+/// is `$NFSTITCH_CLICKHOUSE_PASSWORD`.
+fn clickhouse(a: &CollectArgs, url: &ClickHouseUrl, env: Option<&str>) -> Result<ClickHouseConfig> {
+    let raw = url.expose();
+    if !(raw.starts_with("http://") || raw.starts_with("https://")) {
         bail!("--clickhouse: {url:?} is not an http:// or https:// URL of ClickHouse's HTTP interface");
     }
-    if a.clickhouse_ca.is_some() && !url.starts_with("https://") {
+    if a.clickhouse_ca.is_some() && !raw.starts_with("https://") {
         bail!("--clickhouse-ca is for https:// URLs; --clickhouse is not one");
     }
     let table = &a.clickhouse_table;
@@ -258,8 +272,11 @@ fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
     if a.clickhouse_batch == 0 || a.clickhouse_buffer < a.clickhouse_batch {
         bail!("--clickhouse-batch must be at least 1 and at most --clickhouse-buffer");
     }
+    let password = password(a.clickhouse_password_file.as_deref(), url, env)?;
     Ok(ClickHouseConfig {
-        url: url.to_string(),
+        url: url.clone(),
+        password,
+        spool_max_bytes: a.spool_max_bytes,
         table: table.clone(),
         batch_rows: a.clickhouse_batch,
         batch_interval: a.clickhouse_interval,
@@ -267,6 +284,34 @@ fn clickhouse(a: &CollectArgs, url: &str) -> Result<ClickHouseConfig> {
         ca: a.clickhouse_ca.clone(),
         spool_dir: a.spool_dir.clone(),
     })
+}
+
+/// The ClickHouse password from outside the URL: `--clickhouse-password-file`
+/// (never together with a password in the URL), else, when the URL has none,
+/// `$NFSTITCH_CLICKHOUSE_PASSWORD` (set and not empty).
+fn password(
+    file: Option<&Path>,
+    url: &ClickHouseUrl,
+    env: Option<&str>,
+) -> Result<Option<Password>> {
+    let Some(file) = file else {
+        return Ok(env
+            .filter(|v| !v.is_empty() && !url.has_password())
+            .map(|v| Password::new(v, PASSWORD_ENV)));
+    };
+    let flag = format!("--clickhouse-password-file {}", file.display());
+    if url.has_password() {
+        bail!("{flag}: the --clickhouse URL has a password too; keep it in one place (the file)");
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{flag}: cannot read: {e}"))?;
+    let pw = text.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        bail!("{flag}: the file is empty");
+    }
+    if pw.contains(['\n', '\r']) {
+        bail!("{flag}: more than one line; the file holds only the password");
+    }
+    Ok(Some(Password::new(pw, flag)))
 }
 
 /// `--cpus`: `0,2-3,5` → [0, 2, 3, 5].
@@ -329,6 +374,77 @@ mod tests {
             let e = collect(args).unwrap_err().to_string();
             assert!(e.starts_with(flag), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_or_the_environment_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let f = file.to_str().unwrap();
+        let ch = |args: &[&str], env: Option<&str>| -> Result<ClickHouseConfig> {
+            let cli = Cli::try_parse_from([&["nfstitch", "collect"], args].concat()).unwrap();
+            let Some(Command::Collect(a)) = cli.command else { panic!("not collect") };
+            clickhouse(&a, a.clickhouse.as_ref().unwrap(), env)
+        };
+        let pw = |c: ClickHouseConfig| c.password.map(|p| (p.expose().to_string(), p.source));
+        // The file, trimmed of its newline; it wins over the environment.
+        let c = ch(&["--clickhouse", "http://u@h/", "--clickhouse-password-file", f], Some("env"));
+        let c = c.unwrap();
+        let shown = format!("{c:#?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("*** (from --clickhouse-password-file")
+        );
+        assert_eq!(pw(c), Some(("s3cret".into(), format!("--clickhouse-password-file {f}"))));
+        // The environment when nothing else gives one; the URL's own password wins over it.
+        let c = ch(&["--clickhouse", "http://h/"], Some("s3cret")).unwrap();
+        assert_eq!(pw(c), Some(("s3cret".into(), PASSWORD_ENV.into())));
+        assert_eq!(pw(ch(&["--clickhouse", "http://h/"], Some("")).unwrap()), None);
+        let c = ch(&["--clickhouse", "http://u:s3cret@h/?password=s3cret"], Some("env")).unwrap();
+        assert_eq!(pw(c.clone()), None);
+        let shown = format!("{c:#?}");
+        assert!(!shown.contains("s3cret") && shown.contains("u:***@h/?password=***"), "{shown}");
+        // Refusals name the flag.
+        for (args, text) in [
+            (
+                &["--clickhouse", "http://u:p@h/", "--clickhouse-password-file", f][..],
+                "has a password too",
+            ),
+            (
+                &["--clickhouse", "http://h/", "--clickhouse-password-file", "/nonexistent/pw"],
+                "cannot read",
+            ),
+        ] {
+            let e = ch(args, None).unwrap_err().to_string();
+            assert!(e.starts_with("--clickhouse-password-file ") && e.contains(text), "{e}");
+        }
+        for (content, text) in [("\n", "empty"), ("a\nb\n", "more than one line")] {
+            std::fs::write(&file, content).unwrap();
+            let e = ch(&["--clickhouse", "http://h/", "--clickhouse-password-file", f], None);
+            let e = e.unwrap_err().to_string();
+            assert!(e.starts_with("--clickhouse-password-file ") && e.contains(text), "{e}");
+        }
+        let e = collect(&["--clickhouse-password-file", f]).unwrap_err().to_string();
+        assert!(e.starts_with("--clickhouse-password-file needs --clickhouse"), "{e}");
+        // A bad URL's message hides the password too.
+        let e = ch(&["--clickhouse", "ftp://u:s3cret@h/"], None).unwrap_err().to_string();
+        assert!(e.starts_with("--clickhouse: \"ftp://u:***@h/\""), "{e}");
+    }
+
+    #[test]
+    fn spool_max_bytes_takes_sizes() {
+        use crate::cli::parse_bytes;
+        for (s, n) in [("0", 0), ("1048576", 1 << 20), ("4GiB", 4 << 30), ("500MiB", 500 << 20)] {
+            assert_eq!(parse_bytes(s), Ok(n), "{s}");
+        }
+        for (s, n) in [("2G", 2u64 << 30), ("3 KB", 3 << 10), ("1T", 1 << 40)] {
+            assert_eq!(parse_bytes(s), Ok(n), "{s}");
+        }
+        for bad in ["", "x", "4PB", "-1", "1.5G", "99999999999999T"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        let c = collect(&["--clickhouse", "http://h/"]).unwrap().clickhouse.unwrap();
+        assert_eq!(c.spool_max_bytes, crate::cli::DEFAULT_SPOOL_MAX_BYTES);
     }
 
     #[test]

@@ -76,7 +76,9 @@
 //! - The output failed (disk full): `writer_error`, `unwritten_flows`,
 //!   `unwritten_dump_rows`, and a non-zero exit.
 //! - A sink could not deliver: its own counters under `sinks.<name>`
-//!   (ClickHouse: `rows_spooled`, `rows_dropped`, `insert_errors`, ...).
+//!   (ClickHouse: `rows_spooled`, `insert_errors`, `permanent_error`, ...);
+//!   flows it could not keep: `dropped_flows` (the spool at
+//!   `--spool-max-bytes`) and `rows_dropped` (the spool could not be written).
 //! - A full queue between threads is not a drop: `queue_stalls`.
 //!
 //! Decode, shard and wheel never read a clock: time is a parameter.

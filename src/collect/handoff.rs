@@ -93,6 +93,15 @@ impl Mailbox {
     }
 }
 
+/// One extra sink's counters as the writer last published them (for `/metrics`).
+#[derive(Debug, Clone)]
+pub struct SinkCounters {
+    pub name: &'static str,
+    pub counters: Vec<(&'static str, u64)>,
+    /// Which counters are gauges.
+    pub gauges: &'static [&'static str],
+}
+
 /// State every thread shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -109,6 +118,8 @@ pub struct Shared {
     pub reopen: AtomicBool,
     /// The writer's flow-end-to-written histogram, published about once a second.
     pub writer_latency: Mutex<Latency>,
+    /// The extra sinks' counters, published by the writer about once a second.
+    pub sink_counters: Mutex<Vec<SinkCounters>>,
     /// Flow rows the writer wrote, set when it ends (with a failure, what
     /// the shards emitted beyond it is the loss).
     pub flows_written: AtomicU64,
@@ -128,6 +139,7 @@ impl Shared {
             writer_failed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
             writer_latency: Mutex::new(Latency::new()),
+            sink_counters: Mutex::new(Vec::new()),
             flows_written: AtomicU64::new(0),
             writer_thread: OnceLock::new(),
             writer_parked: AtomicBool::new(false),

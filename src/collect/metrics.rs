@@ -282,6 +282,8 @@ pub fn render(shared: &Shared) -> String {
         }
     }
 
+    sinks(&mut f, shared);
+
     // Latency summaries (seconds).
     let mut rx = Latency::new();
     let mut export = Latency::new();
@@ -322,6 +324,32 @@ pub fn render(shared: &Shared) -> String {
         f.sample("nfstitch_latency_seconds_count", &[("histogram", name.to_string())], s.count);
     }
     out
+}
+
+/// The extra sinks' counters: `nfstitch_sink_<name>_total` (counters) and
+/// `nfstitch_sink_<name>` (gauges), labelled by sink.
+fn sinks(f: &mut Family<'_>, shared: &Shared) {
+    let sinks = shared.sink_counters.lock().map(|s| s.clone()).unwrap_or_default();
+    /// Is it a gauge, and its samples: (sink, value).
+    type Samples<'a> = (bool, Vec<(&'a str, u64)>);
+    // One family per metric name.
+    let mut fams: BTreeMap<String, Samples<'_>> = BTreeMap::new();
+    for s in &sinks {
+        for (k, v) in &s.counters {
+            let gauge = s.gauges.contains(k);
+            let name = format!("nfstitch_sink_{k}{}", if gauge { "" } else { "_total" });
+            fams.entry(name).or_insert((gauge, Vec::new())).1.push((s.name, *v));
+        }
+    }
+    for (name, (gauge, samples)) in fams {
+        let kind = if gauge { "gauge" } else { "counter" };
+        let key = name.trim_start_matches("nfstitch_sink_");
+        let help = format!("Sink figure {key}, see README \"ClickHouse\".");
+        f.head(&name, kind, &help);
+        for (sink, v) in samples {
+            f.sample(&name, &[("sink", sink.to_string())], v);
+        }
+    }
 }
 
 #[cfg(test)]

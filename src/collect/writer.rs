@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::clock::wall_ns;
-use super::handoff::{DumpRow, Shared, ToWriter};
+use super::handoff::{DumpRow, Shared, SinkCounters, ToWriter};
 use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
@@ -168,6 +168,7 @@ fn write_loop(
             if let Ok(mut l) = shared.writer_latency.lock() {
                 l.clone_from(&stats.flow_end_to_written);
             }
+            publish_sinks(shared, &cfg.sinks);
         }
         if !cfg.stats_interval.is_zero() && last_stats.elapsed() >= cfg.stats_interval {
             let secs = last_stats.elapsed().as_secs_f64();
@@ -204,6 +205,20 @@ fn write_loop(
         sink.close().with_context(|| format!("{} sink", sink.name()))?;
     }
     Ok(())
+}
+
+/// The sinks' counters, for `/metrics`.
+fn publish_sinks(shared: &Shared, sinks: &[Box<dyn FlowSink>]) {
+    if sinks.is_empty() {
+        return;
+    }
+    let now: Vec<SinkCounters> = sinks
+        .iter()
+        .map(|s| SinkCounters { name: s.name(), counters: s.counters(), gauges: s.gauges() })
+        .collect();
+    if let Ok(mut c) = shared.sink_counters.lock() {
+        *c = now;
+    }
 }
 
 /// Write one message. If the output fails inside a dump batch, the batch's

@@ -22,6 +22,11 @@ pub trait FlowSink: Send + std::fmt::Debug {
     fn close(&mut self) -> anyhow::Result<()>;
     /// Counters for the report and metrics: (name, value), names stable.
     fn counters(&self) -> Vec<(&'static str, u64)>;
+    /// Which of [`counters`](FlowSink::counters) are gauges (a level that
+    /// goes down too, such as flows held), for `/metrics`.
+    fn gauges(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Short name for reports, e.g. `clickhouse`.
     fn name(&self) -> &'static str;
 }

@@ -2,7 +2,9 @@
 //! middle of the run, every flow emitted is in the table exactly once; over
 //! HTTPS with the server's certificate as `--clickhouse-ca`, likewise; with
 //! a CA that did not sign the server's certificate, nothing is inserted and
-//! the failure shows (message, counters, spool).
+//! the failure shows (message, counters, spool); with a wrong password, a
+//! permanent error that keeps every flow in the spool, and the next run with
+//! the right password delivers them all.
 //!
 //! The server is the one `.ci/clickhouse.sh start` runs: HTTP on
 //! 127.0.0.1:8123 (or `$NFSTITCH_CLICKHOUSE_URL`), HTTPS on 127.0.0.1:8443
@@ -335,6 +337,21 @@ fn https_collector(
     ca: Option<&std::path::Path>,
     spool: &std::path::Path,
 ) -> crate::collect::Collector {
+    let mut args = vec!["--clickhouse-batch", "500"];
+    if let Some(ca) = ca {
+        args.extend(["--clickhouse-ca", ca.to_str().unwrap()]);
+    }
+    ch_collector(url, table, spool, &args)
+}
+
+/// A collector (2 workers, FIN flows out at once) inserting into `table`,
+/// batches sealed every 200 ms, spooling to `spool`; `extra` flags added.
+fn ch_collector(
+    url: &str,
+    table: &str,
+    spool: &std::path::Path,
+    extra: &[&str],
+) -> crate::collect::Collector {
     let mut args = vec![
         "--workers",
         "2",
@@ -346,14 +363,10 @@ fn https_collector(
         table,
         "--clickhouse-interval",
         "200ms",
-        "--clickhouse-batch",
-        "500",
         "--spool-dir",
         spool.to_str().unwrap(),
     ];
-    if let Some(ca) = ca {
-        args.extend(["--clickhouse-ca", ca.to_str().unwrap()]);
-    }
+    args.extend_from_slice(extra);
     start(&args)
 }
 
@@ -477,4 +490,50 @@ fn clickhouse_ca_comes_from_flags_and_config_files() {
     ]));
     assert!(!r.status.success(), "{}", r.stdout);
     assert!(r.stderr.contains("--clickhouse-ca is for https:// URLs"), "{}", r.stderr);
+}
+
+#[test]
+fn clickhouse_wrong_password_is_permanent_and_the_right_one_delivers_everything() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    if url.contains('@') || url.contains("password=") {
+        return skip("NFSTITCH_CLICKHOUSE_URL carries credentials; this test brings its own");
+    }
+    let table = fresh_table();
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong-password\n").unwrap();
+    let run = |extra: &[&str]| ch_collector(&url, &table, &spool_dir, extra);
+    // The server's default user has no password: any password is wrong (HTTP 401, Code 193).
+    let c = run(&["--clickhouse-password-file", pw.to_str().unwrap()]);
+    send(&traffic(1, 50, 500), c.addr);
+    let t = Instant::now();
+    let (flows, first, stderr) = c.stop();
+    assert!(t.elapsed() < Duration::from_secs(8), "a permanent error must not hold shutdown");
+    let ch_stats = &first["sinks"]["clickhouse"];
+    let n = |k: &str| ch_stats[k].as_u64().unwrap();
+    let total = first["flows_total"].as_u64().unwrap();
+    assert!(total > 0 && flows.len() as u64 == total);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("clickhouse: PERMANENT ERROR"))
+        .unwrap_or_else(|| panic!("no permanent error logged:\n{stderr}"));
+    assert!(line.contains("HTTP 401") && line.contains("Wrong password"), "{line}");
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+    assert!(n("permanent_errors") >= 1 && n("permanent_error") == 1, "{ch_stats}");
+    assert_eq!((n("rows_inserted"), n("rows_pending_spool"), n("dropped_flows")), (0, total, 0));
+    assert_eq!(count(&url, &table), 0);
+
+    // The password fixed (the default user's is empty): the spool is delivered first.
+    let c = run(&[]);
+    let (_, st, stderr) = c.stop();
+    let ch_stats = &st["sinks"]["clickhouse"];
+    assert_eq!(ch_stats["rows_inserted"].as_u64(), Some(total), "{ch_stats}\n{stderr}");
+    assert_eq!(ch_stats["permanent_errors"].as_u64(), Some(0));
+    assert_eq!(count(&url, &table), total);
+    assert_table_holds(&url, &table, &flows, &first);
 }

@@ -2,6 +2,7 @@
 
 mod ci;
 mod clickhouse;
+mod clickhouse_failures;
 mod collect;
 mod fuzz_corpus;
 mod histograms;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::collect::{send, signal, start, traffic, wait_exit, Collector};
 use crate::util::*;
 
-fn wait_line(c: &Collector, prefix: &str) -> String {
+pub fn wait_line(c: &Collector, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let line = c
@@ -21,7 +21,7 @@ fn wait_line(c: &Collector, prefix: &str) -> String {
     }
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -31,12 +31,31 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// The value of one sample line `name{labels} value` summed over matching lines.
-fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()
+}
+
+/// promtool validates the exposition (Debian package `prometheus`); skipped
+/// (and said) when it is not installed.
+pub fn promtool_check(body: &str) {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        skip("promtool not installed (apt-get install prometheus); exposition not validated");
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let r = wait_bounded(child, Duration::from_secs(30));
+    assert!(r.status.success(), "promtool check metrics failed:\n{}{}", r.stdout, r.stderr);
 }
 
 #[test]
@@ -67,21 +86,7 @@ fn prometheus_metrics_scrape() {
         .contains("nfstitch_latency_seconds{histogram=\"receive_to_applied\",quantile=\"0.99\"}"));
     assert!(body.contains("nfstitch_rejected_total{worker=\"0\",reason=\"bad_count\"} 0"));
     assert!(http_get(addr, "/other").starts_with("HTTP/1.1 404"));
-    // promtool validates the exposition (Debian package `prometheus`).
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        let mut child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let r = wait_bounded(child, Duration::from_secs(30));
-        assert!(r.status.success(), "promtool check metrics failed:\n{}{}", r.stdout, r.stderr);
-    } else {
-        skip("promtool not installed (apt-get install prometheus); exposition not validated");
-    }
+    promtool_check(&body);
     let (_, st, _) = c.stop();
     assert_eq!(st["datagrams"].as_u64().unwrap(), sent);
 }

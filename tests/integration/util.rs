@@ -35,6 +35,7 @@ pub fn testdata() -> Option<PathBuf> {
     }
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub status: ExitStatus,
     pub stdout: String,

@@ -18,8 +18,12 @@
 //!   stale pooled connection, and a failed request never leaves one behind.
 //!   Batches are large, so the connect (and TLS handshake) is a small share.
 //! - `user:password@` in the URL becomes HTTP basic auth (ureq does this from
-//!   the URL's user info); the URL's parameters (`?database=db`) are sent on,
-//!   `query=` appended after them. No proxy from the environment, no redirects.
+//!   the URL's user info); a password from outside the URL is sent as basic
+//!   auth by us (see [`super::url::Auth`]); the URL's parameters
+//!   (`?database=db`) are sent on, `query=` appended after them. No proxy from
+//!   the environment, no redirects.
+//! - nothing it prints holds a password: the URL shows as `user:***@`, and
+//!   every error text is scrubbed of the passwords it knows.
 //! - errors say what failed: the transport error (connect, TLS, timeout) or
 //!   the server's status and its answer (cut to 64 KiB), which for ClickHouse
 //!   names the exception.
@@ -32,6 +36,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ureq::http::Uri;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
+
+use super::url::{Auth, ClickHouseUrl, Password};
 
 /// Connect timeout of one HTTP request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -48,6 +54,8 @@ pub(super) enum PostError {
     /// No answer: the connection, TLS or a timeout failed (the request may or
     /// may not have reached the server).
     Transport(ureq::Error),
+    /// The request could not be made (the text has no password in it).
+    Request(String),
     /// The server answered with an error: status and answer text.
     Http(u16, String),
 }
@@ -67,7 +75,75 @@ impl fmt::Display for PostError {
             // TLS failures come as I/O errors: "invalid peer certificate: UnknownIssuer".
             PostError::Transport(ureq::Error::Io(e)) => write!(f, "connection failed: {e}"),
             PostError::Transport(e) => write!(f, "request failed: {e}"),
+            PostError::Request(e) => write!(f, "request failed: {e}"),
             PostError::Http(code, msg) => write!(f, "HTTP {code}: {msg}"),
+        }
+    }
+}
+
+/// ClickHouse exception codes that repeat on every retry until a person
+/// changes something: credentials and grants, a missing database or table,
+/// a table whose columns are not ours, a read-only user.
+const PERMANENT_CODES: [u32; 20] = [
+    16,  // NO_SUCH_COLUMN_IN_TABLE
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,  // CANNOT_READ_ALL_DATA (rows shorter than the table's columns)
+    36,  // BAD_ARGUMENTS
+    44,  // ILLEGAL_COLUMN
+    47,  // UNKNOWN_IDENTIFIER
+    53,  // TYPE_MISMATCH
+    60,  // UNKNOWN_TABLE
+    62,  // SYNTAX_ERROR
+    73,  // UNKNOWN_FORMAT
+    81,  // UNKNOWN_DATABASE
+    115, // UNKNOWN_SETTING
+    164, // READONLY
+    192, // UNKNOWN_USER
+    193, // WRONG_PASSWORD
+    194, // REQUIRED_PASSWORD
+    195, // IP_ADDRESS_NOT_ALLOWED
+    291, // DATABASE_ACCESS_DENIED
+    497, // ACCESS_DENIED
+    516, // AUTHENTICATION_FAILED
+];
+
+/// ClickHouse exception codes that pass by themselves (load, limits, a
+/// replica catching up), whatever the HTTP status says.
+const TRANSIENT_CODES: [u32; 10] = [
+    159, // TIMEOUT_EXCEEDED
+    202, // TOO_MANY_SIMULTANEOUS_QUERIES
+    209, // SOCKET_TIMEOUT
+    210, // NETWORK_ERROR
+    241, // MEMORY_LIMIT_EXCEEDED
+    242, // TABLE_IS_READ_ONLY (a replica without ZooKeeper, for now)
+    252, // TOO_MANY_PARTS
+    285, // TOO_FEW_LIVE_REPLICAS
+    319, // UNKNOWN_STATUS_OF_INSERT
+    999, // KEEPER_EXCEPTION
+];
+
+impl PostError {
+    /// The ClickHouse exception code in the answer (`Code: 193, ...` or
+    /// `Code: 516. DB::Exception: ...`).
+    pub(super) fn clickhouse_code(&self) -> Option<u32> {
+        let PostError::Http(_, msg) = self else { return None };
+        let rest = &msg[msg.find("Code: ")? + 6..];
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    }
+
+    /// An error that repeats until a person fixes something (wrong
+    /// password, no grant, unknown database, a table that is not ours), as
+    /// opposed to one that passes (server down or restarting, overloaded,
+    /// timeouts). By the ClickHouse code when it is one we know, else by the
+    /// HTTP status: 4xx permanent (but 408 and 429), 5xx and no answer
+    /// transient.
+    pub(super) fn is_permanent(&self) -> bool {
+        let PostError::Http(status, _) = self else { return false };
+        match self.clickhouse_code() {
+            Some(c) if PERMANENT_CODES.contains(&c) => true,
+            Some(c) if TRANSIENT_CODES.contains(&c) => false,
+            _ => (400..500).contains(status) && !matches!(status, 408 | 429),
         }
     }
 }
@@ -75,9 +151,10 @@ impl fmt::Display for PostError {
 /// A client for one ClickHouse URL.
 pub(super) struct Client {
     agent: ureq::Agent,
-    /// The URL as given (credentials included: ureq takes them from here).
-    url: String,
-    /// The URL without credentials, for messages.
+    /// The URL to request (credentials included: ureq takes them from here)
+    /// and the `Authorization` header for a password from outside the URL.
+    auth: Auth,
+    /// The URL without its password, for messages.
     shown: String,
 }
 
@@ -92,8 +169,16 @@ impl Client {
     /// Check `url` (`http://` or `https://`, a host, a valid port) and, with
     /// `ca`, load its PEM certificates as the only trust roots. Messages name
     /// the flag to change.
-    pub(super) fn new(url: &str, ca: Option<&Path>) -> anyhow::Result<Client> {
-        let uri: Uri = url.parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
+    pub(super) fn new(
+        given: &ClickHouseUrl,
+        password: Option<&Password>,
+        ca: Option<&Path>,
+    ) -> anyhow::Result<Client> {
+        // Messages show the URL without its password.
+        let shown = given.redacted();
+        let url = &shown;
+        let uri: Uri =
+            given.expose().parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
@@ -108,7 +193,6 @@ impl Client {
         if !(port.is_empty() || port[1..].parse::<u16>().is_ok_and(|p| p > 0)) {
             bail!("--clickhouse {url}: bad port {:?}", &port[1..]);
         }
-        let shown = url.replacen(authority.as_str(), hostport, 1);
         let mut tls = TlsConfig::builder();
         if let Some(ca) = ca {
             if !https {
@@ -128,18 +212,30 @@ impl Client {
             .user_agent("nfstitch")
             .tls_config(tls.build())
             .build();
-        Ok(Client { agent: config.into(), url: url.to_string(), shown })
+        let auth = Auth::new(given, password);
+        Ok(Client { agent: config.into(), auth, shown })
+    }
+
+    /// `text` without any password this client knows.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.auth.scrub(text)
     }
 
     /// POST `body` with `query` added to the URL's parameters; `Ok` on HTTP 200.
     pub(super) fn post(&self, query: &str, body: &[u8]) -> Result<(), PostError> {
-        let mut resp = self
+        let mut req = self
             .agent
-            .post(&self.url)
+            .post(&self.auth.url)
             .query("query", query)
-            .content_type("application/octet-stream")
-            .send(body)
-            .map_err(PostError::Transport)?;
+            .content_type("application/octet-stream");
+        if let Some(h) = &self.auth.header {
+            req = req.header("Authorization", h);
+        }
+        let mut resp = req.send(body).map_err(|e| match e {
+            e @ (ureq::Error::Io(_) | ureq::Error::Timeout(_)) => PostError::Transport(e),
+            // Other errors may quote the request: no password in them.
+            e => PostError::Request(self.scrub(&e.to_string())),
+        })?;
         let code = resp.status().as_u16();
         if code == 200 {
             return Ok(());
@@ -147,7 +243,7 @@ impl Client {
         let mut text = Vec::new();
         // The status is what matters; a cut or unreadable error text is still an error.
         let _ = resp.body_mut().as_reader().take(MAX_ANSWER).read_to_end(&mut text);
-        Err(PostError::Http(code, String::from_utf8_lossy(&text).trim().to_string()))
+        Err(PostError::Http(code, self.scrub(String::from_utf8_lossy(&text).trim())))
     }
 }
 

@@ -17,9 +17,21 @@
 //!   delivered spool file is deleted.
 //!
 //! Nothing is lost silently: at [`close`](super::FlowSink::close) the sink
-//! tries to deliver everything for up to 10 s, then writes what is left to
-//! the spool, where the next run (same `--spool-dir`) finds and delivers it
-//! first. Delivery is at-least-once: a batch whose insert succeeded on the
+//! tries to deliver everything for up to 10 s (after a permanent error, one
+//! attempt), then writes what is left to the spool, where the next run (same
+//! `--spool-dir`) finds and delivers it first.
+//!
+//! The spool is bounded: a batch that would take the spool files past
+//! `spool_max_bytes` (`--spool-max-bytes`) is dropped, not written, and its
+//! flows counted in `dropped_flows` (what is spooled stays, and is delivered
+//! in order; at shutdown, batches still in memory that do not fit). So at any time every flow handed to the sink is
+//! inserted, buffered, spooled, or counted dropped (`dropped_flows`, or
+//! `rows_dropped` when the disk failed us).
+//!
+//! Errors are transient (server down, overloaded: back off, up to 10 s) or
+//! permanent (wrong password, unknown database, a table that is not ours:
+//! retried every minute, logged loudly, `permanent_error` gauge); see
+//! `sender`. Delivery is at-least-once: a batch whose insert succeeded on the
 //! server but whose answer never arrived (server killed mid-request, hung
 //! past the timeouts) is sent again.
 //!
@@ -35,7 +47,8 @@
 //!
 //! The parts, one job each:
 //! - `schema`: the columns, the SQL, one flow as one RowBinary row;
-//! - `http`: the client (ureq), timeouts, what an error says;
+//! - `url`: the URL and the password, and that neither prints with the password;
+//! - `http`: the client (ureq), timeouts, what an error says and whether it is permanent;
 //! - `spool`: the spool files;
 //! - `sender`: the sender thread, its retries and the state it shares with
 //!   the sink;
@@ -48,6 +61,7 @@ mod sender;
 mod spool;
 #[cfg(test)]
 mod tests;
+mod url;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -59,8 +73,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub use self::schema::{create_table_sql, encode_row, insert_sql, COLUMNS, ROW_SIZE};
-use self::sender::{sender, Batch, Counters, Shared, State, BACKOFF_MIN};
+use self::sender::{sender, Batch, Counters, Shared, State, BACKOFF_MIN, PERMANENT_RETRY};
 use self::spool::{scan_spool, write_spool_file, SpoolEntry};
+pub use self::url::{ClickHouseUrl, Password};
 use crate::flow::Flow;
 
 /// How long `close` keeps trying before spooling what is left.
@@ -69,8 +84,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Settings of the ClickHouse sink (`--clickhouse*` flags).
 #[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
-    /// HTTP interface URL, e.g. `http://127.0.0.1:8123/` or `https://ch:8443/`.
-    pub url: String,
+    /// HTTP interface URL, e.g. `http://127.0.0.1:8123/` or `https://ch:8443/`
+    /// (prints without its password).
+    pub url: ClickHouseUrl,
+    /// The password, when it comes from outside the URL (a file or the
+    /// environment; prints as `***`).
+    pub password: Option<Password>,
     /// Table name (created when missing).
     pub table: String,
     /// Insert when this many flows are buffered ...
@@ -81,6 +100,9 @@ pub struct ClickHouseConfig {
     pub max_buffered_rows: usize,
     /// Where undeliverable batches are spooled (replayed when the server is back).
     pub spool_dir: PathBuf,
+    /// The spool files never take more than this; batches beyond it are
+    /// dropped and counted (`dropped_flows`).
+    pub spool_max_bytes: u64,
     /// `https://` only: trust only the CA certificates of this PEM file.
     pub ca: Option<PathBuf>,
 }
@@ -111,7 +133,7 @@ impl fmt::Debug for ClickHouseSink {
 
 impl ClickHouseSink {
     pub fn new(cfg: ClickHouseConfig) -> anyhow::Result<Self> {
-        let client = http::Client::new(&cfg.url, cfg.ca.as_deref())?;
+        let client = http::Client::new(&cfg.url, cfg.password.as_ref(), cfg.ca.as_deref())?;
         if cfg.table.is_empty()
             || !cfg.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         {
@@ -125,6 +147,7 @@ impl ClickHouseSink {
             .with_context(|| format!("--spool-dir {}", cfg.spool_dir.display()))?;
         let next_seq = spool.keys().next_back().map_or(1, |s| s + 1);
         let spool_rows: u64 = spool.values().map(|e| e.rows as u64).sum();
+        let spool_bytes = spool_rows * ROW_SIZE as u64;
         if spool_rows > 0 {
             eprintln!(
                 "nfstitch: clickhouse: {} flows in {} spool files in {} from an earlier run; delivering them first",
@@ -133,17 +156,30 @@ impl ClickHouseSink {
                 cfg.spool_dir.display()
             );
         }
+        if spool_bytes > cfg.spool_max_bytes {
+            eprintln!(
+                "nfstitch: clickhouse: the spool holds {spool_bytes} bytes, over --spool-max-bytes {}; \
+                 new batches that do not fit are dropped until it drains",
+                cfg.spool_max_bytes
+            );
+        }
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued_rows: 0,
                 spool,
                 spool_rows,
+                spool_bytes,
                 in_flight: None,
                 next_attempt: Instant::now(),
                 backoff: BACKOFF_MIN,
                 failing: false,
                 outage_errors: 0,
+                permanent: None,
+                permanent_logged: None,
+                permanent_retry: PERMANENT_RETRY,
+                attempts: 0,
+                spool_full: false,
                 stop: false,
                 c: Counters { spool_bad_files: bad, ..Counters::default() },
             }),
@@ -176,6 +212,11 @@ impl ClickHouseSink {
         self.close_timeout = d;
     }
 
+    /// How long the sender waits after a permanent error (a minute by default).
+    pub fn set_permanent_retry(&mut self, d: Duration) {
+        self.shared.lock().permanent_retry = d;
+    }
+
     /// Hand the current batch to the sender (memory) or, when memory is
     /// full, write it to the spool.
     fn seal(&mut self) -> anyhow::Result<()> {
@@ -201,7 +242,35 @@ impl ClickHouseSink {
         self.spool(seq, rows, &data)
     }
 
+    /// Write a batch to the spool, or, when it would take the spool past
+    /// `spool_max_bytes`, drop it and count its flows in `dropped_flows`.
     fn spool(&self, seq: u64, rows: usize, data: &[u8]) -> anyhow::Result<()> {
+        {
+            // Only this thread adds to the spool: what fits now still fits
+            // when the file is written.
+            let mut st = self.shared.lock();
+            let max = self.cfg.spool_max_bytes;
+            if st.spool_bytes + data.len() as u64 > max {
+                if !st.spool_full {
+                    eprintln!(
+                        "nfstitch: clickhouse: spool full ({} bytes in {}, --spool-max-bytes {max}); \
+                         dropping new batches, counted in dropped_flows, until it drains",
+                        st.spool_bytes,
+                        self.cfg.spool_dir.display()
+                    );
+                }
+                st.spool_full = true;
+                st.c.dropped_flows += rows as u64;
+                return Ok(());
+            }
+            if st.spool_full {
+                st.spool_full = false;
+                eprintln!(
+                    "nfstitch: clickhouse: the spool has room again; {} flows dropped so far",
+                    st.c.dropped_flows
+                );
+            }
+        }
         match write_spool_file(&self.cfg.spool_dir, seq, data) {
             Ok(path) => {
                 let mut st = self.shared.lock();
@@ -214,6 +283,7 @@ impl ClickHouseSink {
                 }
                 st.spool.insert(seq, SpoolEntry { rows, path });
                 st.spool_rows += rows as u64;
+                st.spool_bytes += data.len() as u64;
                 st.c.rows_spooled += rows as u64;
                 drop(st);
                 self.shared.cv.notify_all();
@@ -287,13 +357,19 @@ impl super::FlowSink for ClickHouseSink {
         let deadline = Instant::now() + self.close_timeout;
         {
             let mut st = self.shared.lock();
+            // After a permanent error, one more attempt (it may be fixed) is
+            // all: the rest would fail the same way.
+            let attempts = st.attempts;
             // Try at once, then back off as usual until the deadline.
             st.next_attempt = Instant::now();
             st.backoff = BACKOFF_MIN;
             self.shared.cv.notify_all();
             loop {
                 let now = Instant::now();
-                if (st.queue.is_empty() && st.spool.is_empty()) || now >= deadline {
+                if (st.queue.is_empty() && st.spool.is_empty())
+                    || now >= deadline
+                    || (st.permanent.is_some() && st.attempts > attempts)
+                {
                     break;
                 }
                 st = self
@@ -348,7 +424,15 @@ impl super::FlowSink for ClickHouseSink {
             ("rows_pending_spool", st.spool_rows),
             ("rows_dropped", c.rows_dropped),
             ("spool_bad_files", c.spool_bad_files),
+            ("spool_bytes", st.spool_bytes),
+            ("dropped_flows", c.dropped_flows),
+            ("permanent_errors", c.permanent_errors),
+            ("permanent_error", st.permanent.is_some() as u64),
         ]
+    }
+
+    fn gauges(&self) -> &'static [&'static str] {
+        &["rows_buffered", "rows_pending_spool", "spool_bytes", "permanent_error"]
     }
 
     fn name(&self) -> &'static str {

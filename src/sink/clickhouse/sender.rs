@@ -9,6 +9,16 @@
 //! 10 s; the first failure of an outage and the recovery are logged, the
 //! failures in between only counted.
 //!
+//! A *permanent* error ([`PostError::is_permanent`]: wrong password, no
+//! grant, unknown database, a table that is not ours) does not pass by
+//! itself: the sender then retries only every [`PERMANENT_RETRY`] (a person
+//! fixing the server side is picked up without a restart), sets the
+//! `permanent_error` gauge, counts `permanent_errors`, and logs the error
+//! when it starts, when its text changes, and every
+//! [`PERMANENT_REMINDER`] while it lasts. Batches stay where they are
+//! (memory, then the spool up to `--spool-max-bytes`), so fixing the cause
+//! delivers everything held.
+//!
 //! The table is created (`CREATE TABLE IF NOT EXISTS`) before the first insert
 //! and again after any failure (a restarted server may have lost it); a
 //! refused CREATE does not stop the insert (the table may exist and this user
@@ -29,6 +39,10 @@ use super::{create_table_sql, insert_sql, ROW_SIZE};
 pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// ... up to this.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Retry interval after a permanent error.
+pub(super) const PERMANENT_RETRY: Duration = Duration::from_secs(60);
+/// A permanent error still there is logged again this often.
+const PERMANENT_REMINDER: Duration = Duration::from_secs(600);
 
 /// A sealed batch in memory.
 pub(super) struct Batch {
@@ -53,6 +67,10 @@ pub(super) struct Counters {
     pub(super) rows_spooled: u64,
     pub(super) rows_dropped: u64,
     pub(super) spool_bad_files: u64,
+    /// Flows not kept because the spool was at `--spool-max-bytes`.
+    pub(super) dropped_flows: u64,
+    /// Attempts that failed with a permanent error.
+    pub(super) permanent_errors: u64,
 }
 
 /// Everything the writer side and the sender share, under one mutex.
@@ -64,6 +82,8 @@ pub(super) struct State {
     /// Spooled batches on disk, by sequence.
     pub(super) spool: BTreeMap<u64, SpoolEntry>,
     pub(super) spool_rows: u64,
+    /// Bytes of the spool files in `spool` (bounded by `--spool-max-bytes`).
+    pub(super) spool_bytes: u64,
     /// The batch being sent (it stays in `queue` / `spool` until delivered).
     pub(super) in_flight: Option<u64>,
     /// No attempt before this.
@@ -73,6 +93,16 @@ pub(super) struct State {
     pub(super) failing: bool,
     /// Failed attempts in the current outage.
     pub(super) outage_errors: u64,
+    /// The last attempt failed with a permanent error: its text.
+    pub(super) permanent: Option<String>,
+    /// When the permanent error was last logged.
+    pub(super) permanent_logged: Option<Instant>,
+    /// Retry interval after a permanent error ([`PERMANENT_RETRY`]).
+    pub(super) permanent_retry: Duration,
+    /// Attempts finished (delivered or failed), for `close` to wait on one.
+    pub(super) attempts: u64,
+    /// The last batch to spool did not fit under `--spool-max-bytes`.
+    pub(super) spool_full: bool,
     /// The sender must end.
     pub(super) stop: bool,
     pub(super) c: Counters,
@@ -84,6 +114,16 @@ pub(super) struct State {
 pub(super) struct Shared {
     pub(super) st: Mutex<State>,
     pub(super) cv: Condvar,
+}
+
+impl State {
+    /// Take a spool entry out of the books (its file is the caller's).
+    pub(super) fn unspool(&mut self, seq: u64) -> Option<SpoolEntry> {
+        let e = self.spool.remove(&seq)?;
+        self.spool_rows -= e.rows as u64;
+        self.spool_bytes -= (e.rows * ROW_SIZE) as u64;
+        Some(e)
+    }
 }
 
 impl Shared {
@@ -150,8 +190,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
             Ok(d) => {
                 // Changed under us: skip it, keep the file for a person to look at.
                 let mut st = shared.lock();
-                if let Some(e) = st.spool.remove(&seq) {
-                    st.spool_rows -= e.rows as u64;
+                if let Some(e) = st.unspool(seq) {
                     let to = e.path.with_extension("rowbinary.bad");
                     eprintln!(
                         "nfstitch: clickhouse: spool file {} changed size ({} bytes); moved to {}",
@@ -170,8 +209,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
                 st.in_flight = None;
                 if e.kind() == io::ErrorKind::NotFound {
                     // Removed by someone else: those rows are gone from our hands.
-                    if let Some(ent) = st.spool.remove(&seq) {
-                        st.spool_rows -= ent.rows as u64;
+                    if let Some(ent) = st.unspool(seq) {
                         st.c.rows_dropped += ent.rows as u64;
                     }
                     eprintln!("nfstitch: clickhouse: spool file {} vanished", path.display());
@@ -201,6 +239,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
         })();
         let mut st = shared.lock();
         st.in_flight = None;
+        st.attempts += 1;
         match res {
             Ok(()) => {
                 need_create = false;
@@ -209,8 +248,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
                 if let Some(i) = st.queue.iter().position(|b| b.seq == seq) {
                     let b = st.queue.remove(i).expect("position");
                     st.queued_rows -= b.rows;
-                } else if let Some(e) = st.spool.remove(&seq) {
-                    st.spool_rows -= e.rows as u64;
+                } else if let Some(e) = st.unspool(seq) {
                     if let Err(err) = std::fs::remove_file(&e.path) {
                         eprintln!(
                             "nfstitch: clickhouse: cannot remove delivered spool file {}: {err}",
@@ -224,6 +262,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
                         st.outage_errors, st.queued_rows, st.spool_rows
                     );
                 }
+                st.permanent = None;
                 st.failing = false;
                 st.outage_errors = 0;
                 st.backoff = BACKOFF_MIN;
@@ -233,20 +272,48 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
                 need_create = true;
                 st.c.insert_errors += 1;
                 st.outage_errors += 1;
-                if !st.failing {
-                    let extra =
-                        create_err.map(|c| format!(" (create table: {c})")).unwrap_or_default();
-                    eprintln!(
-                        "nfstitch: clickhouse: insert of {rows} flows failed: {e}{extra}; \
-                         keeping them and retrying with backoff"
-                    );
+                let extra = create_err.map(|c| format!(" (create table: {c})")).unwrap_or_default();
+                let text = client.scrub(&format!("{e}{extra}"));
+                if e.is_permanent() {
+                    permanent(&mut st, rows, text);
+                } else {
+                    if !st.failing || st.permanent.is_some() {
+                        eprintln!(
+                            "nfstitch: clickhouse: insert of {rows} flows failed: {text}; \
+                             keeping them and retrying with backoff"
+                        );
+                    }
+                    st.permanent = None;
+                    st.next_attempt = Instant::now() + st.backoff;
+                    st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
                 }
                 st.failing = true;
-                st.next_attempt = Instant::now() + st.backoff;
-                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
             }
         }
         drop(st);
         shared.cv.notify_all();
     }
+}
+
+/// An attempt failed with a permanent error: count it, log it when it is
+/// new (or changed, or the reminder is due), retry slowly.
+fn permanent(st: &mut State, rows: usize, text: String) {
+    st.c.permanent_errors += 1;
+    let now = Instant::now();
+    let due = st.permanent_logged.is_none_or(|t| now.duration_since(t) >= PERMANENT_REMINDER);
+    if st.permanent.as_deref() != Some(text.as_str()) || due {
+        eprintln!(
+            "nfstitch: clickhouse: PERMANENT ERROR: insert of {rows} flows failed: {text}; \
+             this will not pass by itself (check the password, grants, database and table); \
+             keeping flows ({} in memory, {} spooled, {} dropped at --spool-max-bytes) and \
+             retrying every {}",
+            st.queued_rows,
+            st.spool_rows,
+            st.c.dropped_flows,
+            humantime::format_duration(st.permanent_retry)
+        );
+        st.permanent_logged = Some(now);
+    }
+    st.permanent = Some(text);
+    st.next_attempt = now + st.permanent_retry;
 }

@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::http::PostError;
+use super::url::percent_decode;
 use super::*;
 use crate::flow::{EndReason, FlowRecord, KeySpec};
 use crate::sink::FlowSink;
@@ -136,34 +138,46 @@ fn rowbinary_layout_of_one_flow() {
 #[test]
 fn urls_and_ca_files_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = |u: &str| http::Client::new(u, None).map(|c| format!("{c:?}"));
+    fn client(u: &str, ca: Option<&Path>) -> anyhow::Result<http::Client> {
+        http::Client::new(&ClickHouseUrl::new(u), None, ca)
+    }
+    let ok = |u: &str| client(u, None).map(|c| format!("{c:?}"));
     assert_eq!(ok("http://127.0.0.1:8123/").unwrap(), "http://127.0.0.1:8123/");
     assert_eq!(ok("https://ch.example:8443/").unwrap(), "https://ch.example:8443/");
-    // No credentials in messages.
-    assert_eq!(ok("http://u:p@[::1]:9/x?database=db").unwrap(), "http://[::1]:9/x?database=db");
+    // No password in messages.
+    assert_eq!(
+        ok("http://u:s3cret@[::1]:9/x?database=db").unwrap(),
+        "http://u:***@[::1]:9/x?database=db"
+    );
     assert!(ok("http://ch?user=a").is_ok());
     for bad in ["ftp://ch/", "ch:8123", "http://:8123/", "http://h:x/", "http://h:99999/"] {
         let e = ok(bad).unwrap_err().to_string();
         assert!(e.starts_with("--clickhouse "), "{bad}: {e}");
+        let with_pw = bad.replacen("//", "//u:s3cret@", 1).replace("ch:", "u:s3cret@ch:");
+        let e = format!("{:#}", ok(&with_pw).unwrap_err());
+        assert!(e.starts_with("--clickhouse ") && !e.contains("s3cret"), "{with_pw}: {e}");
     }
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "hello").unwrap();
-    let ca = |u: &str, f: &Path| http::Client::new(u, Some(f)).unwrap_err().to_string();
+    let ca = |u: &str, f: &Path| client(u, Some(f)).unwrap_err().to_string();
     let e = ca("https://h/", &not_pem);
     assert!(e.starts_with("--clickhouse-ca ") && e.contains("no certificate"), "{e}");
     let e = ca("https://h/", &dir.path().join("missing.pem"));
     assert!(e.starts_with("--clickhouse-ca ") && e.contains("cannot read"), "{e}");
     let e = ca("http://u:p@h/", &not_pem);
-    assert_eq!(e, "--clickhouse-ca is for https:// URLs; --clickhouse is http://h/");
+    assert_eq!(e, "--clickhouse-ca is for https:// URLs; --clickhouse is http://u:***@h/");
 }
 
 #[test]
 fn post_errors_say_what_failed() {
-    let closed = http::Client::new(&format!("http://127.0.0.1:{}/", closed_port()), None).unwrap();
+    let url = |u: String| ClickHouseUrl::new(u);
+    let closed =
+        http::Client::new(&url(format!("http://127.0.0.1:{}/", closed_port())), None, None)
+            .unwrap();
     let e = closed.post("SELECT 1", b"").unwrap_err().to_string();
     assert!(e.starts_with("cannot connect: "), "{e}");
     let fake = Fake::start(1);
-    let client = http::Client::new(&fake.url, None).unwrap();
+    let client = http::Client::new(&url(fake.url.clone()), None, None).unwrap();
     let e = client.post("SELECT 1", b"").unwrap_err().to_string();
     assert_eq!(e, "HTTP 500: Code: fake");
     client.post("SELECT 1", b"").unwrap();
@@ -216,7 +230,9 @@ fn spool_files_come_back_oldest_first() {
 
 fn cfg(url: String, dir: &Path, batch: usize, buffer: usize) -> ClickHouseConfig {
     ClickHouseConfig {
-        url,
+        url: ClickHouseUrl::new(url),
+        password: None,
+        spool_max_bytes: u64::MAX,
         table: "t".into(),
         batch_rows: batch,
         batch_interval: Duration::from_millis(10),
@@ -257,29 +273,8 @@ struct Req {
 
 type Seen = Arc<Mutex<Vec<Req>>>;
 
-/// `%XX` → byte (the query is sent percent-encoded).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
 /// A stand-in ClickHouse: answers the first `fail` requests with 500
-/// (chunked), the rest with 200, and records every request.
+/// (chunked) or the answer given, the rest with 200, and records every request.
 struct Fake {
     url: String,
     seen: Seen,
@@ -290,6 +285,14 @@ struct Fake {
 
 impl Fake {
     fn start(fail: usize) -> Fake {
+        Fake::answering(
+            fail,
+            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n\
+              6\r\nCode: \r\n4\r\nfake\r\n0\r\n\r\n",
+        )
+    }
+
+    fn answering(fail: usize, failure: &'static [u8]) -> Fake {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -331,8 +334,7 @@ impl Fake {
                 let body = buf[head_end..].to_vec();
                 seen2.lock().unwrap().push(Req { line, head, body, ok: n > fail });
                 let answer: &[u8] = if n <= fail {
-                    b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n\
-                      6\r\nCode: \r\n4\r\nfake\r\n0\r\n\r\n"
+                    failure
                 } else {
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
                 };
@@ -472,4 +474,154 @@ fn bad_settings_are_refused() {
     c.table = "t; DROP".into();
     assert!(ClickHouseSink::new(c).is_err());
     assert!(ClickHouseSink::new(cfg("http://h/".into(), dir.path(), 2, 1)).is_err());
+}
+
+/// What ClickHouse 18.16 answers to a wrong password (checked against one;
+/// newer servers say `Code: 516` and 401 or 403).
+const WRONG_PASSWORD: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 96\r\n\r\n\
+    Code: 193, e.displayText() = DB::Exception: Wrong password for user default, e.what() = DB::Excep";
+
+#[test]
+fn errors_are_told_permanent_or_transient() {
+    let http = |code: u16, msg: &str| PostError::Http(code, msg.to_string());
+    for (e, permanent) in [
+        (http(401, ""), true),
+        (http(403, "Code: 497. DB::Exception: u: Not enough privileges"), true),
+        (http(500, "Code: 193, e.displayText() = DB::Exception: Wrong password for user x"), true),
+        (http(516, "Code: 516. DB::Exception: default: Authentication failed"), true),
+        (http(500, "Code: 81, e.displayText() = DB::Exception: Database nope doesn't exist"), true),
+        (
+            http(404, "Code: 60, e.displayText() = DB::Exception: Table default.t doesn't exist"),
+            true,
+        ),
+        (http(500, "Code: 33, e.displayText() = DB::Exception: Cannot read all data"), true),
+        (http(400, "Code: 62. DB::Exception: Syntax error"), true),
+        (http(500, "Code: 252, e.displayText() = DB::Exception: Too many parts (300)"), false),
+        (http(400, "Code: 241. DB::Exception: Memory limit (total) exceeded"), false),
+        (http(500, "Code: 1000, e.displayText() = DB::Exception: something"), false),
+        (http(503, ""), false),
+        (http(429, ""), false),
+        (http(408, ""), false),
+        (PostError::Request("bad".into()), false),
+    ] {
+        assert_eq!(e.is_permanent(), permanent, "{e}");
+    }
+    assert_eq!(http(500, "Code: 193, e.displayText()").clickhouse_code(), Some(193));
+    assert_eq!(http(500, "Code: 516. DB").clickhouse_code(), Some(516));
+    assert_eq!(http(500, "no code").clickhouse_code(), None);
+}
+
+/// Waits (bounded) until `what` holds.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_permanent_error_is_retried_slowly_and_fixing_it_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first attempt (CREATE and INSERT) is refused with 401; a person
+    // fixes the password on the server; the next attempt works.
+    let fake = Fake::answering(2, WRONG_PASSWORD);
+    let mut s = ClickHouseSink::new(cfg(fake.url.clone(), dir.path(), 10, 20)).unwrap();
+    s.set_permanent_retry(Duration::from_millis(800));
+    let flows: Vec<Flow> = (0..50).map(flow).collect();
+    s.flows(&flows).unwrap();
+    wait_for("the permanent error", || counter(&s, "permanent_error") == 1);
+    let t = Instant::now();
+    assert_eq!(counter(&s, "permanent_errors"), 1);
+    assert_eq!(counter(&s, "insert_errors"), 1);
+    // No tight loop: a transient error would have been retried after 100,
+    // 200 and 400 ms by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fake.seen.lock().unwrap().len(), 2, "requests within the retry interval");
+    assert_eq!(counter(&s, "retries"), 0);
+    // Held meanwhile: 20 in memory, 30 spooled.
+    assert_eq!(counter(&s, "rows_buffered") + counter(&s, "rows_pending_spool"), 50);
+    wait_for("the slow retry to deliver", || counter(&s, "rows_inserted") == 50);
+    assert!(t.elapsed() >= Duration::from_millis(700), "{:?}", t.elapsed());
+    assert_eq!(counter(&s, "permanent_error"), 0);
+    assert_eq!(counter(&s, "retries"), 1);
+    s.close().unwrap();
+    assert_eq!(counter(&s, "permanent_errors"), 1);
+    assert_eq!(counter(&s, "dropped_flows"), 0);
+    assert_eq!(batch_files(dir.path()), 0);
+    assert_rows(fake.inserts(), 50);
+}
+
+#[test]
+fn close_gives_a_permanent_error_one_attempt_not_the_whole_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::answering(usize::MAX, WRONG_PASSWORD);
+    let mut s = ClickHouseSink::new(cfg(fake.url.clone(), dir.path(), 10, 20)).unwrap();
+    s.flows(&(0..15).map(flow).collect::<Vec<_>>()).unwrap();
+    wait_for("the permanent error", || counter(&s, "permanent_error") == 1);
+    let t = Instant::now();
+    s.close().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "close took {:?}", t.elapsed());
+    assert_eq!(counter(&s, "permanent_errors"), 2, "one more attempt at close");
+    assert_eq!(counter(&s, "rows_pending_spool"), 15);
+    assert_eq!(batch_files(dir.path()), 2);
+}
+
+#[test]
+fn the_spool_is_bounded_and_what_does_not_fit_is_counted_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let url = format!("http://127.0.0.1:{}/", closed_port());
+    let mut c = cfg(url, &spool, 10, 20);
+    // Room for 5 batches of 10 flows, not 6.
+    c.spool_max_bytes = (6 * 10 * ROW_SIZE - 1) as u64;
+    let mut s = ClickHouseSink::new(c.clone()).unwrap();
+    s.flows(&(0..105).map(flow).collect::<Vec<_>>()).unwrap();
+    // 10 batches sealed: 1-2 in memory, 3-7 spooled, 8-10 dropped; 5 open.
+    assert_eq!(counter(&s, "rows_buffered"), 25);
+    assert_eq!(counter(&s, "rows_pending_spool"), 50);
+    assert_eq!(counter(&s, "spool_bytes"), (50 * ROW_SIZE) as u64);
+    assert_eq!(counter(&s, "dropped_flows"), 30);
+    assert_eq!(batch_files(&spool), 5);
+    s.set_close_timeout(Duration::from_millis(100));
+    s.close().unwrap();
+    // At close the open batch (5) still fits, the 20 in memory do not.
+    let n = |k| counter(&s, k);
+    assert_eq!((n("rows_pending_spool"), n("dropped_flows"), n("rows_inserted")), (55, 50, 0));
+    assert_eq!(n("rows_pending_spool") + n("dropped_flows") + n("rows_inserted"), 105);
+    assert_eq!(n("rows_dropped"), 0);
+    let on_disk: u64 =
+        std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert_eq!(on_disk, (55 * ROW_SIZE) as u64);
+    assert!(on_disk <= c.spool_max_bytes);
+    drop(s);
+
+    // The next run delivers what was kept, in order: flows 20..70 and 100..105.
+    let fake = Fake::start(0);
+    let mut s =
+        ClickHouseSink::new(ClickHouseConfig { url: ClickHouseUrl::new(fake.url.clone()), ..c })
+            .unwrap();
+    s.close().unwrap();
+    assert_eq!(counter(&s, "rows_inserted"), 55);
+    assert_eq!(counter(&s, "spool_bytes"), 0);
+    let all = encoded(105);
+    let want = [&all[20 * ROW_SIZE..70 * ROW_SIZE], &all[100 * ROW_SIZE..]].concat();
+    assert!(fake.inserts().concat() == want, "flows 20..70 and 100..105 delivered in order");
+}
+
+#[test]
+fn an_outside_password_is_sent_as_basic_auth_with_the_urls_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(0);
+    let mut c = cfg(fake.url.replace("http://", "http://bob@"), dir.path(), 10, 20);
+    c.password = Some(Password::new("pa:ss", "test"));
+    let mut s = ClickHouseSink::new(c).unwrap();
+    s.flows(&[flow(0)]).unwrap();
+    s.close().unwrap();
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "CREATE and INSERT");
+    for r in seen.iter() {
+        // base64("bob:pa:ss")
+        assert!(r.head.contains("\r\nauthorization: basic ym9ionbhonnz\r\n"), "{}", r.head);
+    }
 }
