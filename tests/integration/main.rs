@@ -10,4 +10,5 @@ mod loadgen;
 mod ops;
 mod reliability;
 mod replay;
+mod sequence;
 mod util;
