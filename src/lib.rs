@@ -20,8 +20,10 @@
 //!                         flush on size or interval, rotate, SIGHUP reopen
 //!   signal thread: SIGINT/SIGTERM stop, SIGHUP reopen; metrics thread: /metrics
 //! ```
-//! Each worker owns its socket(s), its shard and its counters: nothing on the
-//! hot path is locked. Queues are bounded and lock-free; a full queue is
+//! Each worker owns its socket(s), its shard and its counters; the one lock
+//! on the hot path is its exporter's sequence state (shared so that one
+//! exporter spread over workers is one tracker; taken once per datagram,
+//! uncontended unless the exporter is spread). Queues are bounded and lock-free; a full queue is
 //! backpressure (the pusher drains its own inbox while it waits, so workers
 //! never deadlock), counted as a stall, never a silent drop.
 //!
@@ -65,7 +67,11 @@
 //!   of time: `unread_at_shutdown` (read and counted, not processed).
 //! - Records the exporter sent that never arrived, per its sequence numbers:
 //!   `seq_lost_records` (late datagrams give theirs back: `seq_late_datagrams`;
-//!   exporter restarts: `seq_restarts`).
+//!   duplicates fill nothing: `seq_duplicate_datagrams`; exporter restarts:
+//!   `seq_restarts`). One tracker per exporter, shared by every worker.
+//! - A source or engine past the caps on per-exporter state:
+//!   `exporters_overflow`, `engines_overflow` (counted in the totals, named
+//!   in a warning, never merged into a shared bucket).
 //! - A capture frame without a UDP payload: `frames_skipped.<reason>` (replay).
 //! - The rest of a replay input whose framing broke part-way (a record
 //!   header past the end of the file, a capture cut short):

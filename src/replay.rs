@@ -136,11 +136,18 @@ impl<'a> Replayer<'a> {
         }
         self.shard.flush(self.now, &mut self.flows);
         write_flows(self.out, &mut self.flows)?;
-        let exporters: Vec<_> = self.ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect();
+        for (n, note) in self.ingest.overflow_notes() {
+            if let (true, Some(note)) = (n > 0, note) {
+                eprintln!(
+                    "nfstitch: warning: {n} datagrams kept out of per-exporter state ({note})"
+                );
+            }
+        }
         Ok(Report::new(
             &self.ingest.counters,
-            &exporters,
-            &[&self.ingest.seq],
+            &self.ingest.exporter_counters(),
+            &self.ingest.seq,
+            &self.ingest.overflow,
             self.shard.stats(),
             self.shard.len() as u64,
         )

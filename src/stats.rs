@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::capture::{SkipCounters, SKIP_REASONS};
 use crate::flow::{EndReason, ShardStats};
-use crate::ingest::{Counters, SeqTracker, REJECT_REASONS};
+use crate::ingest::{Counters, Overflow, SeqTracker, REJECT_REASONS};
 
 /// Per-exporter figures.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub struct ExporterReport {
     pub seq_lost_records: u64,
     pub seq_restarts: u64,
     pub seq_late_datagrams: u64,
+    pub seq_duplicate_datagrams: u64,
 }
 
 impl ExporterReport {
@@ -38,6 +39,7 @@ impl ExporterReport {
             seq_lost_records: 0,
             seq_restarts: 0,
             seq_late_datagrams: 0,
+            seq_duplicate_datagrams: 0,
         }
     }
 }
@@ -61,6 +63,17 @@ pub struct Report {
     pub seq_lost_records: u64,
     pub seq_restarts: u64,
     pub seq_late_datagrams: u64,
+    /// Datagrams whose every record was seen before (never fill a gap).
+    pub seq_duplicate_datagrams: u64,
+    /// Gaps forgotten for want of room (their records stay lost; a late
+    /// datagram that would have filled one is counted late).
+    pub seq_gaps_overflow: u64,
+    /// Datagrams from sources past the exporter cap: in the totals, not per
+    /// exporter, not sequence-tracked.
+    pub exporters_overflow: u64,
+    /// Accepted datagrams of engines past the per-exporter (or total) stream
+    /// cap: in the totals and their exporter's counters, not sequence-tracked.
+    pub engines_overflow: u64,
     /// Replay only: frames read from captures and those that carried no UDP payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames: Option<u64>,
@@ -142,7 +155,8 @@ impl Report {
     pub fn new(
         c: &Counters,
         exporters: &[(IpAddr, Counters)],
-        seq: &[&SeqTracker],
+        seq: &SeqTracker,
+        overflow: &Overflow,
         shards: &ShardStats,
         active: u64,
     ) -> Self {
@@ -156,6 +170,8 @@ impl Report {
             flows_total: shards.flows_total(),
             evictions: shards.flows[EndReason::Evicted as usize],
             active_flows: active,
+            exporters_overflow: overflow.exporters,
+            engines_overflow: overflow.engines,
             ..Default::default()
         };
         let mut per: BTreeMap<IpAddr, ExporterReport> = BTreeMap::new();
@@ -167,16 +183,17 @@ impl Report {
             e.octets += ec.octets;
             e.rejected += ec.rejected_total();
         }
-        for t in seq {
-            for ((ip, _, _), s) in t.totals() {
-                r.seq_lost_records += s.lost_records;
-                r.seq_restarts += s.restarts;
-                r.seq_late_datagrams += s.late_datagrams;
-                let e = per.entry(ip).or_insert_with(|| ExporterReport::new(ip));
-                e.seq_lost_records += s.lost_records;
-                e.seq_restarts += s.restarts;
-                e.seq_late_datagrams += s.late_datagrams;
-            }
+        for ((ip, _, _), s) in seq.totals() {
+            r.seq_lost_records += s.lost_records;
+            r.seq_restarts += s.restarts;
+            r.seq_late_datagrams += s.late_datagrams;
+            r.seq_duplicate_datagrams += s.duplicate_datagrams;
+            r.seq_gaps_overflow += s.gaps_overflow;
+            let e = per.entry(ip).or_insert_with(|| ExporterReport::new(ip));
+            e.seq_lost_records += s.lost_records;
+            e.seq_restarts += s.restarts;
+            e.seq_late_datagrams += s.late_datagrams;
+            e.seq_duplicate_datagrams += s.duplicate_datagrams;
         }
         r.exporters = per.into_values().collect();
         r
@@ -240,9 +257,19 @@ impl Report {
         )?;
         writeln!(
             w,
-            "  sequence: {} records lost, {} restarts, {} late datagrams",
-            self.seq_lost_records, self.seq_restarts, self.seq_late_datagrams
+            "  sequence: {} records lost, {} restarts, {} late datagrams, {} duplicate datagrams",
+            self.seq_lost_records,
+            self.seq_restarts,
+            self.seq_late_datagrams,
+            self.seq_duplicate_datagrams
         )?;
+        if self.exporters_overflow + self.engines_overflow + self.seq_gaps_overflow > 0 {
+            writeln!(
+                w,
+                "  caps: exporters overflow {}, engines overflow {}, sequence gaps overflow {} (datagrams counted in the totals only)",
+                self.exporters_overflow, self.engines_overflow, self.seq_gaps_overflow
+            )?;
+        }
         if let Some(lat) = &self.latency {
             writeln!(
                 w,

@@ -2,13 +2,14 @@
 //! every loop) for the writer's periodic stats line, and a full
 //! [`Snapshot`] (about once a second) for the `--metrics` endpoint. Each
 //! worker's live copy sits in its [`Mailbox`](super::handoff::Mailbox);
-//! observers only read them, never the workers' state.
+//! observers only read them, never the workers' state. (Sequence state is
+//! not here: it is one shared table, `Shared::seq`, read directly.)
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 
 use crate::hist::Latency;
-use crate::ingest::{Counters, SeqTotals};
+use crate::ingest::{Counters, Overflow};
 
 /// Live figures a worker publishes for the periodic stats line (relaxed atomics).
 #[derive(Debug, Default)]
@@ -19,7 +20,6 @@ pub struct Gauges {
     pub active_flows: AtomicU64,
     pub flows: AtomicU64,
     pub kernel_drops: AtomicU64,
-    pub seq_lost: AtomicU64,
     pub queue_stalls: AtomicU64,
 }
 
@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub kernel_drops: u64,
     pub queue_stalls: u64,
     pub exporters: Vec<(IpAddr, Counters)>,
-    pub seq: Vec<((IpAddr, u8, u8), SeqTotals)>,
+    pub overflow: Overflow,
     pub receive_to_applied: Latency,
     pub export_to_receive: Latency,
 }

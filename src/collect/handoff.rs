@@ -17,6 +17,7 @@ use crossbeam_queue::ArrayQueue;
 use super::gauges::{Gauges, Snapshot};
 use crate::flow::{Flow, FlowRecord};
 use crate::hist::Latency;
+use crate::ingest::SeqTracker;
 use crate::wire::{Header, RecordFields};
 
 /// Records per cross-shard batch.
@@ -127,6 +128,9 @@ pub struct Shared {
     pub writer_thread: OnceLock<std::thread::Thread>,
     /// The writer is (about to be) parked with nothing to do.
     pub writer_parked: AtomicBool,
+    /// Sequence state of every exporter, shared by the workers' `Ingest`s;
+    /// the stats line and `/metrics` read it here.
+    pub seq: SeqTracker,
 }
 
 impl Shared {
@@ -143,6 +147,7 @@ impl Shared {
             flows_written: AtomicU64::new(0),
             writer_thread: OnceLock::new(),
             writer_parked: AtomicBool::new(false),
+            seq: SeqTracker::new(),
         }
     }
 

@@ -40,7 +40,7 @@ use super::gauges::Snapshot;
 use super::handoff::Shared;
 use crate::flow::EndReason;
 use crate::hist::Latency;
-use crate::ingest::{Counters, REJECT_REASONS};
+use crate::ingest::{Counters, Overflow, SeqTotals, REJECT_REASONS};
 
 /// Longest one connection may take, from accept to the last byte of the response.
 pub const CONN_DEADLINE: Duration = Duration::from_secs(2);
@@ -259,26 +259,54 @@ pub fn render(shared: &Shared) -> String {
             f.sample(name, &[("exporter", ip.to_string())], get(c));
         }
     }
-    let mut seq: BTreeMap<(IpAddr, u8, u8), (u64, u64)> = BTreeMap::new();
+    let mut overflow = Overflow::default();
     for s in &snaps {
-        for (k, t) in &s.seq {
-            let e = seq.entry(*k).or_default();
-            e.0 += t.lost_records;
-            e.1 += t.restarts;
-        }
+        overflow.add(&s.overflow);
     }
-    for (name, help, idx) in [
-        ("nfstitch_seq_lost_records_total", "Records missing per the exporter's flow_sequence.", 0),
-        ("nfstitch_seq_restarts_total", "Exporter restarts seen in flow_sequence.", 1),
+    for (name, help, v) in [
+        (
+            "nfstitch_exporters_overflow_total",
+            "Datagrams from sources past the exporter cap (not per exporter, not sequence-tracked).",
+            overflow.exporters,
+        ),
+        (
+            "nfstitch_engines_overflow_total",
+            "Datagrams of engines past the per-exporter or total stream cap (not sequence-tracked).",
+            overflow.engines,
+        ),
     ] {
         f.head(name, "counter", help);
-        for ((ip, et, ei), v) in &seq {
+        f.sample(name, &[], v);
+    }
+    // Sequence state is one table for every worker: read once.
+    let seq = shared.seq.totals();
+    let per_stream: [Getter<SeqTotals>; 4] = [
+        (
+            "nfstitch_seq_lost_records_total",
+            "Records missing per the exporter's flow_sequence.",
+            |t| t.lost_records,
+        ),
+        ("nfstitch_seq_restarts_total", "Exporter restarts seen in flow_sequence.", |t| t.restarts),
+        (
+            "nfstitch_seq_late_datagrams_total",
+            "Datagrams that arrived after a later one (a gap they fill is not lost).",
+            |t| t.late_datagrams,
+        ),
+        (
+            "nfstitch_seq_duplicate_datagrams_total",
+            "Datagrams whose every record was seen before.",
+            |t| t.duplicate_datagrams,
+        ),
+    ];
+    for (name, help, get) in per_stream {
+        f.head(name, "counter", help);
+        for ((ip, et, ei), t) in &seq {
             let labels = [
                 ("exporter", ip.to_string()),
                 ("engine_type", et.to_string()),
                 ("engine_id", ei.to_string()),
             ];
-            f.sample(name, &labels, if idx == 0 { v.0 } else { v.1 });
+            f.sample(name, &labels, get(t));
         }
     }
 

@@ -35,7 +35,7 @@ pub use crate::config::Collect;
 use crate::config::{Pipeline, MAX_WORKERS};
 use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
-use crate::ingest::{Counters, Ingest};
+use crate::ingest::{Counters, Ingest, Overflow};
 use crate::platform::{self, ReuseportSocket};
 use crate::results::{finish_report, open_output, Existing};
 use crate::stats::{Report, WorkerReport};
@@ -160,7 +160,9 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
             id,
             sockets: socks,
             shard: Shard::new(p.shard_config(cfg.workers), now),
-            ingest: Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
+            ingest: Ingest::new(p.lenient, p.scale_sampling)
+                .with_allow(p.allow.clone())
+                .with_seq(shared.seq.clone()),
             key: p.key,
             stitch: p.stitch,
             dump: p.dump,
@@ -275,11 +277,13 @@ fn report(
     let mut counters = Counters::default();
     let mut shards = ShardStats::default();
     let mut exporters = Vec::new();
+    let mut overflow = Overflow::default();
     let mut workers = Vec::new();
     for r in &results {
         counters.add(&r.ingest.counters);
         shards.add(&r.shard);
-        exporters.extend(r.ingest.exporters.iter().map(|(k, v)| (*k, *v)));
+        exporters.extend(r.ingest.exporter_counters());
+        overflow.add(&r.ingest.overflow);
         workers.push(WorkerReport {
             worker: r.id,
             datagrams: r.ingest.counters.datagrams,
@@ -293,8 +297,9 @@ fn report(
             writer_stalls: r.writer_stalls,
         });
     }
-    let seqs: Vec<_> = results.iter().map(|r| &r.ingest.seq).collect();
-    let mut report = Report::new(&counters, &exporters, &seqs, &shards, 0);
+    // Every worker's Ingest shares one sequence table: take it from any.
+    let seq = results.first().map(|r| r.ingest.seq.clone()).unwrap_or_default();
+    let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0);
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
     report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());

@@ -115,8 +115,9 @@ pub struct Worker {
     dump_rows: Vec<DumpRow>,
     pushed: PushStats,
     /// Rejections already logged, and when: one line per REJECT_LOG_EVERY at most.
-    logged_rejects: u64,
-    last_reject_log: Option<std::time::Instant>,
+    reject_log: LogThrottle,
+    /// The same for datagrams the caps kept out: exporters, engines.
+    overflow_log: [LogThrottle; 2],
     last_snapshot: Option<std::time::Instant>,
     /// `--rx-coalesce`: the longest wait after a light receive round.
     rx_coalesce: Duration,
@@ -169,8 +170,8 @@ impl Worker {
             flows: Vec::with_capacity(FLOW_BATCH),
             dump_rows: Vec::new(),
             pushed: PushStats::default(),
-            logged_rejects: 0,
-            last_reject_log: None,
+            reject_log: LogThrottle::default(),
+            overflow_log: Default::default(),
             last_snapshot: None,
             rx_coalesce: cfg.rx_coalesce,
             reserve: cfg.reserve,
@@ -233,6 +234,7 @@ impl Worker {
             self.tick(wall_ns());
             self.publish();
             self.log_rejections();
+            self.log_overflow(false);
         }
         self.shutdown()
     }
@@ -446,20 +448,28 @@ impl Worker {
     /// Never a line per packet: one line per interval, with the count and the latest reason.
     fn log_rejections(&mut self) {
         let total = self.ingest.counters.rejected_total();
-        if total == self.logged_rejects
-            || self.last_reject_log.is_some_and(|t| t.elapsed() < REJECT_LOG_EVERY)
-        {
-            return;
-        }
+        let Some(n) = self.reject_log.due(total, false) else { return };
         if let Some((src, why)) = self.ingest.last_rejection {
             eprintln!(
-                "nfstitch: worker {}: rejected {} datagrams (latest from {src}: {why}); see the report for counts by reason",
-                self.id,
-                total - self.logged_rejects
+                "nfstitch: worker {}: rejected {n} datagrams (latest from {src}: {why}); see the report for counts by reason",
+                self.id
             );
         }
-        self.logged_rejects = total;
-        self.last_reject_log = Some(std::time::Instant::now());
+    }
+
+    /// Datagrams the caps kept out of per-exporter state, the same way (and
+    /// at shutdown, `last`, whatever was not said yet).
+    fn log_overflow(&mut self, last: bool) {
+        for ((total, note), log) in
+            self.ingest.overflow_notes().into_iter().zip(&mut self.overflow_log)
+        {
+            if let (Some(n), Some(note)) = (log.due(total, last), note) {
+                eprintln!(
+                    "nfstitch: warning: worker {}: {n} datagrams kept out of per-exporter state, counted in the totals only (latest {note})",
+                    self.id
+                );
+            }
+        }
     }
 
     fn kernel_drops(&self) -> u64 {
@@ -487,16 +497,14 @@ impl Worker {
             return;
         }
         self.last_snapshot = Some(std::time::Instant::now());
-        let seq = self.ingest.seq.totals();
-        g.seq_lost.store(seq.iter().map(|(_, t)| t.lost_records).sum(), Ordering::Relaxed);
         let snap = Snapshot {
             counters: self.ingest.counters,
             flows: self.shard.stats().flows,
             active_flows: self.shard.len() as u64,
             kernel_drops: self.kernel_drops(),
             queue_stalls: self.pushed.queue_stalls + self.pushed.writer_stalls,
-            exporters: self.ingest.exporters.iter().map(|(k, v)| (*k, *v)).collect(),
-            seq,
+            exporters: self.ingest.exporter_counters(),
+            overflow: self.ingest.overflow,
             receive_to_applied: self.receive_to_applied.clone(),
             export_to_receive: self.export_to_receive.clone(),
         };
@@ -549,6 +557,7 @@ impl Worker {
         self.push_to_writer(ToWriter::Final(last));
         self.last_snapshot = None;
         self.publish();
+        self.log_overflow(true);
         let kernel_drops = self.kernel_drops();
         shared.finished.fetch_add(1, Ordering::SeqCst);
         shared.wake_writer();
@@ -564,6 +573,29 @@ impl Worker {
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
         }
+    }
+}
+
+/// One log line per [`REJECT_LOG_EVERY`] at most about a growing counter.
+#[derive(Debug, Default)]
+struct LogThrottle {
+    logged: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl LogThrottle {
+    /// How much `total` grew since the last line, if a line is due now
+    /// (`now`: whatever the time since the last).
+    fn due(&mut self, total: u64, now: bool) -> Option<u64> {
+        if total == self.logged
+            || (!now && self.last.is_some_and(|t| t.elapsed() < REJECT_LOG_EVERY))
+        {
+            return None;
+        }
+        let n = total - self.logged;
+        self.logged = total;
+        self.last = Some(std::time::Instant::now());
+        Some(n)
     }
 }
 

@@ -297,7 +297,7 @@ fn stats_line(shared: &Shared, secs: f64, prev: (u64, u64)) -> (u64, u64) {
         sum(|g| g.flows.load(Ordering::Relaxed)),
         sum(|g| g.rejected.load(Ordering::Relaxed)),
         sum(|g| g.kernel_drops.load(Ordering::Relaxed)),
-        sum(|g| g.seq_lost.load(Ordering::Relaxed)),
+        shared.seq.sum().lost_records,
         sum(|g| g.queue_stalls.load(Ordering::Relaxed)),
     );
     (dg, rec)

@@ -8,7 +8,14 @@
 //! `seen = accepted + rejected`. Sums of records, packets and octets are
 //! taken here, over exactly the records handed on, so a test can compare
 //! them with the sums over emitted flows.
+//!
+//! Per-exporter counters are this thread's; sequence state is the
+//! collector's, shared by every thread's `Ingest` ([`SeqTracker`], in
+//! [`exporters`]: one tracker per exporter, whatever the worker). Both are
+//! capped: a source past the table's caps is counted in the totals and in
+//! [`Overflow`], never per exporter and never in a shared bucket.
 
+pub mod exporters;
 mod seq;
 
 use std::net::IpAddr;
@@ -18,7 +25,8 @@ use hashbrown::HashMap;
 use crate::flow::{
     exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records,
 };
-pub use seq::{SeqEvent, SeqTotals, SeqTracker};
+pub use exporters::{Caps, SeqHandle, SeqTracker, MAX_ENGINES, MAX_EXPORTERS};
+pub use seq::{GapBudget, SeqEvent, SeqTotals, Stream, MAX_GAPS, REORDER_WINDOW, UPTIME_RESET_MS};
 
 use crate::wire::{Datagram, DecodeError, Header, Record, HEADER_LEN, RECORD_LEN};
 
@@ -31,12 +39,6 @@ pub const REJECT_REASONS: [&str; 5] = [
     DecodeError::REASONS[3],
     "not_allowed",
 ];
-/// Sources tracked one by one (counters, sequence state); beyond this many,
-/// new sources are counted together under [`OTHER_EXPORTERS`].
-pub const MAX_EXPORTERS: usize = 4096;
-/// The bucket for sources past [`MAX_EXPORTERS`] (`255.255.255.255` in reports).
-pub const OTHER_EXPORTERS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
-
 /// Index of `not_allowed` in [`REJECT_REASONS`].
 pub const NOT_ALLOWED: usize = 4;
 
@@ -57,6 +59,15 @@ impl Counters {
         self.rejected.iter().sum()
     }
 
+    /// One accepted datagram of `records` records.
+    #[inline]
+    pub fn accept(&mut self, records: u64, packets: u64, octets: u64) {
+        self.datagrams += 1;
+        self.records += records;
+        self.packets += packets;
+        self.octets += octets;
+    }
+
     pub fn add(&mut self, o: &Counters) {
         self.datagrams += o.datagrams;
         for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
@@ -66,6 +77,32 @@ impl Counters {
         self.packets += o.packets;
         self.octets += o.octets;
     }
+}
+
+/// Datagrams the caps kept out of per-exporter state (counted in the totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// From sources past [`MAX_EXPORTERS`] (accepted or rejected): no
+    /// per-exporter counters, no sequence tracking.
+    pub exporters: u64,
+    /// Accepted from a tracked exporter, of an (engine type, engine id) past
+    /// [`MAX_ENGINES`] or the table's stream cap: not sequence-tracked.
+    pub engines: u64,
+}
+
+impl Overflow {
+    pub fn add(&mut self, o: &Overflow) {
+        self.exporters += o.exporters;
+        self.engines += o.engines;
+    }
+}
+
+/// One exporter's entry in a thread's [`Ingest`]: its counters here, and
+/// its sequence state in the shared table.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    pub counters: Counters,
+    seq: SeqHandle,
 }
 
 /// Why a datagram was not accepted.
@@ -102,10 +139,17 @@ pub struct Ingest {
     /// Accepted sources (`--allow`); empty accepts every source.
     pub allow: Vec<ipnet::IpNet>,
     pub counters: Counters,
-    pub exporters: HashMap<IpAddr, Counters>,
+    pub exporters: HashMap<IpAddr, Exporter>,
+    /// Sequence state: the collector's, shared (clones of one table).
     pub seq: SeqTracker,
+    pub overflow: Overflow,
     /// The latest rejection and its source, for rate-limited logging.
     pub last_rejection: Option<(IpAddr, Rejection)>,
+    /// The latest source the exporter cap kept out, and the latest
+    /// (source, engine type, engine id) the engine caps did: for
+    /// rate-limited warnings.
+    pub last_exporter_overflow: Option<IpAddr>,
+    pub last_engine_overflow: Option<(IpAddr, u8, u8)>,
 }
 
 impl Ingest {
@@ -116,6 +160,58 @@ impl Ingest {
     pub fn with_allow(mut self, allow: Vec<ipnet::IpNet>) -> Self {
         self.allow = allow;
         self
+    }
+
+    /// Share `seq` (every worker of a collector gets a clone of one).
+    pub fn with_seq(mut self, seq: SeqTracker) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    /// Per-exporter counters, sorted by exporter.
+    pub fn exporter_counters(&self) -> Vec<(IpAddr, Counters)> {
+        let mut v: Vec<_> = self.exporters.iter().map(|(k, e)| (*k, e.counters)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// The two overflow counters, each with a warning naming its latest
+    /// source: `[exporters, engines]`.
+    pub fn overflow_notes(&self) -> [(u64, Option<String>); 2] {
+        [
+            (
+                self.overflow.exporters,
+                self.last_exporter_overflow.map(|ip| {
+                    format!("from {ip} and others past the cap of {MAX_EXPORTERS} exporters (exporters_overflow)")
+                }),
+            ),
+            (
+                self.overflow.engines,
+                self.last_engine_overflow.map(|(ip, t, i)| {
+                    format!(
+                        "from {ip} engine {t}/{i}: past the cap of {MAX_ENGINES} engines per \
+                         exporter or of sequence streams in all, not sequence-tracked (engines_overflow)"
+                    )
+                }),
+            ),
+        ]
+    }
+
+    /// This exporter's entry, made if the table admits it; `None` (counted
+    /// in `overflow.exporters`) when a cap refuses it.
+    #[inline]
+    fn exporter(&mut self, ip: IpAddr) -> Option<&mut Exporter> {
+        match self.exporters.entry(ip) {
+            hashbrown::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
+            hashbrown::hash_map::Entry::Vacant(v) => match self.seq.admit(ip) {
+                Some(seq) => Some(v.insert(Exporter { counters: Counters::default(), seq })),
+                None => {
+                    self.overflow.exporters += 1;
+                    self.last_exporter_overflow = Some(ip);
+                    None
+                }
+            },
+        }
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -134,7 +230,7 @@ impl Ingest {
         mut each: impl FnMut(&Header, u16, &Record<'_>, &FlowRecord),
     ) -> Result<Header, Rejection> {
         let exporter = exporter.to_canonical();
-        let (d, tracked) = self.decode(exporter, bytes)?;
+        let d = self.decode(exporter, bytes)?;
         let h = d.header();
         let (mut packets, mut octets) = (0u64, 0u64);
         for (i, r) in d.records().enumerate() {
@@ -143,7 +239,7 @@ impl Ingest {
             octets += fr.octets;
             each(&h, i as u16, &r, &fr);
         }
-        self.count(exporter, tracked, &h, packets, octets);
+        self.count(exporter, &h, packets, octets);
         Ok(h)
     }
 
@@ -160,7 +256,7 @@ impl Ingest {
         out: &mut WireRecords,
     ) -> Result<Header, Rejection> {
         let exporter = exporter.to_canonical();
-        let (d, tracked) = self.decode(exporter, bytes)?;
+        let d = self.decode(exporter, bytes)?;
         let h = d.header();
         let scale = sampling_scale(&h, self.scale_sampling);
         let (mut packets, mut octets) = (0u64, 0u64);
@@ -168,7 +264,7 @@ impl Ingest {
             packets += r.packets() as u64 * scale;
             octets += r.octets() as u64 * scale;
         }
-        self.count(exporter, tracked, &h, packets, octets);
+        self.count(exporter, &h, packets, octets);
         let dg = u32::try_from(out.dgs.len()).expect("datagrams in a receive batch fit u32");
         out.dgs.push(WireContext { exporter, ex: exporter_words(exporter), header: h, scale });
         let first = offset + HEADER_LEN;
@@ -179,14 +275,10 @@ impl Ingest {
         Ok(h)
     }
 
-    /// Check the source and decode; a rejection is counted here. Also says
-    /// whether the exporter has its own entry (else it shares OTHER_EXPORTERS).
+    /// Check the source and decode; a rejection is counted here (per
+    /// exporter too, when the table has room for the source).
     #[inline]
-    fn decode<'a>(
-        &mut self,
-        exporter: IpAddr,
-        bytes: &'a [u8],
-    ) -> Result<(Datagram<'a>, bool), Rejection> {
+    fn decode<'a>(&mut self, exporter: IpAddr, bytes: &'a [u8]) -> Result<Datagram<'a>, Rejection> {
         if !self.allowed(exporter) {
             // Dropped before decode; not an exporter we track (a flood of
             // spoofed sources must not grow the per-exporter table).
@@ -194,46 +286,33 @@ impl Ingest {
             self.last_rejection = Some((exporter, Rejection::NotAllowed));
             return Err(Rejection::NotAllowed);
         }
-        // Per-exporter state is bounded: past MAX_EXPORTERS sources, new ones
-        // share the OTHER_EXPORTERS bucket and are not sequence-tracked.
-        let tracked =
-            self.exporters.len() < MAX_EXPORTERS || self.exporters.contains_key(&exporter);
-        match Datagram::parse_with(bytes, self.lenient) {
-            Ok(d) => Ok((d, tracked)),
-            Err(e) => {
-                let per = self
-                    .exporters
-                    .entry(if tracked { exporter } else { OTHER_EXPORTERS })
-                    .or_default();
-                self.counters.rejected[e.index()] += 1;
-                per.rejected[e.index()] += 1;
-                self.last_rejection = Some((exporter, Rejection::Decode(e)));
-                Err(Rejection::Decode(e))
+        Datagram::parse_with(bytes, self.lenient).map_err(|e| {
+            self.counters.rejected[e.index()] += 1;
+            if let Some(per) = self.exporter(exporter) {
+                per.counters.rejected[e.index()] += 1;
             }
-        }
+            self.last_rejection = Some((exporter, Rejection::Decode(e)));
+            Rejection::Decode(e)
+        })
     }
 
     /// Count an accepted datagram (totals, per exporter, sequence).
     #[inline]
-    fn count(&mut self, exporter: IpAddr, tracked: bool, h: &Header, packets: u64, octets: u64) {
-        let per =
-            self.exporters.entry(if tracked { exporter } else { OTHER_EXPORTERS }).or_default();
+    fn count(&mut self, exporter: IpAddr, h: &Header, packets: u64, octets: u64) {
         let n = h.count as u64;
-        for c in [&mut self.counters, per] {
-            c.datagrams += 1;
-            c.records += n;
-            c.packets += packets;
-            c.octets += octets;
-        }
-        if tracked {
-            self.seq.observe(
-                exporter,
-                h.engine_type,
-                h.engine_id,
-                h.flow_sequence,
-                h.count as u32,
-                h.sys_uptime,
-            );
+        self.counters.accept(n, packets, octets);
+        let Some(per) = self.exporter(exporter) else { return };
+        per.counters.accept(n, packets, octets);
+        let ev = per.seq.observe(
+            h.engine_type,
+            h.engine_id,
+            h.flow_sequence,
+            h.count as u32,
+            h.sys_uptime,
+        );
+        if ev == SeqEvent::Untracked {
+            self.overflow.engines += 1;
+            self.last_engine_overflow = Some((exporter, h.engine_type, h.engine_id));
         }
     }
 }
@@ -386,7 +465,7 @@ mod tests {
         let view = wire.view(&bytes);
         assert!((0..view.len()).all(|i| view.record(i).exporter == v4));
         assert_eq!(ing.exporters.len(), 1, "{:?}", ing.exporters.keys());
-        assert_eq!(ing.exporters[&v4].datagrams, 3);
+        assert_eq!(ing.exporters[&v4].counters.datagrams, 3);
         // A real IPv6 source stays IPv6.
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         ing.wire(v6, &bytes, 0, &mut wire).unwrap();
@@ -443,7 +522,7 @@ mod tests {
                 prop_assert_eq!(view.merge(i), Merge::from(fr));
             }
             prop_assert_eq!(by_wire.counters, by_decode.counters);
-            prop_assert_eq!(&by_wire.exporters, &by_decode.exporters);
+            prop_assert_eq!(by_wire.exporter_counters(), by_decode.exporter_counters());
             let cfg = ShardConfig {
                 key: spec,
                 linger_ns: 1_000_000_000,

@@ -12,5 +12,6 @@ mod loadgen;
 mod ops;
 mod reliability;
 mod replay;
+mod sequence;
 mod skip;
 mod util;
