@@ -282,6 +282,13 @@ pub fn render(shared: &Shared) -> String {
         }
     }
 
+    f.head(
+        "nfstitch_reopen_failures_total",
+        "counter",
+        "SIGHUPs whose -o path could not be opened (output stayed on the old file).",
+    );
+    f.sample("nfstitch_reopen_failures_total", &[], shared.reopen_failures.load(Ordering::Relaxed));
+
     // Latency summaries (seconds).
     let mut rx = Latency::new();
     let mut export = Latency::new();

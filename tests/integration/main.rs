@@ -8,6 +8,7 @@ mod interop;
 mod layout;
 mod loadgen;
 mod ops;
+mod output_file;
 mod reliability;
 mod replay;
 mod util;

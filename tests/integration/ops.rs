@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::collect::{send, signal, start, traffic, wait_exit, Collector};
 use crate::util::*;
 
-fn wait_line(c: &Collector, prefix: &str) -> String {
+pub fn wait_line(c: &Collector, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let line = c
@@ -21,7 +21,7 @@ fn wait_line(c: &Collector, prefix: &str) -> String {
     }
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
@@ -31,7 +31,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// The value of one sample line `name{labels} value` summed over matching lines.
-fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
