@@ -83,8 +83,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<BTreeMap<&'static str, crate::hist::Summary>>,
     /// Live only, after the writer failed: its error, and what it left
-    /// unwritten (flows emitted less those handed to the output; dump rows
-    /// dropped, queued, or left in the batch it had in hand).
+    /// unwritten: flows emitted less those whose row the OS accepted; dump
+    /// record rows dropped, queued, left in the batch it had in hand, or
+    /// handed to the output but still buffered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writer_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,9 +8,11 @@
 //!
 //! Shutdown (SIGINT/SIGTERM): workers stop polling, read what is already
 //! queued in their sockets, hand off their last cross-shard batches, drain
-//! their inboxes until every worker is done sending, flush every flow once
+//! their inboxes until every worker is done sending (no time limit: see
+//! `Worker::shutdown` for why the wait is finite), flush every flow once
 //! (`shutdown`), and the writer writes the sorted final flush, the report is
-//! printed, exit 0. SIGHUP reopens `-o PATH`.
+//! printed, exit 0. SIGHUP reopens `-o PATH` (a path that cannot be opened
+//! is warned about and counted, and the old file kept).
 
 pub mod clock;
 pub mod gauges;

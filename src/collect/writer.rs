@@ -85,7 +85,7 @@ pub fn run(
     let flushed = out.flush();
     if res.is_ok() {
         if let Err(e) = flushed {
-            res = Err(anyhow::Error::from(e).context("writing output"));
+            res = Err(e).context("writing output");
         }
     }
     let handed = out.handed();

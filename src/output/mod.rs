@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 pub use rows::{FlowRow, HeaderRow, RecordRow, Row};
-pub use written::{Buffered, RowCounts};
+pub use written::{Buffered, OutWrite, RowCounts};
 use written::{Ledger, RowKind};
 
 /// The output encoding (`--format`).
@@ -115,24 +115,6 @@ pub trait Visitor {
     fn addr(&mut self, name: &'static str, v: IpAddr);
     fn time(&mut self, name: &'static str, ns: u64);
     fn str(&mut self, name: &'static str, v: &str);
-}
-
-/// A destination an [`Output`] writes to, which can be finished (a
-/// compressor's trailer written, the file flushed) when it is replaced.
-pub trait OutWrite: Write + Send {
-    fn finish(self: Box<Self>) -> io::Result<()>;
-
-    /// How many of the bytes handed to it the OS accepted, if it can tell
-    /// ([`Buffered`] can; a compressor cannot: see [`written`]).
-    fn accepted(&self) -> Option<u64> {
-        None
-    }
-}
-
-impl<W: Write + Send> OutWrite for io::BufWriter<W> {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.flush()
-    }
 }
 
 /// Writes rows in one format to one `Write`.

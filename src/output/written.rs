@@ -1,4 +1,5 @@
-//! Which rows reached the OS. Rows pass through a buffer (a `BufWriter`, a
+//! The destination an output writes to ([`OutWrite`]), and which rows
+//! reached the OS. Rows pass through a buffer (a `BufWriter`, a
 //! compressor) before a `write(2)` takes them, so when a write fails the rows
 //! still buffered are lost, and a row counts as written only once the OS
 //! accepted its last byte.
@@ -15,13 +16,29 @@
 //!
 //! A writer that cannot map the OS's bytes back to the rows' (a compressor)
 //! reports no count: its rows count as written when a flush after them
-//! succeeded, and the ledger then forces a flush every [`MAX_PENDING`] rows
+//! succeeded, and the output is flushed every [`MAX_PENDING`] rows
 //! so that it stays bounded.
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
 
-use super::OutWrite;
+/// A destination an [`Output`](super::Output) writes to, which can be finished (a
+/// compressor's trailer written, the file flushed) when it is replaced.
+pub trait OutWrite: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+
+    /// How many of the bytes handed to it the OS accepted, if it can tell
+    /// ([`Buffered`] can; a compressor cannot: see the module doc).
+    fn accepted(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<W: Write + Send> OutWrite for io::BufWriter<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.flush()
+    }
+}
 
 /// Rows the ledger holds before it asks the writer how far the OS got.
 pub const SETTLE_AT: usize = 1024;

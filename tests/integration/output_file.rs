@@ -141,7 +141,7 @@ fn a_file_size_limit_counts_exactly_the_flows_not_in_the_file() {
     let (rows, torn) = complete_rows(&c.out);
     let size = std::fs::metadata(&c.out).unwrap().len();
     assert!(size == 20 << 10 || size == 40 << 10, "cut at the limit: {size} bytes");
-    let in_file = flows(&rows.iter().map(|r| format!("{r}\n")).collect::<String>()).len() as u64;
+    let in_file = rows.iter().filter(|r| r["type"] == "flow").count() as u64;
     let emitted = st["flows_total"].as_u64().unwrap();
     assert!(in_file > 0 && in_file < emitted && torn, "{in_file} of {emitted} flows, torn {torn}");
     assert_eq!(written, rows.len() as u64, "rows written: the complete rows in the file");
