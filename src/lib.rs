@@ -80,7 +80,11 @@
 //! - A flow pushed out by `--max-flows` is *emitted* with reason `evicted`
 //!   (counted in `evictions`), not dropped: its sums are kept.
 //! - The output failed (disk full): `writer_error`, `unwritten_flows`,
-//!   `unwritten_dump_rows`, and a non-zero exit.
+//!   `unwritten_dump_rows` (exactly the rows the OS did not accept, those
+//!   still buffered included: [`output::written`]), and a non-zero exit.
+//! - Records routed to another worker's shard are never left behind at
+//!   shutdown: every worker waits for all its peers to hand theirs over
+//!   (`records` = the sum of `workers[].applied_records`).
 //! - A sink could not deliver: its own counters under `sinks.<name>`
 //!   (ClickHouse: `rows_spooled`, `insert_errors`, `permanent_error`, ...);
 //!   flows it could not keep: `dropped_flows` (the spool at

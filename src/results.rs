@@ -7,12 +7,12 @@
 //! opened by [`crate::output::rotate`] instead.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter};
+use std::io;
 
 use anyhow::{Context, Result};
 
 use crate::config::Pipeline;
-use crate::output::{OutWrite, Output};
+use crate::output::{Buffered, OutWrite, Output};
 use crate::stats::Report;
 
 /// Open the output (`-o` or stdout).
@@ -33,9 +33,9 @@ pub fn open_output(p: &Pipeline, existing: Existing) -> Result<Output> {
                 .create(true)
                 .open(path)
                 .with_context(|| format!("-o: cannot open {}", path.display()))?;
-            Box::new(BufWriter::with_capacity(1 << 16, f))
+            Box::new(Buffered::new(f))
         }
-        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+        None => Box::new(Buffered::new(io::stdout())),
     };
     Ok(Output::new(p.format, p.time_format, w))
 }

@@ -100,14 +100,21 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<BTreeMap<&'static str, crate::hist::Summary>>,
     /// Live only, after the writer failed: its error, and what it left
-    /// unwritten (flows emitted less those handed to the output; dump rows
-    /// dropped, queued, or left in the batch it had in hand).
+    /// unwritten: flows emitted less those whose row the OS accepted; dump
+    /// record rows dropped, queued, left in the batch it had in hand, or
+    /// handed to the output but still buffered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writer_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unwritten_flows: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unwritten_dump_rows: Option<u64>,
+    /// Live only: SIGHUP reopens of `-o PATH`, and those whose path could
+    /// not be opened (the output stayed on the file opened before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reopen_failures: Option<u64>,
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
@@ -234,6 +241,13 @@ impl Report {
                 "  OUTPUT FAILED: {e}; {} flows and {} dump rows left unwritten",
                 self.unwritten_flows.unwrap_or(0),
                 self.unwritten_dump_rows.unwrap_or(0)
+            )?;
+        }
+        if let Some(n) = self.reopen_failures.filter(|&n| n > 0) {
+            writeln!(
+                w,
+                "  SIGHUP: {n} reopens of the output failed ({} succeeded)",
+                self.reopens.unwrap_or(0)
             )?;
         }
         if let (Some(f), Some(s)) = (self.frames, &self.frames_skipped) {

@@ -7,10 +7,12 @@
 //! does while it waits is [`push`](super::push)'s. A worker that is asleep
 //! in `poll` is woken through its mio `Waker` only when it said it sleeps
 //! (`sleeping` flag; Dekker-style SeqCst handshake, so no wakeup is lost).
+//! The shutdown handshake (every worker done sending, then finished) is
+//! kept by each worker's [`Leaving`], even when its thread unwinds.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -117,12 +119,14 @@ pub struct Shared {
     pub writer_failed: AtomicBool,
     /// SIGHUP: reopen the output file.
     pub reopen: AtomicBool,
+    /// SIGHUPs whose output path could not be opened (for `/metrics`).
+    pub reopen_failures: AtomicU64,
     /// The writer's flow-end-to-written histogram, published about once a second.
     pub writer_latency: Mutex<Latency>,
     /// The extra sinks' counters, published by the writer about once a second.
     pub sink_counters: Mutex<Vec<SinkCounters>>,
-    /// Flow rows the writer wrote, set when it ends (with a failure, what
-    /// the shards emitted beyond it is the loss).
+    /// Flow rows the OS accepted from the writer, set when it ends (with a
+    /// failure, what the shards emitted beyond it is the loss).
     pub flows_written: AtomicU64,
     /// The writer thread (it registers itself when it starts), for [`Shared::wake_writer`].
     pub writer_thread: OnceLock<std::thread::Thread>,
@@ -142,6 +146,7 @@ impl Shared {
             finished: AtomicUsize::new(0),
             writer_failed: AtomicBool::new(false),
             reopen: AtomicBool::new(false),
+            reopen_failures: AtomicU64::new(0),
             writer_latency: Mutex::new(Latency::new()),
             sink_counters: Mutex::new(Vec::new()),
             flows_written: AtomicU64::new(0),
@@ -170,5 +175,91 @@ impl Shared {
         for m in &self.mailboxes {
             let _ = m.waker.wake();
         }
+    }
+}
+
+/// A worker's part in the shutdown handshake: `done_sending` (its last
+/// record routed to a peer), then `finished` (its final flush queued for the
+/// writer). Peers wait for every worker's `done_sending` and the writer for
+/// every `finished`, without a time limit; so if the worker's thread unwinds
+/// (a bug) before it got there, dropping this marks both and stops the
+/// collector, and nobody waits for it forever.
+#[derive(Debug)]
+pub struct Leaving {
+    shared: Arc<Shared>,
+    sent: bool,
+    finished: bool,
+}
+
+impl Leaving {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Leaving { shared, sent: false, finished: false }
+    }
+
+    pub fn done_sending(&mut self) {
+        if !std::mem::replace(&mut self.sent, true) {
+            self.shared.done_sending.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn finished(&mut self) {
+        self.done_sending();
+        if !std::mem::replace(&mut self.finished, true) {
+            self.shared.finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.stop_all();
+            self.finished();
+            self.shared.wake_writer();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mio::{Poll, Token};
+
+    use super::*;
+
+    fn collector(workers: usize) -> (Arc<Shared>, Vec<Poll>) {
+        let polls: Vec<Poll> = (0..workers).map(|_| Poll::new().unwrap()).collect();
+        let mbs = polls
+            .iter()
+            .map(|p| Mailbox::new(mio::Waker::new(p.registry(), Token(9)).unwrap()))
+            .collect();
+        (Arc::new(Shared::new(mbs)), polls)
+    }
+
+    /// A worker thread that unwinds before its part of the shutdown
+    /// handshake still counts as done sending and finished, and stops the
+    /// collector: its peers' wait for every worker (which has no time
+    /// limit) ends. One that ends normally is counted once.
+    #[test]
+    fn a_worker_that_unwinds_is_never_waited_for() {
+        let (shared, _polls) = collector(2);
+        let s = Arc::clone(&shared);
+        let t = std::thread::spawn(move || {
+            let mut l = Leaving::new(s);
+            l.done_sending();
+            panic!("a bug in worker 0");
+        });
+        assert!(t.join().is_err());
+        assert_eq!(shared.done_sending.load(Ordering::SeqCst), 1);
+        assert_eq!(shared.finished.load(Ordering::SeqCst), 1);
+        assert!(shared.stop.load(Ordering::SeqCst));
+
+        let (shared, _polls) = collector(2);
+        let mut l = Leaving::new(Arc::clone(&shared));
+        l.done_sending();
+        l.finished();
+        drop(l);
+        assert_eq!(shared.done_sending.load(Ordering::SeqCst), 1);
+        assert_eq!(shared.finished.load(Ordering::SeqCst), 1);
+        assert!(!shared.stop.load(Ordering::SeqCst), "a normal end stops nothing");
     }
 }

@@ -311,6 +311,12 @@ pub fn render(shared: &Shared) -> String {
     }
 
     sinks(&mut f, shared);
+    f.head(
+        "nfstitch_reopen_failures_total",
+        "counter",
+        "SIGHUPs whose -o path could not be opened (output stayed on the old file).",
+    );
+    f.sample("nfstitch_reopen_failures_total", &[], shared.reopen_failures.load(Ordering::Relaxed));
 
     // Latency summaries (seconds).
     let mut rx = Latency::new();

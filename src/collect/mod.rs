@@ -8,9 +8,11 @@
 //!
 //! Shutdown (SIGINT/SIGTERM): workers stop polling, read what is already
 //! queued in their sockets, hand off their last cross-shard batches, drain
-//! their inboxes until every worker is done sending, flush every flow once
+//! their inboxes until every worker is done sending (no time limit: see
+//! `Worker::shutdown` for why the wait is finite), flush every flow once
 //! (`shutdown`), and the writer writes the sorted final flush, the report is
-//! printed, exit 0. SIGHUP reopens `-o PATH`.
+//! printed, exit 0. SIGHUP reopens `-o PATH` (a path that cannot be opened
+//! is warned about and counted, and the old file kept).
 
 pub mod clock;
 pub mod gauges;
@@ -230,12 +232,13 @@ impl Running {
             Ok(()) => return report(cfg, p, results, written, None),
             Err(e) => e,
         };
-        // Say how much is lost: every flow the shards emitted that the
-        // writer did not write; the dump rows the workers dropped once it had
-        // failed or that still sat in its queues.
+        // Say how much is lost: every flow the shards emitted whose row the
+        // OS did not accept (never handed to the output, or still in its
+        // buffer); the dump rows the workers dropped once it had failed or
+        // that still sat in its queues.
         let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
         let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
-        // (and the rest of the dump batch the writer had in hand).
+        // (and those of the dump batch the writer had in hand or had buffered).
         let mut rows: u64 =
             results.iter().map(|r| r.unwritten_rows).sum::<u64>() + written.lost_dump_rows;
         for mb in &shared.mailboxes {
@@ -253,8 +256,7 @@ impl Running {
         }
         Err(e.context(format!(
             "{emitted} flows emitted in all, {flows} of them (and {rows} dump rows) \
-             left unwritten after the failure, and rows still buffered may be lost \
-             too: the output is incomplete"
+             left unwritten after the failure: the output is incomplete"
         )))
     }
 }
@@ -304,6 +306,8 @@ fn report(
     report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());
     report.workers = Some(workers);
+    report.reopens = Some(written.reopens);
+    report.reopen_failures = Some(written.reopen_failures);
     let mut rx = Latency::new();
     let mut export = Latency::new();
     for r in &results {

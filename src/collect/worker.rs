@@ -26,7 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::clock::wall_ns;
 use super::gauges::Snapshot;
-use super::handoff::{DumpRow, Shared, ToWriter};
+use super::handoff::{DumpRow, Leaving, Shared, ToWriter};
 use super::push::{self, PushStats};
 use super::route::Router;
 use crate::flow::{Flow, KeySpec, Records, Shard};
@@ -125,10 +125,15 @@ pub struct Worker {
     reserve: usize,
     /// Smallest receive buffer of the worker's sockets (bytes, as the kernel reports it).
     rcvbuf: usize,
+    /// Its part in the shutdown handshake, kept even if the thread unwinds.
+    leaving: Leaving,
 }
 
 /// Longest a stopping worker keeps reading its sockets.
 const SHUTDOWN_READ: Duration = Duration::from_secs(2);
+
+/// After this long waiting for its peers at shutdown, a worker says so (once).
+const PEER_WAIT_NOTE: Duration = Duration::from_secs(10);
 
 /// How often a worker publishes its full [`Snapshot`] for `--metrics`.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -153,7 +158,6 @@ impl Worker {
         let rcvbuf = socks.iter().filter_map(|(s, _)| s.rcvbuf().ok()).min().unwrap_or(0);
         Ok(Worker {
             id: cfg.id,
-            shared,
             poll,
             sockets: socks,
             now: cfg.shard.now(),
@@ -176,6 +180,8 @@ impl Worker {
             rx_coalesce: cfg.rx_coalesce,
             reserve: cfg.reserve,
             rcvbuf,
+            leaving: Leaving::new(Arc::clone(&shared)),
+            shared,
         })
     }
 
@@ -536,16 +542,31 @@ impl Worker {
         }
         self.flush_outgoing();
         let shared = Arc::clone(&self.shared);
-        shared.done_sending.fetch_add(1, Ordering::SeqCst);
+        self.leaving.done_sending();
+        // No time limit: a worker that stopped waiting would leave the
+        // records its peers still route to it unapplied, and a peer pushing
+        // into its full inbox waiting forever. The wait is finite: a peer
+        // reaches `done_sending` after a bounded read (SHUTDOWN_READ, twice)
+        // of finitely many datagrams, pushes to inboxes that are drained
+        // (here, or by a peer waiting in `push::to_peer`), and pushes to the
+        // writer, which progresses or has failed (then pushes are dropped,
+        // counted); a writer that never progresses would hold the final flush
+        // anyway. A peer that panics is counted done by its [`Leaving`].
         let n = self.worker_count();
         let start = std::time::Instant::now();
+        let mut said = false;
         while shared.done_sending.load(Ordering::SeqCst) < n {
             if !self.drain_inbox() {
                 std::thread::sleep(Duration::from_micros(100));
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                eprintln!("nfstitch: worker {}: peers did not finish within 30 s", self.id);
-                break;
+            if !said && start.elapsed() > PEER_WAIT_NOTE {
+                said = true;
+                eprintln!(
+                    "nfstitch: worker {}: still waiting for {} peers to hand over their last \
+                     records (a slow output holds them); nothing is dropped",
+                    self.id,
+                    n - shared.done_sending.load(Ordering::SeqCst)
+                );
             }
         }
         self.drain_inbox();
@@ -559,7 +580,7 @@ impl Worker {
         self.publish();
         self.log_overflow(true);
         let kernel_drops = self.kernel_drops();
-        shared.finished.fetch_add(1, Ordering::SeqCst);
+        self.leaving.finished();
         shared.wake_writer();
         WorkerResult {
             id: self.id,

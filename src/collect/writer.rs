@@ -5,10 +5,14 @@
 //!
 //! At the end it sorts every worker's final flush together by (first, key),
 //! so shutdown output is identical for any number of workers (D8).
-//! An output error stops the collector: it is returned, never retried forever.
+//! An output error stops the collector: it is returned, never retried
+//! forever, with the rows the OS accepted before it (see
+//! [`crate::output::written`]): the rest is counted unwritten. A SIGHUP
+//! whose path cannot be opened is not an output error: the rows keep going
+//! to the file opened before, with a warning, and the next SIGHUP retries.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +25,7 @@ use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
 use crate::output::rotate::Rotator;
-use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+use crate::output::{Buffered, FlowRow, HeaderRow, Output, RecordRow, RowCounts};
 use crate::sink::FlowSink;
 
 /// Writer settings.
@@ -40,12 +44,19 @@ pub struct WriterConfig {
 /// What the writer did.
 #[derive(Debug, Default, Clone)]
 pub struct WriterStats {
+    /// Rows handed to the output.
     pub rows: u64,
+    /// Of those, the rows the OS accepted (all of them unless it failed).
+    pub written: RowCounts,
+    /// SIGHUP reopens of `-o PATH` done, and those whose path could not be
+    /// opened (the output stayed on the file opened before).
     pub reopens: u64,
+    pub reopen_failures: u64,
     /// A flow's end (its deadline, eviction or shutdown time) to the writer writing it.
     pub flow_end_to_written: Latency,
-    /// Dump rows of the batch in hand when the output failed that were not
-    /// handed to it (the rest of that batch).
+    /// Dump rows lost when the output failed: the rest of the batch in
+    /// hand, and the record rows handed to the output that the OS never
+    /// accepted (still buffered).
     pub lost_dump_rows: u64,
     /// Each extra sink's counters, by sink name.
     pub sinks: Vec<(&'static str, Vec<(&'static str, u64)>)>,
@@ -68,9 +79,20 @@ pub fn run(
     for sink in &cfg.sinks {
         stats.sinks.push((sink.name(), sink.counters()));
     }
-    let rows = out.rows();
-    stats.rows = rows;
-    shared.flows_written.store(out.flows(), Ordering::SeqCst);
+    // What reached the OS: after a successful flush everything handed to
+    // the output; after an output error (the output then refuses every
+    // write), what it had accepted before.
+    let flushed = out.flush();
+    if res.is_ok() {
+        if let Err(e) = flushed {
+            res = Err(e).context("writing output");
+        }
+    }
+    let handed = out.handed();
+    stats.rows = handed.rows;
+    stats.written = out.written();
+    stats.lost_dump_rows += handed.records - stats.written.records;
+    shared.flows_written.store(stats.written.flows, Ordering::SeqCst);
     let end = match cfg.rotator.as_mut() {
         // The writer stopped early (output or sink failure): the interval
         // file misses the rest of its interval and keeps its temporary name.
@@ -93,7 +115,10 @@ pub fn run(
         shared.stop_all();
     }
     // How far the output got (rows: flows, and with --dump headers and records).
-    (stats, res.map_err(|e| e.context(format!("output failed after {rows} rows"))))
+    let lost = handed.rows - stats.written.rows;
+    let written = stats.written.rows;
+    let why = format!("output failed after {written} rows written ({lost} more were buffered)");
+    (stats, res.map_err(|e| e.context(why)))
 }
 
 fn write_loop(
@@ -152,8 +177,14 @@ fn write_loop(
             }
             shared.reopen.store(false, Ordering::SeqCst); // rotation replaces SIGHUP reopen
         } else if shared.reopen.swap(false, Ordering::SeqCst) {
-            reopen(&cfg.pipeline, out)?;
-            stats.reopens += 1;
+            if let Some(path) = &cfg.pipeline.output {
+                if reopen(path, out)? {
+                    stats.reopens += 1;
+                } else {
+                    stats.reopen_failures += 1;
+                    shared.reopen_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         let now = Instant::now();
         for sink in cfg.sinks.iter_mut() {
@@ -268,18 +299,29 @@ fn write_dump_row(out: &mut Output, r: &DumpRow) -> io::Result<()> {
     })
 }
 
-/// SIGHUP: reopen `-o PATH` (after logrotate moved it). Stdout is left as is.
-fn reopen(p: &Pipeline, out: &mut Output) -> Result<()> {
-    let Some(path) = &p.output else { return Ok(()) };
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("-o: cannot reopen {}", path.display()))?;
-    let old = out
-        .replace_writer(Box::new(BufWriter::with_capacity(1 << 16, f)))
-        .context("writing output")?;
-    old.finish().context("writing output")
+/// SIGHUP: reopen `-o PATH` (after logrotate moved it), appending. Rows
+/// handed before go to the old file, flushed and closed first; rows after
+/// go to the new one. A path that cannot be opened (its directory is gone,
+/// it is a directory now, a full inode table) is no reason to stop
+/// collecting: the rows keep going to the old file, a warning says so, and
+/// `Ok(false)` has it counted (`reopen_failures`); the next SIGHUP tries
+/// again. Only a failure to write the old file is an output error.
+fn reopen(path: &std::path::Path, out: &mut Output) -> Result<bool> {
+    let f = match OpenOptions::new().create(true).append(true).open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "nfstitch: warning: SIGHUP: cannot reopen -o {}: {e}; still writing to the \
+                 file opened before (send SIGHUP again to retry)",
+                path.display()
+            );
+            return Ok(false);
+        }
+    };
+    let old = out.replace_writer(Box::new(Buffered::new(f))).context("writing output")?;
+    old.finish().context("writing output")?;
+    eprintln!("nfstitch: SIGHUP: reopened -o {}", path.display());
+    Ok(true)
 }
 
 /// The one-line periodic report. Returns the new (datagrams, records) totals.

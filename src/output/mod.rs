@@ -25,6 +25,7 @@
 
 pub mod rotate;
 pub mod rows;
+pub mod written;
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -32,6 +33,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 pub use rows::{FlowRow, HeaderRow, RecordRow, Row};
+pub use written::{Buffered, OutWrite, RowCounts};
+use written::{Ledger, RowKind};
 
 /// The output encoding (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,18 +117,6 @@ pub trait Visitor {
     fn str(&mut self, name: &'static str, v: &str);
 }
 
-/// A destination an [`Output`] writes to, which can be finished (a
-/// compressor's trailer written, the file flushed) when it is replaced.
-pub trait OutWrite: Write + Send {
-    fn finish(self: Box<Self>) -> io::Result<()>;
-}
-
-impl<W: Write + Send> OutWrite for io::BufWriter<W> {
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.flush()
-    }
-}
-
 /// Writes rows in one format to one `Write`.
 pub struct Output {
     format: Format,
@@ -133,39 +124,61 @@ pub struct Output {
     w: Box<dyn OutWrite>,
     kind: Option<&'static str>,
     line: String,
-    rows: u64,
-    /// Of `rows`, the flow rows.
-    flows: u64,
+    /// Rows handed to `w`, and which of them the OS accepted.
+    ledger: Ledger,
 }
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output").field("format", &self.format).field("rows", &self.rows).finish()
+        f.debug_struct("Output")
+            .field("format", &self.format)
+            .field("ledger", &self.ledger)
+            .finish()
     }
 }
 
 impl Output {
     pub fn new(format: Format, time: TimeFormat, w: Box<dyn OutWrite>) -> Self {
         let time = if format == Format::Zeek { TimeFormat::Epoch } else { time };
-        Output { format, time, w, kind: None, line: String::with_capacity(512), rows: 0, flows: 0 }
+        let line = String::with_capacity(512);
+        Output { format, time, w, kind: None, line, ledger: Ledger::default() }
     }
 
-    /// Rows written so far.
+    /// Rows handed to the writer so far (some may still be buffered).
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.ledger.handed_rows().rows
     }
 
-    /// Flow rows written so far.
+    /// Flow rows handed to the writer so far.
     pub fn flows(&self) -> u64 {
-        self.flows
+        self.ledger.handed_rows().flows
+    }
+
+    /// Rows handed to the writer so far, by kind.
+    pub fn handed(&self) -> RowCounts {
+        self.ledger.handed_rows()
+    }
+
+    /// Rows known to be written: the OS accepted every byte of them (all
+    /// that were handed, after a successful [`Output::flush`]).
+    pub fn written(&self) -> RowCounts {
+        self.ledger.written_rows()
     }
 
     /// Replace the underlying writer (SIGHUP reopen, rotation) and return the
     /// old one, flushed, for the caller to finish. The next row writes a schema header.
     pub fn replace_writer(&mut self, w: Box<dyn OutWrite>) -> io::Result<Box<dyn OutWrite>> {
-        self.w.flush()?;
+        self.flush()?;
+        self.ledger.new_stream();
         self.kind = None;
         Ok(std::mem::replace(&mut self.w, w))
+    }
+
+    /// Count the rows the OS has accepted so far.
+    fn settle(&mut self) {
+        if let Some(n) = self.w.accepted() {
+            self.ledger.settle(n);
+        }
     }
 
     /// Flush and finish the writer (end of output).
@@ -207,9 +220,24 @@ impl Output {
                 self.line.push('\n');
             }
         }
-        self.w.write_all(self.line.as_bytes())?;
-        self.rows += 1;
-        self.flows += u64::from(R::KIND == FlowRow::KIND);
+        if let Err(e) = self.w.write_all(self.line.as_bytes()) {
+            self.settle();
+            return Err(e);
+        }
+        let kind = if R::KIND == FlowRow::KIND {
+            RowKind::Flow
+        } else if R::KIND == RecordRow::KIND {
+            RowKind::Record
+        } else {
+            RowKind::Header
+        };
+        self.ledger.handed(self.line.len(), kind);
+        if self.ledger.pending() >= written::SETTLE_AT {
+            self.settle();
+            if self.ledger.pending() >= written::MAX_PENDING {
+                self.flush()?;
+            }
+        }
         Ok(())
     }
 
@@ -244,8 +272,19 @@ impl Output {
         }
     }
 
+    /// Flush the writer; then every row handed is written (or, if it
+    /// fails, those the OS accepted).
     pub fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
+        match self.w.flush() {
+            Ok(()) => {
+                self.ledger.all_written();
+                Ok(())
+            }
+            Err(e) => {
+                self.settle();
+                Err(e)
+            }
+        }
     }
 }
 

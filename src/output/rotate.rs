@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::written::{Buffered, Counted, BUF_BYTES};
 use super::OutWrite;
 
 /// Compression of rotated files (`--compress`).
@@ -55,14 +56,18 @@ pub struct Rotation {
     pub ext: &'static str,
 }
 
-impl OutWrite for flate2::write::GzEncoder<BufWriter<File>> {
+/// A compressor's file: buffered, over a [`Counted`] file (which refuses
+/// every write after a failed one).
+type Compressed = BufWriter<Counted<File>>;
+
+impl OutWrite for flate2::write::GzEncoder<Compressed> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         let mut w = (*self).finish()?;
         w.flush()
     }
 }
 
-impl OutWrite for zstd::stream::write::Encoder<'static, BufWriter<File>> {
+impl OutWrite for zstd::stream::write::Encoder<'static, Compressed> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         let mut w = (*self).finish()?;
         w.flush()
@@ -121,14 +126,16 @@ impl Rotator {
             format!("nfstitch-{}.{}{}", stamp(period), self.cfg.ext, self.cfg.compress.suffix());
         self.opened += 1;
         let tmp = self.cfg.dir.join(format!(".{name}.{}-{}.tmp", std::process::id(), self.opened));
-        let f = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        let file = File::create(&tmp)?;
         self.previous = self.current.replace(Current { tmp, name, period });
+        let compressed = |f| BufWriter::with_capacity(BUF_BYTES, Counted::new(f));
         Ok(match self.cfg.compress {
-            Compression::None => Box::new(f),
-            Compression::Gzip => {
-                Box::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast()))
-            }
-            Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(f, 3)?),
+            Compression::None => Box::new(Buffered::new(file)),
+            Compression::Gzip => Box::new(flate2::write::GzEncoder::new(
+                compressed(file),
+                flate2::Compression::fast(),
+            )),
+            Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(compressed(file), 3)?),
         })
     }
 

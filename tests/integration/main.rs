@@ -10,6 +10,7 @@ mod interop;
 mod layout;
 mod loadgen;
 mod ops;
+mod output_file;
 mod reliability;
 mod replay;
 mod sequence;

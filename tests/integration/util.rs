@@ -111,6 +111,13 @@ pub fn assert_conserved(flows: &[Value], st: &Value) {
         assert_eq!(sum(flows, f), st[s].as_u64().unwrap(), "sum of flow {f} != accepted {s}");
     }
     assert_eq!(flows.len() as u64, st["flows_total"].as_u64().unwrap());
+    // The live collector: every record accepted was applied to the shard
+    // that owns its key (its own worker's or, routed, a peer's), none left
+    // behind in a peer's inbox at shutdown.
+    if let Some(workers) = st["workers"].as_array() {
+        let applied: u64 = workers.iter().map(|w| w["applied_records"].as_u64().unwrap()).sum();
+        assert_eq!(applied, st["records"].as_u64().unwrap(), "records != applied_records: {st}");
+    }
 }
 
 /// One synthetic datagram to put in a capture.
