@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 
 use super::key::{KeyHasher, KeyPacker, PackedKey};
-use super::record::ZERO;
+use super::slab::{Cold, Hot, Slab, CHUNK};
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec, Merge, Records};
 use crate::timer::{Entry, Wheel};
@@ -122,150 +122,23 @@ impl ShardStats {
     }
 }
 
-/// The part of a flow every record touches, two cache lines: the key and the
-/// counters in the first, times and bookkeeping in the second.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Hot {
-    key: PackedKey,
-    records: u64,
-    packets: u64,
-    octets: u64,
-    first_ns: u64,
-    last_ns: u64,
-    /// Collector time of the latest record.
-    seen_ns: u64,
-    /// Linger deadline (ns) from the latest FIN/RST record; `u64::MAX` if none.
-    fin_ns: u64,
-    /// Tick of the slot's current wheel entry.
-    scheduled: u64,
-    hash: u64,
-    gen: u32,
-    tcp_flags: u8,
-    live: bool,
-}
-
-/// The part only creation and emission touch.
-#[derive(Debug, Clone, Copy)]
-struct Cold {
-    rec: FlowRecord,
-    start_ns: u64,
-}
-
-impl Default for Cold {
-    fn default() -> Self {
-        Cold { rec: ZERO, start_ns: 0 }
+/// The flow held in slot `i` (end time and reason still to be filled in).
+fn flow_of(slab: &Slab, i: u32) -> Flow {
+    let (h, c) = (slab.hot(i), slab.cold(i));
+    Flow {
+        key: h.key.unpack(),
+        rec: c.rec,
+        records: h.records,
+        packets: h.packets,
+        octets: h.octets,
+        tcp_flags: h.tcp_flags,
+        first_ns: h.first_ns,
+        last_ns: h.last_ns,
+        start_ns: c.start_ns,
+        seen_ns: h.seen_ns,
+        end_ns: 0,
+        end_reason: EndReason::Shutdown,
     }
-}
-
-/// Slots in chunks of fixed size: growing never moves a slot (no copy stall
-/// at millions of flows), and an index is a shift and a mask away. A chunk
-/// is a fixed-size array (allocated whole, default slots), so indexing
-/// inside it needs no bounds check.
-#[derive(Debug, Default)]
-struct Slab {
-    hot: Vec<Box<[Hot; CHUNK]>>,
-    cold: Vec<Box<[Cold; CHUNK]>>,
-    len: usize,
-}
-
-const CHUNK_BITS: u32 = 12;
-const CHUNK: usize = 1 << CHUNK_BITS;
-
-/// Chunk and position within it of slot `i`.
-#[inline]
-fn at(i: u32) -> (usize, usize) {
-    ((i >> CHUNK_BITS) as usize, i as usize & (CHUNK - 1))
-}
-
-impl Slab {
-    #[inline]
-    fn hot(&self, i: u32) -> &Hot {
-        let (c, k) = at(i);
-        &self.hot[c][k]
-    }
-
-    #[inline]
-    fn hot_mut(&mut self, i: u32) -> &mut Hot {
-        let (c, k) = at(i);
-        &mut self.hot[c][k]
-    }
-
-    #[inline]
-    fn cold(&self, i: u32) -> &Cold {
-        let (c, k) = at(i);
-        &self.cold[c][k]
-    }
-
-    #[inline]
-    fn cold_mut(&mut self, i: u32) -> &mut Cold {
-        let (c, k) = at(i);
-        &mut self.cold[c][k]
-    }
-
-    #[inline]
-    fn prefetch(&self, i: u32) {
-        let h = self.hot(i);
-        crate::platform::cpu::prefetch(h);
-        crate::platform::cpu::prefetch(&h.first_ns);
-    }
-
-    fn push(&mut self, hot: Hot, cold: Cold) -> u32 {
-        let i = u32::try_from(self.len).ok().filter(|&i| i < u32::MAX - 1);
-        let i = i.expect("more than 2^32 flow slots");
-        if self.hot.len() * CHUNK <= self.len {
-            self.grow();
-        }
-        *self.hot_mut(i) = hot;
-        *self.cold_mut(i) = cold;
-        self.len += 1;
-        i
-    }
-
-    /// One more chunk, written whole (default slots), so that its pages are
-    /// faulted in now rather than one by one on the hot path.
-    fn grow(&mut self) {
-        self.hot.push(chunk());
-        self.cold.push(chunk());
-    }
-
-    /// Allocate and touch chunks for `n` slots, so that the first `n` flows
-    /// take no page fault.
-    fn reserve(&mut self, n: usize) {
-        while self.hot.len() * CHUNK < n {
-            self.grow();
-        }
-    }
-
-    fn flow(&self, i: u32) -> Flow {
-        let (h, c) = (self.hot(i), self.cold(i));
-        Flow {
-            key: h.key.unpack(),
-            rec: c.rec,
-            records: h.records,
-            packets: h.packets,
-            octets: h.octets,
-            tcp_flags: h.tcp_flags,
-            first_ns: h.first_ns,
-            last_ns: h.last_ns,
-            start_ns: c.start_ns,
-            seen_ns: h.seen_ns,
-            end_ns: 0,
-            end_reason: EndReason::Shutdown,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.hot.clear();
-        self.cold.clear();
-        self.len = 0;
-    }
-}
-
-/// A chunk of default slots.
-fn chunk<T: Default + Clone>() -> Box<[T; CHUNK]> {
-    let v = vec![T::default(); CHUNK].into_boxed_slice();
-    v.try_into().unwrap_or_else(|_| unreachable!("a boxed slice of CHUNK slots"))
 }
 
 /// One flow table with its timer wheel. Owned by one thread; no locks.
@@ -544,7 +417,7 @@ impl Shard {
         let start = out.len();
         for i in 0..self.slab.len as u32 {
             if self.slab.hot(i).live {
-                let mut f = self.slab.flow(i);
+                let mut f = flow_of(&self.slab, i);
                 f.end_ns = self.now;
                 f.end_reason = EndReason::Shutdown;
                 out.push(f);
@@ -660,7 +533,7 @@ impl Shard {
     }
 
     fn finish(&mut self, idx: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
-        let mut f = self.slab.flow(idx);
+        let mut f = flow_of(&self.slab, idx);
         let slot = self.slab.hot_mut(idx);
         debug_assert!(slot.live);
         slot.live = false;
