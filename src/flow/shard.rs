@@ -21,8 +21,28 @@
 //! - `advance(now)` must be called before records of time `now` are applied;
 //!   time never goes backwards (a smaller `now` is clamped).
 //! - Every flow leaves exactly once (D5): by its deadline (`fin`, `idle`),
-//!   by eviction when full (`evicted`, oldest created first, D10), or by
-//!   [`Shard::flush`] (`shutdown`, sorted by first then key, D8).
+//!   by eviction when full (`evicted`, least recently updated first,
+//!   approximately, D10), or by [`Shard::flush`] (`shutdown`, sorted by first
+//!   then key, D8).
+//!
+//! Eviction (second chance over a queue): every live flow has exactly one
+//! current entry in the eviction queue (a `(slot, gen)` pair; pairs of flows
+//! that ended are stale and skipped). A flow joins the tail when created. A
+//! record that merges into a flow only sets the slot's `touched` mark, in
+//! the hot slot it writes anyway: no queue work per record. To make room, the
+//! head is taken: if it is marked, the mark is cleared and it rejoins the
+//! tail (a second chance); the first unmarked one is evicted. So a flow is
+//! evicted only if no record reached it since it last joined the queue, and
+//! every flow that joined before it had rejoined or ended: a busy flow
+//! outlives any number of one-record flows that came after it, where plain
+//! creation order evicted it first. Bounds: a re-queue clears a mark that
+//! one record set, so re-queues never outnumber merged records (amortized,
+//! at most one per record); and one eviction re-queues at most
+//! [`SECOND_CHANCES`] flows, then evicts the head regardless (all the flows
+//! it looked at were busy, and the oldest-queued of them goes), so no single
+//! record waits on a long run of busy flows. Stale pairs: one per flow that
+//! ended, skipped once; the queue is compacted when they outnumber the live
+//! flows.
 
 use std::collections::VecDeque;
 
@@ -43,7 +63,8 @@ pub struct ShardConfig {
     pub linger_ns: u64,
     /// A flow with no record for this long ends `idle`.
     pub idle_ns: u64,
-    /// At most this many flows at once; a new flow beyond it evicts the oldest.
+    /// At most this many flows at once; a new flow beyond it evicts the least
+    /// recently updated one (approximately: second chance, see the module doc).
     pub max_flows: usize,
 }
 
@@ -152,7 +173,8 @@ pub struct Shard {
     slab: Slab,
     free: Vec<u32>,
     wheel: Wheel,
-    /// Creation order, for oldest-first eviction: (slot, gen); stale pairs skipped.
+    /// Eviction queue, in the order flows were created or last given a
+    /// second chance: (slot, gen); stale pairs (flows that ended) skipped.
     fifo: VecDeque<(u32, u32)>,
     /// Entries the wheel fired, processed up to `fired_pos` (see [`Shard::advance_bounded`]).
     fired: Vec<Entry>,
@@ -169,6 +191,9 @@ const LOOKAHEAD: usize = 16;
 const PEEK_AHEAD: usize = 8;
 /// Ring of hashed keys in flight (a power of two above LOOKAHEAD).
 const RING: usize = 32;
+/// Most flows one eviction re-queues (second chances) before it evicts the
+/// queue's head regardless: the bound on one eviction's work.
+const SECOND_CHANCES: usize = 32;
 
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
@@ -300,7 +325,8 @@ impl Shard {
     }
 
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
-    /// A new flow beyond `max_flows` evicts the oldest one into `out`.
+    /// A new flow beyond `max_flows` evicts the least recently updated one
+    /// (approximately) into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let key = self.packer.pack(rec);
         let hash = self.hasher.hash(&key);
@@ -405,7 +431,7 @@ impl Shard {
             return;
         }
         if self.live >= self.cfg.max_flows {
-            self.evict_oldest(now, out);
+            self.evict_lru(now, out);
         }
         self.create(*key, hash, now, &m, &recs.record(i));
     }
@@ -447,6 +473,7 @@ impl Shard {
         f.first_ns = f.first_ns.min(m.first_ns);
         f.last_ns = f.last_ns.max(m.last_ns);
         f.seen_ns = now;
+        f.touched = true;
         if m.ends_connection() {
             f.fin_ns = now.saturating_add(linger);
             let (tick, _) = deadline(&self.cfg, f);
@@ -476,6 +503,7 @@ impl Shard {
             gen: 0,
             tcp_flags: m.tcp_flags,
             live: true,
+            touched: false,
         };
         let cold = Cold { rec: *rec, start_ns: now };
         let idx = match self.free.pop() {
@@ -520,14 +548,27 @@ impl Shard {
         }
     }
 
-    fn evict_oldest(&mut self, now: u64, out: &mut Vec<Flow>) {
+    /// Emit the least recently updated flow, approximately (second chance,
+    /// D10): the queue's head is evicted unless it was updated since it
+    /// joined the queue, in which case its mark is cleared and it joins the
+    /// tail again. At most [`SECOND_CHANCES`] re-queues per eviction; past
+    /// that the head goes regardless (every flow looked at was busy).
+    fn evict_lru(&mut self, now: u64, out: &mut Vec<Flow>) {
+        let mut chances = 0;
         while let Some((i, g)) = self.fifo.pop_front() {
-            let s = self.slab.hot(i);
-            if s.live && s.gen == g {
-                self.stale_timers += 1;
-                self.finish(i, now, EndReason::Evicted, out);
-                return;
+            let s = self.slab.hot_mut(i);
+            if !s.live || s.gen != g {
+                continue;
             }
+            if s.touched && chances < SECOND_CHANCES {
+                s.touched = false;
+                chances += 1;
+                self.fifo.push_back((i, g));
+                continue;
+            }
+            self.stale_timers += 1;
+            self.finish(i, now, EndReason::Evicted, out);
+            return;
         }
         debug_assert!(false, "full shard with an empty fifo: live={}", self.live);
     }

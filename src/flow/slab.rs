@@ -33,6 +33,8 @@ pub(super) struct Hot {
     pub(super) gen: u32,
     pub(super) tcp_flags: u8,
     pub(super) live: bool,
+    /// Updated since the flow last joined the eviction queue: its second chance.
+    pub(super) touched: bool,
 }
 
 /// The part only creation and emission touch.
