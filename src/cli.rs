@@ -171,7 +171,7 @@ pub struct PipelineArgs {
     /// A flow with no record for this long ends `idle` (e.g. 31m).
     #[arg(long, default_value = "31m", value_parser = parse_duration)]
     pub idle: Duration,
-    /// At most this many flows at once; beyond it the oldest flow is evicted.
+    /// At most this many flows at once; beyond it the least recently updated flow is evicted.
     #[arg(long, default_value_t = DEFAULT_MAX_FLOWS)]
     pub max_flows: usize,
     /// Output format: jsonl, csv or zeek.

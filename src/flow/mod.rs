@@ -18,6 +18,7 @@ mod key;
 mod merge;
 mod record;
 mod shard;
+mod slab;
 mod table;
 
 pub use batch::Records;

@@ -21,13 +21,33 @@
 //! - `advance(now)` must be called before records of time `now` are applied;
 //!   time never goes backwards (a smaller `now` is clamped).
 //! - Every flow leaves exactly once (D5): by its deadline (`fin`, `idle`),
-//!   by eviction when full (`evicted`, oldest created first, D10), or by
-//!   [`Shard::flush`] (`shutdown`, sorted by first then key, D8).
+//!   by eviction when full (`evicted`, least recently updated first,
+//!   approximately, D10), or by [`Shard::flush`] (`shutdown`, sorted by first
+//!   then key, D8).
+//!
+//! Eviction (second chance over a queue): every live flow has exactly one
+//! current entry in the eviction queue (a `(slot, gen)` pair; pairs of flows
+//! that ended are stale and skipped). A flow joins the tail when created. A
+//! record that merges into a flow only sets the slot's `touched` mark, in
+//! the hot slot it writes anyway: no queue work per record. To make room, the
+//! head is taken: if it is marked, the mark is cleared and it rejoins the
+//! tail (a second chance); the first unmarked one is evicted. So a flow is
+//! evicted only if no record reached it since it last joined the queue, and
+//! every flow that joined before it had rejoined or ended: a busy flow
+//! outlives any number of one-record flows that came after it, where plain
+//! creation order evicted it first. Bounds: a re-queue clears a mark that
+//! one record set, so re-queues never outnumber merged records (amortized,
+//! at most one per record); and one eviction re-queues at most
+//! [`SECOND_CHANCES`] flows, then evicts the head regardless (all the flows
+//! it looked at were busy, and the oldest-queued of them goes), so no single
+//! record waits on a long run of busy flows. Stale pairs: one per flow that
+//! ended, skipped once; the queue is compacted when they outnumber the live
+//! flows.
 
 use std::collections::VecDeque;
 
 use super::key::{KeyHasher, KeyPacker, PackedKey};
-use super::record::ZERO;
+use super::slab::{Cold, Hot, Slab, CHUNK};
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec, Merge, Records};
 use crate::timer::{Entry, Wheel};
@@ -43,7 +63,8 @@ pub struct ShardConfig {
     pub linger_ns: u64,
     /// A flow with no record for this long ends `idle`.
     pub idle_ns: u64,
-    /// At most this many flows at once; a new flow beyond it evicts the oldest.
+    /// At most this many flows at once; a new flow beyond it evicts the least
+    /// recently updated one (approximately: second chance, see the module doc).
     pub max_flows: usize,
 }
 
@@ -122,150 +143,23 @@ impl ShardStats {
     }
 }
 
-/// The part of a flow every record touches, two cache lines: the key and the
-/// counters in the first, times and bookkeeping in the second.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Hot {
-    key: PackedKey,
-    records: u64,
-    packets: u64,
-    octets: u64,
-    first_ns: u64,
-    last_ns: u64,
-    /// Collector time of the latest record.
-    seen_ns: u64,
-    /// Linger deadline (ns) from the latest FIN/RST record; `u64::MAX` if none.
-    fin_ns: u64,
-    /// Tick of the slot's current wheel entry.
-    scheduled: u64,
-    hash: u64,
-    gen: u32,
-    tcp_flags: u8,
-    live: bool,
-}
-
-/// The part only creation and emission touch.
-#[derive(Debug, Clone, Copy)]
-struct Cold {
-    rec: FlowRecord,
-    start_ns: u64,
-}
-
-impl Default for Cold {
-    fn default() -> Self {
-        Cold { rec: ZERO, start_ns: 0 }
+/// The flow held in slot `i` (end time and reason still to be filled in).
+fn flow_of(slab: &Slab, i: u32) -> Flow {
+    let (h, c) = (slab.hot(i), slab.cold(i));
+    Flow {
+        key: h.key.unpack(),
+        rec: c.rec,
+        records: h.records,
+        packets: h.packets,
+        octets: h.octets,
+        tcp_flags: h.tcp_flags,
+        first_ns: h.first_ns,
+        last_ns: h.last_ns,
+        start_ns: c.start_ns,
+        seen_ns: h.seen_ns,
+        end_ns: 0,
+        end_reason: EndReason::Shutdown,
     }
-}
-
-/// Slots in chunks of fixed size: growing never moves a slot (no copy stall
-/// at millions of flows), and an index is a shift and a mask away. A chunk
-/// is a fixed-size array (allocated whole, default slots), so indexing
-/// inside it needs no bounds check.
-#[derive(Debug, Default)]
-struct Slab {
-    hot: Vec<Box<[Hot; CHUNK]>>,
-    cold: Vec<Box<[Cold; CHUNK]>>,
-    len: usize,
-}
-
-const CHUNK_BITS: u32 = 12;
-const CHUNK: usize = 1 << CHUNK_BITS;
-
-/// Chunk and position within it of slot `i`.
-#[inline]
-fn at(i: u32) -> (usize, usize) {
-    ((i >> CHUNK_BITS) as usize, i as usize & (CHUNK - 1))
-}
-
-impl Slab {
-    #[inline]
-    fn hot(&self, i: u32) -> &Hot {
-        let (c, k) = at(i);
-        &self.hot[c][k]
-    }
-
-    #[inline]
-    fn hot_mut(&mut self, i: u32) -> &mut Hot {
-        let (c, k) = at(i);
-        &mut self.hot[c][k]
-    }
-
-    #[inline]
-    fn cold(&self, i: u32) -> &Cold {
-        let (c, k) = at(i);
-        &self.cold[c][k]
-    }
-
-    #[inline]
-    fn cold_mut(&mut self, i: u32) -> &mut Cold {
-        let (c, k) = at(i);
-        &mut self.cold[c][k]
-    }
-
-    #[inline]
-    fn prefetch(&self, i: u32) {
-        let h = self.hot(i);
-        crate::platform::cpu::prefetch(h);
-        crate::platform::cpu::prefetch(&h.first_ns);
-    }
-
-    fn push(&mut self, hot: Hot, cold: Cold) -> u32 {
-        let i = u32::try_from(self.len).ok().filter(|&i| i < u32::MAX - 1);
-        let i = i.expect("more than 2^32 flow slots");
-        if self.hot.len() * CHUNK <= self.len {
-            self.grow();
-        }
-        *self.hot_mut(i) = hot;
-        *self.cold_mut(i) = cold;
-        self.len += 1;
-        i
-    }
-
-    /// One more chunk, written whole (default slots), so that its pages are
-    /// faulted in now rather than one by one on the hot path.
-    fn grow(&mut self) {
-        self.hot.push(chunk());
-        self.cold.push(chunk());
-    }
-
-    /// Allocate and touch chunks for `n` slots, so that the first `n` flows
-    /// take no page fault.
-    fn reserve(&mut self, n: usize) {
-        while self.hot.len() * CHUNK < n {
-            self.grow();
-        }
-    }
-
-    fn flow(&self, i: u32) -> Flow {
-        let (h, c) = (self.hot(i), self.cold(i));
-        Flow {
-            key: h.key.unpack(),
-            rec: c.rec,
-            records: h.records,
-            packets: h.packets,
-            octets: h.octets,
-            tcp_flags: h.tcp_flags,
-            first_ns: h.first_ns,
-            last_ns: h.last_ns,
-            start_ns: c.start_ns,
-            seen_ns: h.seen_ns,
-            end_ns: 0,
-            end_reason: EndReason::Shutdown,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.hot.clear();
-        self.cold.clear();
-        self.len = 0;
-    }
-}
-
-/// A chunk of default slots.
-fn chunk<T: Default + Clone>() -> Box<[T; CHUNK]> {
-    let v = vec![T::default(); CHUNK].into_boxed_slice();
-    v.try_into().unwrap_or_else(|_| unreachable!("a boxed slice of CHUNK slots"))
 }
 
 /// One flow table with its timer wheel. Owned by one thread; no locks.
@@ -279,7 +173,8 @@ pub struct Shard {
     slab: Slab,
     free: Vec<u32>,
     wheel: Wheel,
-    /// Creation order, for oldest-first eviction: (slot, gen); stale pairs skipped.
+    /// Eviction queue, in the order flows were created or last given a
+    /// second chance: (slot, gen); stale pairs (flows that ended) skipped.
     fifo: VecDeque<(u32, u32)>,
     /// Entries the wheel fired, processed up to `fired_pos` (see [`Shard::advance_bounded`]).
     fired: Vec<Entry>,
@@ -296,6 +191,9 @@ const LOOKAHEAD: usize = 16;
 const PEEK_AHEAD: usize = 8;
 /// Ring of hashed keys in flight (a power of two above LOOKAHEAD).
 const RING: usize = 32;
+/// Most flows one eviction re-queues (second chances) before it evicts the
+/// queue's head regardless: the bound on one eviction's work.
+const SECOND_CHANCES: usize = 32;
 
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
@@ -427,7 +325,8 @@ impl Shard {
     }
 
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
-    /// A new flow beyond `max_flows` evicts the oldest one into `out`.
+    /// A new flow beyond `max_flows` evicts the least recently updated one
+    /// (approximately) into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let key = self.packer.pack(rec);
         let hash = self.hasher.hash(&key);
@@ -532,7 +431,7 @@ impl Shard {
             return;
         }
         if self.live >= self.cfg.max_flows {
-            self.evict_oldest(now, out);
+            self.evict_lru(now, out);
         }
         self.create(*key, hash, now, &m, &recs.record(i));
     }
@@ -544,7 +443,7 @@ impl Shard {
         let start = out.len();
         for i in 0..self.slab.len as u32 {
             if self.slab.hot(i).live {
-                let mut f = self.slab.flow(i);
+                let mut f = flow_of(&self.slab, i);
                 f.end_ns = self.now;
                 f.end_reason = EndReason::Shutdown;
                 out.push(f);
@@ -574,6 +473,7 @@ impl Shard {
         f.first_ns = f.first_ns.min(m.first_ns);
         f.last_ns = f.last_ns.max(m.last_ns);
         f.seen_ns = now;
+        f.touched = true;
         if m.ends_connection() {
             f.fin_ns = now.saturating_add(linger);
             let (tick, _) = deadline(&self.cfg, f);
@@ -603,6 +503,7 @@ impl Shard {
             gen: 0,
             tcp_flags: m.tcp_flags,
             live: true,
+            touched: false,
         };
         let cold = Cold { rec: *rec, start_ns: now };
         let idx = match self.free.pop() {
@@ -647,20 +548,33 @@ impl Shard {
         }
     }
 
-    fn evict_oldest(&mut self, now: u64, out: &mut Vec<Flow>) {
+    /// Emit the least recently updated flow, approximately (second chance,
+    /// D10): the queue's head is evicted unless it was updated since it
+    /// joined the queue, in which case its mark is cleared and it joins the
+    /// tail again. At most [`SECOND_CHANCES`] re-queues per eviction; past
+    /// that the head goes regardless (every flow looked at was busy).
+    fn evict_lru(&mut self, now: u64, out: &mut Vec<Flow>) {
+        let mut chances = 0;
         while let Some((i, g)) = self.fifo.pop_front() {
-            let s = self.slab.hot(i);
-            if s.live && s.gen == g {
-                self.stale_timers += 1;
-                self.finish(i, now, EndReason::Evicted, out);
-                return;
+            let s = self.slab.hot_mut(i);
+            if !s.live || s.gen != g {
+                continue;
             }
+            if s.touched && chances < SECOND_CHANCES {
+                s.touched = false;
+                chances += 1;
+                self.fifo.push_back((i, g));
+                continue;
+            }
+            self.stale_timers += 1;
+            self.finish(i, now, EndReason::Evicted, out);
+            return;
         }
         debug_assert!(false, "full shard with an empty fifo: live={}", self.live);
     }
 
     fn finish(&mut self, idx: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
-        let mut f = self.slab.flow(idx);
+        let mut f = flow_of(&self.slab, idx);
         let slot = self.slab.hot_mut(idx);
         debug_assert!(slot.live);
         slot.live = false;

@@ -139,7 +139,7 @@ fn d5_flush_emits_each_flow_once_in_order() {
 }
 
 #[test]
-fn d10_eviction_oldest_first_and_conserved() {
+fn d10_eviction_least_recently_updated_and_conserved() {
     let mut sh = Shard::new(cfg(310, 1860, 2), T0);
     let mut out = vec![];
     at(&mut sh, T0, Some(&rec(1, ACK, 1)), &mut out);
@@ -147,12 +147,72 @@ fn d10_eviction_oldest_first_and_conserved() {
     at(&mut sh, T0 + 2 * S, Some(&rec(1, ACK, 4)), &mut out);
     at(&mut sh, T0 + 3 * S, Some(&rec(3, ACK, 8)), &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].rec.src_port, 1, "the oldest flow goes first");
-    assert_eq!((out[0].packets, out[0].end_reason), (5, EndReason::Evicted));
+    assert_eq!(out[0].rec.src_port, 2, "the least recently updated flow goes, not the oldest");
+    assert_eq!((out[0].packets, out[0].end_reason), (2, EndReason::Evicted));
     assert_eq!(sh.len(), 2);
     sh.flush(T0 + 4 * S, &mut out);
     assert_eq!(out.iter().map(|f| f.packets).sum::<u64>(), 15);
     assert_eq!(sh.stats().flows[EndReason::Evicted as usize], 1);
+}
+
+/// A record of a random 5-tuple (xorshift64 state `x`).
+fn random_rec(x: &mut u64) -> FlowRecord {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    let mut r = rec(*x as u16, ACK, 1);
+    r.src_addr = (*x >> 16) as u32;
+    r.dst_addr = (*x >> 48) as u32 | 0x0b00_0000;
+    r
+}
+
+#[test]
+fn d10_busy_flow_survives_a_flood_of_new_flows() {
+    // A long-lived flow updated every 50 records among 100k one-record flows
+    // of random 5-tuples, at a capacity of 1000: the flood churns the table
+    // a hundred times over; creation order evicted the busy flow after 1000.
+    let mut sh = Shard::new(cfg(310, 1860, 1000), T0);
+    let mut out = vec![];
+    let busy = rec(1, ACK, 1); // src 10.0.0.1: no random record has it with port 1 and dst 10.0.0.2
+    at(&mut sh, T0, Some(&busy), &mut out);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut busy_records = 1;
+    for i in 1..=100_000u64 {
+        let t = T0 + i * 1_000_000;
+        if i % 50 == 0 {
+            at(&mut sh, t, Some(&busy), &mut out);
+            busy_records += 1;
+        } else {
+            at(&mut sh, t, Some(&random_rec(&mut x)), &mut out);
+        }
+    }
+    assert!(out.len() > 90_000, "the flood evicted {} flows", out.len());
+    assert!(
+        out.iter().all(|f| f.key != KeySpec::default().key_of(&busy)),
+        "the busy flow was evicted"
+    );
+    sh.flush(T0 + 200 * S, &mut out);
+    let f = out.iter().find(|f| f.key == KeySpec::default().key_of(&busy)).unwrap();
+    assert_eq!((f.records, f.start_ns), (busy_records, T0), "one flow from start to end");
+}
+
+#[test]
+fn d10_one_eviction_gives_at_most_32_second_chances() {
+    // Every flow busy: the eviction re-queues the first 32 and evicts the 33rd.
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    for round in 0..2 {
+        for p in 0..100u16 {
+            at(&mut sh, T0 + round * S, Some(&rec(p, ACK, 1)), &mut out);
+        }
+    }
+    at(&mut sh, T0 + 2 * S, Some(&rec(1000, ACK, 1)), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rec.src_port, 32);
+    // The 32 re-queued ones lost their mark and joined the tail; the rest kept
+    // theirs: the next evictions take 33..=64 (second chances again), then 65.
+    at(&mut sh, T0 + 3 * S, Some(&rec(1001, ACK, 1)), &mut out);
+    assert_eq!(out[1].rec.src_port, 65);
 }
 
 #[test]
