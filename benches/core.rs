@@ -60,13 +60,7 @@ fn shard_upsert(c: &mut Criterion) {
     g.sample_size(10);
     const BATCH: u64 = 10_000;
     for active in [10_000u64, 1_000_000, 10_000_000] {
-        let cfg = ShardConfig {
-            key: KeySpec::default(),
-            linger_ns: 310 * S,
-            idle_ns: 1860 * S,
-            max_flows: active as usize,
-        };
-        let mut shard = Shard::new(cfg, T0);
+        let mut shard = Shard::new(common::default_cfg(active as usize), T0);
         let mut out = Vec::new();
         for i in 0..active {
             shard.apply(T0, &record(i), &mut out);

@@ -13,20 +13,14 @@
 mod common;
 use std::time::Instant;
 
-use common::{record, S, T0};
+use common::{default_cfg, record, T0};
 use nfstitch::collect::worker::RECV_BATCH;
-use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
+use nfstitch::flow::{FlowRecord, Shard};
 use nfstitch::platform::rss_bytes;
 
 /// Per-batch apply times (ns) of filling a shard with `flows` new flows.
 fn fill(flows: u64, reserve: bool) -> (Vec<u64>, Shard) {
-    let cfg = ShardConfig {
-        key: KeySpec::default(),
-        linger_ns: 310 * S,
-        idle_ns: 1860 * S,
-        max_flows: flows as usize,
-    };
-    let mut shard = Shard::new(cfg, T0);
+    let mut shard = Shard::new(default_cfg(flows as usize), T0);
     if reserve {
         shard.reserve(flows as usize);
     }

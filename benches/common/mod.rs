@@ -46,6 +46,11 @@ pub fn record(i: u64) -> FlowRecord {
     }
 }
 
+/// A shard configuration with the collector's default key and timeouts.
+pub fn default_cfg(max_flows: usize) -> ShardConfig {
+    ShardConfig { key: KeySpec::default(), linger_ns: 310 * S, idle_ns: 1860 * S, max_flows }
+}
+
 /// `flows` recurring flows as datagrams in one buffer, merged batch by batch
 /// into one shard with the collector's default timeouts (nothing ends).
 pub struct ReceivePath {
@@ -97,13 +102,7 @@ impl ReceivePath {
             seq[e] += 30;
             dgs.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + e as u8)), off, len));
         }
-        let cfg = ShardConfig {
-            key: KeySpec::default(),
-            linger_ns: 310 * S,
-            idle_ns: 1860 * S,
-            max_flows: 1 << 22,
-        };
-        let mut shard = Shard::new(cfg, T0);
+        let mut shard = Shard::new(default_cfg(1 << 22), T0);
         shard.reserve(flows as usize);
         ReceivePath {
             dgs,
