@@ -240,6 +240,7 @@ impl FlowTable {
 
     /// [`FlowTable::find`] in the array being drained (out of line: only
     /// during a doubling, and only for keys not found in the new array).
+    #[cold]
     #[inline(never)]
     fn find_old(&self, t: u32, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         probe(&self.old, self.old_mask, self.old_start(t), t, eq).map(|(_, i)| i)
