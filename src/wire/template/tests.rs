@@ -1,0 +1,1 @@
+//! Unit tests of the v9/IPFIX decoder.
