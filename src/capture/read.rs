@@ -556,4 +556,29 @@ mod tests {
         assert_eq!(read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.len())), None);
         assert_eq!(got, [dg.len(), dg.len(), 6]);
     }
+
+    #[test]
+    fn raw_ipfix_messages_are_framed_by_their_length() {
+        let msg = |len: u16| {
+            let mut m = vec![0, 10];
+            m.extend_from_slice(&len.to_be_bytes());
+            m.resize(len as usize, 7);
+            m
+        };
+        let (a, b) = (msg(16), msg(40));
+        let bytes = [a.clone(), b.clone(), a.clone()].concat();
+        let mut skips = SkipCounters::default();
+        let mut got = Vec::new();
+        assert_eq!(read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.to_vec())), None);
+        assert_eq!(got, [a.clone(), b.clone(), a.clone()]);
+        // A message cut short is damage; a length below the header frames nothing.
+        let cut = [a.clone(), b[..30].to_vec()].concat();
+        let mut skips = SkipCounters::default();
+        let damage = read_bytes(&cut, None, &mut skips, |_| {}).expect("damage");
+        assert_eq!(damage.offset, 16, "{damage}");
+        let odd = [a.clone(), vec![0, 10, 0, 3, 1, 2, 3, 4]].concat();
+        got.clear();
+        assert_eq!(read_bytes(&odd, None, &mut skips, |f| got.push(f.payload.to_vec())), None);
+        assert_eq!(got, [a, vec![0, 10, 0, 3, 1, 2, 3, 4]]);
+    }
 }

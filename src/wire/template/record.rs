@@ -192,7 +192,7 @@ impl Values {
         self.get(Known::SysInitMs)
     }
 
-    /// Whether any counter is there to read (delta or total).
+    /// Whether any reverse counter (delta or total) is non-zero.
     pub fn has_reverse_counts(&self) -> bool {
         [Known::RevOctets, Known::RevPackets, Known::RevOctetsTotal, Known::RevPacketsTotal]
             .into_iter()
@@ -249,7 +249,8 @@ impl Values {
         let is4 = match (v4, v6) {
             (Some(a), _) if !a.is_unspecified() => true,
             (_, Some(a)) if !a.is_unspecified() => false,
-            (a, _) => a.is_some(),
+            (None, Some(_)) => false,
+            _ => true, // IPv4 present, or neither (then 0.0.0.0)
         };
         let (src, dst, nexthop) = if is4 {
             (
