@@ -132,6 +132,9 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// The first this many [`Self::REASONS`] reject a whole datagram.
+    pub const DATAGRAM_REASONS: usize = 6;
+
     /// Every reason, in the order reports list them.
     pub const REASONS: [&'static str; 15] = [
         "too_short",
@@ -181,7 +184,7 @@ impl DecodeError {
     /// Whether this reason rejects the whole datagram (returned as `Err`)
     /// rather than one set, template or record inside it (counted).
     pub fn rejects_datagram(&self) -> bool {
-        self.index() <= 5
+        self.index() < Self::DATAGRAM_REASONS
     }
 }
 

@@ -248,7 +248,7 @@ fn broken_framing_rejects_the_datagram_and_changes_nothing() {
         (ipfix(&[])[..12].to_vec(), "too_short"),
         (v9(0, &[])[..19].to_vec(), "too_short"),
         ([&[0, 5][..], &[0; 30]].concat(), "bad_version"),
-        ([ipfix(&[good.clone()]), vec![0]].concat(), "length_mismatch"),
+        ([ipfix(std::slice::from_ref(&good)), vec![0]].concat(), "length_mismatch"),
         (v9(1, &[good.clone(), vec![1, 0, 0, 2, 0, 0]]), "set_too_short"),
         (v9(1, &[good.clone(), vec![1, 0, 0, 9, 0, 0, 0, 0]]), "set_overrun"),
     ];
@@ -329,7 +329,9 @@ fn ipfix_times_in_every_unit() {
     let unix = 1_700_000_000u64;
     let ntp = (unix + 2_208_988_800) << 32;
     let half = 1u64 << 31; // 0.5 s as an NTP fraction
-    let cases: Vec<((u16, u16, Vec<u8>), u64, TimeSource)> = vec![
+                           // (element, length, value), the time it means, and its source.
+    type Case = ((u16, u16, Vec<u8>), u64, TimeSource);
+    let cases: Vec<Case> = vec![
         ((150, 4, be(unix, 4)), unix * 1_000_000_000, TimeSource::Absolute),
         (
             (152, 8, be(unix * 1000 + 250, 8)),
