@@ -16,7 +16,8 @@ use super::cache::{Slot, TemplateCache};
 use super::header::{MessageHeader, Version};
 use super::ie::{FieldSpec, Plan, TemplateKind};
 use super::record::{Context, TemplatedRecord, Values};
-use super::{be16, be32, DecodeError, Limits};
+use super::{DecodeError, Limits};
+use crate::wire::{be16, be32};
 
 /// What one accepted datagram held. Record counts are wire records: a split
 /// biflow is one `flow_records` and one `reverse_records`.
@@ -218,6 +219,10 @@ fn templates(
     while body.len() - q >= 4 {
         let template_id = be16(body, q);
         let word = be16(body, q + 2) as usize;
+        if template_id < 256 && body[q..].iter().all(|&b| b == 0) {
+            s.padding_bytes += (body.len() - q) as u32;
+            return;
+        }
         if ipfix && word == 0 {
             // RFC 7011 section 8.1: a withdrawal; id 2 (or 3) withdraws every
             // data (or options) template of the domain.
@@ -234,10 +239,8 @@ fn templates(
             continue;
         }
         if template_id < 256 {
-            if body[q..].iter().any(|&b| b != 0) {
-                s.reject(DecodeError::TemplateReservedId { template_id });
-            }
-            return; // zeros: padding
+            s.reject(DecodeError::TemplateReservedId { template_id });
+            return;
         }
         let (n, scopes, first) = match (kind, ipfix) {
             (TemplateKind::Data, _) => (word, 0, q + 4),

@@ -7,7 +7,8 @@
 //! records sent in this observation domain before this message), observation
 //! domain id.
 
-use super::{be16, be32, DecodeError};
+use super::DecodeError;
+use crate::wire::{be16, be32};
 
 /// Bytes in a v9 header.
 pub const V9_HEADER_LEN: usize = 20;

@@ -239,15 +239,5 @@ fn be_uint(b: &[u8]) -> u64 {
     b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64)
 }
 
-#[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 #[cfg(test)]
 mod tests;

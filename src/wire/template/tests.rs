@@ -96,6 +96,12 @@ fn v9_template_then_data_in_one_datagram_with_padding() {
     dg.extend([0; 40]);
     let (s, recs) = decode(&mut d, &dg);
     assert_eq!((s.flow_records, s.padding_bytes, recs.len()), (1, 40, 1));
+
+    // Zeros after the last template of a set are padding too (IPFIX, where
+    // a zero id and count could otherwise read as a withdrawal).
+    let t = [tpl(256, &[(2, 4)]), vec![0; 4]].concat();
+    let (s, _) = decode(&mut d, &ipfix(&[set(2, &t)]));
+    assert_eq!((s.templates, s.withdrawals, s.rejected_total(), s.padding_bytes), (1, 0, 0, 4));
 }
 
 #[test]
