@@ -9,6 +9,7 @@ use crate::capture::{read_bytes, SkipCounters};
 use crate::config::Pipeline;
 use crate::output::{Format, Output, TimeFormat};
 use crate::replay::Replayer;
+use crate::wire::template::{self, DecodeError, Limits};
 use crate::wire::Datagram;
 
 /// Decode arbitrary bytes as a v5 datagram, strict and lenient, and read every field.
@@ -27,6 +28,66 @@ pub fn decode(data: &[u8]) {
             }
             std::hint::black_box(acc);
         }
+    }
+}
+
+/// Decode arbitrary bytes as a sequence of v9/IPFIX datagrams through one
+/// fresh [`template::Decoder`] with small caps: each datagram is prefixed
+/// by its 2-byte big-endian length (the last takes what is left). The
+/// sequence is fed three times: twice from one exporter, so templates learnt
+/// on the first pass decode the data of the second, then from a second
+/// exporter that starts with no templates. Checks: the records handed on
+/// are the flow records plus the reverse records; only datagram-level
+/// reasons come back as `Err`, the others only in summaries; the caps hold.
+/// Returns the records handed on (so tests can see that seeds reach the
+/// data path).
+pub fn v9_ipfix(data: &[u8]) -> u64 {
+    let limits = Limits {
+        max_exporters: 2,
+        max_templates_per_exporter: 16,
+        max_templates: 24,
+        max_fields: 128,
+        max_samplers_per_exporter: 4,
+    };
+    let mut dec = template::Decoder::new(limits);
+    let mut total = 0u64;
+    let exporters = [[192, 0, 2, 1], [192, 0, 2, 2]].map(std::net::IpAddr::from);
+    for exporter in [exporters[0], exporters[0], exporters[1]] {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (dg, tail) = next_datagram(rest);
+            rest = tail;
+            let mut emitted = 0u32;
+            match dec.decode(exporter, dg, &mut |r| {
+                emitted += 1;
+                std::hint::black_box(r);
+            }) {
+                Ok(s) => {
+                    assert_eq!(emitted, s.flow_records + s.reverse_records, "{s:?}");
+                    total += emitted as u64;
+                    assert!(s.rejects[..DecodeError::DATAGRAM_REASONS].iter().all(|&n| n == 0));
+                }
+                Err(e) => {
+                    assert!(e.rejects_datagram(), "{e:?}");
+                    assert_eq!(emitted, 0);
+                }
+            }
+        }
+    }
+    let cache = dec.cache();
+    assert!(cache.len() <= limits.max_templates && cache.exporters() <= limits.max_exporters);
+    total
+}
+
+/// The first datagram of a [`v9_ipfix`] input and the rest: a 2-byte length
+/// then that many bytes, or everything left when the length runs past it.
+fn next_datagram(rest: &[u8]) -> (&[u8], &[u8]) {
+    let Some((len, body)) = rest.split_first_chunk::<2>() else { return (rest, &[]) };
+    let n = u16::from_be_bytes(*len) as usize;
+    if n >= body.len() {
+        (body, &[])
+    } else {
+        body.split_at(n)
     }
 }
 

@@ -39,6 +39,8 @@
 //!   `recvmmsg`/`sendmmsg`, CPU pinning and the prefetch hint, `/proc` readers.
 //! - [`capture`]: captures and raw files into UDP payloads with timestamps.
 //! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
+//!   [`wire::template`] decodes v9 and IPFIX with its template cache (not
+//!   yet used by ingest, collect or replay).
 //! - [`ingest`]: decode and count each datagram exactly once, per exporter,
 //!   with sequence tracking; hands records on as values or in place.
 //! - [`flow`]: what a record adds, the record, the key, the shard that

@@ -123,10 +123,12 @@ pub fn read_bytes(
     damage
 }
 
-/// Split a stream of concatenated raw v5 datagrams, framed by their counts.
-/// A header that cannot frame (too short, bad count, other version) makes the
-/// rest of the stream one datagram, which the decoder then rejects. A v5
-/// header whose count runs past the end of the file is a datagram cut short:
+/// Split a stream of concatenated raw datagrams: v5 framed by their counts,
+/// IPFIX by its header's length field (v9 has no length: a v9 datagram is the
+/// rest of the file). A header that cannot frame (too short, bad count, an
+/// IPFIX length below its 16-byte header, other version) makes the rest of
+/// the stream one datagram, which the decoder then rejects. A header whose
+/// count or length runs past the end of the file is a datagram cut short:
 /// [`Damage`], not handed on.
 fn raw_datagrams(
     bytes: &[u8],
@@ -138,17 +140,20 @@ fn raw_datagrams(
         let count = (rest.len() >= HEADER_LEN && rest[0] == 0 && rest[1] == 5)
             .then(|| u16::from_be_bytes([rest[2], rest[3]]) as usize)
             .filter(|&c| (1..=30).contains(&c));
-        let n = match count.map(|c| (c, HEADER_LEN + RECORD_LEN * c)) {
-            Some((c, n)) if n > rest.len() => {
+        let framed =
+            count.map(|c| (HEADER_LEN + RECORD_LEN * c, format!("v5 datagram of {c} records")));
+        let framed = framed.or_else(|| ipfix_len(rest).map(|n| (n, "IPFIX message".to_string())));
+        let n = match framed {
+            Some((n, what)) if n > rest.len() => {
                 return Some(Damage {
                     offset: (bytes.len() - rest.len()) as u64,
                     what: format!(
-                        "v5 datagram of {c} records ({n} bytes) cut short: {} bytes left in the file",
+                        "{what} ({n} bytes) cut short: {} bytes left in the file",
                         rest.len()
                     ),
                 });
             }
-            Some((_, n)) => n,
+            Some((n, _)) => n,
             None => rest.len(),
         };
         skips.frames += 1;
@@ -156,6 +161,13 @@ fn raw_datagrams(
         rest = &rest[n..];
     }
     None
+}
+
+/// The length of the IPFIX message at the start of `rest`: version 10 and a
+/// length field of at least its 16-byte header.
+fn ipfix_len(rest: &[u8]) -> Option<usize> {
+    let h = rest.get(..4).filter(|h| h[0] == 0 && h[1] == 10)?;
+    Some(u16::from_be_bytes([h[2], h[3]]) as usize).filter(|&n| n >= 16)
 }
 
 /// What is wrong with the pcap record header at `offset` (16 bytes: seconds,
@@ -543,5 +555,30 @@ mod tests {
         got.clear();
         assert_eq!(read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.len())), None);
         assert_eq!(got, [dg.len(), dg.len(), 6]);
+    }
+
+    #[test]
+    fn raw_ipfix_messages_are_framed_by_their_length() {
+        let msg = |len: u16| {
+            let mut m = vec![0, 10];
+            m.extend_from_slice(&len.to_be_bytes());
+            m.resize(len as usize, 7);
+            m
+        };
+        let (a, b) = (msg(16), msg(40));
+        let bytes = [a.clone(), b.clone(), a.clone()].concat();
+        let mut skips = SkipCounters::default();
+        let mut got = Vec::new();
+        assert_eq!(read_bytes(&bytes, None, &mut skips, |f| got.push(f.payload.to_vec())), None);
+        assert_eq!(got, [a.clone(), b.clone(), a.clone()]);
+        // A message cut short is damage; a length below the header frames nothing.
+        let cut = [a.clone(), b[..30].to_vec()].concat();
+        let mut skips = SkipCounters::default();
+        let damage = read_bytes(&cut, None, &mut skips, |_| {}).expect("damage");
+        assert_eq!(damage.offset, 16, "{damage}");
+        let odd = [a.clone(), vec![0, 10, 0, 3, 1, 2, 3, 4]].concat();
+        got.clear();
+        assert_eq!(read_bytes(&odd, None, &mut skips, |f| got.push(f.payload.to_vec())), None);
+        assert_eq!(got, [a, vec![0, 10, 0, 3, 1, 2, 3, 4]]);
     }
 }

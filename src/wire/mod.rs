@@ -6,11 +6,15 @@
 //! timestamps to absolute nanoseconds (with the 32-bit uptime wrap).
 //! No I/O, no clock: everything here is a pure function of its input.
 //!
+//! NetFlow v9 and IPFIX live in [`template`]: templated, stateful, and
+//! decoded apart from this v5 path.
+//!
 //! Invariant: a [`Datagram`] returned by [`Datagram::parse`] holds exactly
 //! `count` whole records, `1 <= count <= 30`; record accessors never index
 //! out of bounds.
 
 mod encode;
+pub mod template;
 
 pub use encode::{encode, HeaderFields, RecordFields};
 

@@ -3,7 +3,9 @@
 //! two invalid public captures, and deterministic mutations of each (bit
 //! flips, truncations, insertions, deletions, count and word edits): 3000 per
 //! seed through `decode`; through `replay` as many in release builds, fewer in
-//! debug (see [`replay_mutations`]). None may panic. A failing input is written to the temp dir and named in
+//! debug (see [`replay_mutations`]); and the v9/IPFIX body over every case
+//! of the shared `v9-ipfix/oracle.tsv` (its datagrams length-prefixed, as
+//! `v9_ipfix` reads them) and mutations of each. None may panic. A failing input is written to the temp dir and named in
 //! the panic message, ready to copy into `fuzz/seeds/<target>/crash-*`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -226,4 +228,58 @@ fn mutator_is_deterministic_and_bounded() {
     assert_eq!(a, run());
     assert!(a.iter().all(|m| m.len() <= MAX_LEN));
     assert!(a.iter().any(|m| m.len() < seed.len()) && a.iter().any(|m| m.len() > seed.len()));
+}
+
+/// The v9/IPFIX body as a [`check`] body.
+fn v9_ipfix(data: &[u8]) {
+    nfstitch::fuzz::v9_ipfix(data);
+}
+
+/// One seed per case of `v9-ipfix/oracle.tsv`: the case's datagrams, read by
+/// the capture reader and each prefixed by its 2-byte length.
+fn v9_ipfix_seeds() -> Vec<(String, Vec<u8>)> {
+    let Some(dir) = testdata().map(|d| d.join("v9-ipfix")) else { return Vec::new() };
+    let oracle = std::fs::read_to_string(dir.join("oracle.tsv")).expect("v9-ipfix/oracle.tsv");
+    let mut seeds = Vec::new();
+    for line in oracle.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let mut seed = Vec::new();
+        for file in cols[1].split(',') {
+            let mut skips = nfstitch::capture::SkipCounters::default();
+            let damage = nfstitch::capture::read_path(&dir.join(file), None, &mut skips, |f| {
+                seed.extend_from_slice(&(f.payload.len() as u16).to_be_bytes());
+                seed.extend_from_slice(f.payload);
+            })
+            .expect("readable");
+            assert_eq!(damage, None, "{file}");
+        }
+        seeds.push((cols[0].to_string(), seed));
+    }
+    seeds
+}
+
+#[test]
+fn v9_ipfix_seeds_and_mutations_never_panic() {
+    let seeds = v9_ipfix_seeds();
+    let mut n = 0u64;
+    for (name, seed) in &seeds {
+        check("v9_ipfix", v9_ipfix, name, seed);
+        // The seeds reach the data path: every case but the two without
+        // templates (S10, S16) decodes flow records (twice: the body feeds
+        // each input twice).
+        let records = nfstitch::fuzz::v9_ipfix(seed);
+        assert_eq!(records == 0, matches!(name.as_str(), "S10" | "S16"), "{name}: {records}");
+        let mut rng = SplitMix64::new(fnv1a(name));
+        for i in 0..DECODE_MUTATIONS {
+            let m = mutate(&mut rng, seed);
+            check("v9_ipfix", v9_ipfix, &format!("{name} mutation {i}"), &m);
+            n += 1;
+        }
+    }
+    // Hand-made edges: empty, a bare length, headers alone, a set overrun.
+    for edge in [&[][..], &[0, 0], &[0, 2, 0, 9], &[0, 16, 0, 10, 0, 16], &[0, 9, 0, 0, 0, 0, 0, 0]]
+    {
+        check("v9_ipfix", v9_ipfix, "edge", edge);
+    }
+    eprintln!("fuzz_corpus: {} v9/IPFIX seeds, {n} mutations, no panic", seeds.len());
 }

@@ -16,3 +16,4 @@ mod replay;
 mod sequence;
 mod skip;
 mod util;
+mod v9_ipfix;
