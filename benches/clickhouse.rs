@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use nfstitch::flow::{EndReason, Flow, KeySpec};
 use nfstitch::sink::clickhouse::{
-    encode_row, ClickHouseConfig, ClickHouseSink, ClickHouseUrl, ROW_SIZE,
+    encode_row, ClickHouseConfig, ClickHouseSink, ClickHouseUrl, Schema,
 };
 use nfstitch::sink::FlowSink;
 
@@ -53,18 +53,22 @@ fn flow(i: u32) -> Flow {
 
 fn encode(c: &mut Criterion) {
     let flows: Vec<Flow> = (0..10_000).map(flow).collect();
-    let mut out = Vec::with_capacity(flows.len() * ROW_SIZE);
     let mut g = c.benchmark_group("clickhouse");
     g.throughput(Throughput::Elements(flows.len() as u64));
-    g.bench_function("encode_rowbinary", |b| {
-        b.iter(|| {
-            out.clear();
-            for f in &flows {
-                encode_row(black_box(f), &mut out);
-            }
-            out.len()
-        })
-    });
+    for (name, schema) in
+        [("encode_rowbinary", Schema::Legacy), ("encode_rowbinary_native", Schema::Native)]
+    {
+        let mut out = Vec::with_capacity(flows.len() * schema.row_size());
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for f in &flows {
+                    encode_row(schema, black_box(f), &mut out);
+                }
+                out.len()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -121,6 +125,8 @@ fn insert(c: &mut Criterion) {
                     spool_dir: spool.path().join("spool"),
                     spool_max_bytes: nfstitch::cli::DEFAULT_SPOOL_MAX_BYTES,
                     ca: None,
+                    ttl: None,
+                    rollups: false,
                 };
                 let t = Instant::now();
                 let mut sink = ClickHouseSink::new(cfg).unwrap();

@@ -216,6 +216,12 @@ impl Collect {
         if a.clickhouse.is_none() && a.clickhouse_password_file.is_some() {
             bail!("--clickhouse-password-file needs --clickhouse");
         }
+        if a.clickhouse.is_none() && (a.clickhouse_ttl.is_some() || a.clickhouse_rollups) {
+            bail!("--clickhouse-ttl and --clickhouse-rollups need --clickhouse");
+        }
+        if a.clickhouse_ttl.is_some_and(|t| t < Duration::from_secs(86_400)) {
+            bail!("--clickhouse-ttl must be at least 1d: the table drops whole days");
+        }
         let env = match std::env::var(PASSWORD_ENV) {
             Ok(v) => Some(v),
             Err(std::env::VarError::NotPresent) => None,
@@ -283,6 +289,8 @@ fn clickhouse(a: &CollectArgs, url: &ClickHouseUrl, env: Option<&str>) -> Result
         max_buffered_rows: a.clickhouse_buffer,
         ca: a.clickhouse_ca.clone(),
         spool_dir: a.spool_dir.clone(),
+        ttl: a.clickhouse_ttl,
+        rollups: a.clickhouse_rollups,
     })
 }
 
@@ -445,6 +453,21 @@ mod tests {
         }
         let c = collect(&["--clickhouse", "http://h/"]).unwrap().clickhouse.unwrap();
         assert_eq!(c.spool_max_bytes, crate::cli::DEFAULT_SPOOL_MAX_BYTES);
+    }
+
+    #[test]
+    fn clickhouse_ttl_and_rollups_map_to_config() {
+        let c = collect(&["--clickhouse", "http://h/"]).unwrap().clickhouse.unwrap();
+        assert_eq!((c.ttl, c.rollups), (None, false));
+        let args = ["--clickhouse", "http://h/", "--clickhouse-ttl", "30d", "--clickhouse-rollups"];
+        let c = collect(&args).unwrap().clickhouse.unwrap();
+        assert_eq!((c.ttl, c.rollups), (Some(Duration::from_secs(30 * 86_400)), true));
+        let e = collect(&["--clickhouse", "http://h/", "--clickhouse-ttl", "12h"]).unwrap_err();
+        assert!(e.to_string().starts_with("--clickhouse-ttl must be at least 1d"), "{e}");
+        for alone in [&["--clickhouse-ttl", "30d"][..], &["--clickhouse-rollups"]] {
+            let e = collect(alone).unwrap_err().to_string();
+            assert!(e.contains("need --clickhouse"), "{e}");
+        }
     }
 
     #[test]

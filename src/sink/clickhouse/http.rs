@@ -223,6 +223,16 @@ impl Client {
 
     /// POST `body` with `query` added to the URL's parameters; `Ok` on HTTP 200.
     pub(super) fn post(&self, query: &str, body: &[u8]) -> Result<(), PostError> {
+        self.request(query, body, 0).map(drop)
+    }
+
+    /// Run `query` (no body); on HTTP 200 its answer (cut to 64 KiB).
+    pub(super) fn query(&self, query: &str) -> Result<String, PostError> {
+        self.request(query, b"", MAX_ANSWER)
+    }
+
+    /// POST `body` with `query`; on HTTP 200 up to `keep` bytes of the answer.
+    fn request(&self, query: &str, body: &[u8], keep: u64) -> Result<String, PostError> {
         let mut req = self
             .agent
             .post(&self.auth.url)
@@ -237,10 +247,17 @@ impl Client {
             e => PostError::Request(self.scrub(&e.to_string())),
         })?;
         let code = resp.status().as_u16();
-        if code == 200 {
-            return Ok(());
-        }
         let mut text = Vec::new();
+        if code == 200 {
+            if keep > 0 {
+                resp.body_mut()
+                    .as_reader()
+                    .take(keep)
+                    .read_to_end(&mut text)
+                    .map_err(|e| PostError::Transport(ureq::Error::Io(e)))?;
+            }
+            return Ok(String::from_utf8_lossy(&text).into_owned());
+        }
         // The status is what matters; a cut or unreadable error text is still an error.
         let _ = resp.body_mut().as_reader().take(MAX_ANSWER).read_to_end(&mut text);
         Err(PostError::Http(code, self.scrub(String::from_utf8_lossy(&text).trim())))
