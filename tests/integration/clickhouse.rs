@@ -537,3 +537,65 @@ fn clickhouse_wrong_password_is_permanent_and_the_right_one_delivers_everything(
     assert_eq!(count(&url, &table), total);
     assert_table_holds(&url, &table, &flows, &first);
 }
+
+/// Rows of a TSV answer, sorted.
+fn sorted_rows(url: &str, sql: &str) -> Vec<String> {
+    let mut v: Vec<String> = ch(url, sql).unwrap().lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn clickhouse_rollups_sum_the_flows_per_minute_and_per_hour() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let table = fresh_table();
+    let dir = tempfile::tempdir().unwrap();
+    let c = ch_collector(&url, &table, &dir.path().join("spool"), &["--clickhouse-rollups"]);
+    send(&traffic(3, 100, 1000), c.addr);
+    let (flows, st, stderr) = c.stop();
+    let total = st["flows_total"].as_u64().unwrap();
+    assert!(total > 0 && flows.len() as u64 == total);
+    let ch_stats = &st["sinks"]["clickhouse"];
+    assert_eq!(ch_stats["rows_inserted"].as_u64(), Some(total), "{ch_stats}\n{stderr}");
+    // 18.16: the legacy schema, said once.
+    assert!(stderr.contains(&format!("no table {table} yet: the Legacy schema")), "{stderr}");
+    let key = "exporter, proto, src_addr, dst_addr";
+    for (suffix, bucket) in [("_1m", "toStartOfMinute"), ("_1h", "toStartOfHour")] {
+        let view = format!("{table}{suffix}");
+        let sums = ch(
+            &url,
+            &format!("SELECT sum(flows), sum(packets), sum(octets) FROM {view} FORMAT TSV"),
+        )
+        .unwrap();
+        let want = [st["flows_total"].clone(), st["packets"].clone(), st["octets"].clone()];
+        let want: Vec<String> = want.iter().map(|v| v.to_string()).collect();
+        assert_eq!(sums.trim().split('\t').collect::<Vec<_>>(), want, "{view}");
+        // Bucket by bucket, key by key, what the flow table says.
+        let from_view = sorted_rows(
+            &url,
+            &format!(
+                "SELECT time, {key}, sum(flows), sum(packets), sum(octets) FROM {view} \
+                 GROUP BY time, {key} FORMAT TSV"
+            ),
+        );
+        let from_table = sorted_rows(
+            &url,
+            &format!(
+                "SELECT {bucket}(time) AS t, {key}, count(), sum(packets), sum(octets) FROM {table} \
+                 GROUP BY t, {key} FORMAT TSV"
+            ),
+        );
+        assert!(from_view.len() > 1, "{view}: {from_view:?}");
+        assert!(from_view == from_table, "{view} differs from {table}");
+        // Summing: once merged, one row per bucket and key.
+        ch(&url, &format!("OPTIMIZE TABLE {view} FINAL")).unwrap();
+        assert_eq!(count(&url, &view), from_table.len() as u64, "{view} after merging");
+    }
+    for t in [format!("{table}_1m"), format!("{table}_1h"), table] {
+        let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
+    }
+}
