@@ -127,6 +127,7 @@ fn insert(c: &mut Criterion) {
                     ca: None,
                     ttl: None,
                     rollups: false,
+                    cluster: None,
                 };
                 let t = Instant::now();
                 let mut sink = ClickHouseSink::new(cfg).unwrap();

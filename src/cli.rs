@@ -144,6 +144,13 @@ pub struct CollectArgs {
     /// SummingMergeTree tables: sum again when querying).
     #[arg(long)]
     pub clickhouse_rollups: bool,
+    /// Write through a Distributed table over the shards of this ClickHouse
+    /// cluster (from the server's remote_servers): --clickhouse-table is the
+    /// Distributed table, sharded by a hash of the exporter; TABLE_local is
+    /// created on every replica (over HTTP at the --clickhouse URL's port; no
+    /// ON CLUSTER, so no ZooKeeper needed).
+    #[arg(long, value_name = "NAME")]
+    pub clickhouse_cluster: Option<String>,
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,

@@ -599,3 +599,95 @@ fn clickhouse_rollups_sum_the_flows_per_minute_and_per_hour() {
         let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
     }
 }
+
+/// The two-shard cluster `.ci/clickhouse.sh` defines on its one server: each
+/// shard's replica is the server itself with its own default database.
+const CLUSTER: &str = "nfstitch_two_shards";
+const SHARD_DBS: [&str; 2] = ["nfstitch_shard1", "nfstitch_shard2"];
+
+/// The sum of `key` over stats files, as JSON (for `assert_table_holds`).
+fn summed(stats: &[&Value]) -> Value {
+    let n = |k: &str| stats.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    let mut by_reason = serde_json::Map::new();
+    for s in stats {
+        for (r, v) in s["flows"].as_object().unwrap() {
+            let old = by_reason.get(r).and_then(Value::as_u64).unwrap_or(0);
+            by_reason.insert(r.clone(), (old + v.as_u64().unwrap()).into());
+        }
+    }
+    serde_json::json!({
+        "flows_total": n("flows_total"), "records": n("records"),
+        "packets": n("packets"), "octets": n("octets"), "flows": by_reason,
+    })
+}
+
+#[test]
+fn clickhouse_cluster_puts_two_collectors_flows_on_both_shards_once() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let shards = ch(
+        &url,
+        &format!("SELECT count() FROM system.clusters WHERE cluster = '{CLUSTER}' FORMAT TSV"),
+    );
+    if shards.as_deref().map(str::trim) != Ok("2") {
+        return skip(&format!("no cluster {CLUSTER} on {url} (start it with .ci/clickhouse.sh)"));
+    }
+    // The databases are the operator's; the sink makes tables, not databases.
+    for db in SHARD_DBS {
+        ch(&url, &format!("CREATE DATABASE IF NOT EXISTS {db}")).unwrap();
+    }
+    let table = fresh_table();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--clickhouse-cluster", CLUSTER, "--clickhouse-rollups"];
+    let a = ch_collector(&url, &table, &dir.path().join("a"), &flags);
+    let b = ch_collector(&url, &table, &dir.path().join("b"), &flags);
+    // Six exporters, three for each collector.
+    let (to_a, to_b): (Vec<_>, Vec<_>) =
+        traffic(6, 60, 600).into_iter().partition(|d| d.exporter.octets()[3] <= 3);
+    send(&to_a, a.addr);
+    send(&to_b, b.addr);
+    let (flows_a, st_a, err_a) = a.stop();
+    let (flows_b, st_b, err_b) = b.stop();
+    for (st, err) in [(&st_a, &err_a), (&st_b, &err_b)] {
+        let c = &st["sinks"]["clickhouse"];
+        assert_eq!(c["rows_inserted"], st["flows_total"], "{c}\n{err}");
+    }
+    let flows: Vec<Value> = flows_a.into_iter().chain(flows_b).collect();
+    let st = summed(&[&st_a, &st_b]);
+    let total = st["flows_total"].as_u64().unwrap();
+    // The Distributed table forwards in the background: wait for all of it.
+    wait_until("every flow on the shards", Duration::from_secs(30), || {
+        count(&url, &table) >= total
+    });
+    assert_table_holds(&url, &table, &flows, &st);
+    let local = |db: &str| format!("{db}.{table}_local");
+    let per_shard: Vec<u64> = SHARD_DBS.iter().map(|db| count(&url, &local(db))).collect();
+    eprintln!("flows per shard: {per_shard:?} of {total}");
+    assert!(per_shard.iter().all(|&n| n > 0), "both shards hold flows: {per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<u64>(), total, "each flow on one shard, once");
+    // One exporter's flows stay together.
+    let split = ch(
+        &url,
+        &format!(
+            "SELECT count() FROM (SELECT DISTINCT exporter FROM {}) \
+             WHERE exporter IN (SELECT exporter FROM {}) FORMAT TSV",
+            local(SHARD_DBS[0]),
+            local(SHARD_DBS[1])
+        ),
+    )
+    .unwrap();
+    assert_eq!(split.trim(), "0", "an exporter on both shards");
+    // Rollups: on each shard, read through the Distributed views.
+    let sums = ch(&url, &format!("SELECT sum(flows), sum(octets) FROM {table}_1m FORMAT TSV"));
+    assert_eq!(sums.unwrap().trim(), format!("{total}\t{}", st["octets"]));
+    let mut drops = vec![format!("{table}_1m"), format!("{table}_1h"), table.clone()];
+    for db in SHARD_DBS {
+        drops.extend(["_1m", "_1h", ""].map(|s| format!("{}{s}", local(db))));
+    }
+    for t in drops {
+        let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
+    }
+}

@@ -226,6 +226,17 @@ impl Client {
         self.request(query, body, 0).map(drop)
     }
 
+    /// Run a DDL statement: an answer that refuses it is added to
+    /// `refused` (the caller goes on: the table may exist, the user may not
+    /// be allowed DDL); `Err` only when no answer came.
+    pub(super) fn ddl(&self, sql: &str, refused: &mut Vec<String>) -> Result<(), PostError> {
+        match self.post(sql, b"") {
+            Err(PostError::Http(c, m)) => refused.push(format!("HTTP {c}: {m}")),
+            other => other?,
+        }
+        Ok(())
+    }
+
     /// Run `query` (no body); on HTTP 200 its answer (cut to 64 KiB).
     pub(super) fn query(&self, query: &str) -> Result<String, PostError> {
         self.request(query, b"", MAX_ANSWER)

@@ -51,6 +51,8 @@
 //! The parts, one job each:
 //! - `schema`: the columns of both schemas, one flow as one RowBinary row;
 //! - `ddl`: the SQL (probe, CREATE TABLE, rollup views, INSERT);
+//! - `cluster`: `--clickhouse-cluster`, the tables on every shard and the
+//!   `Distributed` table over them;
 //! - `url`: the URL and the password, and that neither prints with the password;
 //! - `http`: the client (ureq), timeouts, what an error says and whether it is permanent;
 //! - `spool`: the spool files;
@@ -59,6 +61,7 @@
 //! - this file: the settings and the sink itself (batching, sealing,
 //!   spilling, `close`).
 
+mod cluster;
 mod ddl;
 mod http;
 mod schema;
@@ -77,6 +80,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use self::cluster::Cluster;
+pub use self::cluster::{
+    distributed_tables_sql, local_table, parse_replicas, replicas_sql, Replica,
+};
 pub use self::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
 pub use self::schema::{encode_row, transcode, Schema, COLUMNS, NATIVE_SINCE, ROW_SIZE};
 use self::sender::{sender, Batch, Counters, Shared, State, Table, BACKOFF_MIN, PERMANENT_RETRY};
@@ -119,6 +126,8 @@ pub struct ClickHouseConfig {
     pub ttl: Option<Duration>,
     /// Also create the rollup views `<table>_1m` and `<table>_1h`.
     pub rollups: bool,
+    /// Write through a `Distributed` table over this cluster's shards.
+    pub cluster: Option<String>,
 }
 
 /// The ClickHouse sink (see the module docs).
@@ -203,7 +212,11 @@ impl ClickHouseSink {
         });
         let sender = {
             let shared = shared.clone();
-            let table = Table::new(&cfg.table, cfg.ttl, cfg.rollups);
+            let cluster = cfg
+                .cluster
+                .as_deref()
+                .map(|name| Cluster::new(name, &cfg.url, cfg.password.as_ref(), cfg.ca.clone()));
+            let table = Table::new(&cfg.table, cfg.ttl, cfg.rollups, cluster);
             std::thread::Builder::new()
                 .name("clickhouse".into())
                 .spawn(move || sender(shared, client, table))

@@ -76,6 +76,12 @@ impl Schema {
         }
     }
 
+    /// A column's type without its codec (for `Distributed` tables).
+    pub fn bare_type(self, c: &Column) -> &'static str {
+        let t = self.column_type(c);
+        t.split(" CODEC(").next().unwrap_or(t)
+    }
+
     /// A column's type (and codec) in this schema.
     pub fn column_type(self, c: &Column) -> &'static str {
         match self {

@@ -43,6 +43,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::cluster::Cluster;
 use super::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
 use super::http::{Client, PostError};
 use super::schema::{transcode, Schema};
@@ -161,17 +162,35 @@ pub(super) struct Table {
     name: String,
     ttl: Option<Duration>,
     rollups: bool,
+    /// `--clickhouse-cluster`: `name` is a `Distributed` table over the
+    /// shards' local tables (see `cluster`).
+    cluster: Option<Cluster>,
     /// The table's schema, once probed.
     schema: Option<Schema>,
     /// The probe's answer of the last decision (logged when it changes).
     said: Option<String>,
+    /// What the server refused while the inserts worked (logged when it changes).
+    refused: Option<String>,
 }
 
 impl Table {
-    /// `name`, made with `ttl` (native schema only) and, with `rollups`, the
-    /// rollup views.
-    pub(super) fn new(name: &str, ttl: Option<Duration>, rollups: bool) -> Table {
-        Table { name: name.to_string(), ttl, rollups, schema: None, said: None }
+    /// `name`, made with `ttl` (native schema only), with `rollups` the
+    /// rollup views, and with `cluster` over the cluster's shards.
+    pub(super) fn new(
+        name: &str,
+        ttl: Option<Duration>,
+        rollups: bool,
+        cluster: Option<Cluster>,
+    ) -> Table {
+        Table {
+            name: name.to_string(),
+            ttl,
+            rollups,
+            cluster,
+            schema: None,
+            said: None,
+            refused: None,
+        }
     }
 
     /// Probe the server, create the table (and the rollup views) in its
@@ -219,15 +238,15 @@ impl Table {
         let Some(schema) = self.schema else {
             return Ok(Some(refused.join("; ")));
         };
-        let mut ddl = vec![create_table_sql(&self.name, schema, self.ttl)];
-        if self.rollups {
-            ddl.extend(rollup_sql(&self.name));
-        }
-        for sql in ddl {
-            match client.post(&sql, b"") {
-                Ok(()) => {}
-                Err(PostError::Http(c, m)) => refused.push(format!("HTTP {c}: {m}")),
-                Err(e) => return Err(e),
+        if let Some(cluster) = &self.cluster {
+            cluster.prepare(client, &self.name, schema, self.ttl, self.rollups, &mut refused)?;
+        } else {
+            let mut ddl = vec![create_table_sql(&self.name, schema, self.ttl)];
+            if self.rollups {
+                ddl.extend(rollup_sql(&self.name));
+            }
+            for sql in ddl {
+                client.ddl(&sql, &mut refused)?;
             }
         }
         Ok((!refused.is_empty()).then(|| refused.join("; ")))
@@ -340,6 +359,14 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
         st.attempts += 1;
         match res {
             Ok(()) => {
+                if create_err.is_some() && create_err != table.refused {
+                    // Inserts work, but a rollup view or a shard's table may be missing.
+                    let text = client.scrub(create_err.as_deref().unwrap_or(""));
+                    eprintln!(
+                        "nfstitch: clickhouse: inserting, but the table setup was refused: {text}"
+                    );
+                    table.refused = create_err.take();
+                }
                 need_create = false;
                 st.c.rows_inserted += rows as u64;
                 st.c.batches_inserted += 1;

@@ -255,6 +255,7 @@ fn cfg(url: String, dir: &Path, batch: usize, buffer: usize) -> ClickHouseConfig
         ca: None,
         ttl: None,
         rollups: false,
+        cluster: None,
     }
 }
 
@@ -779,4 +780,44 @@ fn legacy_spool_files_are_delivered_to_a_native_table_as_native_rows() {
     let create = seen.iter().find(|r| r.line.contains("CREATE TABLE")).unwrap();
     assert!(create.line.contains("`src_addr` IPv6 CODEC(ZSTD(1))"), "{}", create.line);
     assert!(create.line.contains(" TTL `time` + INTERVAL 2592000 SECOND "), "{}", create.line);
+}
+
+#[test]
+fn cluster_tables_are_named_and_sharded_by_the_exporter() {
+    let r = parse_replicas("1\t127.0.0.1\tnfstitch_shard1\n2\t::1\t\n").unwrap();
+    assert_eq!(
+        r,
+        [
+            Replica { shard: 1, host: "127.0.0.1".into(), database: "nfstitch_shard1".into() },
+            Replica { shard: 2, host: "::1".into(), database: String::new() },
+        ]
+    );
+    assert!(parse_replicas("1\tx\n").is_err() && parse_replicas("x\th\t\n").is_err());
+    assert_eq!(parse_replicas(""), Ok(vec![]));
+    assert_eq!(local_table("t", "nfstitch_shard1"), "nfstitch_shard1.t_local");
+    assert_eq!(local_table("t", ""), "t_local");
+    assert_eq!(local_table("db.t", "nfstitch_shard1"), "db.t_local", "an explicit database wins");
+    let sql = distributed_tables_sql("t", Schema::Native, "c1", true);
+    assert_eq!(sql.len(), 3);
+    assert!(sql[0].starts_with("CREATE TABLE IF NOT EXISTS `t` (`exporter` IPv6, "), "{}", sql[0]);
+    assert!(!sql[0].contains("CODEC"), "{}", sql[0]);
+    assert!(
+        sql[0].ends_with(" ENGINE = Distributed('c1', '', 't_local', cityHash64(`exporter`))"),
+        "{}",
+        sql[0]
+    );
+    assert!(
+        sql[1].starts_with("CREATE TABLE IF NOT EXISTS `t_1m` (`time` DateTime, "),
+        "{}",
+        sql[1]
+    );
+    assert!(sql[1].contains(", `flows` UInt64, `packets` UInt64, `octets` UInt64)"), "{}", sql[1]);
+    assert!(sql[2].contains("Distributed('c1', '', 't_local_1h', "), "{}", sql[2]);
+    let sql = distributed_tables_sql("db.t", Schema::Legacy, "c1", false);
+    assert_eq!(sql.len(), 1);
+    assert!(
+        sql[0].contains("`src_addr` UInt32, ")
+            && sql[0].contains("Distributed('c1', 'db', 't_local', ")
+    );
+    assert!(replicas_sql("c1").contains("WHERE cluster = 'c1' ORDER BY shard_num, replica_num"));
 }
