@@ -595,6 +595,16 @@ fn clickhouse_rollups_sum_the_flows_per_minute_and_per_hour() {
         ch(&url, &format!("OPTIMIZE TABLE {view} FINAL")).unwrap();
         assert_eq!(count(&url, &view), from_table.len() as u64, "{view} after merging");
     }
+    // The example queries the package ships run, and find the flows.
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/clickhouse-queries.sql");
+    let text = std::fs::read_to_string(&examples).unwrap();
+    let queries: Vec<&str> = text.split("\n;\n").filter(|q| q.contains("SELECT")).collect();
+    assert_eq!(queries.len(), 5, "{}", examples.display());
+    for q in queries {
+        let q = q.replace("nfstitch_flows", &table) + " FORMAT TSV";
+        let rows = ch(&url, &q).unwrap_or_else(|e| panic!("{q}\n{e}"));
+        assert!(!rows.trim().is_empty(), "no rows:\n{q}");
+    }
     for t in [format!("{table}_1m"), format!("{table}_1h"), table] {
         let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
     }
