@@ -1,8 +1,10 @@
 //! The table's columns ([`COLUMNS`]) in the two schemas the sink writes
 //! ([`Schema`]), which one a server gets ([`Schema::for_server`]), and the
 //! RowBinary encoding of one flow as one row ([`encode_row`]), one code path
-//! for both schemas: each column has one value getter and one per-column
-//! encoder ([`Kind`]) that writes it the way the schema's type wants it.
+//! for both schemas: one list of columns (`columns!`) gives each column its
+//! value and its kind, whose per-column encoder (`put!`) writes the value
+//! the way the schema's type wants it; the list is expanded into straight
+//! code, as fast as a hand-written encoder (BENCHMARKS.md).
 //! Pure functions over a [`Flow`]: no I/O, no clock.
 //!
 //! - [`Schema::Legacy`], for ClickHouse 18.16 up to 20.2 (what Debian 12
@@ -91,46 +93,57 @@ impl Schema {
     }
 }
 
-/// How a column's value is taken from a flow and how it is written: the
-/// per-column encoder. Only `Ipv4` differs between the schemas.
+/// How a column is written: its per-column encoder (the `put!` arm of
+/// the same name) and its width in each schema. Only `Ipv4` differs between
+/// the schemas.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    U8(fn(&Flow) -> u8),
-    U16(fn(&Flow) -> u16),
-    U32(fn(&Flow) -> u32),
+    U8,
+    U16,
+    U32,
     /// `UInt64`, or nanoseconds as `DateTime64(9)` (an `Int64` of ns: the
     /// same 8 bytes until 2262).
-    U64(fn(&Flow) -> u64),
+    U64,
     /// An IPv4 address: `UInt32` (legacy) or `IPv6` IPv4-mapped (native).
-    Ipv4(fn(&Flow) -> u32),
+    Ipv4,
     /// Any address as 16 bytes, IPv4 mapped: `FixedString(16)` or `IPv6`.
-    Ip(fn(&Flow) -> IpAddr),
+    Ip,
 }
 
 impl Kind {
     /// Bytes of this column in `schema`.
     const fn width(self, schema: Schema) -> usize {
         match (self, schema) {
-            (Kind::U8(_), _) => 1,
-            (Kind::U16(_), _) => 2,
-            (Kind::U32(_), _) | (Kind::Ipv4(_), Schema::Legacy) => 4,
-            (Kind::U64(_), _) => 8,
-            (Kind::Ipv4(_), Schema::Native) | (Kind::Ip(_), _) => 16,
+            (Kind::U8, _) => 1,
+            (Kind::U16, _) => 2,
+            (Kind::U32, _) | (Kind::Ipv4, Schema::Legacy) => 4,
+            (Kind::U64, _) => 8,
+            (Kind::Ipv4, Schema::Native) | (Kind::Ip, _) => 16,
         }
     }
+}
 
-    /// Append `f`'s value of this column as `schema` wants it.
-    #[inline]
-    fn put(self, schema: Schema, f: &Flow, out: &mut Vec<u8>) {
-        match self {
-            Kind::U8(g) => out.push(g(f)),
-            Kind::U16(g) => out.extend_from_slice(&g(f).to_le_bytes()),
-            Kind::U32(g) => out.extend_from_slice(&g(f).to_le_bytes()),
-            Kind::U64(g) => out.extend_from_slice(&g(f).to_le_bytes()),
-            Kind::Ipv4(g) => put_ipv4(schema, g(f), out),
-            Kind::Ip(g) => out.extend_from_slice(&ipv6_octets(g(f))),
-        }
-    }
+/// The per-column encoders: append value `$v` of a column of kind `$kind`
+/// as `$schema` wants it (little-endian integers, addresses in network order).
+macro_rules! put {
+    (U8, $schema:expr, $v:expr, $out:expr) => {
+        $out.push($v)
+    };
+    (U16, $schema:expr, $v:expr, $out:expr) => {
+        $out.extend_from_slice(&u16::to_le_bytes($v))
+    };
+    (U32, $schema:expr, $v:expr, $out:expr) => {
+        $out.extend_from_slice(&u32::to_le_bytes($v))
+    };
+    (U64, $schema:expr, $v:expr, $out:expr) => {
+        $out.extend_from_slice(&u64::to_le_bytes($v))
+    };
+    (Ipv4, $schema:expr, $v:expr, $out:expr) => {
+        put_ipv4($schema, $v, $out)
+    };
+    (Ip, $schema:expr, $v:expr, $out:expr) => {
+        $out.extend_from_slice(&ipv6_octets($v))
+    };
 }
 
 /// 16 bytes in network order, IPv4 mapped as `::ffff:a.b.c.d` (what both
@@ -152,7 +165,7 @@ fn put_ipv4(schema: Schema, a: u32, out: &mut Vec<u8>) {
 }
 
 /// One column: its name (that of the JSON output), its type in each schema,
-/// and its encoder.
+/// and its kind (how it is encoded).
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     pub name: &'static str,
@@ -167,50 +180,64 @@ const SAMPLING_MODE: &str = "Enum8('none' = 0, 'deterministic' = 1, 'random' = 2
 /// are sorted by `time`), then ZSTD.
 const NANOS: &str = "DateTime64(9) CODEC(Delta, ZSTD(1))";
 
-macro_rules! col {
-    ($name:literal, $legacy:expr, $native:expr, $kind:ident, |$f:ident| $get:expr) => {
-        Column { name: $name, legacy: $legacy, native: $native, kind: Kind::$kind(|$f| $get) }
+/// Defines [`COLUMNS`] and the row encoder from one list: per column its
+/// name, legacy type, native type, kind and value. The encoder is straight
+/// code (each column's getter inlined into its kind's `put!`), as fast as
+/// a hand-written one.
+macro_rules! columns {
+    ($($name:literal, $legacy:expr, $native:expr, $kind:ident, |$f:ident| $get:expr;)*) => {
+        /// The table's columns, in RowBinary order. The names are those of
+        /// the JSON output, plus `time`, the second of `start` (collector
+        /// clock), for partitioning and ordering.
+        pub const COLUMNS: &[Column] = &[
+            $(Column { name: $name, legacy: $legacy, native: $native, kind: Kind::$kind },)*
+        ];
+
+        /// One row of [`COLUMNS`] for `f`, in the schema `NATIVE` says.
+        #[inline]
+        fn encode<const NATIVE: bool>(f: &Flow, out: &mut Vec<u8>) {
+            let schema = if NATIVE { Schema::Native } else { Schema::Legacy };
+            $({
+                let $f = f;
+                put!($kind, schema, $get, out);
+            })*
+        }
     };
 }
 
-/// The table's columns, in RowBinary order. The names are those of the JSON
-/// output, plus `time`, the second of `start` (collector clock), for
-/// partitioning and ordering.
-pub const COLUMNS: &[Column] = &[
-    col!("exporter", "FixedString(16)", "IPv6 CODEC(ZSTD(1))", Ip, |f| f.rec.exporter),
-    col!("engine_type", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.engine_type),
-    col!("engine_id", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.engine_id),
-    col!("src_addr", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.src_addr),
-    col!("src_port", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.src_port),
-    col!("dst_addr", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.dst_addr),
-    col!("dst_port", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.dst_port),
-    col!("proto", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.proto),
+columns! {
+    "exporter", "FixedString(16)", "IPv6 CODEC(ZSTD(1))", Ip, |f| f.rec.exporter;
+    "engine_type", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.engine_type;
+    "engine_id", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.engine_id;
+    "src_addr", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.src_addr;
+    "src_port", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.src_port;
+    "dst_addr", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.dst_addr;
+    "dst_port", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.dst_port;
+    "proto", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.proto;
     // Counters: T64 drops the unused high bits, then ZSTD.
-    col!("records", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.records),
-    col!("packets", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.packets),
-    col!("octets", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.octets),
-    col!("tcp_flags", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.tcp_flags),
-    col!("first", "UInt64", NANOS, U64, |f| f.first_ns),
-    col!("last", "UInt64", NANOS, U64, |f| f.last_ns),
-    col!("end_reason", END_REASON, END_REASON, U8, |f| end_reason_code(f.end_reason)),
-    col!("start", "UInt64", NANOS, U64, |f| f.start_ns),
-    col!("end", "UInt64", NANOS, U64, |f| f.end_ns),
-    col!("input", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.input),
-    col!("output", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.output),
-    col!("nexthop", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.nexthop),
-    col!("tos", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.tos),
-    col!("src_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.src_as),
-    col!("dst_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.dst_as),
-    col!("src_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.src_mask),
-    col!("dst_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.dst_mask),
-    col!("sampling_mode", SAMPLING_MODE, SAMPLING_MODE, U8, |f| (f.rec.sampling >> 14) as u8),
-    col!("sampling_interval", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.sampling & 0x3fff),
+    "records", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.records;
+    "packets", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.packets;
+    "octets", "UInt64", "UInt64 CODEC(T64, ZSTD(1))", U64, |f| f.octets;
+    "tcp_flags", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.tcp_flags;
+    "first", "UInt64", NANOS, U64, |f| f.first_ns;
+    "last", "UInt64", NANOS, U64, |f| f.last_ns;
+    "end_reason", END_REASON, END_REASON, U8, |f| end_reason_code(f.end_reason);
+    "start", "UInt64", NANOS, U64, |f| f.start_ns;
+    "end", "UInt64", NANOS, U64, |f| f.end_ns;
+    "input", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.input;
+    "output", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.output;
+    "nexthop", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.nexthop;
+    "tos", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.tos;
+    "src_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.src_as;
+    "dst_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.dst_as;
+    "src_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.src_mask;
+    "dst_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.dst_mask;
+    "sampling_mode", SAMPLING_MODE, SAMPLING_MODE, U8, |f| (f.rec.sampling >> 14) as u8;
+    "sampling_interval", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.sampling & 0x3fff;
     // Sorted on: DoubleDelta makes a run of equal or rising seconds nearly free.
-    col!("time", "DateTime", "DateTime CODEC(DoubleDelta, ZSTD(1))", U32, |f| (f.start_ns
-        / 1_000_000_000)
-        .min(u32::MAX as u64)
-        as u32),
-];
+    "time", "DateTime", "DateTime CODEC(DoubleDelta, ZSTD(1))", U32,
+        |f| (f.start_ns / 1_000_000_000).min(u32::MAX as u64) as u32;
+}
 
 /// Bytes of one RowBinary row of the legacy schema (see [`Schema::row_size`]).
 pub const ROW_SIZE: usize = 111;
@@ -239,8 +266,9 @@ fn end_reason_code(r: EndReason) -> u8 {
 /// (little-endian integers, addresses as the schema's type wants them).
 #[inline]
 pub fn encode_row(schema: Schema, f: &Flow, out: &mut Vec<u8>) {
-    for c in COLUMNS {
-        c.kind.put(schema, f, out);
+    match schema {
+        Schema::Legacy => encode::<false>(f, out),
+        Schema::Native => encode::<true>(f, out),
     }
 }
 
@@ -262,7 +290,7 @@ pub fn transcode(from: Schema, to: Schema, data: &[u8]) -> Vec<u8> {
             let v = &row[off..off + w];
             off += w;
             match c.kind {
-                Kind::Ipv4(_) => put_ipv4(to, ipv4_of(from, v), &mut out),
+                Kind::Ipv4 => put_ipv4(to, ipv4_of(from, v), &mut out),
                 _ => out.extend_from_slice(v),
             }
         }
