@@ -25,8 +25,9 @@ use std::time::Duration;
 use nfstitch::sink::clickhouse::{create_table_sql, insert_sql, Schema};
 use serde_json::Value;
 
+use crate::clickhouse::{ch_collector, ident};
 use crate::clickhouse_failures::Refuser;
-use crate::collect::{send, start, traffic};
+use crate::collect::{send, traffic};
 use crate::skip::skip;
 
 /// The chDB virtual environment's Python, when `import chdb` works there.
@@ -75,43 +76,21 @@ fn chdb(py: &Path, dir: &Path, statements: &[String]) -> Vec<String> {
     answers
 }
 
-/// A flow as text, the JSON output's way: exporter, addresses, ports,
-/// counters, flags, end reason and the four times (RFC 3339, ns).
+/// A flow as text, the JSON output's way: [`ident`] (addresses, ports,
+/// counters, flags, end reason), then the next hop and the four times
+/// (RFC 3339, ns).
 fn json_flow(f: &Value) -> String {
-    [
-        "exporter",
-        "src_addr",
-        "src_port",
-        "dst_addr",
-        "dst_port",
-        "proto",
-        "nexthop",
-        "records",
-        "packets",
-        "octets",
-        "tcp_flags",
-        "end_reason",
-        "first",
-        "last",
-        "start",
-        "end",
-    ]
-    .iter()
-    .map(|k| match &f[*k] {
-        Value::String(s) => s.clone(),
-        Value::Null => panic!("no {k} in {f}"),
-        v => v.to_string(),
-    })
-    .collect::<Vec<_>>()
-    .join(" ")
+    let more = ["nexthop", "first", "last", "start", "end"]
+        .map(|k| f[k].as_str().unwrap_or_else(|| panic!("no {k} in {f}")).to_string());
+    format!("{} {}", ident(f), more.join(" "))
 }
 
 /// The same text from the native table's columns.
 const SQL_FLOW: &str = "concat_ws(' ', \
     replaceOne(toString(exporter), '::ffff:', ''), replaceOne(toString(src_addr), '::ffff:', ''), \
     toString(src_port), replaceOne(toString(dst_addr), '::ffff:', ''), toString(dst_port), \
-    toString(proto), replaceOne(toString(nexthop), '::ffff:', ''), toString(records), \
-    toString(packets), toString(octets), toString(tcp_flags), toString(end_reason), \
+    toString(proto), toString(records), toString(packets), toString(octets), \
+    toString(tcp_flags), toString(end_reason), replaceOne(toString(nexthop), '::ffff:', ''), \
     concat(replaceOne(toString(first, 'UTC'), ' ', 'T'), 'Z'), \
     concat(replaceOne(toString(last, 'UTC'), ' ', 'T'), 'Z'), \
     concat(replaceOne(toString(start, 'UTC'), ' ', 'T'), 'Z'), \
@@ -130,24 +109,8 @@ fn chdb_reads_back_every_flow_the_sink_wrote_in_the_native_schema() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let url = format!("http://{}/", server.addr);
-    let c = start(&[
-        "--listen",
-        "[::1]:0",
-        "--workers",
-        "2",
-        "--linger",
-        "0s",
-        "--clickhouse",
-        &url,
-        "--clickhouse-batch",
-        "100",
-        "--clickhouse-buffer",
-        "100",
-        "--clickhouse-interval",
-        "100ms",
-        "--spool-dir",
-        spool.to_str().unwrap(),
-    ]);
+    let flags = ["--listen", "[::1]:0", "--clickhouse-batch", "100", "--clickhouse-buffer", "100"];
+    let c = ch_collector(&url, "flows", &spool, &flags);
     // start() read the first "listening on" line; the other address is next.
     let other: SocketAddr = loop {
         let line = c.stderr.recv_timeout(Duration::from_secs(20)).expect("second listen line");

@@ -155,7 +155,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A flow's identity and sums as text (ClickHouse and JSON alike).
-fn ident(f: &Value) -> String {
+pub fn ident(f: &Value) -> String {
     [
         "exporter",
         "src_addr",
@@ -346,7 +346,7 @@ fn https_collector(
 
 /// A collector (2 workers, FIN flows out at once) inserting into `table`,
 /// batches sealed every 200 ms, spooling to `spool`; `extra` flags added.
-fn ch_collector(
+pub fn ch_collector(
     url: &str,
     table: &str,
     spool: &std::path::Path,
