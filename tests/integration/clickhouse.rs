@@ -470,8 +470,9 @@ fn clickhouse_over_https_refuses_a_server_its_ca_did_not_sign() {
 fn clickhouse_ca_comes_from_flags_and_config_files() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("nfstitch.toml");
-    std::fs::write(&cfg, "clickhouse = \"https://ch:8443/\"\nclickhouse_ca = \"/etc/ch-ca.pem\"\n")
-        .unwrap();
+    let toml = "clickhouse = \"https://ch:8443/\"\nclickhouse_ca = \"/etc/ch-ca.pem\"\n\
+                clickhouse_ttl = \"30d\"\nclickhouse_rollups = true\nclickhouse_cluster = \"c1\"\n";
+    std::fs::write(&cfg, toml).unwrap();
     let r = crate::util::run_ok(
         crate::util::nfstitch().args(["collect", "--dry-run", "--config"]).arg(&cfg),
     );
@@ -480,6 +481,13 @@ fn clickhouse_ca_comes_from_flags_and_config_files() {
         "{}",
         r.stdout
     );
+    for part in [
+        "ttl: Some(\n                2592000s,",
+        "rollups: true,",
+        "cluster: Some(\n                \"c1\",",
+    ] {
+        assert!(r.stdout.contains(part), "{part} not in\n{}", r.stdout);
+    }
     let r = crate::util::run(crate::util::nfstitch().args([
         "collect",
         "--dry-run",
