@@ -22,6 +22,11 @@
 # as `--clickhouse-ca`. No dhParamsFile: the server then uses built-in DH
 # groups (rustls only does ECDHE anyway), and generating DH parameters would
 # take minutes.
+# Cluster: `nfstitch_two_shards`, two shards on this one server, each shard's
+# one replica this server's native port with its own default_database
+# (nfstitch_shard1, nfstitch_shard2), for the --clickhouse-cluster test: a
+# Distributed table with an empty database argument writes shard N's rows
+# into nfstitch_shardN. No ZooKeeper, so no ON CLUSTER DDL.
 # Debian 12 ships ClickHouse 18.16.
 set -euo pipefail
 
@@ -159,6 +164,24 @@ write_config() {
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
+    <remote_servers>
+        <nfstitch_two_shards>
+            <shard>
+                <replica>
+                    <host>127.0.0.1</host>
+                    <port>$TCP_PORT</port>
+                    <default_database>nfstitch_shard1</default_database>
+                </replica>
+            </shard>
+            <shard>
+                <replica>
+                    <host>127.0.0.1</host>
+                    <port>$TCP_PORT</port>
+                    <default_database>nfstitch_shard2</default_database>
+                </replica>
+            </shard>
+        </nfstitch_two_shards>
+    </remote_servers>
 </yandex>
 EOF
     cat >"$DIR/users.xml" <<EOF

@@ -132,6 +132,25 @@ pub struct CollectArgs {
     /// PEM file (instead of the built-in Mozilla roots), e.g. a private CA.
     #[arg(long, value_name = "FILE")]
     pub clickhouse_ca: Option<PathBuf>,
+    /// Drop days of flows older than this (e.g. 30d) from a table the
+    /// collector creates: a TTL on the table, whole daily partitions at a
+    /// time. Needs ClickHouse 20.3 or later (the native schema); an older
+    /// server's table gets none (logged). An existing table keeps its own.
+    #[arg(long, value_parser = parse_duration)]
+    pub clickhouse_ttl: Option<Duration>,
+    /// Also create the rollup views TABLE_1m and TABLE_1h: per minute and per
+    /// hour, by exporter, protocol and address pair, the number of flows and
+    /// the sums of packets and octets (materialized views into
+    /// SummingMergeTree tables: sum again when querying).
+    #[arg(long)]
+    pub clickhouse_rollups: bool,
+    /// Write through a Distributed table over the shards of this ClickHouse
+    /// cluster (from the server's remote_servers): --clickhouse-table is the
+    /// Distributed table, sharded by a hash of the exporter; TABLE_local is
+    /// created on every replica (over HTTP at the --clickhouse URL's port; no
+    /// ON CLUSTER, so no ZooKeeper needed).
+    #[arg(long, value_name = "NAME")]
+    pub clickhouse_cluster: Option<String>,
     /// Directory for batches ClickHouse could not take yet (replayed when it is back).
     #[arg(long, default_value = "nfstitch-spool")]
     pub spool_dir: PathBuf,

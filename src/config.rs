@@ -216,6 +216,23 @@ impl Collect {
         if a.clickhouse.is_none() && a.clickhouse_password_file.is_some() {
             bail!("--clickhouse-password-file needs --clickhouse");
         }
+        if a.clickhouse.is_none()
+            && (a.clickhouse_ttl.is_some()
+                || a.clickhouse_rollups
+                || a.clickhouse_cluster.is_some())
+        {
+            bail!(
+                "--clickhouse-ttl, --clickhouse-rollups and --clickhouse-cluster need --clickhouse"
+            );
+        }
+        if let Some(c) = &a.clickhouse_cluster {
+            if c.is_empty() || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("--clickhouse-cluster {c:?}: use letters, digits and '_' only");
+            }
+        }
+        if a.clickhouse_ttl.is_some_and(|t| t < Duration::from_secs(86_400)) {
+            bail!("--clickhouse-ttl must be at least 1d: the table drops whole days");
+        }
         let env = match std::env::var(PASSWORD_ENV) {
             Ok(v) => Some(v),
             Err(std::env::VarError::NotPresent) => None,
@@ -283,6 +300,9 @@ fn clickhouse(a: &CollectArgs, url: &ClickHouseUrl, env: Option<&str>) -> Result
         max_buffered_rows: a.clickhouse_buffer,
         ca: a.clickhouse_ca.clone(),
         spool_dir: a.spool_dir.clone(),
+        ttl: a.clickhouse_ttl,
+        rollups: a.clickhouse_rollups,
+        cluster: a.clickhouse_cluster.clone(),
     })
 }
 
@@ -445,6 +465,30 @@ mod tests {
         }
         let c = collect(&["--clickhouse", "http://h/"]).unwrap().clickhouse.unwrap();
         assert_eq!(c.spool_max_bytes, crate::cli::DEFAULT_SPOOL_MAX_BYTES);
+    }
+
+    #[test]
+    fn clickhouse_ttl_and_rollups_map_to_config() {
+        let c = collect(&["--clickhouse", "http://h/"]).unwrap().clickhouse.unwrap();
+        assert_eq!((c.ttl, c.rollups), (None, false));
+        let args = ["--clickhouse", "http://h/", "--clickhouse-ttl", "30d", "--clickhouse-rollups"];
+        let c = collect(&args).unwrap().clickhouse.unwrap();
+        assert_eq!((c.ttl, c.rollups), (Some(Duration::from_secs(30 * 86_400)), true));
+        let e = collect(&["--clickhouse", "http://h/", "--clickhouse-ttl", "12h"]).unwrap_err();
+        assert!(e.to_string().starts_with("--clickhouse-ttl must be at least 1d"), "{e}");
+        let c = collect(&["--clickhouse", "http://h/", "--clickhouse-cluster", "c_1"]).unwrap();
+        assert_eq!(c.clickhouse.unwrap().cluster.as_deref(), Some("c_1"));
+        let e = collect(&["--clickhouse", "http://h/", "--clickhouse-cluster", "c'1"]).unwrap_err();
+        assert!(e.to_string().starts_with("--clickhouse-cluster \"c'1\": use letters"), "{e}");
+        let alone: [&[&str]; 3] = [
+            &["--clickhouse-ttl", "30d"],
+            &["--clickhouse-rollups"],
+            &["--clickhouse-cluster", "c"],
+        ];
+        for alone in alone {
+            let e = collect(alone).unwrap_err().to_string();
+            assert!(e.contains("need --clickhouse"), "{e}");
+        }
     }
 
     #[test]

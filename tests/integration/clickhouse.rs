@@ -155,7 +155,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A flow's identity and sums as text (ClickHouse and JSON alike).
-fn ident(f: &Value) -> String {
+pub fn ident(f: &Value) -> String {
     [
         "exporter",
         "src_addr",
@@ -346,7 +346,7 @@ fn https_collector(
 
 /// A collector (2 workers, FIN flows out at once) inserting into `table`,
 /// batches sealed every 200 ms, spooling to `spool`; `extra` flags added.
-fn ch_collector(
+pub fn ch_collector(
     url: &str,
     table: &str,
     spool: &std::path::Path,
@@ -470,8 +470,9 @@ fn clickhouse_over_https_refuses_a_server_its_ca_did_not_sign() {
 fn clickhouse_ca_comes_from_flags_and_config_files() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("nfstitch.toml");
-    std::fs::write(&cfg, "clickhouse = \"https://ch:8443/\"\nclickhouse_ca = \"/etc/ch-ca.pem\"\n")
-        .unwrap();
+    let toml = "clickhouse = \"https://ch:8443/\"\nclickhouse_ca = \"/etc/ch-ca.pem\"\n\
+                clickhouse_ttl = \"30d\"\nclickhouse_rollups = true\nclickhouse_cluster = \"c1\"\n";
+    std::fs::write(&cfg, toml).unwrap();
     let r = crate::util::run_ok(
         crate::util::nfstitch().args(["collect", "--dry-run", "--config"]).arg(&cfg),
     );
@@ -480,6 +481,13 @@ fn clickhouse_ca_comes_from_flags_and_config_files() {
         "{}",
         r.stdout
     );
+    for part in [
+        "ttl: Some(\n                2592000s,",
+        "rollups: true,",
+        "cluster: Some(\n                \"c1\",",
+    ] {
+        assert!(r.stdout.contains(part), "{part} not in\n{}", r.stdout);
+    }
     let r = crate::util::run(crate::util::nfstitch().args([
         "collect",
         "--dry-run",
@@ -536,4 +544,168 @@ fn clickhouse_wrong_password_is_permanent_and_the_right_one_delivers_everything(
     assert_eq!(ch_stats["permanent_errors"].as_u64(), Some(0));
     assert_eq!(count(&url, &table), total);
     assert_table_holds(&url, &table, &flows, &first);
+}
+
+/// Rows of a TSV answer, sorted.
+fn sorted_rows(url: &str, sql: &str) -> Vec<String> {
+    let mut v: Vec<String> = ch(url, sql).unwrap().lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn clickhouse_rollups_sum_the_flows_per_minute_and_per_hour() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let table = fresh_table();
+    let dir = tempfile::tempdir().unwrap();
+    let c = ch_collector(&url, &table, &dir.path().join("spool"), &["--clickhouse-rollups"]);
+    send(&traffic(3, 100, 1000), c.addr);
+    let (flows, st, stderr) = c.stop();
+    let total = st["flows_total"].as_u64().unwrap();
+    assert!(total > 0 && flows.len() as u64 == total);
+    let ch_stats = &st["sinks"]["clickhouse"];
+    assert_eq!(ch_stats["rows_inserted"].as_u64(), Some(total), "{ch_stats}\n{stderr}");
+    // 18.16: the legacy schema, said once.
+    assert!(stderr.contains(&format!("no table {table} yet: the Legacy schema")), "{stderr}");
+    let key = "exporter, proto, src_addr, dst_addr";
+    for (suffix, bucket) in [("_1m", "toStartOfMinute"), ("_1h", "toStartOfHour")] {
+        let view = format!("{table}{suffix}");
+        let sums = ch(
+            &url,
+            &format!("SELECT sum(flows), sum(packets), sum(octets) FROM {view} FORMAT TSV"),
+        )
+        .unwrap();
+        let want = [st["flows_total"].clone(), st["packets"].clone(), st["octets"].clone()];
+        let want: Vec<String> = want.iter().map(|v| v.to_string()).collect();
+        assert_eq!(sums.trim().split('\t').collect::<Vec<_>>(), want, "{view}");
+        // Bucket by bucket, key by key, what the flow table says.
+        let from_view = sorted_rows(
+            &url,
+            &format!(
+                "SELECT time, {key}, sum(flows), sum(packets), sum(octets) FROM {view} \
+                 GROUP BY time, {key} FORMAT TSV"
+            ),
+        );
+        let from_table = sorted_rows(
+            &url,
+            &format!(
+                "SELECT {bucket}(time) AS t, {key}, count(), sum(packets), sum(octets) FROM {table} \
+                 GROUP BY t, {key} FORMAT TSV"
+            ),
+        );
+        assert!(from_view.len() > 1, "{view}: {from_view:?}");
+        assert!(from_view == from_table, "{view} differs from {table}");
+        // Summing: once merged, one row per bucket and key.
+        ch(&url, &format!("OPTIMIZE TABLE {view} FINAL")).unwrap();
+        assert_eq!(count(&url, &view), from_table.len() as u64, "{view} after merging");
+    }
+    // The example queries the package ships run, and find the flows.
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/clickhouse-queries.sql");
+    let text = std::fs::read_to_string(&examples).unwrap();
+    let queries: Vec<&str> = text.split("\n;\n").filter(|q| q.contains("SELECT")).collect();
+    assert_eq!(queries.len(), 5, "{}", examples.display());
+    for q in queries {
+        let q = q.replace("nfstitch_flows", &table) + " FORMAT TSV";
+        let rows = ch(&url, &q).unwrap_or_else(|e| panic!("{q}\n{e}"));
+        assert!(!rows.trim().is_empty(), "no rows:\n{q}");
+    }
+    for t in [format!("{table}_1m"), format!("{table}_1h"), table] {
+        let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
+    }
+}
+
+/// The two-shard cluster `.ci/clickhouse.sh` defines on its one server: each
+/// shard's replica is the server itself with its own default database.
+const CLUSTER: &str = "nfstitch_two_shards";
+const SHARD_DBS: [&str; 2] = ["nfstitch_shard1", "nfstitch_shard2"];
+
+/// The sum of `key` over stats files, as JSON (for `assert_table_holds`).
+fn summed(stats: &[&Value]) -> Value {
+    let n = |k: &str| stats.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    let mut by_reason = serde_json::Map::new();
+    for s in stats {
+        for (r, v) in s["flows"].as_object().unwrap() {
+            let old = by_reason.get(r).and_then(Value::as_u64).unwrap_or(0);
+            by_reason.insert(r.clone(), (old + v.as_u64().unwrap()).into());
+        }
+    }
+    serde_json::json!({
+        "flows_total": n("flows_total"), "records": n("records"),
+        "packets": n("packets"), "octets": n("octets"), "flows": by_reason,
+    })
+}
+
+#[test]
+fn clickhouse_cluster_puts_two_collectors_flows_on_both_shards_once() {
+    let _turn = take_turns();
+    let url = url();
+    if let Err(why) = ready(&url) {
+        return skip(&why);
+    }
+    let shards = ch(
+        &url,
+        &format!("SELECT count() FROM system.clusters WHERE cluster = '{CLUSTER}' FORMAT TSV"),
+    );
+    if shards.as_deref().map(str::trim) != Ok("2") {
+        return skip(&format!("no cluster {CLUSTER} on {url} (start it with .ci/clickhouse.sh)"));
+    }
+    // The databases are the operator's; the sink makes tables, not databases.
+    for db in SHARD_DBS {
+        ch(&url, &format!("CREATE DATABASE IF NOT EXISTS {db}")).unwrap();
+    }
+    let table = fresh_table();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--clickhouse-cluster", CLUSTER, "--clickhouse-rollups"];
+    let a = ch_collector(&url, &table, &dir.path().join("a"), &flags);
+    let b = ch_collector(&url, &table, &dir.path().join("b"), &flags);
+    // Six exporters, three for each collector.
+    let (to_a, to_b): (Vec<_>, Vec<_>) =
+        traffic(6, 60, 600).into_iter().partition(|d| d.exporter.octets()[3] <= 3);
+    send(&to_a, a.addr);
+    send(&to_b, b.addr);
+    let (flows_a, st_a, err_a) = a.stop();
+    let (flows_b, st_b, err_b) = b.stop();
+    for (st, err) in [(&st_a, &err_a), (&st_b, &err_b)] {
+        let c = &st["sinks"]["clickhouse"];
+        assert_eq!(c["rows_inserted"], st["flows_total"], "{c}\n{err}");
+    }
+    let flows: Vec<Value> = flows_a.into_iter().chain(flows_b).collect();
+    let st = summed(&[&st_a, &st_b]);
+    let total = st["flows_total"].as_u64().unwrap();
+    // The Distributed table forwards in the background: wait for all of it.
+    wait_until("every flow on the shards", Duration::from_secs(30), || {
+        count(&url, &table) >= total
+    });
+    assert_table_holds(&url, &table, &flows, &st);
+    let local = |db: &str| format!("{db}.{table}_local");
+    let per_shard: Vec<u64> = SHARD_DBS.iter().map(|db| count(&url, &local(db))).collect();
+    eprintln!("flows per shard: {per_shard:?} of {total}");
+    assert!(per_shard.iter().all(|&n| n > 0), "both shards hold flows: {per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<u64>(), total, "each flow on one shard, once");
+    // One exporter's flows stay together.
+    let split = ch(
+        &url,
+        &format!(
+            "SELECT count() FROM (SELECT DISTINCT exporter FROM {}) \
+             WHERE exporter IN (SELECT exporter FROM {}) FORMAT TSV",
+            local(SHARD_DBS[0]),
+            local(SHARD_DBS[1])
+        ),
+    )
+    .unwrap();
+    assert_eq!(split.trim(), "0", "an exporter on both shards");
+    // Rollups: on each shard, read through the Distributed views.
+    let sums = ch(&url, &format!("SELECT sum(flows), sum(octets) FROM {table}_1m FORMAT TSV"));
+    assert_eq!(sums.unwrap().trim(), format!("{total}\t{}", st["octets"]));
+    let mut drops = vec![format!("{table}_1m"), format!("{table}_1h"), table.clone()];
+    for db in SHARD_DBS {
+        drops.extend(["_1m", "_1h", ""].map(|s| format!("{}{s}", local(db))));
+    }
+    for t in drops {
+        let _ = ch(&url, &format!("DROP TABLE IF EXISTS {t}"));
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `nfstitch` binary.
 
+mod chdb;
 mod ci;
 mod clickhouse;
 mod clickhouse_failures;

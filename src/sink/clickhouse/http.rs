@@ -223,6 +223,27 @@ impl Client {
 
     /// POST `body` with `query` added to the URL's parameters; `Ok` on HTTP 200.
     pub(super) fn post(&self, query: &str, body: &[u8]) -> Result<(), PostError> {
+        self.request(query, body, 0).map(drop)
+    }
+
+    /// Run a DDL statement: an answer that refuses it is added to
+    /// `refused` (the caller goes on: the table may exist, the user may not
+    /// be allowed DDL); `Err` only when no answer came.
+    pub(super) fn ddl(&self, sql: &str, refused: &mut Vec<String>) -> Result<(), PostError> {
+        match self.post(sql, b"") {
+            Err(PostError::Http(c, m)) => refused.push(format!("HTTP {c}: {m}")),
+            other => other?,
+        }
+        Ok(())
+    }
+
+    /// Run `query` (no body); on HTTP 200 its answer (cut to 64 KiB).
+    pub(super) fn query(&self, query: &str) -> Result<String, PostError> {
+        self.request(query, b"", MAX_ANSWER)
+    }
+
+    /// POST `body` with `query`; on HTTP 200 up to `keep` bytes of the answer.
+    fn request(&self, query: &str, body: &[u8], keep: u64) -> Result<String, PostError> {
         let mut req = self
             .agent
             .post(&self.auth.url)
@@ -237,10 +258,17 @@ impl Client {
             e => PostError::Request(self.scrub(&e.to_string())),
         })?;
         let code = resp.status().as_u16();
-        if code == 200 {
-            return Ok(());
-        }
         let mut text = Vec::new();
+        if code == 200 {
+            if keep > 0 {
+                resp.body_mut()
+                    .as_reader()
+                    .take(keep)
+                    .read_to_end(&mut text)
+                    .map_err(|e| PostError::Transport(ureq::Error::Io(e)))?;
+            }
+            return Ok(String::from_utf8_lossy(&text).into_owned());
+        }
         // The status is what matters; a cut or unreadable error text is still an error.
         let _ = resp.body_mut().as_reader().take(MAX_ANSWER).read_to_end(&mut text);
         Err(PostError::Http(code, self.scrub(String::from_utf8_lossy(&text).trim())))

@@ -3,16 +3,18 @@
 //!
 //! Two threads share the work:
 //! - the **writer thread** (the [`FlowSink`](super::FlowSink) calls) only
-//!   encodes flows into the current batch (111 bytes a row, no allocation per
-//!   flow) and seals it when it holds `batch_rows` flows or its oldest flow is
+//!   encodes flows into the current batch (111 bytes a row in the legacy
+//!   schema, 147 in the native one; no allocation per flow) and seals it when it holds `batch_rows` flows or its oldest flow is
 //!   `batch_interval` old. A sealed batch goes to the in-memory queue, or, when
 //!   the queue already holds `max_buffered_rows` flows, to a spool file. It
 //!   never touches the network, so a slow or dead server cannot stall it.
 //! - the **sender thread** (`clickhouse`) delivers the oldest batch (memory or
 //!   spool, by sequence number) with one HTTP POST
-//!   `INSERT INTO table (...) FORMAT RowBinary`. It creates the table
-//!   (`CREATE TABLE IF NOT EXISTS`) before its first insert and again after any
-//!   failure (a restarted server may have lost it). A failed batch stays where
+//!   `INSERT INTO table (...) FORMAT RowBinary`. Before its first insert and
+//!   again after any failure it asks the server which schema the table has
+//!   or gets (`schema`: legacy for ClickHouse before 20.3, native from
+//!   20.3 on) and creates the table (`CREATE TABLE IF NOT EXISTS`) and, with
+//!   `--clickhouse-rollups`, the per-minute and per-hour rollup views. A failed batch stays where
 //!   it is and is retried after a backoff of 100 ms doubling to 10 s; a
 //!   delivered spool file is deleted.
 //!
@@ -36,8 +38,9 @@
 //! past the timeouts) is sent again.
 //!
 //! Spool files are `batch-<seq>.rowbinary` (raw RowBinary rows of
-//! [`COLUMNS`], written to a `.tmp` name and renamed), so any ClickHouse
-//! client can load one by hand:
+//! [`COLUMNS`] in the legacy schema; `batch-<seq>.native.rowbinary` in the
+//! native one; written to a `.tmp` name and renamed), so any ClickHouse
+//! client can load one by hand into a table of that schema:
 //! `clickhouse-client -q 'INSERT INTO t (cols...) FORMAT RowBinary' < batch-….rowbinary`.
 //! One spool directory per collector.
 //!
@@ -46,7 +49,10 @@
 //! as HTTP basic auth; URL parameters (`?database=db&user=u`) are passed on.
 //!
 //! The parts, one job each:
-//! - `schema`: the columns, the SQL, one flow as one RowBinary row;
+//! - `schema`: the columns of both schemas, one flow as one RowBinary row;
+//! - `ddl`: the SQL (probe, CREATE TABLE, rollup views, INSERT);
+//! - `cluster`: `--clickhouse-cluster`, the tables on every shard and the
+//!   `Distributed` table over them;
 //! - `url`: the URL and the password, and that neither prints with the password;
 //! - `http`: the client (ureq), timeouts, what an error says and whether it is permanent;
 //! - `spool`: the spool files;
@@ -55,6 +61,8 @@
 //! - this file: the settings and the sink itself (batching, sealing,
 //!   spilling, `close`).
 
+mod cluster;
+mod ddl;
 mod http;
 mod schema;
 mod sender;
@@ -72,11 +80,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-pub use self::schema::{create_table_sql, encode_row, insert_sql, COLUMNS, ROW_SIZE};
-use self::sender::{sender, Batch, Counters, Shared, State, BACKOFF_MIN, PERMANENT_RETRY};
+use self::cluster::Cluster;
+pub use self::cluster::{
+    distributed_tables_sql, local_table, parse_replicas, replicas_sql, Replica,
+};
+pub use self::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
+pub use self::schema::{encode_row, transcode, Schema, COLUMNS, NATIVE_SINCE, ROW_SIZE};
+use self::sender::{sender, Batch, Counters, Shared, State, Table, BACKOFF_MIN, PERMANENT_RETRY};
 use self::spool::{scan_spool, write_spool_file, SpoolEntry};
 pub use self::url::{ClickHouseUrl, Password};
 use crate::flow::Flow;
+
+/// The schema batches are encoded in until the sender has probed the table
+/// (batches of the other schema are transcoded before they are sent).
+const START_SCHEMA: Schema = Schema::Native;
 
 /// How long `close` keeps trying before spooling what is left.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,14 +122,21 @@ pub struct ClickHouseConfig {
     pub spool_max_bytes: u64,
     /// `https://` only: trust only the CA certificates of this PEM file.
     pub ca: Option<PathBuf>,
+    /// Native schema only: a new table drops days older than this.
+    pub ttl: Option<Duration>,
+    /// Also create the rollup views `<table>_1m` and `<table>_1h`.
+    pub rollups: bool,
+    /// Write through a `Distributed` table over this cluster's shards.
+    pub cluster: Option<String>,
 }
 
 /// The ClickHouse sink (see the module docs).
 pub struct ClickHouseSink {
     cfg: ClickHouseConfig,
     shared: Arc<Shared>,
-    /// The batch being filled (RowBinary rows).
+    /// The batch being filled (RowBinary rows of `cur_schema`).
     cur: Vec<u8>,
+    cur_schema: Schema,
     cur_rows: usize,
     cur_since: Instant,
     next_seq: u64,
@@ -147,7 +171,7 @@ impl ClickHouseSink {
             .with_context(|| format!("--spool-dir {}", cfg.spool_dir.display()))?;
         let next_seq = spool.keys().next_back().map_or(1, |s| s + 1);
         let spool_rows: u64 = spool.values().map(|e| e.rows as u64).sum();
-        let spool_bytes = spool_rows * ROW_SIZE as u64;
+        let spool_bytes: u64 = spool.values().map(|e| (e.rows * e.schema.row_size()) as u64).sum();
         if spool_rows > 0 {
             eprintln!(
                 "nfstitch: clickhouse: {} flows in {} spool files in {} from an earlier run; delivering them first",
@@ -181,23 +205,29 @@ impl ClickHouseSink {
                 attempts: 0,
                 spool_full: false,
                 stop: false,
+                schema: START_SCHEMA,
                 c: Counters { spool_bad_files: bad, ..Counters::default() },
             }),
             cv: Condvar::new(),
         });
         let sender = {
             let shared = shared.clone();
-            let table = cfg.table.clone();
+            let cluster = cfg
+                .cluster
+                .as_deref()
+                .map(|name| Cluster::new(name, &cfg.url, cfg.password.as_ref(), cfg.ca.clone()));
+            let table = Table::new(&cfg.table, cfg.ttl, cfg.rollups, cluster);
             std::thread::Builder::new()
                 .name("clickhouse".into())
                 .spawn(move || sender(shared, client, table))
                 .context("starting the ClickHouse sender thread")?
         };
-        let cap = cfg.batch_rows.min(1 << 16) * ROW_SIZE;
+        let cap = cfg.batch_rows.min(1 << 16) * START_SCHEMA.row_size();
         Ok(ClickHouseSink {
             cfg,
             shared,
             cur: Vec::with_capacity(cap),
+            cur_schema: START_SCHEMA,
             cur_rows: 0,
             cur_since: Instant::now(),
             next_seq,
@@ -228,23 +258,26 @@ impl ClickHouseSink {
         let data = std::mem::replace(&mut self.cur, Vec::with_capacity(cap));
         let seq = self.next_seq;
         self.next_seq += 1;
+        let schema = self.cur_schema;
         let data = {
             let mut st = self.shared.lock();
+            // The next batch is in the table's schema, once the sender knows it.
+            self.cur_schema = st.schema;
             if st.queued_rows + rows <= self.cfg.max_buffered_rows && !st.stop {
                 st.queued_rows += rows;
-                st.queue.push_back(Batch { seq, rows, data: Arc::new(data) });
+                st.queue.push_back(Batch { seq, rows, schema, data: Arc::new(data) });
                 drop(st);
                 self.shared.cv.notify_all();
                 return Ok(());
             }
             data
         };
-        self.spool(seq, rows, &data)
+        self.spool(seq, rows, schema, &data)
     }
 
     /// Write a batch to the spool, or, when it would take the spool past
     /// `spool_max_bytes`, drop it and count its flows in `dropped_flows`.
-    fn spool(&self, seq: u64, rows: usize, data: &[u8]) -> anyhow::Result<()> {
+    fn spool(&self, seq: u64, rows: usize, schema: Schema, data: &[u8]) -> anyhow::Result<()> {
         {
             // Only this thread adds to the spool: what fits now still fits
             // when the file is written.
@@ -271,7 +304,7 @@ impl ClickHouseSink {
                 );
             }
         }
-        match write_spool_file(&self.cfg.spool_dir, seq, data) {
+        match write_spool_file(&self.cfg.spool_dir, seq, schema, data) {
             Ok(path) => {
                 let mut st = self.shared.lock();
                 if st.c.rows_spooled == 0 {
@@ -281,7 +314,7 @@ impl ClickHouseSink {
                         self.cfg.spool_dir.display()
                     );
                 }
-                st.spool.insert(seq, SpoolEntry { rows, path });
+                st.spool.insert(seq, SpoolEntry { rows, path, schema });
                 st.spool_rows += rows as u64;
                 st.spool_bytes += data.len() as u64;
                 st.c.rows_spooled += rows as u64;
@@ -313,7 +346,7 @@ impl ClickHouseSink {
         self.shared.cv.notify_all();
         let mut first_err = None;
         for b in left {
-            if let Err(e) = self.spool(b.seq, b.rows, &b.data) {
+            if let Err(e) = self.spool(b.seq, b.rows, b.schema, &b.data) {
                 first_err.get_or_insert(e);
             }
         }
@@ -330,7 +363,7 @@ impl super::FlowSink for ClickHouseSink {
             if self.cur_rows == 0 {
                 self.cur_since = Instant::now();
             }
-            encode_row(f, &mut self.cur);
+            encode_row(self.cur_schema, f, &mut self.cur);
             self.cur_rows += 1;
             if self.cur_rows >= self.cfg.batch_rows {
                 self.seal()?;

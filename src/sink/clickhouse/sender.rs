@@ -19,10 +19,22 @@
 //! (memory, then the spool up to `--spool-max-bytes`), so fixing the cause
 //! delivers everything held.
 //!
-//! The table is created (`CREATE TABLE IF NOT EXISTS`) before the first insert
-//! and again after any failure (a restarted server may have lost it); a
-//! refused CREATE does not stop the insert (the table may exist and this user
-//! may not be allowed DDL).
+//! Before the first insert and again after any failure (a restarted or
+//! upgraded server may have lost the table), the sender asks the server for
+//! its version and the type of the table's `src_addr` (`ddl::probe_sql`):
+//! the table's schema is that of the existing table, else the one for the
+//! server's version ([`Schema::for_server`]). It then creates the table
+//! (`CREATE TABLE IF NOT EXISTS`, with `--clickhouse-ttl` on the native
+//! schema) and, with `--clickhouse-rollups`, the rollup views. A refused
+//! probe or CREATE does not stop the insert (the table may exist and this
+//! user may not be allowed DDL).
+//!
+//! The writer encodes a batch before the sender knows the table (at start
+//! the native schema; after the probe, the table's, which the sender leaves
+//! in [`State::schema`]); a batch of the other schema, in memory or spooled
+//! (the file name says which), is turned into the table's with
+//! [`transcode`] before it is sent, so no batch is ever read with the wrong
+//! row layout.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -31,9 +43,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::cluster::Cluster;
+use super::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
 use super::http::{Client, PostError};
+use super::schema::{transcode, Schema};
 use super::spool::SpoolEntry;
-use super::{create_table_sql, insert_sql, ROW_SIZE};
 
 /// Retry backoff: starts here, doubles per failure ...
 pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -48,6 +62,8 @@ const PERMANENT_REMINDER: Duration = Duration::from_secs(600);
 pub(super) struct Batch {
     pub(super) seq: u64,
     pub(super) rows: usize,
+    /// The schema its rows were encoded in.
+    pub(super) schema: Schema,
     pub(super) data: Arc<Vec<u8>>,
 }
 
@@ -105,6 +121,9 @@ pub(super) struct State {
     pub(super) spool_full: bool,
     /// The sender must end.
     pub(super) stop: bool,
+    /// The schema the writer encodes new batches in: the table's, once the
+    /// sender has probed it.
+    pub(super) schema: Schema,
     pub(super) c: Counters,
 }
 
@@ -121,7 +140,7 @@ impl State {
     pub(super) fn unspool(&mut self, seq: u64) -> Option<SpoolEntry> {
         let e = self.spool.remove(&seq)?;
         self.spool_rows -= e.rows as u64;
-        self.spool_bytes -= (e.rows * ROW_SIZE) as u64;
+        self.spool_bytes -= (e.rows * e.schema.row_size()) as u64;
         Some(e)
     }
 }
@@ -138,13 +157,108 @@ enum Job {
     Disk(PathBuf),
 }
 
+/// What the sender knows of the table and how it makes it.
+pub(super) struct Table {
+    name: String,
+    ttl: Option<Duration>,
+    rollups: bool,
+    /// `--clickhouse-cluster`: `name` is a `Distributed` table over the
+    /// shards' local tables (see `cluster`).
+    cluster: Option<Cluster>,
+    /// The table's schema, once probed.
+    schema: Option<Schema>,
+    /// The probe's answer of the last decision (logged when it changes).
+    said: Option<String>,
+    /// What the server refused while the inserts worked (logged when it changes).
+    refused: Option<String>,
+}
+
+impl Table {
+    /// `name`, made with `ttl` (native schema only), with `rollups` the
+    /// rollup views, and with `cluster` over the cluster's shards.
+    pub(super) fn new(
+        name: &str,
+        ttl: Option<Duration>,
+        rollups: bool,
+        cluster: Option<Cluster>,
+    ) -> Table {
+        Table {
+            name: name.to_string(),
+            ttl,
+            rollups,
+            cluster,
+            schema: None,
+            said: None,
+            refused: None,
+        }
+    }
+
+    /// Probe the server, create the table (and the rollup views) in its
+    /// schema; no CREATE while the schema is unknown (the insert then goes
+    /// in the batch's schema: the table may exist). `Err` only for a failure
+    /// without an answer (the insert would fail the same way); what the
+    /// server refused comes back as text.
+    fn prepare(&mut self, client: &Client) -> Result<Option<String>, PostError> {
+        let mut refused = Vec::new();
+        // A user who may not read system.columns may still ask the version.
+        let answer = match client.query(&probe_sql(&self.name)) {
+            Err(PostError::Http(c, m)) => {
+                refused.push(format!("table probe: HTTP {c}: {m}"));
+                client.query("SELECT version() FORMAT TSV")
+            }
+            other => other,
+        };
+        match answer {
+            Ok(answer) => match probe_answer(&answer) {
+                Ok(s) => {
+                    let line = answer.lines().next().unwrap_or("");
+                    let (version, ty) = line.split_once('\t').unwrap_or((line, ""));
+                    let said = match ty {
+                        "" => format!("ClickHouse {version}, no table {} yet", self.name),
+                        ty => format!("ClickHouse {version}, table {} (src_addr {ty})", self.name),
+                    };
+                    if self.said.as_deref() != Some(said.as_str()) {
+                        eprintln!("nfstitch: clickhouse: {said}: the {s:?} schema");
+                        if s == Schema::Legacy && self.ttl.is_some() {
+                            eprintln!(
+                                "nfstitch: clickhouse: --clickhouse-ttl needs the native schema \
+                                 (ClickHouse 20.3 or later); {} gets no TTL",
+                                self.name
+                            );
+                        }
+                        self.said = Some(said);
+                    }
+                    self.schema = Some(s);
+                }
+                Err(why) => refused.push(format!("version probe: {why}")),
+            },
+            Err(PostError::Http(c, m)) => refused.push(format!("version probe: HTTP {c}: {m}")),
+            Err(e) => return Err(e),
+        }
+        let Some(schema) = self.schema else {
+            return Ok(Some(refused.join("; ")));
+        };
+        if let Some(cluster) = &self.cluster {
+            cluster.prepare(client, &self.name, schema, self.ttl, self.rollups, &mut refused)?;
+        } else {
+            let mut ddl = vec![create_table_sql(&self.name, schema, self.ttl)];
+            if self.rollups {
+                ddl.extend(rollup_sql(&self.name));
+            }
+            for sql in ddl {
+                client.ddl(&sql, &mut refused)?;
+            }
+        }
+        Ok((!refused.is_empty()).then(|| refused.join("; ")))
+    }
+}
+
 /// The sender thread: deliver the oldest batch, back off on failure.
-pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
-    let insert = insert_sql(&table);
-    let create = create_table_sql(&table);
+pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
+    let insert = insert_sql(&table.name);
     let mut need_create = true;
     loop {
-        let (seq, rows, job) = {
+        let (seq, rows, schema, job) = {
             let mut st = shared.lock();
             loop {
                 if st.stop {
@@ -160,18 +274,18 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
             }
             let mem = st.queue.front().map(|b| b.seq);
             let disk = st.spool.keys().next().copied();
-            let (seq, rows, job) = match (mem, disk) {
+            let (seq, rows, schema, job) = match (mem, disk) {
                 (Some(m), Some(d)) if d < m => {
                     let e = &st.spool[&d];
-                    (d, e.rows, Job::Disk(e.path.clone()))
+                    (d, e.rows, e.schema, Job::Disk(e.path.clone()))
                 }
                 (Some(_), _) => {
                     let b = st.queue.front().expect("front");
-                    (b.seq, b.rows, Job::Mem(b.data.clone()))
+                    (b.seq, b.rows, b.schema, Job::Mem(b.data.clone()))
                 }
                 (None, Some(d)) => {
                     let e = &st.spool[&d];
-                    (d, e.rows, Job::Disk(e.path.clone()))
+                    (d, e.rows, e.schema, Job::Disk(e.path.clone()))
                 }
                 (None, None) => unreachable!("pending"),
             };
@@ -179,14 +293,14 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
             if st.failing {
                 st.c.retries += 1;
             }
-            (seq, rows, job)
+            (seq, rows, schema, job)
         };
         let data = match job {
             Job::Mem(d) => Ok(d),
             Job::Disk(path) => std::fs::read(&path).map(Arc::new).map_err(|e| (path, e)),
         };
         let data = match data {
-            Ok(d) if d.len() == rows * ROW_SIZE => d,
+            Ok(d) if d.len() == rows * schema.row_size() => d,
             Ok(d) => {
                 // Changed under us: skip it, keep the file for a person to look at.
                 let mut st = shared.lock();
@@ -227,21 +341,32 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, table: String) {
         let mut create_err = None;
         let res = (|| {
             if need_create {
-                match client.post(&create, b"") {
-                    Ok(()) => need_create = false,
-                    // The server answered: try the insert anyway (the table may
-                    // exist and this user may not be allowed DDL).
-                    Err(PostError::Http(c, m)) => create_err = Some(format!("HTTP {c}: {m}")),
-                    Err(e) => return Err(e),
-                }
+                // The server answered: try the insert anyway (the table may
+                // exist and this user may not be allowed DDL).
+                create_err = table.prepare(&client)?;
+                need_create = create_err.is_some();
             }
-            client.post(&insert, &data)
+            match table.schema {
+                Some(to) if to != schema => client.post(&insert, &transcode(schema, to, &data)),
+                _ => client.post(&insert, &data),
+            }
         })();
         let mut st = shared.lock();
+        if let Some(s) = table.schema {
+            st.schema = s;
+        }
         st.in_flight = None;
         st.attempts += 1;
         match res {
             Ok(()) => {
+                if create_err.is_some() && create_err != table.refused {
+                    // Inserts work, but a rollup view or a shard's table may be missing.
+                    let text = client.scrub(create_err.as_deref().unwrap_or(""));
+                    eprintln!(
+                        "nfstitch: clickhouse: inserting, but the table setup was refused: {text}"
+                    );
+                    table.refused = create_err.take();
+                }
                 need_create = false;
                 st.c.rows_inserted += rows as u64;
                 st.c.batches_inserted += 1;

@@ -2,8 +2,11 @@
 //! a long outage nor a restart of the collector loses them.
 //!
 //! One file per batch, `batch-<seq>.rowbinary` (12-digit sequence number),
-//! holding raw RowBinary rows of [`COLUMNS`](super::COLUMNS): any ClickHouse
-//! client can load one by hand. A file is written under a `.tmp` name,
+//! holding raw RowBinary rows of [`COLUMNS`](super::COLUMNS) in the legacy
+//! schema, or `batch-<seq>.native.rowbinary` in the native one (the name
+//! says the schema, so a batch is never read with the other's row layout;
+//! files of earlier releases, untagged, are legacy): any ClickHouse client
+//! can load one by hand into a table of its schema. A file is written under a `.tmp` name,
 //! synced and renamed, so a crash never leaves a half file under the real
 //! name. [`scan_spool`] finds the files an earlier run left; a file that is
 //! not whole rows is moved aside as `*.bad` and counted, never sent.
@@ -12,17 +15,37 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::ROW_SIZE;
+use super::Schema;
 
-pub(super) fn spool_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("batch-{seq:012}.rowbinary"))
+pub(super) fn spool_path(dir: &Path, seq: u64, schema: Schema) -> PathBuf {
+    match schema.tag() {
+        None => dir.join(format!("batch-{seq:012}.rowbinary")),
+        Some(tag) => dir.join(format!("batch-{seq:012}.{tag}.rowbinary")),
+    }
 }
 
-/// Write one batch as `batch-<seq>.rowbinary` (via a `.tmp` file and rename,
-/// so a crash never leaves a half file under the real name).
-pub(super) fn write_spool_file(dir: &Path, seq: u64, data: &[u8]) -> io::Result<PathBuf> {
+/// The sequence number and schema of a spool file's name; `None` for
+/// other names (and for tags this release does not know).
+fn parse_name(name: &str) -> Option<(u64, Schema)> {
+    let stem = name.strip_prefix("batch-")?.strip_suffix(".rowbinary")?;
+    let (seq, schema) = match stem.split_once('.') {
+        None => (stem, Schema::Legacy),
+        Some((seq, tag)) => (seq, [Schema::Native].into_iter().find(|s| s.tag() == Some(tag))?),
+    };
+    Some((seq.parse().ok()?, schema))
+}
+
+/// Write one batch of `schema` rows as `batch-<seq>[.<tag>].rowbinary` (via
+/// a `.tmp` file and rename, so a crash never leaves a half file under the
+/// real name).
+pub(super) fn write_spool_file(
+    dir: &Path,
+    seq: u64,
+    schema: Schema,
+    data: &[u8],
+) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = spool_path(dir, seq);
+    let path = spool_path(dir, seq, schema);
     let tmp = path.with_extension("rowbinary.tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
@@ -33,10 +56,11 @@ pub(super) fn write_spool_file(dir: &Path, seq: u64, data: &[u8]) -> io::Result<
 }
 
 #[derive(Debug)]
-/// A spooled batch: its row count and file.
+/// A spooled batch: its row count, file and the schema of its rows.
 pub(super) struct SpoolEntry {
     pub(super) rows: usize,
     pub(super) path: PathBuf,
+    pub(super) schema: Schema,
 }
 
 /// The spool files in `dir` by sequence number. Files whose length is not a
@@ -53,18 +77,15 @@ pub(super) fn scan_spool(dir: &Path) -> io::Result<(BTreeMap<u64, SpoolEntry>, u
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(seq) = name
-            .strip_prefix("batch-")
-            .and_then(|n| n.strip_suffix(".rowbinary"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some((seq, schema)) = parse_name(name) else {
             continue;
         };
+        let row_size = schema.row_size();
         let path = ent.path();
         let len = ent.metadata()?.len() as usize;
         if len == 0 {
             let _ = std::fs::remove_file(&path);
-        } else if len % ROW_SIZE != 0 {
+        } else if len % row_size != 0 {
             let to = path.with_extension("rowbinary.bad");
             eprintln!(
                 "nfstitch: clickhouse: spool file {} is not whole rows ({len} bytes); moved to {}",
@@ -74,7 +95,7 @@ pub(super) fn scan_spool(dir: &Path) -> io::Result<(BTreeMap<u64, SpoolEntry>, u
             std::fs::rename(&path, &to)?;
             bad += 1;
         } else {
-            found.insert(seq, SpoolEntry { rows: len / ROW_SIZE, path });
+            found.insert(seq, SpoolEntry { rows: len / row_size, path, schema });
         }
     }
     Ok((found, bad))

@@ -55,13 +55,14 @@ fn flow(i: u32) -> Flow {
     }
 }
 
+/// The RowBinary width of a ClickHouse type (codec and all).
 fn width(ty: &str) -> usize {
-    match ty {
+    match ty.split(" CODEC(").next().unwrap() {
         "UInt8" => 1,
         "UInt16" => 2,
         "UInt32" | "DateTime" => 4,
-        "UInt64" => 8,
-        "FixedString(16)" => 16,
+        "UInt64" | "DateTime64(9)" => 8,
+        "FixedString(16)" | "IPv6" => 16,
         t if t.starts_with("Enum8(") => 1,
         t => panic!("no width for {t}"),
     }
@@ -69,15 +70,19 @@ fn width(ty: &str) -> usize {
 
 #[test]
 fn columns_match_the_json_fields_and_the_row_size() {
-    let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
     assert_eq!(
         names.join(","),
         "exporter,engine_type,engine_id,src_addr,src_port,dst_addr,dst_port,proto,records,\
          packets,octets,tcp_flags,first,last,end_reason,start,end,input,output,nexthop,tos,\
          src_as,dst_as,src_mask,dst_mask,sampling_mode,sampling_interval,time"
     );
-    assert_eq!(COLUMNS.iter().map(|c| width(c.1)).sum::<usize>(), ROW_SIZE);
-    let c = create_table_sql("db.t1");
+    for s in [Schema::Legacy, Schema::Native] {
+        let w: usize = COLUMNS.iter().map(|c| width(s.column_type(c))).sum();
+        assert_eq!(w, s.row_size(), "{s:?}");
+    }
+    assert_eq!((Schema::Legacy.row_size(), Schema::Native.row_size()), (ROW_SIZE, 147));
+    let c = create_table_sql("db.t1", Schema::Legacy, Some(Duration::from_secs(86400)));
     assert!(c.starts_with("CREATE TABLE IF NOT EXISTS `db`.`t1` (`exporter` FixedString(16), "));
     assert!(c.ends_with("ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`)"), "{c}");
     assert!(insert_sql("t").starts_with("INSERT INTO `t` (`exporter`, `engine_type`, "));
@@ -88,7 +93,7 @@ fn columns_match_the_json_fields_and_the_row_size() {
 fn rowbinary_layout_of_one_flow() {
     let f = flow(0);
     let mut b = Vec::new();
-    encode_row(&f, &mut b);
+    encode_row(Schema::Legacy, &f, &mut b);
     assert_eq!(b.len(), ROW_SIZE);
     let mut off = 0;
     let mut take = |n: usize| {
@@ -130,7 +135,7 @@ fn rowbinary_layout_of_one_flow() {
     g.rec.exporter = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
     g.end_reason = EndReason::Shutdown;
     let mut b = Vec::new();
-    encode_row(&g, &mut b);
+    encode_row(Schema::Legacy, &g, &mut b);
     assert_eq!(&b[..16], &Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
     assert_eq!(b[16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16], 4);
 }
@@ -193,7 +198,8 @@ fn auth_and_url_parameters_reach_the_server() {
     s.close().unwrap();
     assert_eq!(counter(&s, "rows_inserted"), 1);
     let seen = fake.seen.lock().unwrap();
-    assert_eq!(seen.len(), 2, "CREATE and INSERT");
+    assert_eq!(seen.len(), 3, "probe, CREATE and INSERT");
+    assert!(seen[0].line.contains("query=SELECT version(), (SELECT any(type) FROM system.columns WHERE database = currentDatabase() AND table = 't' AND name = 'src_addr') FORMAT TSV "), "{}", seen[0].line);
     for r in seen.iter() {
         assert!(r.line.starts_with("POST /x?database=db&query="), "{}", r.line);
         // base64("user:pass")
@@ -205,24 +211,32 @@ fn auth_and_url_parameters_reach_the_server() {
 #[test]
 fn spool_files_come_back_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let row = |i| {
+    let row = |s, i| {
         let mut b = Vec::new();
-        encode_row(&flow(i), &mut b);
+        encode_row(s, &flow(i), &mut b);
         b
     };
-    for seq in [12u64, 3, 7] {
-        let data: Vec<u8> = (0..seq as u32).flat_map(row).collect();
-        write_spool_file(dir.path(), seq, &data).unwrap();
+    let rows = |s, n| (0..n).flat_map(|i| row(s, i)).collect::<Vec<u8>>();
+    for (seq, s) in [(12u64, Schema::Native), (3, Schema::Legacy), (7, Schema::Native)] {
+        write_spool_file(dir.path(), seq, s, &rows(s, seq as u32)).unwrap();
     }
-    std::fs::write(dir.path().join("batch-000000000009.rowbinary"), [1, 2, 3]).unwrap();
+    // 111 bytes: one legacy row, not whole native rows.
+    std::fs::write(dir.path().join("batch-000000000009.native.rowbinary"), rows(Schema::Legacy, 1))
+        .unwrap();
     std::fs::write(dir.path().join("batch-000000000010.rowbinary"), []).unwrap();
+    std::fs::write(dir.path().join("batch-000000000011.v9.rowbinary"), [0]).unwrap();
     std::fs::write(dir.path().join("unrelated.txt"), "x").unwrap();
     let (found, bad) = scan_spool(dir.path()).unwrap();
     assert_eq!(bad, 1);
-    let got: Vec<(u64, usize)> = found.iter().map(|(s, e)| (*s, e.rows)).collect();
-    assert_eq!(got, [(3, 3), (7, 7), (12, 12)]);
-    assert_eq!(std::fs::read(&found[&3].path).unwrap(), (0..3).flat_map(row).collect::<Vec<_>>());
-    assert!(dir.path().join("batch-000000000009.rowbinary.bad").exists());
+    let got: Vec<(u64, usize, Schema)> =
+        found.iter().map(|(s, e)| (*s, e.rows, e.schema)).collect();
+    assert_eq!(got, [(3, 3, Schema::Legacy), (7, 7, Schema::Native), (12, 12, Schema::Native)]);
+    assert_eq!(std::fs::read(&found[&3].path).unwrap(), rows(Schema::Legacy, 3));
+    assert_eq!(found[&7].path, dir.path().join("batch-000000000007.native.rowbinary"));
+    assert_eq!(std::fs::read(&found[&7].path).unwrap(), rows(Schema::Native, 7));
+    assert!(dir.path().join("batch-000000000009.native.rowbinary.bad").exists());
+    // A tag this release does not know is left alone.
+    assert!(dir.path().join("batch-000000000011.v9.rowbinary").exists());
     assert!(!dir.path().join("batch-000000000010.rowbinary").exists());
     let (none, _) = scan_spool(&dir.path().join("missing")).unwrap();
     assert!(none.is_empty());
@@ -239,6 +253,9 @@ fn cfg(url: String, dir: &Path, batch: usize, buffer: usize) -> ClickHouseConfig
         max_buffered_rows: buffer,
         spool_dir: dir.to_path_buf(),
         ca: None,
+        ttl: None,
+        rollups: false,
+        cluster: None,
     }
 }
 
@@ -293,6 +310,12 @@ impl Fake {
     }
 
     fn answering(fail: usize, failure: &'static [u8]) -> Fake {
+        Fake::probed(fail, failure, "18.16.1\t\n")
+    }
+
+    /// Like [`Fake::answering`]; a successful probe (a query with
+    /// `version()`) is answered with `probe`.
+    fn probed(fail: usize, failure: &'static [u8], probe_answer: &'static str) -> Fake {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -332,13 +355,20 @@ impl Fake {
                 let line = percent_decode(raw.lines().next().unwrap());
                 n += 1;
                 let body = buf[head_end..].to_vec();
+                let probe = line.contains("version()");
                 seen2.lock().unwrap().push(Req { line, head, body, ok: n > fail });
-                let answer: &[u8] = if n <= fail {
-                    failure
+                let answer = if n <= fail {
+                    failure.to_vec()
+                } else if probe {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{probe_answer}",
+                        probe_answer.len()
+                    )
+                    .into_bytes()
                 } else {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()
                 };
-                s.write_all(answer).unwrap();
+                s.write_all(&answer).unwrap();
             }
         });
         Fake { url: format!("http://127.0.0.1:{port}/"), seen, stop, port, h: Some(h) }
@@ -380,7 +410,7 @@ fn assert_rows(got: Vec<Vec<u8>>, n: u32) {
 fn encoded(n: u32) -> Vec<u8> {
     let mut b = Vec::new();
     for i in 0..n {
-        encode_row(&flow(i), &mut b);
+        encode_row(Schema::Legacy, &flow(i), &mut b);
     }
     b
 }
@@ -439,8 +469,10 @@ fn server_down_buffers_then_spools_and_close_is_bounded() {
 #[test]
 fn failures_are_retried_with_backoff_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    // create+insert fail, create+insert fail, create fails but insert works.
-    let fake = Fake::start(5);
+    // Two attempts fail whole (probe, version; no CREATE with the schema
+    // unknown; insert); in the third the probe fails, the version and the
+    // rest work.
+    let fake = Fake::start(7);
     let mut s = ClickHouseSink::new(cfg(fake.url.clone(), dir.path(), 10, 20)).unwrap();
     let flows: Vec<Flow> = (0..100).map(flow).collect();
     s.flows(&flows).unwrap();
@@ -459,11 +491,16 @@ fn failures_are_retried_with_backoff_and_nothing_is_lost() {
     // Oldest first: memory batches 1-2, then spooled 3-10, so in flow order.
     assert_rows(fake.inserts(), 100);
     let seen = fake.seen.lock().unwrap();
-    assert!(seen[0].line.starts_with("POST /?query=CREATE TABLE IF NOT EXISTS `t` ("));
-    assert!(seen[1].line.starts_with("POST /?query=INSERT INTO `t` (`exporter`, "));
-    assert!(seen[1].line.ends_with(", `time`) FORMAT RowBinary HTTP/1.1"), "{}", seen[1].line);
-    // After success no more CREATE.
-    assert_eq!(seen.iter().filter(|r| r.line.contains("CREATE")).count(), 3);
+    let lines: Vec<&str> = seen.iter().map(|r| r.line.as_str()).collect();
+    assert!(lines[0].starts_with("POST /?query=SELECT version(), (SELECT any(type) "), "{lines:?}");
+    assert!(lines[1].starts_with("POST /?query=SELECT version() FORMAT TSV "), "{lines:?}");
+    assert!(lines[2].starts_with("POST /?query=INSERT INTO `t` (`exporter`, "), "{lines:?}");
+    let create = "POST /?query=CREATE TABLE IF NOT EXISTS `t` (`exporter` FixedString(16), ";
+    assert!(lines[8].starts_with(create), "{lines:?}");
+    assert!(lines[9].starts_with("POST /?query=INSERT INTO `t` (`exporter`, "));
+    assert!(lines[9].ends_with(", `time`) FORMAT RowBinary HTTP/1.1"), "{}", lines[9]);
+    // After success no more CREATE (and none before the schema was known).
+    assert_eq!(seen.iter().filter(|r| r.line.contains("CREATE")).count(), 1);
 }
 
 #[test]
@@ -523,9 +560,9 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_permanent_error_is_retried_slowly_and_fixing_it_delivers_everything() {
     let dir = tempfile::tempdir().unwrap();
-    // The first attempt (CREATE and INSERT) is refused with 401; a person
-    // fixes the password on the server; the next attempt works.
-    let fake = Fake::answering(2, WRONG_PASSWORD);
+    // The first attempt (probe, version and INSERT) is refused with 401; a
+    // person fixes the password on the server; the next attempt works.
+    let fake = Fake::answering(3, WRONG_PASSWORD);
     let mut s = ClickHouseSink::new(cfg(fake.url.clone(), dir.path(), 10, 20)).unwrap();
     s.set_permanent_retry(Duration::from_millis(800));
     let flows: Vec<Flow> = (0..50).map(flow).collect();
@@ -537,7 +574,7 @@ fn a_permanent_error_is_retried_slowly_and_fixing_it_delivers_everything() {
     // No tight loop: a transient error would have been retried after 100,
     // 200 and 400 ms by now.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(fake.seen.lock().unwrap().len(), 2, "requests within the retry interval");
+    assert_eq!(fake.seen.lock().unwrap().len(), 3, "requests within the retry interval");
     assert_eq!(counter(&s, "retries"), 0);
     // Held meanwhile: 20 in memory, 30 spooled.
     assert_eq!(counter(&s, "rows_buffered") + counter(&s, "rows_pending_spool"), 50);
@@ -573,14 +610,16 @@ fn the_spool_is_bounded_and_what_does_not_fit_is_counted_dropped() {
     let spool = dir.path().join("spool");
     let url = format!("http://127.0.0.1:{}/", closed_port());
     let mut c = cfg(url, &spool, 10, 20);
-    // Room for 5 batches of 10 flows, not 6.
-    c.spool_max_bytes = (6 * 10 * ROW_SIZE - 1) as u64;
+    // Room for 5 batches of 10 flows, not 6 (the server never answered, so
+    // batches are in the schema the sink starts with, the native one).
+    const NATIVE: usize = Schema::Native.row_size();
+    c.spool_max_bytes = (6 * 10 * NATIVE - 1) as u64;
     let mut s = ClickHouseSink::new(c.clone()).unwrap();
     s.flows(&(0..105).map(flow).collect::<Vec<_>>()).unwrap();
     // 10 batches sealed: 1-2 in memory, 3-7 spooled, 8-10 dropped; 5 open.
     assert_eq!(counter(&s, "rows_buffered"), 25);
     assert_eq!(counter(&s, "rows_pending_spool"), 50);
-    assert_eq!(counter(&s, "spool_bytes"), (50 * ROW_SIZE) as u64);
+    assert_eq!(counter(&s, "spool_bytes"), (50 * NATIVE) as u64);
     assert_eq!(counter(&s, "dropped_flows"), 30);
     assert_eq!(batch_files(&spool), 5);
     s.set_close_timeout(Duration::from_millis(100));
@@ -592,7 +631,7 @@ fn the_spool_is_bounded_and_what_does_not_fit_is_counted_dropped() {
     assert_eq!(n("rows_dropped"), 0);
     let on_disk: u64 =
         std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-    assert_eq!(on_disk, (55 * ROW_SIZE) as u64);
+    assert_eq!(on_disk, (55 * NATIVE) as u64);
     assert!(on_disk <= c.spool_max_bytes);
     drop(s);
 
@@ -619,9 +658,166 @@ fn an_outside_password_is_sent_as_basic_auth_with_the_urls_user() {
     s.flows(&[flow(0)]).unwrap();
     s.close().unwrap();
     let seen = fake.seen.lock().unwrap();
-    assert_eq!(seen.len(), 2, "CREATE and INSERT");
+    assert_eq!(seen.len(), 3, "probe, CREATE and INSERT");
     for r in seen.iter() {
         // base64("bob:pa:ss")
         assert!(r.head.contains("\r\nauthorization: basic ym9ionbhonnz\r\n"), "{}", r.head);
     }
+}
+
+#[test]
+fn the_server_version_or_the_existing_table_picks_the_schema() {
+    use Schema::{Legacy, Native};
+    for (v, s) in [
+        ("18.16.1", Some(Legacy)),
+        ("19.17.4.11", Some(Legacy)),
+        ("20.2.1.2120", Some(Legacy)),
+        ("20.3.1.1", Some(Native)),
+        ("24.8.4.13-lts", Some(Native)),
+        ("26.9.2.1\n", Some(Native)),
+        ("100.1", Some(Native)),
+        ("", None),
+        ("18", None),
+        ("x.1.2", None),
+        ("Code: 193", None),
+    ] {
+        assert_eq!(Schema::for_server(v), s, "{v:?}");
+    }
+    // The existing table wins over the version: a server upgraded under a
+    // legacy table keeps getting legacy rows.
+    for (answer, s) in [
+        ("18.16.1\t\n", Ok(Legacy)),
+        ("26.9.2.1\t\n", Ok(Native)),
+        ("26.9.2.1\tUInt32\n", Ok(Legacy)),
+        ("26.9.2.1\tIPv6\n", Ok(Native)),
+        ("26.9.2.1\tString\n", Ok(Native)),
+        ("26.9.2.1", Ok(Native)),
+    ] {
+        assert_eq!(probe_answer(answer), s, "{answer:?}");
+    }
+    assert!(probe_answer("oops\t\n").unwrap_err().contains("not a ClickHouse version"));
+    assert_eq!(
+        probe_sql("db.t"),
+        "SELECT version(), (SELECT any(type) FROM system.columns WHERE database = 'db' \
+         AND table = 't' AND name = 'src_addr') FORMAT TSV"
+    );
+}
+
+#[test]
+fn the_native_table_has_native_types_codecs_and_the_ttl() {
+    let day = Duration::from_secs(86_400);
+    let n = create_table_sql("db.t", Schema::Native, Some(30 * day));
+    for part in [
+        "CREATE TABLE IF NOT EXISTS `db`.`t` (`exporter` IPv6 CODEC(ZSTD(1)), ",
+        "`src_addr` IPv6 CODEC(ZSTD(1)), ",
+        "`packets` UInt64 CODEC(T64, ZSTD(1)), ",
+        "`first` DateTime64(9) CODEC(Delta, ZSTD(1)), ",
+        "`end_reason` Enum8('fin' = 1, 'idle' = 2, 'evicted' = 3, 'shutdown' = 4), ",
+        "`time` DateTime CODEC(DoubleDelta, ZSTD(1))) ENGINE = MergeTree PARTITION BY toYYYYMMDD(`time`) \
+         ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`) TTL `time` + INTERVAL 2592000 SECOND \
+         SETTINGS ttl_only_drop_parts = 1",
+    ] {
+        assert!(n.contains(part), "{part}\nnot in\n{n}");
+    }
+    assert!(!create_table_sql("t", Schema::Native, None).contains("TTL"));
+    let l = create_table_sql("t", Schema::Legacy, Some(30 * day));
+    assert!(!l.contains("TTL") && !l.contains("CODEC") && l.contains("`src_addr` UInt32, "), "{l}");
+}
+
+#[test]
+fn native_rows_hold_ipv6_and_transcode_both_ways() {
+    let mut f = flow(0);
+    let mut b = Vec::new();
+    encode_row(Schema::Native, &f, &mut b);
+    assert_eq!(b.len(), Schema::Native.row_size());
+    let mapped = |a: [u8; 4]| Ipv4Addr::from(a).to_ipv6_mapped().octets();
+    assert_eq!(b[..16], mapped([192, 0, 2, 1])); // exporter
+    assert_eq!(b[18..34], mapped([10, 0, 0, 1])); // src_addr, network order
+    assert_eq!(b[36..52], mapped([10, 0, 0, 2])); // dst_addr
+                                                  // The same per-column encoder writes an IPv6 exporter as it is.
+    let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xcafe, 1);
+    f.rec.exporter = IpAddr::V6(v6);
+    b.clear();
+    encode_row(Schema::Native, &f, &mut b);
+    assert_eq!(b[..16], v6.octets());
+    // A batch of either schema becomes the other's, byte for byte.
+    let rows = |s| {
+        (0..50).flat_map(move |i| {
+            let mut b = Vec::new();
+            encode_row(s, &flow(i), &mut b);
+            b
+        })
+    };
+    let (legacy, native): (Vec<u8>, Vec<u8>) =
+        (rows(Schema::Legacy).collect(), rows(Schema::Native).collect());
+    assert!(transcode(Schema::Legacy, Schema::Native, &legacy) == native);
+    assert!(transcode(Schema::Native, Schema::Legacy, &native) == legacy);
+    assert!(transcode(Schema::Native, Schema::Native, &native) == native);
+}
+
+#[test]
+fn legacy_spool_files_are_delivered_to_a_native_table_as_native_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // What an earlier release left: untagged legacy files, flows 0..30.
+    for (seq, range) in [(1u64, 0..20u32), (2, 20..30)] {
+        let mut b = Vec::new();
+        range.for_each(|i| encode_row(Schema::Legacy, &flow(i), &mut b));
+        std::fs::write(dir.path().join(format!("batch-{seq:012}.rowbinary")), b).unwrap();
+    }
+    let fake = Fake::probed(0, b"", "26.9.2.1\t\n");
+    let mut c = cfg(fake.url.clone(), dir.path(), 10, 20);
+    c.ttl = Some(Duration::from_secs(30 * 86_400));
+    let mut s = ClickHouseSink::new(c).unwrap();
+    assert_eq!(counter(&s, "spool_bytes"), (30 * ROW_SIZE) as u64);
+    s.flows(&(30..45).map(flow).collect::<Vec<_>>()).unwrap();
+    s.close().unwrap();
+    assert_eq!(counter(&s, "rows_inserted"), 45);
+    assert_eq!(batch_files(dir.path()), 0);
+    let mut want = Vec::new();
+    (0..45).for_each(|i| encode_row(Schema::Native, &flow(i), &mut want));
+    assert!(fake.inserts().concat() == want, "every flow as a native row, in order");
+    let seen = fake.seen.lock().unwrap();
+    let create = seen.iter().find(|r| r.line.contains("CREATE TABLE")).unwrap();
+    assert!(create.line.contains("`src_addr` IPv6 CODEC(ZSTD(1))"), "{}", create.line);
+    assert!(create.line.contains(" TTL `time` + INTERVAL 2592000 SECOND "), "{}", create.line);
+}
+
+#[test]
+fn cluster_tables_are_named_and_sharded_by_the_exporter() {
+    let r = parse_replicas("1\t127.0.0.1\tnfstitch_shard1\n2\t::1\t\n").unwrap();
+    assert_eq!(
+        r,
+        [
+            Replica { shard: 1, host: "127.0.0.1".into(), database: "nfstitch_shard1".into() },
+            Replica { shard: 2, host: "::1".into(), database: String::new() },
+        ]
+    );
+    assert!(parse_replicas("1\tx\n").is_err() && parse_replicas("x\th\t\n").is_err());
+    assert_eq!(parse_replicas(""), Ok(vec![]));
+    assert_eq!(local_table("t", "nfstitch_shard1"), "nfstitch_shard1.t_local");
+    assert_eq!(local_table("t", ""), "t_local");
+    assert_eq!(local_table("db.t", "nfstitch_shard1"), "db.t_local", "an explicit database wins");
+    let sql = distributed_tables_sql("t", Schema::Native, "c1", true);
+    assert_eq!(sql.len(), 3);
+    assert!(sql[0].starts_with("CREATE TABLE IF NOT EXISTS `t` (`exporter` IPv6, "), "{}", sql[0]);
+    assert!(!sql[0].contains("CODEC"), "{}", sql[0]);
+    assert!(
+        sql[0].ends_with(" ENGINE = Distributed('c1', '', 't_local', cityHash64(`exporter`))"),
+        "{}",
+        sql[0]
+    );
+    assert!(
+        sql[1].starts_with("CREATE TABLE IF NOT EXISTS `t_1m` (`time` DateTime, "),
+        "{}",
+        sql[1]
+    );
+    assert!(sql[1].contains(", `flows` UInt64, `packets` UInt64, `octets` UInt64)"), "{}", sql[1]);
+    assert!(sql[2].contains("Distributed('c1', '', 't_local_1h', "), "{}", sql[2]);
+    let sql = distributed_tables_sql("db.t", Schema::Legacy, "c1", false);
+    assert_eq!(sql.len(), 1);
+    assert!(
+        sql[0].contains("`src_addr` UInt32, ")
+            && sql[0].contains("Distributed('c1', 'db', 't_local', ")
+    );
+    assert!(replicas_sql("c1").contains("WHERE cluster = 'c1' ORDER BY shard_num, replica_num"));
 }

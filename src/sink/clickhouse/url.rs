@@ -217,6 +217,21 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `url` with its host replaced by `host` (an IP address or a name; an IPv6
+/// address gets brackets), keeping scheme, credentials, port, path and
+/// parameters: how the sink reaches the other replicas of a cluster.
+pub(super) fn with_host(url: &ClickHouseUrl, host: &str) -> ClickHouseUrl {
+    let p = parts(url.expose());
+    let port = match p.host.rfind(']') {
+        Some(i) => &p.host[i + 1..],
+        None => p.host.rfind(':').map_or("", |i| &p.host[i..]),
+    };
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let user = p.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let query = p.query.map(|q| format!("?{q}")).unwrap_or_default();
+    ClickHouseUrl::new(format!("{}{user}{host}{port}{}{query}{}", p.scheme, p.path, p.fragment))
+}
+
 /// `url` with the password of `user:password@` and of `password=` replaced by `***`.
 pub fn redact(url: &str) -> String {
     let p = parts(url);
@@ -272,6 +287,19 @@ mod tests {
         assert!(!ClickHouseUrl::new("http://u@h/?user=u").has_password());
         let p = Password::new("s3cret", "NFSTITCH_CLICKHOUSE_PASSWORD");
         assert_eq!(format!("{:?}", Some(&p)), "Some(\"*** (from NFSTITCH_CLICKHOUSE_PASSWORD)\")");
+    }
+
+    #[test]
+    fn another_host_keeps_everything_else() {
+        let u = |s: &str| ClickHouseUrl::new(s);
+        for (url, host, want) in [
+            ("http://127.0.0.1:8123/", "10.1.2.3", "http://10.1.2.3:8123/"),
+            ("https://u:p@ch:8443/x?database=d#f", "::1", "https://u:p@[::1]:8443/x?database=d#f"),
+            ("http://[::1]:9/", "h2", "http://h2:9/"),
+            ("http://ch/?user=a", "h2", "http://h2/?user=a"),
+        ] {
+            assert_eq!(with_host(&u(url), host).expose(), want, "{url}");
+        }
     }
 
     #[test]
