@@ -8,7 +8,7 @@ use crate::wire::{Header, Record};
 pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 
 /// What one record adds to its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Merge {
     pub packets: u64,
     pub octets: u64,

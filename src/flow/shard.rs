@@ -191,6 +191,15 @@ const LOOKAHEAD: usize = 16;
 const PEEK_AHEAD: usize = 8;
 /// Ring of hashed keys in flight (a power of two above LOOKAHEAD).
 const RING: usize = 32;
+
+/// A record between stage 1 and its merge: its key, the key's hash and
+/// what it adds to its flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ahead {
+    key: PackedKey,
+    hash: u64,
+    merge: Merge,
+}
 /// Most flows one eviction re-queues (second chances) before it evicts the
 /// queue's head regardless: the bound on one eviction's work.
 const SECOND_CHANCES: usize = 32;
@@ -328,9 +337,16 @@ impl Shard {
     /// A new flow beyond `max_flows` evicts the least recently updated one
     /// (approximately) into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
+        debug_assert!(
+            now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
+            "apply before advance"
+        );
         let key = self.packer.pack(rec);
-        let hash = self.hasher.hash(&key);
-        self.apply_hashed(now, std::slice::from_ref(rec), 0, &key, hash, out);
+        let a = Ahead { hash: self.hasher.hash(&key), key, merge: Merge::from(rec) };
+        self.count(&a.merge);
+        self.stats.records += 1;
+        let now = self.now.max(now);
+        self.apply_hashed(now, std::slice::from_ref(rec), 0, &a, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -349,7 +365,9 @@ impl Shard {
     /// Software-pipelined: while record `i` is merged, the slot of record
     /// `i + PEEK_AHEAD` and the bucket of record `i + LOOKAHEAD` are being
     /// fetched, so a steady stream of cache misses overlaps instead of
-    /// stalling once per record.
+    /// stalling once per record. The loop runs per segment (the clock moves
+    /// only between segments), and all but the last `LOOKAHEAD` records of
+    /// the batch take a loop with every stage and no stage checks.
     pub fn apply_segments<R: Records + ?Sized>(
         &mut self,
         recs: &R,
@@ -361,40 +379,60 @@ impl Shard {
         // would be read from `self` again for every record.
         let packer = self.packer;
         let hasher = self.hasher.clone();
-        let mut keys = [PackedKey::default(); RING];
-        let mut hashes = [0u64; RING];
-        let mut seg = 0;
-        let mut seg_end = 0;
-        let mut now = self.now;
-        for j in 0..n + LOOKAHEAD {
-            if j < n {
-                let k = recs.key(j, &packer);
-                let h = hasher.hash(&k);
-                self.table.prefetch(h);
-                keys[j % RING] = k;
-                hashes[j % RING] = h;
+        let mut ring = [Ahead::default(); RING];
+        // Stage 1 of record `j`: its key, hash and merge, and its bucket
+        // fetched; stage 2: the slot its bucket points to fetched.
+        for j in 0..n.min(LOOKAHEAD) {
+            let (key, merge) = recs.key_merge(j, &packer);
+            let hash = hasher.hash(&key);
+            self.table.prefetch(hash);
+            ring[j % RING] = Ahead { key, hash, merge };
+        }
+        for a in &ring[..n.min(PEEK_AHEAD)] {
+            self.peek(a.hash);
+        }
+        let steady = n.saturating_sub(LOOKAHEAD);
+        let (mut i, mut now) = (0, self.now);
+        let (mut packets, mut octets) = (0u64, 0u64);
+        for &(end, t) in segs {
+            if end <= i {
+                continue; // no records (or none of its own): the clock waits for one
             }
-            if let Some(p) = (j + PEEK_AHEAD).checked_sub(LOOKAHEAD).filter(|&p| p < n) {
-                if let Some(slot) = self.table.peek(hashes[p % RING]) {
-                    self.slab.prefetch(slot);
-                }
+            if t > now {
+                now = t;
+                self.advance(now, out);
             }
-            let Some(i) = j.checked_sub(LOOKAHEAD) else { continue };
-            if i >= seg_end {
-                while seg < segs.len() && segs[seg].0 <= i {
-                    seg += 1;
-                }
-                let Some(&(end, t)) = segs.get(seg) else {
-                    debug_assert!(false, "record {i} past the last segment");
-                    return;
-                };
-                seg_end = end;
-                if t > now {
-                    now = t;
-                    self.advance(now, out);
-                }
+            let end = end.min(n);
+            while i < end.min(steady) {
+                // Stage 1 of i + LOOKAHEAD, stage 2 (slot fetched) of i + PEEK_AHEAD, merge of i.
+                let (key, merge) = recs.key_merge(i + LOOKAHEAD, &packer);
+                let hash = hasher.hash(&key);
+                self.table.prefetch(hash);
+                ring[(i + LOOKAHEAD) % RING] = Ahead { key, hash, merge };
+                self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
+                let a = &ring[i % RING];
+                packets += a.merge.packets;
+                octets += a.merge.octets;
+                self.apply_hashed(now, recs, i, a, out);
+                i += 1;
             }
-            self.apply_hashed(now, recs, i, &keys[i % RING], hashes[i % RING], out);
+            while i < end {
+                if i + PEEK_AHEAD < n {
+                    self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
+                }
+                let a = &ring[i % RING];
+                packets += a.merge.packets;
+                octets += a.merge.octets;
+                self.apply_hashed_cold(now, recs, i, a, out);
+                i += 1;
+            }
+        }
+        self.stats.records += i as u64;
+        self.stats.packets += packets;
+        self.stats.octets += octets;
+        if i < n {
+            debug_assert!(false, "record {i} past the last segment");
+            return;
         }
         // Datagrams after the last record still move the clock.
         if let Some(&(_, t)) = segs.last() {
@@ -404,36 +442,55 @@ impl Shard {
         }
     }
 
-    /// Merge record `i` of `recs`, whose key and hash are given.
+    /// Stage 2 of a record: fetch the slot its bucket's probe run points to.
+    #[inline]
+    fn peek(&self, hash: u64) {
+        if let Some(slot) = self.table.peek(hash) {
+            self.slab.prefetch(slot);
+        }
+    }
+
+    /// Count a record in the shard's stats.
+    fn count(&mut self, m: &Merge) {
+        self.stats.packets += m.packets;
+        self.stats.octets += m.octets;
+    }
+
+    /// [`Shard::apply_hashed`] out of line: for the last records of a batch.
+    #[inline(never)]
+    fn apply_hashed_cold<R: Records + ?Sized>(
+        &mut self,
+        now: u64,
+        recs: &R,
+        i: usize,
+        a: &Ahead,
+        out: &mut Vec<Flow>,
+    ) {
+        self.apply_hashed(now, recs, i, a, out);
+    }
+
+    /// Merge record `i` of `recs`, whose key, hash and merge are `a`, at
+    /// `now` (at least the shard's clock). The caller counts it in the stats.
     #[inline]
     fn apply_hashed<R: Records + ?Sized>(
         &mut self,
         now: u64,
         recs: &R,
         i: usize,
-        key: &PackedKey,
-        hash: u64,
+        a: &Ahead,
         out: &mut Vec<Flow>,
     ) {
-        debug_assert!(
-            now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
-            "apply before advance"
-        );
+        debug_assert!(now >= self.now, "apply before advance");
         debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
-        let now = self.now.max(now);
-        let m = recs.merge(i);
-        self.stats.records += 1;
-        self.stats.packets += m.packets;
-        self.stats.octets += m.octets;
         let slab = &self.slab;
-        if let Some(idx) = self.table.find(hash, |s| slab.hot(s).key == *key) {
-            self.update(idx, now, &m);
+        if let Some(idx) = self.table.find(a.hash, |s| slab.hot(s).key == a.key) {
+            self.update(idx, now, &a.merge);
             return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict_lru(now, out);
         }
-        self.create(*key, hash, now, &m, &recs.record(i));
+        self.create(a.key, a.hash, now, &a.merge, &recs.record(i));
     }
 
     /// Emit every remaining flow with reason `shutdown`, sorted by first then

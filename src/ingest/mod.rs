@@ -428,6 +428,13 @@ impl Records for WireView<'_> {
     }
 
     #[inline]
+    fn key_merge(&self, i: usize, packer: &KeyPacker) -> (PackedKey, Merge) {
+        let (r, c) = self.at(i);
+        let engine = u16::from_be_bytes([c.header.engine_type, c.header.engine_id]);
+        (packer.pack_wire(c.ex, engine, &r), Merge::from_wire(&c.header, &r, c.scale))
+    }
+
+    #[inline]
     fn record(&self, i: usize) -> FlowRecord {
         let (r, c) = self.at(i);
         FlowRecord::from_wire_scaled(c.exporter, &c.header, &r, c.scale)
@@ -520,6 +527,7 @@ mod tests {
                 prop_assert_eq!(view.exporter(i), fr.exporter);
                 prop_assert_eq!(view.key(i, &packer), packer.pack(fr));
                 prop_assert_eq!(view.merge(i), Merge::from(fr));
+                prop_assert_eq!(view.key_merge(i, &packer), (packer.pack(fr), Merge::from(fr)));
             }
             prop_assert_eq!(by_wire.counters, by_decode.counters);
             prop_assert_eq!(by_wire.exporter_counters(), by_decode.exporter_counters());
