@@ -483,8 +483,13 @@ impl Shard {
         debug_assert!(now >= self.now, "apply before advance");
         debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
         let slab = &self.slab;
-        if let Some(idx) = self.table.find(a.hash, |s| slab.hot(s).key == a.key) {
+        if let Some(idx) = self.table.find_new(a.hash, |s| slab.hot(s).key == a.key) {
             self.update(idx, now, &a.merge);
+            return;
+        }
+        // A miss so far, or a key still in the array being drained.
+        if let Some(idx) = self.table.find_old(a.hash, |s| slab.hot(s).key == a.key) {
+            self.update_cold(idx, now, &a.merge);
             return;
         }
         if self.live >= self.cfg.max_flows {
@@ -517,6 +522,13 @@ impl Shard {
         self.fired_pos = 0;
         self.stale_timers = 0;
         self.live = 0;
+    }
+
+    /// [`Shard::update`] out of line (a key found in the flow table's old array).
+    #[cold]
+    #[inline(never)]
+    fn update_cold(&mut self, idx: u32, now: u64, m: &Merge) {
+        self.update(idx, now, m);
     }
 
     #[inline]

@@ -19,8 +19,11 @@
 //! allocated zeroed (its pages are faulted in as they are first written,
 //! spread over the inserts that follow) and becomes the one inserts go to;
 //! the old one is *drained* [`DRAIN_STEP`] buckets per insert, in order,
-//! starting from a bucket that was empty. Until it is empty a lookup, a
-//! peek, a prefetch and a removal look in the new array and then in the old.
+//! starting from a bucket that was empty. Until it is empty a lookup and a
+//! removal look in the new array and then in the old; a prefetch and a peek
+//! (hints) look in the new one only, so that the hit path carries nothing
+//! of the doubling but the one test on a miss ([`FlowTable::find_new`], then
+//! [`FlowTable::find_old`] out of line).
 //!
 //! Why the old array stays searchable while half drained: draining starts at
 //! an empty bucket `start`, and nothing is ever added to the old array, so no
@@ -56,13 +59,34 @@ pub struct FlowTable {
     mask: usize,
     /// Keys in both arrays.
     len: usize,
-    /// The array being drained into `buckets` during a doubling; empty otherwise.
-    old: Vec<u64>,
-    old_mask: usize,
-    /// Where draining began in `old`: a bucket that was empty, so no probe run crosses it.
+    /// The array being drained into `buckets` during a doubling; `None` otherwise.
+    /// Boxed: the table stays three words, as the hit path sees it.
+    old: Option<Box<Draining>>,
+}
+
+/// The array being drained during a doubling.
+#[derive(Debug, Clone)]
+struct Draining {
+    buckets: Vec<u64>,
+    mask: usize,
+    /// Where draining began: a bucket that was empty, so no probe run crosses it.
     start: usize,
-    /// Buckets of `old` drained so far, from `start` on, cyclically.
+    /// Buckets drained so far, from `start` on, cyclically.
     moved: usize,
+}
+
+impl Draining {
+    /// Where a probe for tag `t` begins: its home, or the first undrained
+    /// bucket when its home was drained.
+    #[inline]
+    fn probe_start(&self, t: u32) -> usize {
+        let home = t as usize & self.mask;
+        if (home.wrapping_sub(self.start) & self.mask) < self.moved {
+            (self.start + self.moved) & self.mask
+        } else {
+            home
+        }
+    }
 }
 
 /// Buckets for `n` keys: at most half full, so `n` keys never trigger growth.
@@ -132,6 +156,14 @@ fn unplace(buckets: &mut [u64], mask: usize, pos: usize) {
     buckets[hole] = 0;
 }
 
+/// [`FlowTable::find`] in the array being drained (out of line: only
+/// during a doubling, and only for keys not found in the new array).
+#[cold]
+#[inline(never)]
+fn probe_old(old: &Draining, t: u32, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    probe(&old.buckets, old.mask, old.probe_start(t), t, eq).map(|(_, i)| i)
+}
+
 impl Default for FlowTable {
     fn default() -> Self {
         Self::with_capacity(0)
@@ -151,15 +183,7 @@ impl FlowTable {
         #[allow(clippy::slow_vector_initialization)]
         let mut fresh = Vec::with_capacity(buckets);
         fresh.resize(buckets, 0);
-        FlowTable {
-            buckets: fresh,
-            mask: buckets - 1,
-            len: 0,
-            old: Vec::new(),
-            old_mask: 0,
-            start: 0,
-            moved: 0,
-        }
+        FlowTable { buckets: fresh, mask: buckets - 1, len: 0, old: None }
     }
 
     #[cfg(test)]
@@ -175,13 +199,13 @@ impl FlowTable {
     #[cfg(test)]
     /// Bytes held by the buckets (both arrays during a doubling).
     pub fn memory_bytes(&self) -> usize {
-        (self.buckets.len() + self.old.len()) * 8
+        (self.buckets.len() + self.old.as_ref().map_or(0, |d| d.buckets.len())) * 8
     }
 
     #[cfg(test)]
     /// Whether a doubling is under way (an old array still being drained).
     pub fn draining(&self) -> bool {
-        !self.old.is_empty()
+        self.old.is_some()
     }
 
     #[inline]
@@ -189,68 +213,66 @@ impl FlowTable {
         t as usize & self.mask
     }
 
-    /// Where a probe for tag `t` begins in the old array: its home, or the
-    /// first undrained bucket when its home was drained.
-    #[inline]
-    fn old_start(&self, t: u32) -> usize {
-        let home = t as usize & self.old_mask;
-        if (home.wrapping_sub(self.start) & self.old_mask) < self.moved {
-            (self.start + self.moved) & self.old_mask
-        } else {
-            home
-        }
-    }
-
     /// Start loading the home bucket of `hash` into the cache. During a
-    /// doubling only the new array's: a key still in the old one is probed
-    /// there by [`FlowTable::peek`], a stage ahead of the merge, so its miss
-    /// still overlaps the batch's others.
+    /// doubling only the new array's: a key still in the old one takes its
+    /// bucket's miss unoverlapped, at the lookup (the hit path carries no
+    /// check for the old array; a doubling is transient).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         prefetch(&self.buckets[self.home(tag(hash))]);
     }
 
     /// The first slot in the home bucket's probe run whose tag matches, if
-    /// any: a hint for prefetching the slot (it may be another key's).
+    /// any: a hint for prefetching the slot (it may be another key's). Looks
+    /// in the array inserts go to only: during a doubling a key still in the
+    /// one being drained gets no hint.
     #[inline]
     pub fn peek(&self, hash: u64) -> Option<u32> {
-        self.find(hash, |_| true)
+        self.find_new(hash, |_| true)
     }
 
-    /// The slot holding the key with `hash` for which `eq(slot)` is true.
-    #[inline]
+    /// The slot holding the key with `hash` for which `eq(slot)` is true
+    /// (the shard calls its two halves, [`FlowTable::find_new`] and
+    /// [`FlowTable::find_old`], itself).
+    #[cfg(test)]
     pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_new(hash, &mut eq).or_else(|| self.find_old(hash, eq))
+    }
+
+    /// [`FlowTable::find`] in two steps, for a hot path that wants the
+    /// common case (a hit in the array inserts go to) apart from the rest:
+    /// this one looks there only, ...
+    #[inline]
+    pub fn find_new(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let t = tag(hash);
         let mut pos = self.home(t);
         loop {
             let b = self.buckets[pos];
             if b == 0 {
-                break;
+                return None;
             }
             if (b >> 32) as u32 == t && eq(b as u32 - 1) {
                 return Some(b as u32 - 1);
             }
             pos = (pos + 1) & self.mask;
         }
-        if self.old.is_empty() {
-            return None;
-        }
-        self.find_old(t, eq)
     }
 
-    /// [`FlowTable::find`] in the array being drained (out of line: only
-    /// during a doubling, and only for keys not found in the new array).
-    #[cold]
-    #[inline(never)]
-    fn find_old(&self, t: u32, eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        probe(&self.old, self.old_mask, self.old_start(t), t, eq).map(|(_, i)| i)
+    /// ... and this one in the array being drained, if a doubling is under
+    /// way (out of line).
+    #[inline]
+    pub fn find_old(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        match &self.old {
+            None => None,
+            Some(old) => probe_old(old, tag(hash), eq),
+        }
     }
 
     /// Add `idx` under `hash` (the caller knows the key is absent). Doubles
     /// at a load of 5/8, incrementally (module doc); never touches slots.
     pub fn insert(&mut self, hash: u64, idx: u32) {
         assert!(idx < u32::MAX, "slot index out of range");
-        if !self.old.is_empty() {
+        if self.old.is_some() {
             self.drain(DRAIN_STEP);
         }
         if (self.len + 1) * 8 > self.buckets.len() * 5 {
@@ -265,34 +287,33 @@ impl FlowTable {
     #[cold]
     #[inline(never)]
     fn start_doubling(&mut self) {
-        if !self.old.is_empty() {
+        if self.old.is_some() {
             self.drain(usize::MAX); // not reached with DRAIN_STEP >= 2 (module doc)
         }
         let size = self.buckets.len() * 2;
-        self.old = std::mem::replace(&mut self.buckets, vec![0; size]);
-        self.old_mask = self.mask;
-        self.mask = size - 1;
+        let buckets = std::mem::replace(&mut self.buckets, vec![0; size]);
         // Load is 5/8: an empty bucket is found after a few steps on average.
-        self.start = self.old.iter().position(|&b| b == 0).expect("a table is never full");
-        self.moved = 0;
+        let start = buckets.iter().position(|&b| b == 0).expect("a table is never full");
+        self.old = Some(Box::new(Draining { buckets, mask: self.mask, start, moved: 0 }));
+        self.mask = size - 1;
     }
 
     /// Move up to `n` buckets of the old array into the new one; drop the old
     /// array when it is empty.
     #[inline(never)]
     fn drain(&mut self, n: usize) {
-        let left = self.old.len() - self.moved;
+        let Some(old) = self.old.as_mut() else { return };
+        let left = old.buckets.len() - old.moved;
         for _ in 0..n.min(left) {
-            let pos = (self.start + self.moved) & self.old_mask;
-            let b = std::mem::take(&mut self.old[pos]);
+            let pos = (old.start + old.moved) & old.mask;
+            let b = std::mem::take(&mut old.buckets[pos]);
             if b != 0 {
                 place(&mut self.buckets, self.mask, b);
             }
-            self.moved += 1;
+            old.moved += 1;
         }
-        if self.moved == self.old.len() {
-            self.old = Vec::new();
-            self.moved = 0;
+        if old.moved == old.buckets.len() {
+            self.old = None;
         }
     }
 
@@ -315,11 +336,13 @@ impl FlowTable {
         let (t, want) = (tag(hash), idx);
         if let Some((pos, _)) = probe(&self.buckets, self.mask, self.home(t), t, |i| i == want) {
             unplace(&mut self.buckets, self.mask, pos);
-        } else if let Some((pos, _)) = (!self.old.is_empty())
-            .then(|| probe(&self.old, self.old_mask, self.old_start(t), t, |i| i == want))
-            .flatten()
-        {
-            unplace(&mut self.old, self.old_mask, pos);
+        } else if let Some(old) = self.old.as_mut() {
+            let Some((pos, _)) =
+                probe(&old.buckets, old.mask, old.probe_start(t), t, |i| i == want)
+            else {
+                return false;
+            };
+            unplace(&mut old.buckets, old.mask, pos);
         } else {
             return false;
         }
@@ -330,8 +353,7 @@ impl FlowTable {
     /// Forget every key; keeps the buckets.
     pub fn clear(&mut self) {
         self.buckets.fill(0);
-        self.old = Vec::new();
-        self.moved = 0;
+        self.old = None;
         self.len = 0;
     }
 }
@@ -370,7 +392,7 @@ mod tests {
             for &k in m.keys() {
                 let h = colliding(k);
                 prop_assert_eq!(t.find(h, |i| i == k), Some(k));
-                prop_assert!(t.peek(h).is_some());
+                prop_assert!(t.peek(h).is_some() || t.draining());
             }
         }
     }
@@ -403,7 +425,7 @@ mod tests {
                 if n % 64 == 0 {
                     for &k in m.keys() {
                         prop_assert_eq!(t.find(h(k), |i| i == k), Some(k), "lost {} (draining: {})", k, t.draining());
-                        prop_assert!(t.peek(h(k)).is_some());
+                        prop_assert!(t.peek(h(k)).is_some() || t.draining());
                     }
                 }
             }
@@ -422,17 +444,19 @@ mod tests {
         let mut t = FlowTable::with_capacity(0);
         let (mut doublings, mut draining_inserts) = (0, 0);
         for k in 0..300_000 {
-            let (was, moved, old) = (t.draining(), t.moved, t.old.len());
+            let state =
+                |t: &FlowTable| t.old.as_ref().map_or((0, 0), |d| (d.moved, d.buckets.len()));
+            let (was, (moved, old)) = (t.draining(), state(&t));
             t.insert(h(k), k);
             if !was && t.draining() {
                 doublings += 1;
-                assert_eq!(t.moved, 0, "insert {k} started a doubling and drained at once");
+                assert_eq!(state(&t).0, 0, "insert {k} started a doubling and drained at once");
             } else if was {
                 assert!(
-                    !t.draining() || t.old.len() == old,
+                    !t.draining() || state(&t).1 == old,
                     "a doubling began before draining ended"
                 );
-                let now = if t.draining() { t.moved } else { old };
+                let now = if t.draining() { state(&t).0 } else { old };
                 assert!(now - moved <= DRAIN_STEP, "insert {k} moved {} buckets", now - moved);
             }
             draining_inserts += t.draining() as usize;
