@@ -43,7 +43,7 @@
 //! So an insert does at most `DRAIN_STEP` bucket moves and a lookup at most
 //! two probe runs; the memory held peaks at 3/2 of the new array.
 
-use crate::platform::cpu::prefetch;
+use crate::platform::cpu::prefetch_addr;
 
 /// Fewest buckets a table has.
 const MIN_BUCKETS: usize = 1024;
@@ -219,7 +219,8 @@ impl FlowTable {
     /// check for the old array; a doubling is transient).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        prefetch(&self.buckets[self.home(tag(hash))]);
+        // An address, not a reference: no bounds check (the home is in range anyway).
+        prefetch_addr(self.buckets.as_ptr().wrapping_add(self.home(tag(hash))));
     }
 
     /// The first slot in the home bucket's probe run whose tag matches, if

@@ -297,6 +297,16 @@ impl<'a> Record<'a> {
     pub fn dst_port(&self) -> u16 {
         be16(self.0, 34)
     }
+    /// Both ports in one read: `src_port << 16 | dst_port`.
+    #[inline]
+    pub fn ports(&self) -> u32 {
+        be32(self.0, 32)
+    }
+    /// Protocol and ToS in one read: `proto << 8 | tos`.
+    #[inline]
+    pub fn proto_tos(&self) -> u16 {
+        be16(self.0, 38)
+    }
     #[inline]
     pub fn pad1(&self) -> u8 {
         self.0[36]
