@@ -533,7 +533,6 @@ impl Shard {
 
     #[inline]
     fn update(&mut self, idx: u32, now: u64, m: &Merge) {
-        let linger = self.cfg.linger_ns;
         let f = self.slab.hot_mut(idx);
         f.records += 1;
         f.packets += m.packets;
@@ -544,12 +543,22 @@ impl Shard {
         f.seen_ns = now;
         f.touched = true;
         if m.ends_connection() {
-            f.fin_ns = now.saturating_add(linger);
-            let (tick, _) = deadline(&self.cfg, f);
-            if tick < f.scheduled {
-                self.stale_timers += 1;
-                self.schedule(idx, tick);
-            }
+            self.linger(idx, now);
+        }
+    }
+
+    /// A FIN/RST record reached flow `idx` at `now`: (re)start its linger,
+    /// and move its wheel entry earlier if the deadline moved earlier. Out
+    /// of line: one record of a flow, at most a few, takes it.
+    #[inline(never)]
+    fn linger(&mut self, idx: u32, now: u64) {
+        let linger = self.cfg.linger_ns;
+        let f = self.slab.hot_mut(idx);
+        f.fin_ns = now.saturating_add(linger);
+        let (tick, _) = deadline(&self.cfg, f);
+        if tick < f.scheduled {
+            self.stale_timers += 1;
+            self.schedule(idx, tick);
         }
     }
 
