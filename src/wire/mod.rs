@@ -214,8 +214,15 @@ impl Header {
     /// Saturates at 0 for nonsense that would precede the epoch.
     #[inline]
     pub fn uptime_to_ns(&self, t: u32) -> u64 {
+        self.uptime_to_ns_from(self.export_ns(), t)
+    }
+
+    /// [`Header::uptime_to_ns`] given `export_ns` (= [`Header::export_ns`],
+    /// computed once for all the records of a datagram).
+    #[inline]
+    pub fn uptime_to_ns_from(&self, export_ns: u64, t: u32) -> u64 {
         let back_ms = self.sys_uptime.wrapping_sub(t) as u64;
-        self.export_ns().saturating_sub(back_ms * 1_000_000)
+        export_ns.saturating_sub(back_ms * 1_000_000)
     }
 
     pub fn sampling_mode(&self) -> SamplingMode {
