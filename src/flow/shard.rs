@@ -204,6 +204,26 @@ struct Ahead {
 /// queue's head regardless: the bound on one eviction's work.
 const SECOND_CHANCES: usize = 32;
 
+/// Stage 1 of record `j` of a batch: its key, hash and merge into the
+/// ring, its packets and octets into `sums`, its bucket fetched.
+#[inline(always)]
+fn stage1<R: Records + ?Sized>(
+    table: &FlowTable,
+    recs: &R,
+    j: usize,
+    packer: &KeyPacker,
+    hasher: &KeyHasher,
+    ring: &mut [Ahead; RING],
+    sums: &mut (u64, u64),
+) {
+    let (key, merge) = recs.key_merge(j, packer);
+    let hash = hasher.hash(&key);
+    table.prefetch(hash);
+    sums.0 += merge.packets;
+    sums.1 += merge.octets;
+    ring[j % RING] = Ahead { key, hash, merge };
+}
+
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
     ns.div_ceil(TICK_NS)
@@ -380,20 +400,16 @@ impl Shard {
         let packer = self.packer;
         let hasher = self.hasher.clone();
         let mut ring = [Ahead::default(); RING];
-        // Stage 1 of record `j`: its key, hash and merge, and its bucket
-        // fetched; stage 2: the slot its bucket points to fetched.
+        // Packets and octets of the records through stage 1.
+        let mut sums = (0u64, 0u64);
         for j in 0..n.min(LOOKAHEAD) {
-            let (key, merge) = recs.key_merge(j, &packer);
-            let hash = hasher.hash(&key);
-            self.table.prefetch(hash);
-            ring[j % RING] = Ahead { key, hash, merge };
+            stage1(&self.table, recs, j, &packer, &hasher, &mut ring, &mut sums);
         }
         for a in &ring[..n.min(PEEK_AHEAD)] {
             self.peek(a.hash);
         }
         let steady = n.saturating_sub(LOOKAHEAD);
         let (mut i, mut now) = (0, self.now);
-        let (mut packets, mut octets) = (0u64, 0u64);
         for &(end, t) in segs {
             if end <= i {
                 continue; // no records (or none of its own): the clock waits for one
@@ -404,32 +420,30 @@ impl Shard {
             }
             let end = end.min(n);
             while i < end.min(steady) {
-                // Stage 1 of i + LOOKAHEAD, stage 2 (slot fetched) of i + PEEK_AHEAD, merge of i.
-                let (key, merge) = recs.key_merge(i + LOOKAHEAD, &packer);
-                let hash = hasher.hash(&key);
-                self.table.prefetch(hash);
-                ring[(i + LOOKAHEAD) % RING] = Ahead { key, hash, merge };
+                // Stage 1 of i + LOOKAHEAD, stage 2 of i + PEEK_AHEAD, merge of i.
+                stage1(&self.table, recs, i + LOOKAHEAD, &packer, &hasher, &mut ring, &mut sums);
                 self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
-                let a = &ring[i % RING];
-                packets += a.merge.packets;
-                octets += a.merge.octets;
-                self.apply_hashed(now, recs, i, a, out);
+                self.apply_hashed(now, recs, i, &ring[i % RING], out);
                 i += 1;
             }
             while i < end {
                 if i + PEEK_AHEAD < n {
                     self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
                 }
-                let a = &ring[i % RING];
-                packets += a.merge.packets;
-                octets += a.merge.octets;
-                self.apply_hashed_cold(now, recs, i, a, out);
+                self.apply_hashed_cold(now, recs, i, &ring[i % RING], out);
                 i += 1;
             }
         }
+        if i < n {
+            // Records i.. are not applied: take those through stage 1 back out.
+            for a in (i..n.min(i + LOOKAHEAD)).map(|k| &ring[k % RING]) {
+                sums.0 -= a.merge.packets;
+                sums.1 -= a.merge.octets;
+            }
+        }
         self.stats.records += i as u64;
-        self.stats.packets += packets;
-        self.stats.octets += octets;
+        self.stats.packets += sums.0;
+        self.stats.octets += sums.1;
         if i < n {
             debug_assert!(false, "record {i} past the last segment");
             return;
