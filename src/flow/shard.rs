@@ -199,7 +199,13 @@ struct Ahead {
     key: PackedKey,
     hash: u64,
     merge: Merge,
+    /// The slot stage 2 found for its hash ([`NO_HINT`] if none): the
+    /// record's flow if that slot is live and holds its key.
+    hint: u32,
 }
+
+const NO_HINT: u32 = u32::MAX;
+
 /// Most flows one eviction re-queues (second chances) before it evicts the
 /// queue's head regardless: the bound on one eviction's work.
 const SECOND_CHANCES: usize = 32;
@@ -221,7 +227,7 @@ fn stage1<R: Records + ?Sized>(
     table.prefetch(hash);
     sums.0 += merge.packets;
     sums.1 += merge.octets;
-    ring[j % RING] = Ahead { key, hash, merge };
+    ring[j % RING] = Ahead { key, hash, merge, hint: NO_HINT };
 }
 
 #[inline]
@@ -362,7 +368,7 @@ impl Shard {
             "apply before advance"
         );
         let key = self.packer.pack(rec);
-        let a = Ahead { hash: self.hasher.hash(&key), key, merge: Merge::from(rec) };
+        let a = Ahead { hash: self.hasher.hash(&key), key, merge: Merge::from(rec), hint: NO_HINT };
         self.count(&a.merge);
         self.stats.records += 1;
         let now = self.now.max(now);
@@ -405,8 +411,8 @@ impl Shard {
         for j in 0..n.min(LOOKAHEAD) {
             stage1(&self.table, recs, j, &packer, &hasher, &mut ring, &mut sums);
         }
-        for a in &ring[..n.min(PEEK_AHEAD)] {
-            self.peek(a.hash);
+        for a in &mut ring[..n.min(PEEK_AHEAD)] {
+            self.peek(a);
         }
         let steady = n.saturating_sub(LOOKAHEAD);
         let (mut i, mut now) = (0, self.now);
@@ -422,13 +428,13 @@ impl Shard {
             while i < end.min(steady) {
                 // Stage 1 of i + LOOKAHEAD, stage 2 of i + PEEK_AHEAD, merge of i.
                 stage1(&self.table, recs, i + LOOKAHEAD, &packer, &hasher, &mut ring, &mut sums);
-                self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
+                self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
                 self.apply_hashed(now, recs, i, &ring[i % RING], out);
                 i += 1;
             }
             while i < end {
                 if i + PEEK_AHEAD < n {
-                    self.peek(ring[(i + PEEK_AHEAD) % RING].hash);
+                    self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
                 }
                 self.apply_hashed_cold(now, recs, i, &ring[i % RING], out);
                 i += 1;
@@ -458,9 +464,10 @@ impl Shard {
 
     /// Stage 2 of a record: fetch the slot its bucket's probe run points to.
     #[inline]
-    fn peek(&self, hash: u64) {
-        if let Some(slot) = self.table.peek(hash) {
+    fn peek(&self, a: &mut Ahead) {
+        if let Some(slot) = self.table.peek(a.hash) {
             self.slab.prefetch(slot);
+            a.hint = slot;
         }
     }
 
@@ -497,6 +504,11 @@ impl Shard {
         debug_assert!(now >= self.now, "apply before advance");
         debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
         let slab = &self.slab;
+        // A live slot holding the key is the key's flow (a key has one at most).
+        if a.hint != NO_HINT && slab.hot(a.hint).key == a.key && slab.hot(a.hint).live {
+            self.update(a.hint, now, &a.merge);
+            return;
+        }
         if let Some(idx) = self.table.find_new(a.hash, |s| slab.hot(s).key == a.key) {
             self.update(idx, now, &a.merge);
             return;
