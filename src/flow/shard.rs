@@ -432,12 +432,9 @@ impl Shard {
                 self.apply_hashed(now, recs, i, &ring[i % RING], out);
                 i += 1;
             }
-            while i < end {
-                if i + PEEK_AHEAD < n {
-                    self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
-                }
-                self.apply_hashed_cold(now, recs, i, &ring[i % RING], out);
-                i += 1;
+            if i < end {
+                self.apply_tail(now, recs, i..end, &mut ring, out);
+                i = end;
             }
         }
         if i < n {
@@ -477,17 +474,24 @@ impl Shard {
         self.stats.octets += m.octets;
     }
 
-    /// [`Shard::apply_hashed`] out of line: for the last records of a batch.
+    /// Merge records `range` of a segment among the batch's last
+    /// `LOOKAHEAD` (their stage 1 done), with the stage checks the steady
+    /// loop goes without; out of line.
     #[inline(never)]
-    fn apply_hashed_cold<R: Records + ?Sized>(
+    fn apply_tail<R: Records + ?Sized>(
         &mut self,
         now: u64,
         recs: &R,
-        i: usize,
-        a: &Ahead,
+        range: std::ops::Range<usize>,
+        ring: &mut [Ahead; RING],
         out: &mut Vec<Flow>,
     ) {
-        self.apply_hashed(now, recs, i, a, out);
+        for i in range {
+            if i + PEEK_AHEAD < recs.len() {
+                self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
+            }
+            self.apply_hashed(now, recs, i, &ring[i % RING], out);
+        }
     }
 
     /// Merge record `i` of `recs`, whose key, hash and merge are `a`, at
