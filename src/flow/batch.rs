@@ -14,8 +14,9 @@ use super::merge::Merge;
 use super::record::FlowRecord;
 
 /// A batch of records, read by index. For every `i < len()`,
-/// `key(i, p) == p.pack(&record(i))` and `merge(i) == Merge::from(&record(i))`:
-/// the shard's result never depends on which form it reads.
+/// `key(i, p) == p.pack(&record(i))`, `merge(i) == Merge::from(&record(i))`
+/// and `key_merge(i, p) == (key(i, p), merge(i))`: the shard's result never
+/// depends on which form it reads.
 pub trait Records {
     fn len(&self) -> usize;
 
@@ -28,6 +29,13 @@ pub trait Records {
 
     /// What record `i` adds to its flow.
     fn merge(&self, i: usize) -> Merge;
+
+    /// Both at once (the shard's hot path: a batch read in place locates
+    /// the record once for both).
+    #[inline]
+    fn key_merge(&self, i: usize, packer: &KeyPacker) -> (PackedKey, Merge) {
+        (self.key(i, packer), self.merge(i))
+    }
 
     /// Record `i` in full (read when it starts a flow).
     fn record(&self, i: usize) -> FlowRecord;

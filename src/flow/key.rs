@@ -143,15 +143,18 @@ impl KeyPacker {
     /// with `engine` (type << 8 | id): straight from the wire bytes.
     #[inline]
     pub fn pack_wire(&self, exporter: [u64; 2], engine: u16, r: &Record<'_>) -> PackedKey {
+        // Adjacent fields read together (ports, proto and tos): their
+        // halves fall back into place in `words`, one load each.
+        let (ports, proto_tos) = (r.ports(), r.proto_tos());
         self.mask(words(
             exporter,
             engine,
-            r.proto(),
+            (proto_tos >> 8) as u8,
             r.src_addr(),
-            r.src_port(),
+            (ports >> 16) as u16,
             r.dst_addr(),
-            r.dst_port(),
-            r.tos(),
+            ports as u16,
+            proto_tos as u8,
             r.input(),
             r.output(),
         ))

@@ -8,7 +8,7 @@ use crate::wire::{Header, Record};
 pub const FIN_OR_RST: u8 = 0x01 | 0x04;
 
 /// What one record adds to its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Merge {
     pub packets: u64,
     pub octets: u64,
@@ -43,11 +43,19 @@ impl Merge {
     /// one conversion from the wire: [`FlowRecord::from_wire`](super::FlowRecord::from_wire) uses it too.
     #[inline(always)]
     pub fn from_wire(h: &Header, r: &Record<'_>, scale: u64) -> Self {
+        Self::from_wire_at(h, h.export_ns(), r, scale)
+    }
+
+    /// [`Merge::from_wire`] given `export_ns` = `h.export_ns()` (computed
+    /// once per datagram).
+    #[inline(always)]
+    pub fn from_wire_at(h: &Header, export_ns: u64, r: &Record<'_>, scale: u64) -> Self {
+        debug_assert_eq!(export_ns, h.export_ns());
         Merge {
             packets: r.packets() as u64 * scale,
             octets: r.octets() as u64 * scale,
-            first_ns: h.uptime_to_ns(r.first()),
-            last_ns: h.uptime_to_ns(r.last()),
+            first_ns: h.uptime_to_ns_from(export_ns, r.first()),
+            last_ns: h.uptime_to_ns_from(export_ns, r.last()),
             tcp_flags: r.tcp_flags(),
         }
     }

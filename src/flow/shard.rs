@@ -191,9 +191,44 @@ const LOOKAHEAD: usize = 16;
 const PEEK_AHEAD: usize = 8;
 /// Ring of hashed keys in flight (a power of two above LOOKAHEAD).
 const RING: usize = 32;
+
+/// A record between stage 1 and its merge: its key, the key's hash and
+/// what it adds to its flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ahead {
+    key: PackedKey,
+    hash: u64,
+    merge: Merge,
+    /// The slot stage 2 found for its hash ([`NO_HINT`] if none): the
+    /// record's flow if that slot is live and holds its key.
+    hint: u32,
+}
+
+const NO_HINT: u32 = u32::MAX;
+
 /// Most flows one eviction re-queues (second chances) before it evicts the
 /// queue's head regardless: the bound on one eviction's work.
 const SECOND_CHANCES: usize = 32;
+
+/// Stage 1 of record `j` of a batch: its key, hash and merge into the
+/// ring, its packets and octets into `sums`, its bucket fetched.
+#[inline(always)]
+fn stage1<R: Records + ?Sized>(
+    table: &FlowTable,
+    recs: &R,
+    j: usize,
+    packer: &KeyPacker,
+    hasher: &KeyHasher,
+    ring: &mut [Ahead; RING],
+    sums: &mut (u64, u64),
+) {
+    let (key, merge) = recs.key_merge(j, packer);
+    let hash = hasher.hash(&key);
+    table.prefetch(hash);
+    sums.0 += merge.packets;
+    sums.1 += merge.octets;
+    ring[j % RING] = Ahead { key, hash, merge, hint: NO_HINT };
+}
 
 #[inline]
 fn ceil_tick(ns: u64) -> u64 {
@@ -328,9 +363,16 @@ impl Shard {
     /// A new flow beyond `max_flows` evicts the least recently updated one
     /// (approximately) into `out`.
     pub fn apply(&mut self, now: u64, rec: &FlowRecord, out: &mut Vec<Flow>) {
+        debug_assert!(
+            now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
+            "apply before advance"
+        );
         let key = self.packer.pack(rec);
-        let hash = self.hasher.hash(&key);
-        self.apply_hashed(now, std::slice::from_ref(rec), 0, &key, hash, out);
+        let a = Ahead { hash: self.hasher.hash(&key), key, merge: Merge::from(rec), hint: NO_HINT };
+        self.count(&a.merge);
+        self.stats.records += 1;
+        let now = self.now.max(now);
+        self.apply_hashed(now, std::slice::from_ref(rec), 0, &a, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -349,7 +391,9 @@ impl Shard {
     /// Software-pipelined: while record `i` is merged, the slot of record
     /// `i + PEEK_AHEAD` and the bucket of record `i + LOOKAHEAD` are being
     /// fetched, so a steady stream of cache misses overlaps instead of
-    /// stalling once per record.
+    /// stalling once per record. The loop runs per segment (the clock moves
+    /// only between segments), and all but the last `LOOKAHEAD` records of
+    /// the batch take a loop with every stage and no stage checks.
     pub fn apply_segments<R: Records + ?Sized>(
         &mut self,
         recs: &R,
@@ -361,40 +405,51 @@ impl Shard {
         // would be read from `self` again for every record.
         let packer = self.packer;
         let hasher = self.hasher.clone();
-        let mut keys = [PackedKey::default(); RING];
-        let mut hashes = [0u64; RING];
-        let mut seg = 0;
-        let mut seg_end = 0;
-        let mut now = self.now;
-        for j in 0..n + LOOKAHEAD {
-            if j < n {
-                let k = recs.key(j, &packer);
-                let h = hasher.hash(&k);
-                self.table.prefetch(h);
-                keys[j % RING] = k;
-                hashes[j % RING] = h;
+        let mut ring = [Ahead::default(); RING];
+        // Packets and octets of the records through stage 1.
+        let mut sums = (0u64, 0u64);
+        for j in 0..n.min(LOOKAHEAD) {
+            stage1(&self.table, recs, j, &packer, &hasher, &mut ring, &mut sums);
+        }
+        for a in &mut ring[..n.min(PEEK_AHEAD)] {
+            self.peek(a);
+        }
+        let steady = n.saturating_sub(LOOKAHEAD);
+        let (mut i, mut now) = (0, self.now);
+        for &(end, t) in segs {
+            if end <= i {
+                continue; // no records (or none of its own): the clock waits for one
             }
-            if let Some(p) = (j + PEEK_AHEAD).checked_sub(LOOKAHEAD).filter(|&p| p < n) {
-                if let Some(slot) = self.table.peek(hashes[p % RING]) {
-                    self.slab.prefetch(slot);
-                }
+            if t > now {
+                now = t;
+                self.advance(now, out);
             }
-            let Some(i) = j.checked_sub(LOOKAHEAD) else { continue };
-            if i >= seg_end {
-                while seg < segs.len() && segs[seg].0 <= i {
-                    seg += 1;
-                }
-                let Some(&(end, t)) = segs.get(seg) else {
-                    debug_assert!(false, "record {i} past the last segment");
-                    return;
-                };
-                seg_end = end;
-                if t > now {
-                    now = t;
-                    self.advance(now, out);
-                }
+            let end = end.min(n);
+            while i < end.min(steady) {
+                // Stage 1 of i + LOOKAHEAD, stage 2 of i + PEEK_AHEAD, merge of i.
+                stage1(&self.table, recs, i + LOOKAHEAD, &packer, &hasher, &mut ring, &mut sums);
+                self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
+                self.apply_hashed(now, recs, i, &ring[i % RING], out);
+                i += 1;
             }
-            self.apply_hashed(now, recs, i, &keys[i % RING], hashes[i % RING], out);
+            if i < end {
+                self.apply_tail(now, recs, i..end, &mut ring, out);
+                i = end;
+            }
+        }
+        if i < n {
+            // Records i.. are not applied: take those through stage 1 back out.
+            for a in (i..n.min(i + LOOKAHEAD)).map(|k| &ring[k % RING]) {
+                sums.0 -= a.merge.packets;
+                sums.1 -= a.merge.octets;
+            }
+        }
+        self.stats.records += i as u64;
+        self.stats.packets += sums.0;
+        self.stats.octets += sums.1;
+        if i < n {
+            debug_assert!(false, "record {i} past the last segment");
+            return;
         }
         // Datagrams after the last record still move the clock.
         if let Some(&(_, t)) = segs.last() {
@@ -404,36 +459,73 @@ impl Shard {
         }
     }
 
-    /// Merge record `i` of `recs`, whose key and hash are given.
+    /// Stage 2 of a record: fetch the slot its bucket's probe run points to.
+    #[inline]
+    fn peek(&self, a: &mut Ahead) {
+        if let Some(slot) = self.table.peek(a.hash) {
+            self.slab.prefetch(slot);
+            a.hint = slot;
+        }
+    }
+
+    /// Count a record in the shard's stats.
+    fn count(&mut self, m: &Merge) {
+        self.stats.packets += m.packets;
+        self.stats.octets += m.octets;
+    }
+
+    /// Merge records `range` of a segment among the batch's last
+    /// `LOOKAHEAD` (their stage 1 done), with the stage checks the steady
+    /// loop goes without; out of line.
+    #[inline(never)]
+    fn apply_tail<R: Records + ?Sized>(
+        &mut self,
+        now: u64,
+        recs: &R,
+        range: std::ops::Range<usize>,
+        ring: &mut [Ahead; RING],
+        out: &mut Vec<Flow>,
+    ) {
+        for i in range {
+            if i + PEEK_AHEAD < recs.len() {
+                self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
+            }
+            self.apply_hashed(now, recs, i, &ring[i % RING], out);
+        }
+    }
+
+    /// Merge record `i` of `recs`, whose key, hash and merge are `a`, at
+    /// `now` (at least the shard's clock). The caller counts it in the stats.
     #[inline]
     fn apply_hashed<R: Records + ?Sized>(
         &mut self,
         now: u64,
         recs: &R,
         i: usize,
-        key: &PackedKey,
-        hash: u64,
+        a: &Ahead,
         out: &mut Vec<Flow>,
     ) {
-        debug_assert!(
-            now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
-            "apply before advance"
-        );
+        debug_assert!(now >= self.now, "apply before advance");
         debug_assert!(self.fired_pos == self.fired.len(), "apply with due flows pending");
-        let now = self.now.max(now);
-        let m = recs.merge(i);
-        self.stats.records += 1;
-        self.stats.packets += m.packets;
-        self.stats.octets += m.octets;
         let slab = &self.slab;
-        if let Some(idx) = self.table.find(hash, |s| slab.hot(s).key == *key) {
-            self.update(idx, now, &m);
+        // A live slot holding the key is the key's flow (a key has one at most).
+        if a.hint != NO_HINT && slab.hot(a.hint).key == a.key && slab.hot(a.hint).live {
+            self.update(a.hint, now, &a.merge);
+            return;
+        }
+        if let Some(idx) = self.table.find_new(a.hash, |s| slab.hot(s).key == a.key) {
+            self.update(idx, now, &a.merge);
+            return;
+        }
+        // A miss so far, or a key still in the array being drained.
+        if let Some(idx) = self.table.find_old(a.hash, |s| slab.hot(s).key == a.key) {
+            self.update_cold(idx, now, &a.merge);
             return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict_lru(now, out);
         }
-        self.create(*key, hash, now, &m, &recs.record(i));
+        self.create(a.key, a.hash, now, &a.merge, &recs.record(i));
     }
 
     /// Emit every remaining flow with reason `shutdown`, sorted by first then
@@ -462,9 +554,15 @@ impl Shard {
         self.live = 0;
     }
 
+    /// [`Shard::update`] out of line (a key found in the flow table's old array).
+    #[cold]
+    #[inline(never)]
+    fn update_cold(&mut self, idx: u32, now: u64, m: &Merge) {
+        self.update(idx, now, m);
+    }
+
     #[inline]
     fn update(&mut self, idx: u32, now: u64, m: &Merge) {
-        let linger = self.cfg.linger_ns;
         let f = self.slab.hot_mut(idx);
         f.records += 1;
         f.packets += m.packets;
@@ -475,12 +573,22 @@ impl Shard {
         f.seen_ns = now;
         f.touched = true;
         if m.ends_connection() {
-            f.fin_ns = now.saturating_add(linger);
-            let (tick, _) = deadline(&self.cfg, f);
-            if tick < f.scheduled {
-                self.stale_timers += 1;
-                self.schedule(idx, tick);
-            }
+            self.linger(idx, now);
+        }
+    }
+
+    /// A FIN/RST record reached flow `idx` at `now`: (re)start its linger,
+    /// and move its wheel entry earlier if the deadline moved earlier. Out
+    /// of line: one record of a flow, at most a few, takes it.
+    #[inline(never)]
+    fn linger(&mut self, idx: u32, now: u64) {
+        let linger = self.cfg.linger_ns;
+        let f = self.slab.hot_mut(idx);
+        f.fin_ns = now.saturating_add(linger);
+        let (tick, _) = deadline(&self.cfg, f);
+        if tick < f.scheduled {
+            self.stale_timers += 1;
+            self.schedule(idx, tick);
         }
     }
 

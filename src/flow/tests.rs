@@ -342,6 +342,8 @@ proptest! {
             segs.push((recs.len(), t));
         }
         b.apply_segments(recs.as_slice(), &segs, &mut out_b);
+        let sums = |s: &Shard| (s.stats().records, s.stats().packets, s.stats().octets);
+        prop_assert_eq!(sums(&a), sums(&b));
         a.flush(t, &mut out_a);
         b.flush(t, &mut out_b);
         // Flows due in the same tick may leave in another order when the

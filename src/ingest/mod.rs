@@ -266,7 +266,8 @@ impl Ingest {
         }
         self.count(exporter, &h, packets, octets);
         let dg = u32::try_from(out.dgs.len()).expect("datagrams in a receive batch fit u32");
-        out.dgs.push(WireContext { exporter, ex: exporter_words(exporter), header: h, scale });
+        let (ex, export_ns) = (exporter_words(exporter), h.export_ns());
+        out.dgs.push(WireContext { exporter, ex, header: h, export_ns, scale });
         let first = offset + HEADER_LEN;
         out.locs.extend((0..d.count()).map(|k| {
             let at = u32::try_from(first + k * RECORD_LEN).expect("receive buffer under 4 GiB");
@@ -333,6 +334,8 @@ struct WireContext {
     /// The exporter as a packed key's first two words (packed once per datagram).
     ex: [u64; 2],
     header: Header,
+    /// `header.export_ns()`, computed once per datagram.
+    export_ns: u64,
     scale: u64,
 }
 
@@ -424,7 +427,15 @@ impl Records for WireView<'_> {
     #[inline]
     fn merge(&self, i: usize) -> Merge {
         let (r, c) = self.at(i);
-        Merge::from_wire(&c.header, &r, c.scale)
+        Merge::from_wire_at(&c.header, c.export_ns, &r, c.scale)
+    }
+
+    #[inline]
+    fn key_merge(&self, i: usize, packer: &KeyPacker) -> (PackedKey, Merge) {
+        let (r, c) = self.at(i);
+        let engine = u16::from_be_bytes([c.header.engine_type, c.header.engine_id]);
+        let merge = Merge::from_wire_at(&c.header, c.export_ns, &r, c.scale);
+        (packer.pack_wire(c.ex, engine, &r), merge)
     }
 
     #[inline]
@@ -520,6 +531,7 @@ mod tests {
                 prop_assert_eq!(view.exporter(i), fr.exporter);
                 prop_assert_eq!(view.key(i, &packer), packer.pack(fr));
                 prop_assert_eq!(view.merge(i), Merge::from(fr));
+                prop_assert_eq!(view.key_merge(i, &packer), (packer.pack(fr), Merge::from(fr)));
             }
             prop_assert_eq!(by_wire.counters, by_decode.counters);
             prop_assert_eq!(by_wire.exporter_counters(), by_decode.exporter_counters());

@@ -1,6 +1,6 @@
 //! The CPU: pinning threads to cores, the cores this process may use, and a
 //! cache prefetch hint. No I/O and no state: this is the only part of the
-//! platform room the pure flow core uses ([`prefetch`]).
+//! platform room the pure flow core uses ([`prefetch`], [`prefetch_addr`]).
 
 /// Pins the current thread to core `core` (an id as in [`core_ids`]). Returns false if pinning
 /// failed (unknown core, not allowed by the cpuset, unsupported platform); the caller warns.
@@ -51,4 +51,19 @@ pub fn prefetch<T>(r: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;
+}
+
+/// [`prefetch`] of an address that need not be valid (computed with
+/// wrapping arithmetic, without a bounds check): a prefetch never faults.
+#[inline(always)]
+pub fn prefetch_addr<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 only loads a cache line; it never faults, whatever
+    // the address (an invalid one is ignored), and has no architectural effect.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

@@ -218,8 +218,15 @@ impl Header {
     /// Saturates at 0 for nonsense that would precede the epoch.
     #[inline]
     pub fn uptime_to_ns(&self, t: u32) -> u64 {
+        self.uptime_to_ns_from(self.export_ns(), t)
+    }
+
+    /// [`Header::uptime_to_ns`] given `export_ns` (= [`Header::export_ns`],
+    /// computed once for all the records of a datagram).
+    #[inline]
+    pub fn uptime_to_ns_from(&self, export_ns: u64, t: u32) -> u64 {
         let back_ms = self.sys_uptime.wrapping_sub(t) as u64;
-        self.export_ns().saturating_sub(back_ms * 1_000_000)
+        export_ns.saturating_sub(back_ms * 1_000_000)
     }
 
     pub fn sampling_mode(&self) -> SamplingMode {
@@ -300,6 +307,16 @@ impl<'a> Record<'a> {
     #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.0, 34)
+    }
+    /// Both ports in one read: `src_port << 16 | dst_port`.
+    #[inline]
+    pub fn ports(&self) -> u32 {
+        be32(self.0, 32)
+    }
+    /// Protocol and ToS in one read: `proto << 8 | tos`.
+    #[inline]
+    pub fn proto_tos(&self) -> u16 {
+        be16(self.0, 38)
     }
     #[inline]
     pub fn pad1(&self) -> u8 {
