@@ -8,6 +8,7 @@
 #
 #   benches/live.sh                       # 3 runs, 50k datagrams/s, 2 s, 400k flows
 #   RUNS=5 RATE=80000 DURATION=4 FLOWS=400000 benches/live.sh
+#   NFSTITCH_ARGS="--reserve-flows 600000" benches/live.sh   # the fully reserved figure
 #
 # Prints, per run: nfstitch's kernel drops and receive_to_applied p99 /
 # p99.9 / max (from --stats-json), and nfcapd's loss (records it counted
@@ -26,6 +27,8 @@ DURATION=${DURATION:-2}
 FLOWS=${FLOWS:-400000}
 EXPORTERS=${EXPORTERS:-4}
 PORT=${PORT:-29955}
+# Extra flags for nfstitch (none: the defaults, the point of this script).
+read -r -a EXTRA <<<"${NFSTITCH_ARGS:-}"
 OUT=target/bench-results/live-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 command -v nfcapd >/dev/null || { echo "$0: needs nfcapd (apt-get install nfdump)" >&2; exit 1; }
@@ -51,7 +54,7 @@ for run in $(seq "$RUNS"); do
     d=$OUT/nfstitch-$run
     mkdir -p "$d"
     target/release/nfstitch collect --workers 2 --listen "127.0.0.1:$PORT" -o /dev/null \
-        --stats-json "$d/stats.json" 2>"$d/stderr" &
+        --stats-json "$d/stats.json" "${EXTRA[@]}" 2>"$d/stderr" &
     pid=$!
     wait_line "$d/stderr" "receive buffer"
     send "$d/sender.json"
