@@ -336,7 +336,9 @@ impl ClickHouseSink {
 
     /// Stop the sender and spool everything still in memory (without delivering).
     fn spool_leftovers(&mut self) -> anyhow::Result<()> {
-        self.seal()?;
+        // A batch that could not be sealed is counted dropped by `spool`; the
+        // queue is still spooled (or counted), whatever happened to it.
+        let sealed = self.seal();
         let left: Vec<Batch> = {
             let mut st = self.shared.lock();
             st.stop = true;
@@ -344,7 +346,7 @@ impl ClickHouseSink {
             st.queue.drain(..).collect()
         };
         self.shared.cv.notify_all();
-        let mut first_err = None;
+        let mut first_err = sealed.err();
         for b in left {
             if let Err(e) = self.spool(b.seq, b.rows, b.schema, &b.data) {
                 first_err.get_or_insert(e);
@@ -359,14 +361,19 @@ impl ClickHouseSink {
 
 impl super::FlowSink for ClickHouseSink {
     fn flows(&mut self, flows: &[Flow]) -> anyhow::Result<()> {
-        for f in flows {
+        for (i, f) in flows.iter().enumerate() {
             if self.cur_rows == 0 {
                 self.cur_since = Instant::now();
             }
             encode_row(self.cur_schema, f, &mut self.cur);
             self.cur_rows += 1;
             if self.cur_rows >= self.cfg.batch_rows {
-                self.seal()?;
+                if let Err(e) = self.seal() {
+                    // The sealed batch is counted by `spool`; the flows of
+                    // this call not yet encoded are lost with it.
+                    self.shared.lock().c.rows_dropped += (flows.len() - i - 1) as u64;
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -386,7 +393,9 @@ impl super::FlowSink for ClickHouseSink {
             return Ok(());
         }
         self.closed = true;
-        self.seal()?;
+        // A failed seal (its batch counted dropped) must not cost the queue:
+        // deliver and spool the rest, then report the first error.
+        let sealed = self.seal();
         let deadline = Instant::now() + self.close_timeout;
         {
             let mut st = self.shared.lock();
@@ -420,7 +429,7 @@ impl super::FlowSink for ClickHouseSink {
                  it is spooled too and may be inserted twice"
             );
         }
-        let res = self.spool_leftovers();
+        let res = sealed.and(self.spool_leftovers());
         // The sender ends at once unless it is inside a request (then it ends
         // with its timeouts); never wait on it past a short bound.
         if let Some(h) = self.sender.take() {

@@ -314,6 +314,8 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
                     );
                     let _ = std::fs::rename(&e.path, &to);
                     st.c.spool_bad_files += 1;
+                    // Its rows leave the spool without being delivered.
+                    st.c.rows_dropped += e.rows as u64;
                 }
                 st.in_flight = None;
                 continue;

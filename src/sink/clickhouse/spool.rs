@@ -77,6 +77,13 @@ pub(super) fn scan_spool(dir: &Path) -> io::Result<(BTreeMap<u64, SpoolEntry>, u
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
+        if name.starts_with("batch-") && name.ends_with(".rowbinary.tmp") {
+            // A write that a crash cut short (never renamed into place): its
+            // batch was not counted spooled, and it holds room outside
+            // --spool-max-bytes; remove it.
+            let _ = std::fs::remove_file(ent.path());
+            continue;
+        }
         let Some((seq, schema)) = parse_name(name) else {
             continue;
         };
