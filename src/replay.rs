@@ -136,8 +136,8 @@ impl<'a> Replayer<'a> {
         }
         self.shard.flush(self.now, &mut self.flows);
         write_flows(self.out, &mut self.flows)?;
-        for (n, note) in self.ingest.overflow_notes() {
-            if let (true, Some(note)) = (n > 0, note) {
+        for (which, n) in self.ingest.overflow_totals().into_iter().enumerate() {
+            if let (true, Some(note)) = (n > 0, self.ingest.overflow_note(which)) {
                 eprintln!(
                     "nfstitch: warning: {n} datagrams kept out of per-exporter state ({note})"
                 );

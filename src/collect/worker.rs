@@ -9,8 +9,10 @@
 //! that owns their key (own shard: merged once per receive batch, pipelined;
 //! others: batched into their inbox) → drain the own inbox → advance timers
 //! to the wall clock → finished flows to the writer in bounded batches,
-//! whose emptied vectors come back. No locks; no allocation per datagram once
-//! the batch vectors are warm.
+//! whose emptied vectors come back. No allocation per datagram once the
+//! batch vectors are warm. One lock per datagram: its exporter's sequence
+//! state, shared by the workers (`ingest::exporters`), uncontended unless
+//! one exporter's datagrams reach several workers.
 //!
 //! Which shard owns a record and the batches for peers: [`route`](super::route).
 //! What a worker does when a queue is full: `push.rs`.
@@ -466,10 +468,11 @@ impl Worker {
     /// Datagrams the caps kept out of per-exporter state, the same way (and
     /// at shutdown, `last`, whatever was not said yet).
     fn log_overflow(&mut self, last: bool) {
-        for ((total, note), log) in
-            self.ingest.overflow_notes().into_iter().zip(&mut self.overflow_log)
-        {
-            if let (Some(n), Some(note)) = (log.due(total, last), note) {
+        let totals = self.ingest.overflow_totals();
+        for (which, (total, log)) in totals.into_iter().zip(&mut self.overflow_log).enumerate() {
+            // The rate limit first: the note is formatted only to be printed.
+            let Some(n) = log.due(total, last) else { continue };
+            if let Some(note) = self.ingest.overflow_note(which) {
                 eprintln!(
                     "nfstitch: warning: worker {}: {n} datagrams kept out of per-exporter state, counted in the totals only (latest {note})",
                     self.id

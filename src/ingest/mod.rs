@@ -175,26 +175,26 @@ impl Ingest {
         v
     }
 
-    /// The two overflow counters, each with a warning naming its latest
-    /// source: `[exporters, engines]`.
-    pub fn overflow_notes(&self) -> [(u64, Option<String>); 2] {
-        [
-            (
-                self.overflow.exporters,
-                self.last_exporter_overflow.map(|ip| {
-                    format!("from {ip} and others past the cap of {MAX_EXPORTERS} exporters (exporters_overflow)")
-                }),
-            ),
-            (
-                self.overflow.engines,
-                self.last_engine_overflow.map(|(ip, t, i)| {
-                    format!(
-                        "from {ip} engine {t}/{i}: past the cap of {MAX_ENGINES} engines per \
-                         exporter or of sequence streams in all, not sequence-tracked (engines_overflow)"
-                    )
-                }),
-            ),
-        ]
+    /// The two overflow counters: `[exporters, engines]`.
+    pub fn overflow_totals(&self) -> [u64; 2] {
+        [self.overflow.exporters, self.overflow.engines]
+    }
+
+    /// The warning for overflow counter `which` (as in
+    /// [`Ingest::overflow_totals`]), naming its latest source; formatted
+    /// only when asked, so a caller checks its rate limit first.
+    pub fn overflow_note(&self, which: usize) -> Option<String> {
+        match which {
+            0 => self.last_exporter_overflow.map(|ip| {
+                format!("from {ip} and others past the cap of {MAX_EXPORTERS} exporters (exporters_overflow)")
+            }),
+            _ => self.last_engine_overflow.map(|(ip, t, i)| {
+                format!(
+                    "from {ip} engine {t}/{i}: past the cap of {MAX_ENGINES} engines per \
+                     exporter or of sequence streams in all, not sequence-tracked (engines_overflow)"
+                )
+            }),
+        }
     }
 
     /// This exporter's entry, made if the table admits it; `None` (counted

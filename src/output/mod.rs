@@ -144,16 +144,6 @@ impl Output {
         Output { format, time, w, kind: None, line, ledger: Ledger::default() }
     }
 
-    /// Rows handed to the writer so far (some may still be buffered).
-    pub fn rows(&self) -> u64 {
-        self.ledger.handed_rows().rows
-    }
-
-    /// Flow rows handed to the writer so far.
-    pub fn flows(&self) -> u64 {
-        self.ledger.handed_rows().flows
-    }
-
     /// Rows handed to the writer so far, by kind.
     pub fn handed(&self) -> RowCounts {
         self.ledger.handed_rows()
