@@ -140,11 +140,16 @@ fn raw_datagrams(
         let count = (rest.len() >= HEADER_LEN && rest[0] == 0 && rest[1] == 5)
             .then(|| u16::from_be_bytes([rest[2], rest[3]]) as usize)
             .filter(|&c| (1..=30).contains(&c));
-        let framed =
-            count.map(|c| (HEADER_LEN + RECORD_LEN * c, format!("v5 datagram of {c} records")));
-        let framed = framed.or_else(|| ipfix_len(rest).map(|n| (n, "IPFIX message".to_string())));
+        // (length, v5 record count; None for an IPFIX message): the words
+        // of the damage message are made only on the damage path.
+        let framed = count.map(|c| (HEADER_LEN + RECORD_LEN * c, Some(c)));
+        let framed = framed.or_else(|| ipfix_len(rest).map(|n| (n, None)));
         let n = match framed {
-            Some((n, what)) if n > rest.len() => {
+            Some((n, v5)) if n > rest.len() => {
+                let what = match v5 {
+                    Some(c) => format!("v5 datagram of {c} records"),
+                    None => "IPFIX message".to_string(),
+                };
                 return Some(Damage {
                     offset: (bytes.len() - rest.len()) as u64,
                     what: format!(
