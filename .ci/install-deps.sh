@@ -29,6 +29,12 @@ for cmd in softflowd tcpdump curl nfcapd nfdump python3 promtool openssl; do
     fi
 done
 
+# The HTTPS test's wrong-CA case reads Debian's CA bundle.
+if [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
+    echo "install-deps: /etc/ssl/certs/ca-certificates.crt missing (package ca-certificates)"
+    missing+=(ca-certificates)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: everything present, nothing to do"
     exit 0

@@ -50,6 +50,10 @@ send() {
     "$OUT/sendmmsg" -t "127.0.0.1:$PORT" -e "$EXPORTERS" -f "$FLOWS" -p "$RATE" -c "$COUNT" >"$1"
 }
 
+pid=
+# Only the receiver this script started, whatever ends the script.
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait' EXIT
+
 for run in $(seq "$RUNS"); do
     d=$OUT/nfstitch-$run
     mkdir -p "$d"
@@ -61,6 +65,7 @@ for run in $(seq "$RUNS"); do
     sleep 1
     kill -TERM "$pid"
     wait "$pid" || true
+    pid=
 
     d=$OUT/nfcapd-$run
     mkdir -p "$d/flows"
@@ -71,6 +76,7 @@ for run in $(seq "$RUNS"); do
     sleep 1
     kill -TERM "$pid"
     wait "$pid" || true
+    pid=
 done
 
 python3 - "$OUT" "$RUNS" <<'PY'
@@ -88,7 +94,9 @@ for r in range(1, runs + 1):
     n = j(f"{out}/nfcapd-{r}/sender.json")
     txt = open(f"{out}/nfcapd-{r}/stderr").read() + open(f"{out}/nfcapd-{r}/stdout").read()
     got = sum(int(x) for x in re.findall(r"Ident: '[^']*' Flows: (\d+),", txt))
-    loss = (n["records"] - got) / n["records"] if got else float("nan")
+    if not got:
+        sys.exit(f"nfcapd run {r}: no 'Ident: ... Flows:' line in its output ({out}/nfcapd-{r})")
+    loss = (n["records"] - got) / n["records"]
     print(f"| {r} | {s.get('kernel_drops')} | {sent['sent']} | {lat['p99_us'] / 1000:.1f} ms | "
           f"{lat['p99_9_us'] / 1000:.1f} ms | {lat['max_us'] / 1000:.1f} ms | {100 * loss:.2f} % |")
 PY

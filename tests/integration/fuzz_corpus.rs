@@ -265,8 +265,8 @@ fn v9_ipfix_seeds_and_mutations_never_panic() {
     for (name, seed) in &seeds {
         check("v9_ipfix", v9_ipfix, name, seed);
         // The seeds reach the data path: every case but the two without
-        // templates (S10, S16) decodes flow records (twice: the body feeds
-        // each input twice).
+        // templates (S10, S16) decodes flow records (the body feeds
+        // each input three times).
         let records = nfstitch::fuzz::v9_ipfix(seed);
         assert_eq!(records == 0, matches!(name.as_str(), "S10" | "S16"), "{name}: {records}");
         let mut rng = SplitMix64::new(fnv1a(name));

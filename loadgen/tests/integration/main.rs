@@ -5,4 +5,8 @@
 mod cli;
 mod gso;
 mod pool;
+// The main crate's one rule for a test that cannot run here.
+#[allow(dead_code)]
+#[path = "../../../tests/integration/skip.rs"]
+mod skip;
 mod util;
