@@ -114,6 +114,9 @@ pub struct Flow {
     /// Collector time it ended: its deadline, or the eviction / shutdown time.
     pub end_ns: u64,
     pub end_reason: EndReason,
+    /// The last nonzero flowEndReason (IPFIX IE 136) its records carried;
+    /// 0 if none did (always for v5).
+    pub exporter_end_reason: u8,
 }
 
 /// What a shard has done.
@@ -159,6 +162,7 @@ fn flow_of(slab: &Slab, i: u32) -> Flow {
         seen_ns: h.seen_ns,
         end_ns: 0,
         end_reason: EndReason::Shutdown,
+        exporter_end_reason: h.exp_reason,
     }
 }
 
@@ -572,6 +576,19 @@ impl Shard {
         f.last_ns = f.last_ns.max(m.last_ns);
         f.seen_ns = now;
         f.touched = true;
+        if m.is_special() {
+            self.special(idx, now, m);
+        }
+    }
+
+    /// A record with FIN/RST or a flowEndReason reached flow `idx` at `now`:
+    /// keep the reason, and linger if it ends the connection. Out of line:
+    /// one record of a flow, at most a few, takes it.
+    #[inline(never)]
+    fn special(&mut self, idx: u32, now: u64, m: &Merge) {
+        if m.end_reason != 0 {
+            self.slab.hot_mut(idx).exp_reason = m.end_reason;
+        }
         if m.ends_connection() {
             self.linger(idx, now);
         }
@@ -612,6 +629,7 @@ impl Shard {
             tcp_flags: m.tcp_flags,
             live: true,
             touched: false,
+            exp_reason: m.end_reason,
         };
         let cold = Cold { rec: *rec, start_ns: now };
         let idx = match self.free.pop() {

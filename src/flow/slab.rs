@@ -35,6 +35,8 @@ pub(super) struct Hot {
     pub(super) live: bool,
     /// Updated since the flow last joined the eviction queue: its second chance.
     pub(super) touched: bool,
+    /// The last nonzero flowEndReason of its records (0 if none).
+    pub(super) exp_reason: u8,
 }
 
 /// The part only creation and emission touch.
