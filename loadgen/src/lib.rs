@@ -1,12 +1,14 @@
-//! loadgen: synthetic NetFlow v5 exports with exact ground truth, sent over
-//! UDP (paced, sendmmsg, threads) or written to a pcap.
+//! loadgen: synthetic NetFlow v5, v9 and IPFIX exports with exact ground
+//! truth, sent over UDP (paced, sendmmsg, threads) or written to a pcap.
 //!
 //! # Data flow
 //! ```text
 //! Config ─► Plan (counts, router clock, duration scale)
 //!              │
 //!   per exporter: ExporterGen (router model: sessions ─► records ─► v5 datagrams,
-//!              │               sequence numbers, truth)   uses nfstitch::wire::encode
+//!              │               sequence numbers, truth)   uses nfstitch::wire::encode;
+//!              │               v9/IPFIX: templated (templates, IPv6 face)
+//!              │                         uses nfstitch::wire::template::encode
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
 //!              ├─► send::run_live (threads own exporters and their sockets; one paced
 //!              │                   loop over a source of batches: the model or a pool)
@@ -19,6 +21,8 @@
 //!   router cuts them into records. Pure.
 //! - [`router`]: one exporter's cache, export queue, datagrams and truth.
 //! - [`config`]: options, validation, and the derived [`Plan`].
+//! - [`templated`]: `--version 9|10`: templates and their refresh, IPv6
+//!   addresses of the model.
 //! - [`truth`]: what was sent (totals, per exporter, connections, corrupt),
 //!   and the [`Sums`] conservation checks compare (here and in nfstitch's tests).
 //! - [`send`]: live sending, one paced loop for the model and the pool; the
@@ -50,6 +54,7 @@ pub mod pool;
 pub mod rng;
 pub mod router;
 pub mod send;
+pub mod templated;
 pub mod truth;
 pub mod udp;
 
@@ -111,6 +116,9 @@ pub(crate) fn exporter_setup(
         connections,
         addr,
         port,
+        version: cfg.version,
+        ipv6: cfg.ipv6,
+        policy: templated::Policy::of(cfg),
     }
 }
 

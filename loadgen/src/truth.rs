@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use nfstitch::wire::Datagram;
@@ -63,6 +63,37 @@ pub struct ExporterTruth {
     pub octets: u64,
     /// Malformed datagrams this exporter sent.
     pub corrupt: u64,
+    /// v9/IPFIX (absent from the JSON when 0, as for every v5 run): template
+    /// and options-template records (not flow records: not in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_records: u64,
+    /// Data records of the sampling options template (not in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub options_records: u64,
+    /// Datagrams that carried the templates.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_datagrams: u64,
+    /// Flow records of IPv6 sessions (in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ipv6_records: u64,
+    /// `--data-before-template`: datagrams sent before the first templates,
+    /// their flow data sets, and the records, packets and octets in them
+    /// (all also in the totals above): what a collector that does not hold
+    /// early data cannot count.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_datagrams: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_sets: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_packets: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_octets: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl ExporterTruth {
@@ -76,6 +107,25 @@ impl ExporterTruth {
             packets: 0,
             octets: 0,
             corrupt: 0,
+            template_records: 0,
+            options_records: 0,
+            template_datagrams: 0,
+            ipv6_records: 0,
+            no_template_datagrams: 0,
+            no_template_sets: 0,
+            no_template_records: 0,
+            no_template_packets: 0,
+            no_template_octets: 0,
+        }
+    }
+
+    /// The sums of the datagrams sent before the first templates.
+    pub fn no_template(&self) -> Sums {
+        Sums {
+            datagrams: self.no_template_datagrams,
+            records: self.no_template_records,
+            packets: self.no_template_packets,
+            octets: self.no_template_octets,
         }
     }
 }
@@ -126,14 +176,17 @@ impl From<&Truth> for Sums {
 }
 
 /// One true connection (a NetFlow key) and the sums of its sent records.
-/// `first`/`last` are ns since the epoch, exactly as a v5 decoder computes
-/// them from the records (the router clock has ms resolution).
+/// `first`/`last` are ns since the epoch, exactly as a v5 or IPFIX decoder
+/// computes them from the records (the router clock has ms resolution). A
+/// v9 header has whole export seconds only, so a v9 decoder places each
+/// record's times up to 999 ms early (by the export time's ms of its
+/// datagram). Addresses are IPv6 for the sessions `--ipv6` made IPv6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnTruth {
     pub exporter: IpAddr,
-    pub src_addr: Ipv4Addr,
+    pub src_addr: IpAddr,
     pub src_port: u16,
-    pub dst_addr: Ipv4Addr,
+    pub dst_addr: IpAddr,
     pub dst_port: u16,
     pub proto: u8,
     pub packets: u64,
@@ -166,6 +219,17 @@ pub struct Truth {
     pub octets: u64,
     pub exporters: Vec<ExporterTruth>,
     pub corrupt: CorruptCounts,
+    /// v9/IPFIX: the exporters' template records, options records, IPv6
+    /// flow records and records sent before the first templates, summed
+    /// (absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub options_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ipv6_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_records: u64,
     /// Present with `--truth-connections` or `--pcap-out`; sorted by
     /// exporter, first, then key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +253,10 @@ impl Truth {
             t.records += e.records;
             t.packets += e.packets;
             t.octets += e.octets;
+            t.template_records += e.template_records;
+            t.options_records += e.options_records;
+            t.ipv6_records += e.ipv6_records;
+            t.no_template_records += e.no_template_records;
         }
         for c in corrupt {
             t.corrupt.merge(c);
@@ -243,6 +311,17 @@ impl Truth {
                 w,
                 "  corrupt: too_short {}  bad_version {}  bad_count {}  length_mismatch {}",
                 c.too_short, c.bad_version, c.bad_count, c.length_mismatch
+            )?;
+        }
+        if self.template_records > 0 || self.no_template_records > 0 {
+            writeln!(
+                w,
+                "  templated: template records {}  options records {}  IPv6 records {}  \
+                 records before the first template {}",
+                self.template_records,
+                self.options_records,
+                self.ipv6_records,
+                self.no_template_records
             )?;
         }
         if let Some(c) = &self.connections {
