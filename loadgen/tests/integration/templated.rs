@@ -3,9 +3,13 @@
 //! truth; templates at the start, refreshed, and held back
 //! (`--data-before-template`); and v5 pinned byte for byte.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use loadgen::Config;
+use loadgen::{Config, ConnTruth, ExporterTruth, Sums, Truth};
+use nfstitch::capture::{read_path, SkipCounters};
+use nfstitch::wire::template::{DatagramSummary, Decoder, MessageHeader, TemplatedRecord, Version};
 
 /// FNV-1a 64 over every datagram (with its exporter and time) of a run.
 fn digest(cfg: &Config) -> (u64, u64) {
@@ -57,4 +61,264 @@ fn v5_output_is_pinned_byte_for_byte() {
         ..Config::default()
     };
     assert_eq!(digest(&other), (0xf27f_52f7_156f_6c96, 2000));
+}
+
+/// A small templated run where router timeouts happen (as `v5_model`).
+fn model(version: u16, count: u64) -> Config {
+    Config {
+        version,
+        ipv6: 0.3,
+        records_per_datagram: 12,
+        corrupt_ratio: 0.0,
+        truth_connections: true,
+        ..Config { count: Some(count), ..v5_model() }
+    }
+}
+
+/// What a decoder saw of one exporter.
+#[derive(Debug, Default)]
+struct Seen {
+    sums: Sums,
+    template_records: u64,
+    options_records: u64,
+    ipv6_records: u64,
+    /// Datagrams with a data set the decoder had no template for, and those sets.
+    no_template_datagrams: u64,
+    no_template_sets: u64,
+    template_datagrams: u64,
+    /// Per datagram: export ms (capture time) and whether it carried templates.
+    templates_at: Vec<(u64, bool)>,
+    next_seq: Option<u32>,
+}
+
+impl Seen {
+    /// Count one accepted datagram; check its header against the RFCs.
+    fn add(&mut self, s: &DatagramSummary, recs: &[TemplatedRecord], ts_ns: u64, bytes: &[u8]) {
+        assert_eq!(s.rejected_total(), 0, "{s:?}");
+        if s.data_sets_no_template == 0 {
+            assert!(!s.count_mismatch(), "v9 count = every record: {s:?}");
+        }
+        let h: MessageHeader = s.header;
+        assert_eq!(h.export_secs as u64, ts_ns / 1_000_000_000, "export time = capture time");
+        if let Some(seq) = self.next_seq {
+            assert_eq!(h.sequence, seq, "sequence per RFC");
+        }
+        self.next_seq = match h.version {
+            Version::V9 => Some(h.sequence.wrapping_add(1)),
+            // Records of a set without its template cannot be counted.
+            Version::Ipfix if s.data_sets_no_template > 0 => None,
+            Version::Ipfix => Some(h.sequence.wrapping_add(s.data_records())),
+        };
+        if h.version == Version::Ipfix {
+            assert_eq!(u16::from_be_bytes([bytes[2], bytes[3]]) as usize, bytes.len());
+        }
+        self.sums.datagrams += 1;
+        for r in recs {
+            self.sums.records += 1;
+            self.sums.packets += r.packets;
+            self.sums.octets += r.octets;
+            self.ipv6_records += r.src.is_ipv6() as u64;
+            assert_eq!(r.src.is_ipv6(), r.dst.is_ipv6());
+        }
+        self.template_records += (s.templates + s.options_templates) as u64;
+        self.options_records += s.options_records as u64;
+        self.no_template_sets += s.data_sets_no_template as u64;
+        self.no_template_datagrams += (s.data_sets_no_template > 0) as u64;
+        self.template_datagrams += (s.templates > 0) as u64;
+        self.templates_at.push((ts_ns / 1_000_000, s.templates > 0));
+    }
+
+    /// Everything the truth says of this exporter, as decoded.
+    fn check(&self, t: &ExporterTruth) {
+        let early = t.no_template();
+        let readable = Sums {
+            datagrams: t.datagrams,
+            records: t.records - early.records,
+            packets: t.packets - early.packets,
+            octets: t.octets - early.octets,
+        };
+        assert_eq!(self.sums, readable, "records, packets, octets of {}", t.exporter);
+        assert_eq!(self.template_records, t.template_records);
+        assert_eq!(self.options_records, t.options_records);
+        if t.no_template_records == 0 {
+            assert_eq!(self.ipv6_records, t.ipv6_records);
+        } else {
+            // The IPv6 records of datagrams without a template are not read.
+            assert!(self.ipv6_records < t.ipv6_records);
+        }
+        assert_eq!(self.template_datagrams, t.template_datagrams);
+        assert_eq!(self.no_template_datagrams, t.no_template_datagrams);
+        assert_eq!(self.no_template_sets, t.no_template_sets);
+    }
+}
+
+/// Decode a run's pcap with nfstitch's v9/IPFIX decoder: per exporter
+/// address, what was seen, and every record.
+fn decode_pcap(cfg: &Config) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRecord>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("lg.pcap");
+    let (truth, _plan) = loadgen::write_pcap(cfg, &pcap).unwrap();
+    let mut dec = Decoder::default();
+    let mut per: BTreeMap<IpAddr, Seen> = BTreeMap::new();
+    let mut all = Vec::new();
+    let mut skips = SkipCounters::default();
+    let damage = read_path(&pcap, None, &mut skips, |f| {
+        let mut recs = Vec::new();
+        let s = dec.decode(f.src, f.payload, &mut |r| recs.push(r)).expect("accepted");
+        per.entry(f.src).or_default().add(&s, &recs, f.ts_ns.unwrap(), f.payload);
+        all.extend(recs);
+    })
+    .unwrap();
+    assert_eq!(damage, None);
+    assert_eq!(skips.skipped, [0; 6]);
+    (truth, per, all)
+}
+
+/// Decoded records summed by connection key, in the truth's shape.
+fn connections(
+    recs: &[TemplatedRecord],
+) -> BTreeMap<(IpAddr, IpAddr, u16, IpAddr, u16, u8), [u64; 4]> {
+    let mut m: BTreeMap<_, [u64; 4]> = BTreeMap::new();
+    for r in recs {
+        let c = m.entry((r.exporter, r.src, r.src_port, r.dst, r.dst_port, r.proto)).or_default();
+        c[0] += 1;
+        c[1] += r.packets;
+        c[2] += r.octets;
+        c[3] |= r.tcp_flags as u64;
+    }
+    m
+}
+
+fn truth_connections(
+    conns: &[ConnTruth],
+) -> BTreeMap<(IpAddr, IpAddr, u16, IpAddr, u16, u8), [u64; 4]> {
+    conns
+        .iter()
+        .map(|c| {
+            (
+                (c.exporter, c.src_addr, c.src_port, c.dst_addr, c.dst_port, c.proto),
+                [c.records, c.packets, c.octets, c.tcp_flags as u64],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn v9_and_ipfix_pcaps_decode_to_the_truth_exactly() {
+    for version in [9, 10] {
+        let cfg = model(version, 900);
+        let (truth, per, recs) = decode_pcap(&cfg);
+        assert_eq!(per.len(), 3);
+        for t in &truth.exporters {
+            per[&t.exporter].check(t);
+        }
+        let total: Sums = per.values().map(|s| s.sums).sum();
+        assert_eq!(total, Sums::from(&truth));
+        assert_eq!(total.datagrams, 900);
+        // The mix: about 30% IPv6 records, and templates refreshed.
+        let share = truth.ipv6_records as f64 / truth.records as f64;
+        assert!((0.2..0.4).contains(&share), "IPv6 share {share}");
+        assert!(truth.exporters.iter().all(|e| e.template_datagrams > 1), "{truth:?}");
+        assert!(recs.iter().all(|r| r.sampling_interval == Some(100)), "sampling options");
+        // Connections, IPv6 ones included, as the truth lists them.
+        let conns = truth.connections.as_ref().expect("listed");
+        assert!(conns.iter().any(|c| c.src_addr.is_ipv6()));
+        assert!(conns.iter().any(|c| c.proto == 58), "ICMPv6");
+        assert_eq!(connections(&recs), truth_connections(conns), "version {version}");
+        // Times: IPFIX ms are exact; v9 against whole export seconds, up to 999 ms early.
+        let mut first: BTreeMap<_, u64> = BTreeMap::new();
+        for r in &recs {
+            let f = first
+                .entry((r.exporter, r.src, r.src_port, r.dst, r.dst_port, r.proto))
+                .or_insert(u64::MAX);
+            *f = (*f).min(r.first_ns);
+        }
+        for c in conns {
+            let got = first[&(c.exporter, c.src_addr, c.src_port, c.dst_addr, c.dst_port, c.proto)];
+            if version == 10 {
+                assert_eq!(got, c.first, "{c:?}");
+            } else {
+                assert!(got <= c.first && c.first - got < 1_000_000_000, "{c:?}: {got}");
+            }
+        }
+        let ends: Vec<u8> = recs.iter().filter_map(|r| r.flow_end_reason).collect();
+        if version == 10 {
+            assert_eq!(ends.len(), recs.len());
+            for reason in 1..=4 {
+                assert!(ends.contains(&reason), "flowEndReason {reason} occurs");
+            }
+        } else {
+            assert!(ends.is_empty());
+        }
+    }
+}
+
+/// Decode `generate`'s datagrams per exporter index.
+fn decode_run(cfg: &Config) -> (Truth, BTreeMap<usize, Seen>) {
+    let mut dec = Decoder::default();
+    let mut per: BTreeMap<usize, Seen> = BTreeMap::new();
+    let (truth, _) = loadgen::generate(cfg, |d| {
+        let mut recs = Vec::new();
+        let from = IpAddr::V4(d.src.0);
+        let s = dec.decode(from, d.bytes, &mut |r| recs.push(r)).expect("accepted");
+        per.entry(d.exporter).or_default().add(&s, &recs, d.ts_ns, d.bytes);
+    })
+    .unwrap();
+    (truth, per)
+}
+
+#[test]
+fn templates_are_refreshed_by_router_time_and_by_count() {
+    // Router time: 1000 pps x200 over 3 exporters, ~0.6 s between one
+    // exporter's datagrams; a 5 s interval resends every ~9th.
+    let by_time = Config { template_interval: Some(Duration::from_secs(5)), ..model(9, 600) };
+    let (truth, per) = decode_run(&by_time);
+    for (e, seen) in &per {
+        seen.check(&truth.exporters[*e]);
+        let mut last = None;
+        for &(ms, tpl) in &seen.templates_at {
+            let due = last.is_none_or(|l| ms - l >= 5000);
+            assert_eq!(tpl, due, "exporter {e} at {ms}: templates iff 5 s passed");
+            if tpl {
+                last = Some(ms);
+            }
+        }
+        assert!(seen.template_datagrams > 10, "{}", seen.template_datagrams);
+    }
+    // By count: every 7th datagram, however little time passed.
+    let by_count = Config {
+        template_interval: Some(Duration::from_secs(24 * 3600)),
+        template_every: Some(7),
+        ..model(10, 600)
+    };
+    let (truth, per) = decode_run(&by_count);
+    for (e, seen) in &per {
+        seen.check(&truth.exporters[*e]);
+        let tpl: Vec<bool> = seen.templates_at.iter().map(|t| t.1).collect();
+        let want: Vec<bool> = (0..tpl.len()).map(|i| i % 7 == 0).collect();
+        assert_eq!(tpl, want, "exporter {e}");
+    }
+}
+
+#[test]
+fn data_before_the_template_is_counted() {
+    for version in [9, 10] {
+        let cfg = Config { data_before_template: Some(3), ..model(version, 300) };
+        let (truth, per) = decode_run(&cfg);
+        for (e, seen) in &per {
+            let t = &truth.exporters[*e];
+            assert_eq!(t.no_template_datagrams, 3);
+            seen.check(t);
+            // The decoder saw no template for exactly the first 3 datagrams;
+            // the 4th brings them, and its own data decodes.
+            let tpl: Vec<bool> = seen.templates_at.iter().map(|t| t.1).take(5).collect();
+            assert_eq!(tpl, [false, false, false, true, false]);
+            // What it could read is the truth without those datagrams'
+            // records (`check` above): so much a collector must hold to count.
+            let lost = t.no_template();
+            assert_eq!(lost.datagrams, 3);
+            assert_eq!(lost.records, 3 * 12, "full datagrams");
+            assert!(lost.packets > 0 && lost.octets > 0 && t.no_template_sets >= 3);
+        }
+    }
 }
