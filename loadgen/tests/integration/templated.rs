@@ -93,12 +93,20 @@ struct Seen {
 
 impl Seen {
     /// Count one accepted datagram; check its header against the RFCs.
-    fn add(&mut self, s: &DatagramSummary, recs: &[TemplatedRecord], ts_ns: u64, bytes: &[u8]) {
+    /// `ts_ns`: the capture time, the export time's (not known live).
+    fn add(
+        &mut self,
+        s: &DatagramSummary,
+        recs: &[TemplatedRecord],
+        ts_ns: Option<u64>,
+        bytes: &[u8],
+    ) {
         assert_eq!(s.rejected_total(), 0, "{s:?}");
         if s.data_sets_no_template == 0 {
             assert!(!s.count_mismatch(), "v9 count = every record: {s:?}");
         }
         let h: MessageHeader = s.header;
+        let ts_ns = ts_ns.unwrap_or(h.export_ns());
         assert_eq!(h.export_secs as u64, ts_ns / 1_000_000_000, "export time = capture time");
         if let Some(seq) = self.next_seq {
             assert_eq!(h.sequence, seq, "sequence per RFC");
@@ -165,7 +173,7 @@ fn decode_pcap(cfg: &Config) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRec
     let damage = read_path(&pcap, None, &mut skips, |f| {
         let mut recs = Vec::new();
         let s = dec.decode(f.src, f.payload, &mut |r| recs.push(r)).expect("accepted");
-        per.entry(f.src).or_default().add(&s, &recs, f.ts_ns.unwrap(), f.payload);
+        per.entry(f.src).or_default().add(&s, &recs, f.ts_ns, f.payload);
         all.extend(recs);
     })
     .unwrap();
@@ -261,7 +269,7 @@ fn decode_run(cfg: &Config) -> (Truth, BTreeMap<usize, Seen>) {
         let mut recs = Vec::new();
         let from = IpAddr::V4(d.src.0);
         let s = dec.decode(from, d.bytes, &mut |r| recs.push(r)).expect("accepted");
-        per.entry(d.exporter).or_default().add(&s, &recs, d.ts_ns, d.bytes);
+        per.entry(d.exporter).or_default().add(&s, &recs, Some(d.ts_ns), d.bytes);
     })
     .unwrap();
     (truth, per)
@@ -319,6 +327,55 @@ fn data_before_the_template_is_counted() {
             assert_eq!(lost.datagrams, 3);
             assert_eq!(lost.records, 3 * 12, "full datagrams");
             assert!(lost.packets > 0 && lost.octets > 0 && t.no_template_sets >= 3);
+        }
+    }
+}
+
+/// A live run into a socket on 127.0.0.1, decoded per exporter address.
+fn live(cfg: Config) -> (Truth, loadgen::SendReport, BTreeMap<IpAddr, Seen>, Vec<TemplatedRecord>) {
+    let (truth, report, got) = crate::util::send_and_receive(cfg);
+    let mut dec = Decoder::default();
+    let mut per: BTreeMap<IpAddr, Seen> = BTreeMap::new();
+    let mut all = Vec::new();
+    for (from, d) in &got {
+        let mut recs = Vec::new();
+        let s = dec.decode(from.ip(), d, &mut |r| recs.push(r)).expect("accepted");
+        per.entry(from.ip()).or_default().add(&s, &recs, None, d);
+        all.extend(recs);
+    }
+    (truth, report, per, all)
+}
+
+#[test]
+fn live_and_pool_v9_and_ipfix_reach_a_socket_whole() {
+    for version in [9, 10] {
+        let base = Config {
+            count: Some(3000),
+            pps: 20_000,
+            truth_connections: false,
+            ..model(version, 3000)
+        };
+        let (truth, report, per, _) = live(base.clone());
+        assert_eq!(report.valid_sent, 3000);
+        for t in &truth.exporters {
+            per[&t.exporter].check(t);
+        }
+        // --pool 90: 30 datagrams per exporter cycled ~33 times; the
+        // templates ride in each pass.
+        let pooled = Config { pool: Some(90), ..base };
+        let (truth, report, per, recs) = live(pooled);
+        assert_eq!(report.valid_sent, 3000);
+        assert!(truth.pool.is_some());
+        assert_eq!(per.len(), 3);
+        for t in &truth.exporters {
+            let seen = &per[&t.exporter];
+            seen.check(t);
+            assert!(t.template_datagrams >= 33, "once a pass at least: {t:?}");
+        }
+        // Records moved with their export: each ends before it, within the
+        // router's reach.
+        for r in &recs {
+            assert!(r.first_ns <= r.last_ns, "{r:?}");
         }
     }
 }
