@@ -194,6 +194,22 @@ pub fn describe_plan(plan: &Plan, cfg: &Config) -> String {
         plan.expect.records_per_session,
         plan.expect.conns_per_session,
     ));
+    if cfg.version != 5 {
+        s.push_str(&format!(
+            "\nmodel: {}, {:.0}% IPv6 sessions, templates every {} of router time{}{}; \
+             largest datagram {} bytes",
+            if cfg.version == 9 { "NetFlow v9" } else { "IPFIX" },
+            cfg.ipv6 * 100.0,
+            humantime::format_duration(std::time::Duration::from_millis(
+                cfg.template_interval_ms()
+            )),
+            cfg.template_every.map(|n| format!(" or {n} datagrams")).unwrap_or_default(),
+            cfg.data_before_template
+                .map(|n| format!(", first sent with datagram {}", n + 1))
+                .unwrap_or_default(),
+            templated::worst_datagram_len(cfg, cfg.records_per_datagram),
+        ));
+    }
     s
 }
 
