@@ -520,7 +520,7 @@ impl ExporterGen {
             conns.push(key(client, peer, fwd_sport, fwd_dport));
             conns.push(key(peer, client, rev_sport, rev_dport));
         }
-        for dir in 0..dirs {
+        for (dir, &ends_flagged) in flagged.iter().enumerate().take(dirs) {
             let fwd = dir == 0;
             let (pkts, size) = if fwd {
                 (shape.fwd_pkts, shape.fwd_size)
@@ -574,7 +574,7 @@ impl ExporterGen {
                 };
                 let end = if !c.seg_end {
                     end_reason::ACTIVE_TIMEOUT
-                } else if c.last_chunk && flagged[dir] {
+                } else if c.last_chunk && ends_flagged {
                     end_reason::END_OF_FLOW
                 } else {
                     end_reason::IDLE_TIMEOUT

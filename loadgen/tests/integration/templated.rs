@@ -182,10 +182,11 @@ fn decode_pcap(cfg: &Config) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRec
     (truth, per, all)
 }
 
+/// A connection: exporter, source, source port, destination, destination port, protocol.
+type Key = (IpAddr, IpAddr, u16, IpAddr, u16, u8);
+
 /// Decoded records summed by connection key, in the truth's shape.
-fn connections(
-    recs: &[TemplatedRecord],
-) -> BTreeMap<(IpAddr, IpAddr, u16, IpAddr, u16, u8), [u64; 4]> {
+fn connections(recs: &[TemplatedRecord]) -> BTreeMap<Key, [u64; 4]> {
     let mut m: BTreeMap<_, [u64; 4]> = BTreeMap::new();
     for r in recs {
         let c = m.entry((r.exporter, r.src, r.src_port, r.dst, r.dst_port, r.proto)).or_default();
@@ -197,9 +198,7 @@ fn connections(
     m
 }
 
-fn truth_connections(
-    conns: &[ConnTruth],
-) -> BTreeMap<(IpAddr, IpAddr, u16, IpAddr, u16, u8), [u64; 4]> {
+fn truth_connections(conns: &[ConnTruth]) -> BTreeMap<Key, [u64; 4]> {
     conns
         .iter()
         .map(|c| {
