@@ -281,6 +281,17 @@ pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let cfg = cli.to_config();
+    if cfg.version != 5 {
+        let worst = crate::templated::worst_datagram_len(&cfg, cfg.records_per_datagram);
+        if worst > crate::config::MTU_PAYLOAD {
+            eprintln!(
+                "loadgen: note: --records-per-datagram {} makes datagrams of up to {worst} bytes, \
+                 above a 1500-byte MTU's {} (fine on loopback; real exporters stay below it)",
+                cfg.records_per_datagram,
+                crate::config::MTU_PAYLOAD
+            );
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     let truth: Truth = match &cli.pcap_out {
         Some(path) => {
