@@ -40,7 +40,7 @@
 //! optional in RFC 7011 section 3.3.1 and most exporters omit it);
 //! [`Encoder::padded`] turns it on or off.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::header::{Version, IPFIX_HEADER_LEN, V9_HEADER_LEN};
 
@@ -364,6 +364,20 @@ impl Encoder {
     }
 }
 
+/// Sequential writes into a record's room.
+struct Writer<'a> {
+    b: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, v: &[u8]) {
+        self.b[self.at..self.at + v.len()].copy_from_slice(v);
+        self.at += v.len();
+    }
+}
+
 /// A message being written. Add sets in wire order, then [`Message::finish`].
 #[derive(Debug)]
 pub struct Message<'a> {
@@ -485,57 +499,55 @@ impl Message<'_> {
             self.open(tid);
             self.stats.flow_sets += 1;
         }
-        let v = self.enc.version;
-        for &(id, len) in template(v, family) {
-            self.value(r, family, id, len);
+        // Every template has the same order (addresses, interfaces,
+        // counters, times, ports, flags, protocol, tos, AS, masks, then
+        // IPFIX's end reason): one straight write into the record's room.
+        // `encode_tests` checks it against a field-by-field reading of the
+        // templates.
+        let v9 = self.enc.version == Version::V9;
+        let rl = record_len(self.enc.version, family);
+        let at = self.out.len();
+        self.out.resize(at + rl, 0);
+        let (up, export_ms) = (self.sys_uptime, self.export_ms);
+        let uptime = |t: u64| up.wrapping_sub(export_ms.wrapping_sub(t) as u32);
+        let mut w = Writer { b: &mut self.out[at..], at: 0 };
+        for a in [r.src, r.dst, r.nexthop] {
+            match (family, a) {
+                (Family::V4, IpAddr::V4(a)) => w.put(&a.octets()),
+                (Family::V6, IpAddr::V6(a)) => w.put(&a.octets()),
+                (Family::V4, _) => w.put(&[0; 4]),
+                (Family::V6, _) => w.put(&[0; 16]),
+            }
         }
+        w.put(&r.input.to_be_bytes());
+        w.put(&r.output.to_be_bytes());
+        w.put(&r.packets.to_be_bytes());
+        w.put(&r.octets.to_be_bytes());
+        if v9 {
+            w.put(&uptime(r.first_ms).to_be_bytes());
+            w.put(&uptime(r.last_ms).to_be_bytes());
+        } else {
+            w.put(&r.first_ms.to_be_bytes());
+            w.put(&r.last_ms.to_be_bytes());
+        }
+        w.put(&r.src_port.to_be_bytes());
+        w.put(&r.dst_port.to_be_bytes());
+        if v9 {
+            w.put(&[r.tcp_flags]);
+        } else {
+            w.put(&(r.tcp_flags as u16).to_be_bytes());
+        }
+        w.put(&[r.proto, r.tos]);
+        w.put(&r.src_as.to_be_bytes());
+        w.put(&r.dst_as.to_be_bytes());
+        w.put(&[r.src_mask, r.dst_mask]);
+        if !v9 {
+            w.put(&[r.end_reason]);
+        }
+        debug_assert_eq!(w.at, rl, "the writer follows the template");
         self.stats.flow_records += 1;
         self.stats.packets += r.packets;
         self.stats.octets += r.octets;
-    }
-
-    #[inline]
-    fn uint(&mut self, v: u64, len: u16) {
-        self.out.extend_from_slice(&v.to_be_bytes()[8 - len as usize..]);
-    }
-
-    fn addr(&mut self, a: IpAddr, family: Family) {
-        match (family, a) {
-            (Family::V4, IpAddr::V4(a)) => self.out.extend_from_slice(&a.octets()),
-            (Family::V6, IpAddr::V6(a)) => self.out.extend_from_slice(&a.octets()),
-            (Family::V4, _) => self.out.extend_from_slice(&Ipv4Addr::UNSPECIFIED.octets()),
-            (Family::V6, _) => self.out.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets()),
-        }
-    }
-
-    fn value(&mut self, r: &FlowRecord, family: Family, id: u16, len: u16) {
-        let (up, export_ms) = (self.sys_uptime, self.export_ms);
-        let uptime = move |t: u64| up.wrapping_sub(export_ms.wrapping_sub(t) as u32);
-        let v: u64 = match id {
-            8 | 27 => return self.addr(r.src, family),
-            12 | 28 => return self.addr(r.dst, family),
-            15 | 62 => return self.addr(r.nexthop, family),
-            1 => r.octets,
-            2 => r.packets,
-            4 => r.proto as u64,
-            5 => r.tos as u64,
-            6 => r.tcp_flags as u64,
-            7 => r.src_port as u64,
-            11 => r.dst_port as u64,
-            9 | 29 => r.src_mask as u64,
-            13 | 30 => r.dst_mask as u64,
-            10 => r.input as u64,
-            14 => r.output as u64,
-            16 => r.src_as as u64,
-            17 => r.dst_as as u64,
-            22 => uptime(r.first_ms) as u64,
-            21 => uptime(r.last_ms) as u64,
-            152 => r.first_ms,
-            153 => r.last_ms,
-            136 => r.end_reason as u64,
-            _ => 0,
-        };
-        self.uint(v, len);
     }
 
     /// Close the last set and write the header: counts, lengths, times and
