@@ -21,8 +21,11 @@ use crate::truth::Truth;
 /// it sent (the truth) and, for live runs, the achieved rate and the send
 /// lateness percentiles.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", about, long_about = None, disable_version_flag = true)]
+#[command(name = "loadgen", version, about, long_about = None, disable_version_flag = true)]
 pub struct Cli {
+    /// Print loadgen's version (`--version` picks the export format).
+    #[arg(short = 'V', long = "print-version", action = clap::ArgAction::Version)]
+    pub print_version: (),
     /// Collector address, IP:PORT. Only loopback addresses unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:2055", value_parser = parse_target)]
     pub target: SocketAddr,

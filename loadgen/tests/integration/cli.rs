@@ -373,3 +373,16 @@ fn v5_truth_json_has_no_templated_keys() {
         assert!(!s.contains(k), "{k} in a v5 truth: {s}");
     }
 }
+
+#[test]
+fn dash_v_prints_the_version_while_version_picks_the_format() {
+    let (out, _) = loadgen(&["-V"], Duration::from_secs(20));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("loadgen "), "{}", text(&out.stdout));
+    let (out, _) = loadgen(
+        &["--version", "9", "--pcap-out", "/dev/null", "--count", "3"],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("model: NetFlow v9"), "{}", text(&out.stdout));
+}
