@@ -315,12 +315,6 @@ impl Config {
         if self.template_every == Some(0) {
             return Err(bad("--template-every", "must be at least 1 (datagrams)"));
         }
-        if self.corrupt_ratio > 0.0 {
-            return Err(bad(
-                "--corrupt-ratio",
-                "malformed datagrams are made for --version 5 only (not yet for v9/IPFIX)",
-            ));
-        }
         if self.pool.is_some() && self.data_before_template.is_some() {
             return Err(bad(
                 "--data-before-template",

@@ -80,7 +80,8 @@ pub struct Emitted<'a> {
     /// Router (simulated) export time, ns since the epoch.
     pub ts_ns: u64,
     pub bytes: &'a [u8],
-    /// For a malformed datagram, its reason index (as `DecodeError::REASONS`).
+    /// For a malformed datagram, its reason index (as
+    /// [`CorruptCounts::REASONS`]; for v5 as `nfstitch::wire::DecodeError::REASONS`).
     pub corrupt: Option<usize>,
 }
 

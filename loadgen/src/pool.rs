@@ -136,14 +136,13 @@ impl Pool {
         }
         assert!(k > 0, "an exporter's pool share is at least one datagram");
         let version = u16::from_be_bytes([bytes[0], bytes[1]]);
-        if version != 5 {
+        if version != 5 && entries.iter().all(|e| matches!(e.kind, Kind::Valid(_))) {
             // v9/IPFIX datagrams differ in length (an IPv4 and an IPv6 data
             // set in the proportions of each one's records): in length order
-            // (stable; the first, with the templates, stays first; no
-            // malformed ones in these pools) runs of equal length leave as one
-            // UDP GSO send. Every record keeps its age at export, so the
-            // order of a pass changes nothing else.
-            debug_assert!(entries.iter().all(|e| matches!(e.kind, Kind::Valid(_))));
+            // (stable; the first, with the templates, stays first; not with
+            // malformed ones, which follow their valid one) runs of equal
+            // length leave as one UDP GSO send. Every record keeps its age at
+            // export, so the order of a pass changes nothing else.
             entries[1..].sort_by_key(|e| e.len);
         }
         Pool {
@@ -241,13 +240,7 @@ impl Pool {
         truth.records = p * self.sums.records;
         truth.packets = p * self.sums.packets;
         truth.octets = p * self.sums.octets;
-        let c = &self.corrupt;
-        *corrupt = CorruptCounts {
-            too_short: p * c.too_short,
-            bad_version: p * c.bad_version,
-            bad_count: p * c.bad_count,
-            length_mismatch: p * c.length_mismatch,
-        };
+        *corrupt = self.corrupt.times(p);
         for e in &self.entries[..self.cursor] {
             match e.kind {
                 Kind::Valid(st) => {

@@ -420,7 +420,11 @@ impl ExporterGen {
         if self.corrupt_ratio <= 0.0 || !self.crng.chance(self.corrupt_ratio) {
             return None;
         }
-        let reason = corrupt::make(&mut self.crng, valid, out);
+        let reason = if self.tpl.is_some() {
+            corrupt::make_templated(&mut self.crng, valid, out)
+        } else {
+            corrupt::make(&mut self.crng, valid, out)
+        };
         self.corrupt.add(reason);
         self.truth.corrupt += 1;
         Some(reason)

@@ -18,35 +18,87 @@ use nfstitch::wire::Datagram;
 use serde::Serialize;
 
 /// Malformed datagrams mixed in by `--corrupt-ratio`, by the collector's
-/// rejection reason names.
+/// rejection reason names (v5's, and for v9/IPFIX the template decoder's
+/// datagram-level ones, which share the first names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CorruptCounts {
     pub too_short: u64,
     pub bad_version: u64,
     pub bad_count: u64,
     pub length_mismatch: u64,
+    /// v9/IPFIX only (absent from the JSON when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_too_short: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_overrun: u64,
 }
 
 impl CorruptCounts {
+    /// The reason of each index [`CorruptCounts::add`] takes: v5's
+    /// (`nfstitch::wire::DecodeError::REASONS`), then two of v9/IPFIX.
+    pub const REASONS: [&'static str; 6] = [
+        "too_short",
+        "bad_version",
+        "bad_count",
+        "length_mismatch",
+        "set_too_short",
+        "set_overrun",
+    ];
+
     pub fn total(&self) -> u64 {
-        self.too_short + self.bad_version + self.bad_count + self.length_mismatch
+        self.as_array().iter().sum()
     }
 
-    /// Count one by its index in `nfstitch::wire::DecodeError::REASONS`.
-    pub fn add(&mut self, reason: usize) {
-        match reason {
-            0 => self.too_short += 1,
-            1 => self.bad_version += 1,
-            2 => self.bad_count += 1,
-            _ => self.length_mismatch += 1,
+    fn as_array(&self) -> [u64; 6] {
+        [
+            self.too_short,
+            self.bad_version,
+            self.bad_count,
+            self.length_mismatch,
+            self.set_too_short,
+            self.set_overrun,
+        ]
+    }
+
+    fn from_array(a: [u64; 6]) -> Self {
+        let [too_short, bad_version, bad_count, length_mismatch, set_too_short, set_overrun] = a;
+        CorruptCounts {
+            too_short,
+            bad_version,
+            bad_count,
+            length_mismatch,
+            set_too_short,
+            set_overrun,
         }
     }
 
+    /// Count one by its index in [`CorruptCounts::REASONS`] (for v5 the
+    /// same as in `nfstitch::wire::DecodeError::REASONS`).
+    pub fn add(&mut self, reason: usize) {
+        let mut a = self.as_array();
+        a[reason.min(5)] += 1;
+        *self = Self::from_array(a);
+    }
+
+    /// Count one by its reason name (either decoder's); false when unknown.
+    pub fn add_named(&mut self, reason: &str) -> bool {
+        match Self::REASONS.iter().position(|r| *r == reason) {
+            Some(i) => {
+                self.add(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every count times `n`.
+    pub fn times(&self, n: u64) -> Self {
+        Self::from_array(self.as_array().map(|c| c * n))
+    }
+
     fn merge(&mut self, o: &CorruptCounts) {
-        self.too_short += o.too_short;
-        self.bad_version += o.bad_version;
-        self.bad_count += o.bad_count;
-        self.length_mismatch += o.length_mismatch;
+        let (a, b) = (self.as_array(), o.as_array());
+        *self = Self::from_array([0, 1, 2, 3, 4, 5].map(|i| a[i] + b[i]));
     }
 }
 
@@ -307,11 +359,15 @@ impl Truth {
         }
         if self.corrupt.total() > 0 {
             let c = &self.corrupt;
-            writeln!(
+            write!(
                 w,
                 "  corrupt: too_short {}  bad_version {}  bad_count {}  length_mismatch {}",
                 c.too_short, c.bad_version, c.bad_count, c.length_mismatch
             )?;
+            if c.set_too_short + c.set_overrun > 0 {
+                write!(w, "  set_too_short {}  set_overrun {}", c.set_too_short, c.set_overrun)?;
+            }
+            writeln!(w)?;
         }
         if self.template_records > 0 || self.no_template_records > 0 {
             writeln!(

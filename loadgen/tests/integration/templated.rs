@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use loadgen::{Config, ConnTruth, ExporterTruth, Sums, Truth};
+use loadgen::{Config, ConnTruth, CorruptCounts, ExporterTruth, Sums, Truth};
 use nfstitch::capture::{read_path, SkipCounters};
 use nfstitch::wire::template::{DatagramSummary, Decoder, MessageHeader, TemplatedRecord, Version};
 
@@ -162,7 +162,9 @@ impl Seen {
 
 /// Decode a run's pcap with nfstitch's v9/IPFIX decoder: per exporter
 /// address, what was seen, and every record.
-fn decode_pcap(cfg: &Config) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRecord>) {
+fn decode_pcap(
+    cfg: &Config,
+) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRecord>, CorruptCounts) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("lg.pcap");
     let (truth, _plan) = loadgen::write_pcap(cfg, &pcap).unwrap();
@@ -170,16 +172,22 @@ fn decode_pcap(cfg: &Config) -> (Truth, BTreeMap<IpAddr, Seen>, Vec<TemplatedRec
     let mut per: BTreeMap<IpAddr, Seen> = BTreeMap::new();
     let mut all = Vec::new();
     let mut skips = SkipCounters::default();
+    let mut corrupt = CorruptCounts::default();
     let damage = read_path(&pcap, None, &mut skips, |f| {
         let mut recs = Vec::new();
-        let s = dec.decode(f.src, f.payload, &mut |r| recs.push(r)).expect("accepted");
-        per.entry(f.src).or_default().add(&s, &recs, f.ts_ns, f.payload);
+        match dec.decode(f.src, f.payload, &mut |r| recs.push(r)) {
+            Ok(s) => per.entry(f.src).or_default().add(&s, &recs, f.ts_ns, f.payload),
+            Err(e) => {
+                assert!(recs.is_empty(), "nothing from a rejected datagram");
+                assert!(corrupt.add_named(e.reason()), "{e}");
+            }
+        }
         all.extend(recs);
     })
     .unwrap();
     assert_eq!(damage, None);
     assert_eq!(skips.skipped, [0; 6]);
-    (truth, per, all)
+    (truth, per, all, corrupt)
 }
 
 /// A connection: exporter, source, source port, destination, destination port, protocol.
@@ -213,8 +221,14 @@ fn truth_connections(conns: &[ConnTruth]) -> BTreeMap<Key, [u64; 4]> {
 #[test]
 fn v9_and_ipfix_pcaps_decode_to_the_truth_exactly() {
     for version in [9, 10] {
-        let cfg = model(version, 900);
-        let (truth, per, recs) = decode_pcap(&cfg);
+        // With malformed datagrams of every kind the decoder rejects whole.
+        let cfg = Config { corrupt_ratio: 0.05, ..model(version, 900) };
+        let (truth, per, recs, corrupt) = decode_pcap(&cfg);
+        assert_eq!(corrupt, truth.corrupt, "each malformed datagram for its reason");
+        let kinds = if version == 9 { 4 } else { 5 };
+        let c = &truth.corrupt;
+        let seen = [c.too_short, c.bad_version, c.length_mismatch, c.set_too_short, c.set_overrun];
+        assert_eq!(seen.iter().filter(|&&n| n > 0).count(), kinds, "{c:?}");
         assert_eq!(per.len(), 3);
         for t in &truth.exporters {
             per[&t.exporter].check(t);
