@@ -392,3 +392,60 @@ fn live_and_pool_v9_and_ipfix_reach_a_socket_whole() {
         }
     }
 }
+
+/// The shared captures' independent v9/IPFIX parser (`tools/nfparse.py`,
+/// written from the RFCs for the oracle, not from any decoder).
+fn nfparse() -> Option<std::path::PathBuf> {
+    let dir =
+        std::env::var_os("NFSTITCH_TESTDATA").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+        });
+    let tool = dir.join("v9-ipfix/tools/nfparse.py");
+    if !tool.is_file() {
+        crate::skip::skip(&format!("{} not found (set NFSTITCH_TESTDATA)", tool.display()));
+        return None;
+    }
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        crate::skip::skip("python3 not installed (.ci/install-deps.sh installs it)");
+        return None;
+    }
+    Some(tool)
+}
+
+#[test]
+fn an_independent_parser_agrees_with_the_truth() {
+    let Some(tool) = nfparse() else {
+        return;
+    };
+    for version in [9, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("lg.pcap");
+        let cfg = Config { truth_connections: false, ..model(version, 600) };
+        let (truth, _) = loadgen::write_pcap(&cfg, &pcap).unwrap();
+        // --v9-count: stop a v9 datagram after the header's count of
+        // records, as tshark does: a wrong count would lose records.
+        let out = std::process::Command::new("python3")
+            .arg(&tool)
+            .args(["--json", "--v9-count"])
+            .arg(&pcap)
+            .output()
+            .expect("run nfparse.py");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(j["errors"].as_array().map(Vec::len), Some(0), "{j}");
+        assert_eq!(j["versions"], serde_json::json!([version]));
+        assert_eq!(j["datagrams"], truth.datagrams);
+        assert_eq!(j["flow_records"], truth.records);
+        assert_eq!(j["packets"], truth.packets);
+        assert_eq!(j["octets"], truth.octets);
+        assert_eq!(j["ipv6_records"], truth.ipv6_records);
+        assert_eq!(j["ipv4_records"], truth.records - truth.ipv6_records);
+        assert_eq!(j["options_records"], truth.options_records);
+        let t = j["templates"].as_u64().unwrap() + j["options_templates"].as_u64().unwrap();
+        assert_eq!(t, truth.template_records);
+        assert_eq!(j["sets_without_template"], 0);
+        assert_eq!(j["sets_ignored_by_count"], 0, "v9 count covers every record");
+        let times = if version == 9 { [21, 22] } else { [152, 153] };
+        assert_eq!(j["time_fields"], serde_json::json!(times));
+    }
+}
