@@ -338,6 +338,16 @@ impl Config {
             .unwrap_or(1)
     }
 
+    /// The defaults for `version` with a share `ipv6` of IPv6 sessions, and
+    /// the records per datagram the CLI would pick (what fits the MTU; a
+    /// plain `Config { version: 9, ..Config::default() }` keeps 30, which
+    /// makes datagrams of up to 1.9 kB, 3.4 kB for IPFIX with IPv6).
+    pub fn for_version(version: u16, ipv6: f64) -> Config {
+        let mut c = Config { version, ipv6, ..Config::default() };
+        c.records_per_datagram = c.fitting_records_per_datagram();
+        c
+    }
+
     /// The template refresh interval in ms of router time.
     pub fn template_interval_ms(&self) -> u64 {
         self.template_interval.unwrap_or(DEFAULT_TEMPLATE_INTERVAL).as_millis() as u64
@@ -606,6 +616,14 @@ mod tests {
         let p = Plan::new(&cfg, Mode::Pcap, 0).unwrap();
         assert!((p.new_rate - 500.0).abs() < 1e-9);
         assert!(p.time_scale > 0.0 && p.time_scale.is_finite());
+    }
+
+    #[test]
+    fn for_version_fits_the_mtu() {
+        assert_eq!(Config::for_version(5, 0.0), Config::default());
+        let c = Config::for_version(10, 0.3);
+        assert_eq!((c.version, c.ipv6, c.records_per_datagram), (10, 0.3, 12));
+        assert!(c.validate(Mode::Pcap).is_ok());
     }
 
     #[test]
