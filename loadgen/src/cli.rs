@@ -13,7 +13,7 @@ use clap::Parser;
 use crate::config::Config;
 use crate::truth::Truth;
 
-/// Synthetic NetFlow v5 exports at a chosen rate, with exact ground truth.
+/// Synthetic NetFlow v5, v9 and IPFIX exports at a chosen rate, with exact ground truth.
 ///
 /// Sends a seeded, deterministic traffic model (TCP/UDP/ICMP sessions cut
 /// into records by per-exporter router models) to a collector over UDP, or
@@ -21,8 +21,11 @@ use crate::truth::Truth;
 /// it sent (the truth) and, for live runs, the achieved rate and the send
 /// lateness percentiles.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about, long_about = None)]
+#[command(name = "loadgen", version, about, long_about = None, disable_version_flag = true)]
 pub struct Cli {
+    /// Print loadgen's version (`--version` picks the export format).
+    #[arg(short = 'V', long = "print-version", action = clap::ArgAction::Version)]
+    pub print_version: (),
     /// Collector address, IP:PORT. Only loopback addresses unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:2055", value_parser = parse_target)]
     pub target: SocketAddr,
@@ -70,12 +73,37 @@ pub struct Cli {
     /// Router inactive timeout: a connection silent this long is exported.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub inactive_timeout: Duration,
-    /// Records per datagram, 1..=30.
-    #[arg(long, default_value_t = 30)]
-    pub records_per_datagram: usize,
-    /// Header sampling field: deterministic 1-in-N (0 = none). Counts are not scaled.
+    /// Records per datagram, 1..=30. Default: 30 for v5; for v9/IPFIX the most whose
+    /// largest datagram (templates in front, every record IPv6 when --ipv6 > 0) fits a
+    /// 1500-byte MTU (without --sampling: v9 21 IPv4-only, 13 with IPv6; IPFIX 18 and 12).
+    #[arg(long)]
+    pub records_per_datagram: Option<usize>,
+    /// Deterministic 1-in-N sampling (0 = none; counts are not scaled): v5 header
+    /// sampling field (N <= 16383); v9/IPFIX a sampling options template and record
+    /// sent with the templates (v9 SAMPLING_INTERVAL, IPFIX samplingPacketInterval 1 and
+    /// samplingPacketSpace N-1).
     #[arg(long, default_value_t = 0)]
     pub sampling: u16,
+    /// Export format: 5 (NetFlow v5), 9 (NetFlow v9, RFC 3954) or 10 (IPFIX, RFC 7011).
+    #[arg(long, default_value_t = 5, value_parser = parse_version)]
+    pub version: u16,
+    /// Share of sessions that are IPv6 (0..=1, e.g. 0.3); v9/IPFIX only (v5 has no IPv6).
+    #[arg(long, default_value_t = 0.0)]
+    pub ipv6: f64,
+    /// v9/IPFIX: resend the templates (and sampling options) with the first datagram
+    /// this much router time after the last ones (default 20s). Always with the first
+    /// datagram (but see --data-before-template).
+    #[arg(long, value_parser = parse_duration)]
+    pub template_interval: Option<Duration>,
+    /// v9/IPFIX: also resend the templates with every Nth datagram of an exporter
+    /// (real exporters' refresh by packets; default: by time only).
+    #[arg(long, value_name = "N")]
+    pub template_every: Option<u64>,
+    /// v9/IPFIX: each exporter's first N datagrams carry data only (its templates come
+    /// with datagram N+1), as after a collector or exporter restart; the truth counts
+    /// them as no_template_*.
+    #[arg(long, value_name = "N")]
+    pub data_before_template: Option<u64>,
     /// Seed of the traffic model: the same seed gives the same traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -120,7 +148,7 @@ pub struct CpuList(pub Vec<usize>);
 
 impl Cli {
     pub fn to_config(&self) -> Config {
-        Config {
+        let mut cfg = Config {
             seed: self.seed,
             exporters: self.exporters,
             same_src_ip: self.same_src_ip,
@@ -137,14 +165,34 @@ impl Cli {
             time_scale: self.time_scale,
             active_timeout: self.active_timeout,
             inactive_timeout: self.inactive_timeout,
-            records_per_datagram: self.records_per_datagram,
+            records_per_datagram: 30,
             sampling: self.sampling,
             start_ns: self.start.map(|s| s * 1_000_000_000),
             corrupt_ratio: self.corrupt_ratio,
             truth_connections: self.truth_connections,
             pool: self.pool,
             gso: !self.no_gso,
-        }
+            version: self.version,
+            ipv6: self.ipv6,
+            template_interval: self.template_interval,
+            template_every: self.template_every,
+            data_before_template: self.data_before_template,
+        };
+        cfg.records_per_datagram =
+            self.records_per_datagram.unwrap_or_else(|| cfg.fitting_records_per_datagram());
+        cfg
+    }
+}
+
+/// `5`, `9` or `10`.
+pub fn parse_version(s: &str) -> Result<u16, String> {
+    match s.trim() {
+        "5" => Ok(5),
+        "9" => Ok(9),
+        "10" => Ok(10),
+        _ => Err(format!(
+            "unknown export version {s:?}: use 5 (NetFlow v5), 9 (NetFlow v9) or 10 (IPFIX)"
+        )),
     }
 }
 
@@ -236,6 +284,17 @@ pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let cfg = cli.to_config();
+    if cfg.version != 5 {
+        let worst = crate::templated::worst_datagram_len(&cfg, cfg.records_per_datagram);
+        if worst > crate::config::MTU_PAYLOAD {
+            eprintln!(
+                "loadgen: note: --records-per-datagram {} makes datagrams of up to {worst} bytes, \
+                 above a 1500-byte MTU's {} (fine on loopback; real exporters stay below it)",
+                cfg.records_per_datagram,
+                crate::config::MTU_PAYLOAD
+            );
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     let truth: Truth = match &cli.pcap_out {
         Some(path) => {

@@ -35,6 +35,11 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub const MAX_TRUTH_RECORDS: u64 = 20_000_000;
 /// Up to this many records, `--pcap-out` lists connections without being asked.
 pub const PCAP_CONNECTIONS_UP_TO: u64 = 3_000_000;
+/// Default template refresh of `--version 9|10`, in router time.
+pub const DEFAULT_TEMPLATE_INTERVAL: Duration = Duration::from_secs(20);
+/// The UDP payload of a 1500-byte Ethernet MTU: the largest datagram the
+/// default `--records-per-datagram` of `--version 9|10` makes.
+pub const MTU_PAYLOAD: usize = 1472;
 /// Shapes drawn to calibrate the duration scale.
 const CALIBRATION_SAMPLE: usize = 4096;
 /// Random stream of the calibration sample.
@@ -94,6 +99,18 @@ pub struct Config {
     pub pool: Option<u64>,
     /// Send with UDP GSO where the kernel has it (`--no-gso`: false).
     pub gso: bool,
+    /// `--version`: 5 (NetFlow v5), 9 (NetFlow v9) or 10 (IPFIX).
+    pub version: u16,
+    /// `--ipv6`: the share of sessions that are IPv6 (v9/IPFIX only).
+    pub ipv6: f64,
+    /// `--template-interval`: templates are resent when this much router
+    /// time passed since the last ones (None: [`DEFAULT_TEMPLATE_INTERVAL`]).
+    pub template_interval: Option<Duration>,
+    /// `--template-every N`: templates are also resent with every Nth datagram.
+    pub template_every: Option<u64>,
+    /// `--data-before-template N`: each exporter's first N datagrams carry
+    /// data only; the templates come with datagram N + 1.
+    pub data_before_template: Option<u64>,
 }
 
 impl Default for Config {
@@ -122,6 +139,11 @@ impl Default for Config {
             truth_connections: false,
             pool: None,
             gso: true,
+            version: 5,
+            ipv6: 0.0,
+            template_interval: None,
+            template_every: None,
+            data_before_template: None,
         }
     }
 }
@@ -191,7 +213,8 @@ impl Config {
         if !(1..=3600 * 1000).contains(&i) {
             return Err(bad("--inactive-timeout", "must be 1ms..=1h"));
         }
-        if self.sampling >= 1 << 14 {
+        self.validate_version()?;
+        if self.version == 5 && self.sampling >= 1 << 14 {
             return Err(bad("--sampling", "the v5 interval field has 14 bits: at most 16383"));
         }
         if !(0.0..=1.0).contains(&self.corrupt_ratio) {
@@ -251,6 +274,83 @@ impl Config {
             return Err(bad("--cpus", format!("no such cpu {c}")));
         }
         Ok(())
+    }
+
+    /// `--version` and the flags that go with v9/IPFIX.
+    fn validate_version(&self) -> Result<(), ConfigError> {
+        if ![5, 9, 10].contains(&self.version) {
+            return Err(bad(
+                "--version",
+                format!(
+                    "{} is not one of 5 (NetFlow v5), 9 (NetFlow v9), 10 (IPFIX)",
+                    self.version
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.ipv6) {
+            return Err(bad("--ipv6", "must be a fraction in 0..=1 (e.g. 0.3)"));
+        }
+        if self.version == 5 {
+            let templated = [
+                ("--ipv6", self.ipv6 > 0.0),
+                ("--template-interval", self.template_interval.is_some()),
+                ("--template-every", self.template_every.is_some()),
+                ("--data-before-template", self.data_before_template.is_some()),
+            ];
+            if let Some((flag, _)) = templated.iter().find(|t| t.1) {
+                let why = if *flag == "--ipv6" {
+                    "NetFlow v5 carries IPv4 only"
+                } else {
+                    "NetFlow v5 has no templates"
+                };
+                return Err(bad(flag, format!("{why}: use --version 9 or --version 10")));
+            }
+            return Ok(());
+        }
+        if let Some(d) = self.template_interval {
+            if !(1..=24 * 3600 * 1000).contains(&d.as_millis()) {
+                return Err(bad("--template-interval", "must be 1ms..=24h (router time)"));
+            }
+        }
+        if self.template_every == Some(0) {
+            return Err(bad("--template-every", "must be at least 1 (datagrams)"));
+        }
+        if self.pool.is_some() && self.data_before_template.is_some() {
+            return Err(bad(
+                "--data-before-template",
+                "cannot be combined with --pool: the pool's data datagrams recur after its \
+                 templates every pass, so only the first pass would lack them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The largest `--records-per-datagram` whose worst datagram (templates
+    /// and sampling options in front, every record of the longer family)
+    /// fits [`MTU_PAYLOAD`]: the default of `--version 9|10` (30 for v5).
+    pub fn fitting_records_per_datagram(&self) -> usize {
+        if self.version == 5 {
+            return nfstitch::wire::MAX_RECORDS;
+        }
+        (1..=nfstitch::wire::MAX_RECORDS)
+            .rev()
+            .find(|&n| crate::templated::worst_datagram_len(self, n) <= MTU_PAYLOAD)
+            .unwrap_or(1)
+    }
+
+    /// The defaults for `version` with a share `ipv6` of IPv6 sessions, and
+    /// the records per datagram the CLI would pick (what fits the MTU; a
+    /// plain `Config { version: 9, ..Config::default() }` keeps 30, which
+    /// makes datagrams of up to 1.9 kB, 3.4 kB for IPFIX with IPv6).
+    pub fn for_version(version: u16, ipv6: f64) -> Config {
+        let mut c = Config { version, ipv6, ..Config::default() };
+        c.records_per_datagram = c.fitting_records_per_datagram();
+        c
+    }
+
+    /// The template refresh interval in ms of router time.
+    pub fn template_interval_ms(&self) -> u64 {
+        self.template_interval.unwrap_or(DEFAULT_TEMPLATE_INTERVAL).as_millis() as u64
     }
 
     /// Router timeouts in ms.
@@ -516,6 +616,14 @@ mod tests {
         let p = Plan::new(&cfg, Mode::Pcap, 0).unwrap();
         assert!((p.new_rate - 500.0).abs() < 1e-9);
         assert!(p.time_scale > 0.0 && p.time_scale.is_finite());
+    }
+
+    #[test]
+    fn for_version_fits_the_mtu() {
+        assert_eq!(Config::for_version(5, 0.0), Config::default());
+        let c = Config::for_version(10, 0.3);
+        assert_eq!((c.version, c.ipv6, c.records_per_datagram), (10, 0.3, 12));
+        assert!(c.validate(Mode::Pcap).is_ok());
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! loadgen: synthetic NetFlow v5 exports with exact ground truth, sent over
-//! UDP (paced, sendmmsg, threads) or written to a pcap.
+//! loadgen: synthetic NetFlow v5, v9 and IPFIX exports with exact ground
+//! truth, sent over UDP (paced, sendmmsg, threads) or written to a pcap.
 //!
 //! # Data flow
 //! ```text
 //! Config ─► Plan (counts, router clock, duration scale)
 //!              │
 //!   per exporter: ExporterGen (router model: sessions ─► records ─► v5 datagrams,
-//!              │               sequence numbers, truth)   uses nfstitch::wire::encode
+//!              │               sequence numbers, truth)   uses nfstitch::wire::encode;
+//!              │               v9/IPFIX: templated (templates, IPv6 face)
+//!              │                         uses nfstitch::wire::template::encode
 //!              ├─► pcap::write (all exporters interleaved in time, simulated timestamps)
 //!              ├─► send::run_live (threads own exporters and their sockets; one paced
 //!              │                   loop over a source of batches: the model or a pool)
@@ -19,6 +21,8 @@
 //!   router cuts them into records. Pure.
 //! - [`router`]: one exporter's cache, export queue, datagrams and truth.
 //! - [`config`]: options, validation, and the derived [`Plan`].
+//! - [`templated`]: `--version 9|10`: templates and their refresh, IPv6
+//!   addresses of the model.
 //! - [`truth`]: what was sent (totals, per exporter, connections, corrupt),
 //!   and the [`Sums`] conservation checks compare (here and in nfstitch's tests).
 //! - [`send`]: live sending, one paced loop for the model and the pool; the
@@ -50,6 +54,7 @@ pub mod pool;
 pub mod rng;
 pub mod router;
 pub mod send;
+pub mod templated;
 pub mod truth;
 pub mod udp;
 
@@ -75,7 +80,8 @@ pub struct Emitted<'a> {
     /// Router (simulated) export time, ns since the epoch.
     pub ts_ns: u64,
     pub bytes: &'a [u8],
-    /// For a malformed datagram, its reason index (as `DecodeError::REASONS`).
+    /// For a malformed datagram, its reason index (as
+    /// [`CorruptCounts::REASONS`]; for v5 as `nfstitch::wire::DecodeError::REASONS`).
     pub corrupt: Option<usize>,
 }
 
@@ -111,6 +117,9 @@ pub(crate) fn exporter_setup(
         connections,
         addr,
         port,
+        version: cfg.version,
+        ipv6: cfg.ipv6,
+        policy: templated::Policy::of(cfg),
     }
 }
 
@@ -186,6 +195,22 @@ pub fn describe_plan(plan: &Plan, cfg: &Config) -> String {
         plan.expect.records_per_session,
         plan.expect.conns_per_session,
     ));
+    if cfg.version != 5 {
+        s.push_str(&format!(
+            "\nmodel: {}, {:.0}% IPv6 sessions, templates every {} of router time{}{}; \
+             largest datagram {} bytes",
+            if cfg.version == 9 { "NetFlow v9" } else { "IPFIX" },
+            cfg.ipv6 * 100.0,
+            humantime::format_duration(std::time::Duration::from_millis(
+                cfg.template_interval_ms()
+            )),
+            cfg.template_every.map(|n| format!(" or {n} datagrams")).unwrap_or_default(),
+            cfg.data_before_template
+                .map(|n| format!(", first sent with datagram {}", n + 1))
+                .unwrap_or_default(),
+            templated::worst_datagram_len(cfg, cfg.records_per_datagram),
+        ));
+    }
     s
 }
 

@@ -17,7 +17,15 @@
 //! passes; `unix_secs`/`unix_nsecs`: the wall clock in whole ms;
 //! `sys_uptime`: the wall clock on the exporter's boot clock) and shifts every
 //! record's First and Last by the same uptime delta as the header, so each
-//! record keeps its place relative to its export. A few loads and stores per
+//! record keeps its place relative to its export. v9 and IPFIX
+//! (`--version 9|10`) are moved by `nfstitch::wire::template::encode::
+//! move_message`: the header's export time, v9 sysUptime and sequence (v9:
+//! one per datagram; IPFIX: the data records sent before it), and each flow
+//! record's start and end by the same delta. The pool's first datagram of
+//! each exporter carries its templates (and later ones their refreshes), so
+//! every pass resends them before the data that needs them. Their other
+//! datagrams are cycled in length order, so that equal-length ones leave
+//! together as one UDP GSO send (with IPv6 in the mix lengths vary). A few loads and stores per
 //! record; no allocation, no model work. Malformed datagrams are sent as
 //! built. The flow keys recur every pass: that is the point (a fixed set of
 //! recurring flows), and why the truth lists no connections in pool mode.
@@ -26,6 +34,7 @@
 //! Counted from what was sent: the pool's per-exporter sums times the full
 //! passes, plus the sums of the entries of the partial pass.
 
+use nfstitch::wire::template::encode::move_message;
 use nfstitch::wire::{HEADER_LEN, RECORD_LEN};
 
 use crate::router::{DgStats, ExporterGen};
@@ -49,6 +58,11 @@ struct Entry {
     off: usize,
     len: usize,
     kind: Kind,
+    /// v9/IPFIX: the export time (ms) the datagram carries now.
+    at_ms: u64,
+    /// v9/IPFIX: template and options records, IPv6 flow records in it,
+    /// and whether it carries the templates.
+    templated: [u64; 4],
 }
 
 /// One exporter's share of the pool, its running sequence and position.
@@ -71,6 +85,8 @@ pub struct Pool {
     passes: u64,
     /// Latest export time written (ms): export times never go back.
     last_ms: u64,
+    /// 5, 9 or 10.
+    version: u16,
 }
 
 impl Pool {
@@ -84,23 +100,51 @@ impl Pool {
         let mut sums = DgStats::default();
         let mut k = 0;
         let seq0 = gen.sequence();
-        while let Some(st) = gen.next_datagram(tick(k), &mut buf) {
+        let counts = |g: &ExporterGen| {
+            let t = &g.truth;
+            [t.template_records, t.options_records, t.ipv6_records, t.template_datagrams]
+        };
+        loop {
+            let before = counts(gen);
+            let at_ns = tick(k);
+            let Some(st) = gen.next_datagram(at_ns, &mut buf) else {
+                break;
+            };
+            let after = counts(gen);
             k += 1;
             sums.records += st.records;
             sums.packets += st.packets;
             sums.octets += st.octets;
-            entries.push(Entry { off: bytes.len(), len: buf.len(), kind: Kind::Valid(st) });
+            entries.push(Entry {
+                off: bytes.len(),
+                len: buf.len(),
+                kind: Kind::Valid(st),
+                at_ms: at_ns / 1_000_000,
+                templated: [0, 1, 2, 3].map(|i| after[i] - before[i]),
+            });
             bytes.extend_from_slice(&buf);
             if let Some(reason) = gen.maybe_corrupt(&buf, &mut bad) {
                 entries.push(Entry {
                     off: bytes.len(),
                     len: bad.len(),
                     kind: Kind::Corrupt(reason),
+                    at_ms: 0,
+                    templated: [0; 4],
                 });
                 bytes.extend_from_slice(&bad);
             }
         }
         assert!(k > 0, "an exporter's pool share is at least one datagram");
+        let version = u16::from_be_bytes([bytes[0], bytes[1]]);
+        if version != 5 && entries.iter().all(|e| matches!(e.kind, Kind::Valid(_))) {
+            // v9/IPFIX datagrams differ in length (an IPv4 and an IPv6 data
+            // set in the proportions of each one's records): in length order
+            // (stable; the first, with the templates, stays first; not with
+            // malformed ones, which follow their valid one) runs of equal
+            // length leave as one UDP GSO send. Every record keeps its age at
+            // export, so the order of a pass changes nothing else.
+            entries[1..].sort_by_key(|e| e.len);
+        }
         Pool {
             bytes,
             entries,
@@ -112,6 +156,7 @@ impl Pool {
             cursor: 0,
             passes: 0,
             last_ms: 0,
+            version,
         }
     }
 
@@ -130,7 +175,12 @@ impl Pool {
         self.sums
     }
 
-    /// The records of this share, for counting distinct flow keys.
+    /// The export version of the pool: 5, 9 or 10.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The records of this share, for counting distinct flow keys (v5 only).
     pub fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.entries
             .iter()
@@ -147,9 +197,17 @@ impl Pool {
         let e = self.entries[i];
         debug_assert!(matches!(e.kind, Kind::Valid(_)), "the cursor is on a valid datagram");
         let d = &mut self.bytes[e.off..e.off + e.len];
-        let count = ((e.len - HEADER_LEN) / RECORD_LEN) as u32;
-        patch(d, self.seq, now_ms.wrapping_sub(self.boot_ms) as u32, now_ms);
-        self.seq = self.seq.wrapping_add(count);
+        let up = now_ms.wrapping_sub(self.boot_ms) as u32;
+        if self.version == 5 {
+            let count = ((e.len - HEADER_LEN) / RECORD_LEN) as u32;
+            patch(d, self.seq, up, now_ms);
+            self.seq = self.seq.wrapping_add(count);
+        } else {
+            let data_records = move_message(d, e.at_ms, now_ms, up, self.seq);
+            self.entries[i].at_ms = now_ms;
+            let step = if self.version == 9 { 1 } else { data_records };
+            self.seq = self.seq.wrapping_add(step);
+        }
         out.push(i);
         self.advance();
         while let Kind::Corrupt(_) = self.entries[self.cursor].kind {
@@ -182,13 +240,7 @@ impl Pool {
         truth.records = p * self.sums.records;
         truth.packets = p * self.sums.packets;
         truth.octets = p * self.sums.octets;
-        let c = &self.corrupt;
-        *corrupt = CorruptCounts {
-            too_short: p * c.too_short,
-            bad_version: p * c.bad_version,
-            bad_count: p * c.bad_count,
-            length_mismatch: p * c.length_mismatch,
-        };
+        *corrupt = self.corrupt.times(p);
         for e in &self.entries[..self.cursor] {
             match e.kind {
                 Kind::Valid(st) => {
@@ -201,6 +253,23 @@ impl Pool {
             }
         }
         truth.corrupt = corrupt.total();
+        let mut t = [0u64; 4];
+        for e in &self.entries {
+            for (x, y) in t.iter_mut().zip(e.templated) {
+                *x += p * y;
+            }
+        }
+        for e in &self.entries[..self.cursor] {
+            for (x, y) in t.iter_mut().zip(e.templated) {
+                *x += y;
+            }
+        }
+        [
+            truth.template_records,
+            truth.options_records,
+            truth.ipv6_records,
+            truth.template_datagrams,
+        ] = t;
     }
 }
 

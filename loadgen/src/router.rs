@@ -1,7 +1,7 @@
 //! The router model of one exporter: a cache that cuts sessions into records
-//! (active/inactive timeouts, FIN/RST), an export queue, and the v5 datagrams
-//! with their header fields (uptime, export time, flow_sequence, engine,
-//! sampling).
+//! (active/inactive timeouts, FIN/RST), an export queue, and the datagrams
+//! with their header fields: v5 here (uptime, export time, flow_sequence,
+//! engine, sampling), v9/IPFIX through [`crate::templated`].
 //!
 //! # How records appear
 //! Each datagram is due at a tick of the exporter's clock (`now`). It takes
@@ -27,13 +27,16 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use nfstitch::wire::{encode, HeaderFields, RecordFields};
+
+use nfstitch::wire::template::encode::end_reason;
 
 use crate::corrupt;
 use crate::model::{self, Chunk, End, Params, Shape, ICMP, TCP};
 use crate::rng::Rng;
+use crate::templated::{self, Policy, Templated};
 use crate::truth::{ConnTruth, CorruptCounts, ExporterTruth};
 
 /// Uptime ms of an absolute ms, for a router booted at `boot_ms` (32-bit wrap).
@@ -44,12 +47,16 @@ fn uptime(abs_ms: u64, boot_ms: u64) -> u32 {
 
 /// One record with the absolute times the truth and the cut need.
 #[derive(Debug, Clone, Copy)]
-struct Rec {
-    fields: RecordFields,
-    first_ms: u64,
-    last_ms: u64,
+pub(crate) struct Rec {
+    pub fields: RecordFields,
+    pub first_ms: u64,
+    pub last_ms: u64,
     /// Connection id: `2 * session + direction`.
-    conn: u64,
+    pub conn: u64,
+    /// An IPv6 session's record (its addresses map by [`templated::v6_addr`]).
+    pub v6: bool,
+    /// Why the router exported it (IPFIX flowEndReason).
+    pub end: u8,
 }
 
 /// A record waiting for its export time.
@@ -102,6 +109,7 @@ struct ConnAcc {
     octets: u64,
     first_ms: u64,
     last_ms: u64,
+    v6: bool,
 }
 
 /// What an exporter needs to know about the run.
@@ -122,6 +130,12 @@ pub struct ExporterSetup {
     pub connections: bool,
     pub addr: IpAddr,
     pub port: u16,
+    /// `--version`: 5, 9 or 10.
+    pub version: u16,
+    /// `--ipv6`: the share of IPv6 sessions.
+    pub ipv6: f64,
+    /// Templates of v9/IPFIX.
+    pub policy: Policy,
 }
 
 /// One exporter: its router model, sequence, and truth.
@@ -157,11 +171,18 @@ pub struct ExporterGen {
     pub truth: ExporterTruth,
     pub corrupt: CorruptCounts,
     conns: Option<Vec<ConnAcc>>,
+    /// v9/IPFIX: the export process, and the records of the datagram being made.
+    tpl: Option<Templated>,
+    taken: Vec<Rec>,
+    ipv6: f64,
+    /// Picks IPv6 sessions (drawn only when `ipv6 > 0`).
+    v6rng: Rng,
 }
 
 impl ExporterGen {
     pub fn new(s: &ExporterSetup) -> Self {
         let rpd = s.records_per_datagram;
+        let seq0 = Rng::new(s.seed, 0x2_0000 + s.index as u64).next_u64() as u32;
         ExporterGen {
             index: s.index,
             rng: Rng::new(s.seed, 1 + s.index as u64),
@@ -171,7 +192,7 @@ impl ExporterGen {
             sampling: s.sampling,
             corrupt_ratio: s.corrupt_ratio,
             boot_ms: s.start_ms - s.uptime_at_start_ms,
-            seq: Rng::new(s.seed, 0x2_0000 + s.index as u64).next_u64() as u32,
+            seq: seq0,
             sessions: 0,
             ready: VecDeque::new(),
             heap: BinaryHeap::new(),
@@ -190,6 +211,10 @@ impl ExporterGen {
             truth: ExporterTruth::new(s.addr, s.port, s.index as u8),
             corrupt: CorruptCounts::default(),
             conns: s.connections.then(Vec::new),
+            tpl: Templated::new(s.version, s.index as u32, seq0, &s.policy),
+            taken: Vec::with_capacity(rpd),
+            ipv6: s.ipv6,
+            v6rng: Rng::new(s.seed, 0x5_0000 + s.index as u64),
         }
     }
 
@@ -198,9 +223,10 @@ impl ExporterGen {
         self.boot_ms
     }
 
-    /// flow_sequence of the next datagram.
+    /// The sequence number of the next datagram (v5 flow_sequence, v9
+    /// package sequence, IPFIX data records sent).
     pub fn sequence(&self) -> u32 {
-        self.seq
+        self.tpl.as_ref().map_or(self.seq, Templated::sequence)
     }
 
     /// Records made but not yet in a datagram (ready or waiting).
@@ -271,6 +297,8 @@ impl ExporterGen {
             r.last_ms = now_ms;
             f.last = uptime(now_ms, self.boot_ms);
         }
+        // Flushed at the end of the run, before its own end came.
+        r.end = end_reason::FORCED_END;
         self.ready.push_back(r);
     }
 
@@ -302,6 +330,7 @@ impl ExporterGen {
         }
         let now_ms = now_ns / 1_000_000;
         self.fields.clear();
+        self.taken.clear();
         self.cur = DgStats::default();
         while self.fields.len() < self.rpd {
             if let Some(r) = self.ready.pop_front() {
@@ -337,17 +366,23 @@ impl ExporterGen {
             return None;
         }
         let st = self.cur;
-        let h = HeaderFields {
-            sys_uptime: uptime(now_ms, self.boot_ms),
-            unix_secs: (now_ms / 1000) as u32,
-            unix_nsecs: (now_ms % 1000) as u32 * 1_000_000,
-            flow_sequence: self.seq,
-            engine_type: 0,
-            engine_id: self.index as u8,
-            sampling: self.sampling,
-        };
-        encode(&h, &self.fields, out);
-        self.seq = self.seq.wrapping_add(self.fields.len() as u32);
+        if let Some(t) = self.tpl.as_mut() {
+            let up = uptime(now_ms, self.boot_ms);
+            let enc = t.encode(now_ms, up, &self.taken, out, &mut self.truth);
+            debug_assert_eq!(enc, st, "the encoder wrote what the model counted");
+        } else {
+            let h = HeaderFields {
+                sys_uptime: uptime(now_ms, self.boot_ms),
+                unix_secs: (now_ms / 1000) as u32,
+                unix_nsecs: (now_ms % 1000) as u32 * 1_000_000,
+                flow_sequence: self.seq,
+                engine_type: 0,
+                engine_id: self.index as u8,
+                sampling: self.sampling,
+            };
+            encode(&h, &self.fields, out);
+            self.seq = self.seq.wrapping_add(self.fields.len() as u32);
+        }
         self.made += 1;
         self.truth.datagrams += 1;
         self.truth.records += st.records;
@@ -364,6 +399,9 @@ impl ExporterGen {
         self.cur.packets += f.packets as u64;
         self.cur.octets += f.octets as u64;
         self.fields.push(*f);
+        if self.tpl.is_some() {
+            self.taken.push(*r);
+        }
         if let Some(conns) = &mut self.conns {
             let c = &mut conns[r.conn as usize];
             c.records += 1;
@@ -382,7 +420,11 @@ impl ExporterGen {
         if self.corrupt_ratio <= 0.0 || !self.crng.chance(self.corrupt_ratio) {
             return None;
         }
-        let reason = corrupt::make(&mut self.crng, valid, out);
+        let reason = if self.tpl.is_some() {
+            corrupt::make_templated(&mut self.crng, valid, out)
+        } else {
+            corrupt::make(&mut self.crng, valid, out)
+        };
         self.corrupt.add(reason);
         self.truth.corrupt += 1;
         Some(reason)
@@ -397,9 +439,9 @@ impl ExporterGen {
                 .filter(|c| c.records > 0)
                 .map(|c| ConnTruth {
                     exporter: self.truth.exporter,
-                    src_addr: Ipv4Addr::from(c.src_addr),
+                    src_addr: templated::addr(c.src_addr, c.v6),
                     src_port: c.src_port,
-                    dst_addr: Ipv4Addr::from(c.dst_addr),
+                    dst_addr: templated::addr(c.dst_addr, c.v6),
                     dst_port: c.dst_port,
                     proto: c.proto,
                     packets: c.packets,
@@ -421,6 +463,7 @@ impl ExporterGen {
         self.sessions += 1;
         let e = self.index;
         let shape: Shape = model::draw_shape(&mut self.rng);
+        let v6 = self.ipv6 > 0.0 && self.v6rng.chance(self.ipv6);
         let srv = model::pick_server(&mut self.rng);
         let (srv_addr, srv_as, srv_mask) = model::server(srv);
         let client = model::client_addr(e, n);
@@ -436,6 +479,12 @@ impl ExporterGen {
         };
         let fwd_sport = sport;
         let rev_sport = if shape.proto == ICMP { 0 } else { shape.dport };
+        // ICMP of an IPv6 session is ICMPv6.
+        let (proto, fwd_dport, rev_dport) = if v6 && shape.proto == ICMP {
+            (templated::ICMP6, templated::icmp6(shape.dport), templated::icmp6(rev_dport))
+        } else {
+            (shape.proto, shape.dport, rev_dport)
+        };
 
         shape.segments(&self.params, &mut self.segs);
         model::cut(&self.segs, &self.params, &mut self.chunks);
@@ -463,18 +512,19 @@ impl ExporterGen {
                 dst_addr: dst,
                 src_port: sp,
                 dst_port: dp,
-                proto: shape.proto,
+                proto,
                 tcp_flags: 0,
                 records: 0,
                 packets: 0,
                 octets: 0,
                 first_ms: u64::MAX,
                 last_ms: 0,
+                v6,
             };
-            conns.push(key(client, peer, fwd_sport, shape.dport));
+            conns.push(key(client, peer, fwd_sport, fwd_dport));
             conns.push(key(peer, client, rev_sport, rev_dport));
         }
-        for dir in 0..dirs {
+        for (dir, &ends_flagged) in flagged.iter().enumerate().take(dirs) {
             let fwd = dir == 0;
             let (pkts, size) = if fwd {
                 (shape.fwd_pkts, shape.fwd_size)
@@ -500,8 +550,8 @@ impl ExporterGen {
                 input: if fwd { access } else { uplink },
                 output: if fwd { uplink } else { access },
                 src_port: if fwd { fwd_sport } else { rev_sport },
-                dst_port: if fwd { shape.dport } else { rev_dport },
-                proto: shape.proto,
+                dst_port: if fwd { fwd_dport } else { rev_dport },
+                proto,
                 tos: if fwd { shape.tos_fwd } else { shape.tos_rev },
                 src_as: if fwd { client_as } else { srv_as },
                 dst_as: if fwd { srv_as } else { client_as },
@@ -526,7 +576,14 @@ impl ExporterGen {
                     tcp_flags: flags,
                     ..base
                 };
-                let rec = Rec { fields, first_ms: first, last_ms: last, conn };
+                let end = if !c.seg_end {
+                    end_reason::ACTIVE_TIMEOUT
+                } else if c.last_chunk && ends_flagged {
+                    end_reason::END_OF_FLOW
+                } else {
+                    end_reason::IDLE_TIMEOUT
+                };
+                let rec = Rec { fields, first_ms: first, last_ms: last, conn, v6, end };
                 if nch == 1 {
                     // One record per direction, both exported now (the anchor).
                     if room > dir as u64 {

@@ -11,42 +11,94 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use nfstitch::wire::Datagram;
 use serde::Serialize;
 
 /// Malformed datagrams mixed in by `--corrupt-ratio`, by the collector's
-/// rejection reason names.
+/// rejection reason names (v5's, and for v9/IPFIX the template decoder's
+/// datagram-level ones, which share the first names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CorruptCounts {
     pub too_short: u64,
     pub bad_version: u64,
     pub bad_count: u64,
     pub length_mismatch: u64,
+    /// v9/IPFIX only (absent from the JSON when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_too_short: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_overrun: u64,
 }
 
 impl CorruptCounts {
+    /// The reason of each index [`CorruptCounts::add`] takes: v5's
+    /// (`nfstitch::wire::DecodeError::REASONS`), then two of v9/IPFIX.
+    pub const REASONS: [&'static str; 6] = [
+        "too_short",
+        "bad_version",
+        "bad_count",
+        "length_mismatch",
+        "set_too_short",
+        "set_overrun",
+    ];
+
     pub fn total(&self) -> u64 {
-        self.too_short + self.bad_version + self.bad_count + self.length_mismatch
+        self.as_array().iter().sum()
     }
 
-    /// Count one by its index in `nfstitch::wire::DecodeError::REASONS`.
-    pub fn add(&mut self, reason: usize) {
-        match reason {
-            0 => self.too_short += 1,
-            1 => self.bad_version += 1,
-            2 => self.bad_count += 1,
-            _ => self.length_mismatch += 1,
+    fn as_array(&self) -> [u64; 6] {
+        [
+            self.too_short,
+            self.bad_version,
+            self.bad_count,
+            self.length_mismatch,
+            self.set_too_short,
+            self.set_overrun,
+        ]
+    }
+
+    fn from_array(a: [u64; 6]) -> Self {
+        let [too_short, bad_version, bad_count, length_mismatch, set_too_short, set_overrun] = a;
+        CorruptCounts {
+            too_short,
+            bad_version,
+            bad_count,
+            length_mismatch,
+            set_too_short,
+            set_overrun,
         }
     }
 
+    /// Count one by its index in [`CorruptCounts::REASONS`] (for v5 the
+    /// same as in `nfstitch::wire::DecodeError::REASONS`).
+    pub fn add(&mut self, reason: usize) {
+        let mut a = self.as_array();
+        a[reason.min(5)] += 1;
+        *self = Self::from_array(a);
+    }
+
+    /// Count one by its reason name (either decoder's); false when unknown.
+    pub fn add_named(&mut self, reason: &str) -> bool {
+        match Self::REASONS.iter().position(|r| *r == reason) {
+            Some(i) => {
+                self.add(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every count times `n`.
+    pub fn times(&self, n: u64) -> Self {
+        Self::from_array(self.as_array().map(|c| c * n))
+    }
+
     fn merge(&mut self, o: &CorruptCounts) {
-        self.too_short += o.too_short;
-        self.bad_version += o.bad_version;
-        self.bad_count += o.bad_count;
-        self.length_mismatch += o.length_mismatch;
+        let (a, b) = (self.as_array(), o.as_array());
+        *self = Self::from_array([0, 1, 2, 3, 4, 5].map(|i| a[i] + b[i]));
     }
 }
 
@@ -63,6 +115,37 @@ pub struct ExporterTruth {
     pub octets: u64,
     /// Malformed datagrams this exporter sent.
     pub corrupt: u64,
+    /// v9/IPFIX (absent from the JSON when 0, as for every v5 run): template
+    /// and options-template records (not flow records: not in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_records: u64,
+    /// Data records of the sampling options template (not in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub options_records: u64,
+    /// Datagrams that carried the templates.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_datagrams: u64,
+    /// Flow records of IPv6 sessions (in `records`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ipv6_records: u64,
+    /// `--data-before-template`: datagrams sent before the first templates,
+    /// their flow data sets, and the records, packets and octets in them
+    /// (all also in the totals above): what a collector that does not hold
+    /// early data cannot count.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_datagrams: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_sets: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_packets: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_octets: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl ExporterTruth {
@@ -76,6 +159,25 @@ impl ExporterTruth {
             packets: 0,
             octets: 0,
             corrupt: 0,
+            template_records: 0,
+            options_records: 0,
+            template_datagrams: 0,
+            ipv6_records: 0,
+            no_template_datagrams: 0,
+            no_template_sets: 0,
+            no_template_records: 0,
+            no_template_packets: 0,
+            no_template_octets: 0,
+        }
+    }
+
+    /// The sums of the datagrams sent before the first templates.
+    pub fn no_template(&self) -> Sums {
+        Sums {
+            datagrams: self.no_template_datagrams,
+            records: self.no_template_records,
+            packets: self.no_template_packets,
+            octets: self.no_template_octets,
         }
     }
 }
@@ -126,14 +228,17 @@ impl From<&Truth> for Sums {
 }
 
 /// One true connection (a NetFlow key) and the sums of its sent records.
-/// `first`/`last` are ns since the epoch, exactly as a v5 decoder computes
-/// them from the records (the router clock has ms resolution).
+/// `first`/`last` are ns since the epoch, exactly as a v5 or IPFIX decoder
+/// computes them from the records (the router clock has ms resolution). A
+/// v9 header has whole export seconds only, so a v9 decoder places each
+/// record's times up to 999 ms early (by the export time's ms of its
+/// datagram). Addresses are IPv6 for the sessions `--ipv6` made IPv6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnTruth {
     pub exporter: IpAddr,
-    pub src_addr: Ipv4Addr,
+    pub src_addr: IpAddr,
     pub src_port: u16,
-    pub dst_addr: Ipv4Addr,
+    pub dst_addr: IpAddr,
     pub dst_port: u16,
     pub proto: u8,
     pub packets: u64,
@@ -166,6 +271,17 @@ pub struct Truth {
     pub octets: u64,
     pub exporters: Vec<ExporterTruth>,
     pub corrupt: CorruptCounts,
+    /// v9/IPFIX: the exporters' template records, options records, IPv6
+    /// flow records and records sent before the first templates, summed
+    /// (absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub options_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ipv6_records: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_template_records: u64,
     /// Present with `--truth-connections` or `--pcap-out`; sorted by
     /// exporter, first, then key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +305,10 @@ impl Truth {
             t.records += e.records;
             t.packets += e.packets;
             t.octets += e.octets;
+            t.template_records += e.template_records;
+            t.options_records += e.options_records;
+            t.ipv6_records += e.ipv6_records;
+            t.no_template_records += e.no_template_records;
         }
         for c in corrupt {
             t.corrupt.merge(c);
@@ -239,10 +359,25 @@ impl Truth {
         }
         if self.corrupt.total() > 0 {
             let c = &self.corrupt;
-            writeln!(
+            write!(
                 w,
                 "  corrupt: too_short {}  bad_version {}  bad_count {}  length_mismatch {}",
                 c.too_short, c.bad_version, c.bad_count, c.length_mismatch
+            )?;
+            if c.set_too_short + c.set_overrun > 0 {
+                write!(w, "  set_too_short {}  set_overrun {}", c.set_too_short, c.set_overrun)?;
+            }
+            writeln!(w)?;
+        }
+        if self.template_records > 0 || self.no_template_records > 0 {
+            writeln!(
+                w,
+                "  templated: template records {}  options records {}  IPv6 records {}  \
+                 records before the first template {}",
+                self.template_records,
+                self.options_records,
+                self.ipv6_records,
+                self.no_template_records
             )?;
         }
         if let Some(c) = &self.connections {

@@ -215,7 +215,9 @@ fn run_pool(cfg: &Config, n: u64, now_ns: u64) -> Result<(Truth, SendReport, Pla
     let per_thread: Vec<Vec<Lane<PoolShare>>> = built.into_iter().collect::<Result<_>>()?;
     let shares = || per_thread.iter().flatten().map(|l| (l.e, &l.src.pool));
     let records = shares().map(|(_, p)| p.sums().records).sum::<u64>();
-    let flows = (records <= pool::COUNT_FLOWS_UP_TO).then(|| pool::distinct_flows(shares()));
+    // Distinct keys are counted from v5 records only.
+    let flows = (records <= pool::COUNT_FLOWS_UP_TO && cfg.version == 5)
+        .then(|| pool::distinct_flows(shares()));
     let pool_truth = PoolTruth { datagrams: shares().map(|(_, p)| p.len()).sum(), records, flows };
     let build = build_start.elapsed();
 

@@ -285,3 +285,103 @@ fn duration_bounds_a_run_whose_routers_hold_much() {
     assert!(took < Duration::from_secs(8), "{took:?}");
     assert!(stderr.contains("were not sent (nor counted in the truth)"), "{stderr}");
 }
+
+#[test]
+fn templated_flags_fail_clearly() {
+    let cases: [(&[&str], i32, &str); 8] = [
+        (&["--ipv6", "0.3"], 1, "--ipv6: NetFlow v5 carries IPv4 only"),
+        (&["--version", "5", "--data-before-template", "2"], 1, "--data-before-template"),
+        (&["--template-interval", "5s"], 1, "NetFlow v5 has no templates"),
+        (&["--version", "7"], 2, "5 (NetFlow v5), 9 (NetFlow v9) or 10 (IPFIX)"),
+        (&["--version", "9", "--ipv6", "1.5"], 1, "--ipv6: must be a fraction in 0..=1"),
+        (&["--version", "9", "--template-every", "0"], 1, "--template-every"),
+        (&["--version", "10", "--template-interval", "0s"], 1, "--template-interval"),
+        (&["--version", "9", "--pool", "10", "--data-before-template", "1"], 1, "--pool"),
+    ];
+    for (args, code, want) in cases {
+        let mut a = args.to_vec();
+        a.extend(["--pcap-out", "/dev/null", "--count", "10"]);
+        if a.contains(&"--pool") {
+            a.truncate(a.len() - 4); // --pool refuses --pcap-out before the rest
+        }
+        let (out, took) = loadgen(&a, Duration::from_secs(20));
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{a:?}: {e}");
+        assert!(e.contains(want), "{a:?}: {e}");
+        assert!(!text(&out.stdout).contains("send:"), "{a:?}: nothing was sent");
+        assert!(took < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn ipfix_pcap_truth_counts_templates_apart_from_flow_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("x.pcap");
+    let truth = dir.path().join("truth.json");
+    let args = [
+        "--version",
+        "10",
+        "--ipv6",
+        "0.5",
+        "--sampling",
+        "64",
+        "--data-before-template",
+        "1",
+        "--pcap-out",
+        pcap.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--count",
+        "40",
+        "--exporters",
+        "2",
+    ];
+    let (out, _) = loadgen(&args, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The MTU-fitting default: 11 records (IPv6 present, sampling options).
+    assert!(stdout.contains("11 records/datagram"), "{stdout}");
+    assert!(stdout.contains("truth: datagrams 40  records 440"), "{stdout}");
+    assert!(stdout.contains("templated: template records"), "{stdout}");
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
+    assert_eq!(t["records"], 440, "flow records only");
+    for e in t["exporters"].as_array().unwrap() {
+        // IPv4 and IPv6 templates and the sampling options template, sent
+        // with datagram 2 (1 held back), once (20 s of router time not passed).
+        assert_eq!(e["template_records"], 3, "{e}");
+        assert_eq!(e["options_records"], 1, "{e}");
+        assert_eq!(e["template_datagrams"], 1, "{e}");
+        assert_eq!(e["no_template_datagrams"], 1, "{e}");
+        assert_eq!(e["no_template_records"], 11, "{e}");
+        assert!(e["ipv6_records"].as_u64().unwrap() > 0, "{e}");
+    }
+    let conns = t["connections"].as_array().expect("listed");
+    assert!(conns.iter().any(|c| c["src_addr"].as_str().unwrap().starts_with("2001:db8:")));
+    assert!(conns.iter().any(|c| c["src_addr"].as_str().unwrap().starts_with("10.")));
+}
+
+#[test]
+fn v5_truth_json_has_no_templated_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.json");
+    let args = ["--pcap-out", "/dev/null", "--truth", truth.to_str().unwrap(), "--count", "5"];
+    let (out, _) = loadgen(&args, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = std::fs::read_to_string(&truth).unwrap();
+    for k in ["template", "ipv6", "options_records"] {
+        assert!(!s.contains(k), "{k} in a v5 truth: {s}");
+    }
+}
+
+#[test]
+fn dash_v_prints_the_version_while_version_picks_the_format() {
+    let (out, _) = loadgen(&["-V"], Duration::from_secs(20));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("loadgen "), "{}", text(&out.stdout));
+    let (out, _) = loadgen(
+        &["--version", "9", "--pcap-out", "/dev/null", "--count", "3"],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("model: NetFlow v9"), "{}", text(&out.stdout));
+}

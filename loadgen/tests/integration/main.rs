@@ -5,6 +5,7 @@
 mod cli;
 mod gso;
 mod pool;
+mod templated;
 // The main crate's one rule for a test that cannot run here.
 #[allow(dead_code)]
 #[path = "../../../tests/integration/skip.rs"]

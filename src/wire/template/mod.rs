@@ -50,6 +50,7 @@
 
 mod cache;
 mod decode;
+pub mod encode;
 mod header;
 mod ie;
 mod record;
