@@ -317,6 +317,96 @@ impl PackedKey {
     }
 }
 
+/// A packed key's words other than the 5-tuple (exporter, engine, tos,
+/// input, output; the unselected ones as the packer fills them): what a
+/// shard interns as a *context* (`context.rs`). The same four words with
+/// the first record's exporter, engine and sampling are a flow's *origin*
+/// ([`origin_words`]).
+pub(crate) type ContextWords = [u64; 4];
+
+/// Bits of word 3 that belong to the context (engine, tos); the 5-tuple's
+/// ports and protocol are the others.
+const CONTEXT_W3: u64 = 0xffff_00ff;
+
+impl PackedKey {
+    /// The context words of this key.
+    #[inline(always)]
+    pub(crate) fn context(&self) -> ContextWords {
+        let w = &self.0;
+        [w[0], w[1], w[3] & CONTEXT_W3, w[4]]
+    }
+
+    /// Source and destination address, `src << 32 | dst`.
+    #[inline(always)]
+    pub(crate) fn addrs(&self) -> u64 {
+        self.0[2]
+    }
+
+    /// Source and destination port, `sport << 16 | dport`.
+    #[inline(always)]
+    pub(crate) fn ports(&self) -> u32 {
+        (self.0[3] >> 32) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) fn proto(&self) -> u8 {
+        (self.0[3] >> 8) as u8
+    }
+
+    /// The packed key of a context and a 5-tuple (each as packed: masked).
+    #[inline]
+    pub(crate) fn join(ctx: &ContextWords, addrs: u64, ports: u32, proto: u8) -> PackedKey {
+        PackedKey([ctx[0], ctx[1], addrs, (ports as u64) << 32 | ctx[2] | (proto as u64) << 8, ctx[3]])
+    }
+}
+
+/// The origin of a flow whose first record is `r`: its exporter, engine
+/// and sampling field, unmasked, in the context word layout (the sampling
+/// field in word 2's bits 32..48, which no context uses).
+#[inline]
+pub(crate) fn origin_words(r: &FlowRecord) -> ContextWords {
+    let [a, b] = exporter_words(r.exporter);
+    let engine = u16::from_be_bytes([r.engine_type, r.engine_id]) as u64;
+    [a, b, (r.sampling as u64) << 32 | engine << 16, 0]
+}
+
+/// What a context or origin holds, unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContextFields {
+    pub exporter: IpAddr,
+    pub engine_type: u8,
+    pub engine_id: u8,
+    pub sampling: u16,
+    pub tos: u8,
+    pub input: u16,
+    pub output: u16,
+}
+
+/// [`ContextWords`] unpacked.
+pub(crate) fn context_fields(c: &ContextWords) -> ContextFields {
+    let ex = std::net::Ipv6Addr::from_bits((c[0] as u128) << 64 | c[1] as u128);
+    let [engine_type, engine_id] = ((c[2] >> 16) as u16).to_be_bytes();
+    ContextFields {
+        exporter: IpAddr::V6(ex).to_canonical(),
+        engine_type,
+        engine_id,
+        sampling: (c[2] >> 32) as u16,
+        tos: c[2] as u8,
+        input: (c[3] >> 16) as u16,
+        output: c[3] as u16,
+    }
+}
+
+impl KeyPacker {
+    /// The bits of the 5-tuple the key keeps: (addresses, ports, protocol)
+    /// in the layout of [`PackedKey::addrs`], [`PackedKey::ports`] and
+    /// [`PackedKey::proto`].
+    pub(crate) fn tuple_masks(&self) -> (u64, u32, u8) {
+        let k = PackedKey(self.keep);
+        (k.addrs(), k.ports(), k.proto())
+    }
+}
+
 /// The hash of a packed key: ahash over its five words (five folded
 /// multiplies), under fixed seeds for routing ([`KeyHasher::hash_packed`]:
 /// the same key lands on the same shard in every run) or under a table's own
@@ -339,6 +429,16 @@ impl KeyHasher {
         for w in key.0 {
             h.write_u64(w);
         }
+        h.finish()
+    }
+
+    /// The hash of a shard's compact key, two words (`slab.rs`).
+    #[inline]
+    pub(crate) fn hash2(&self, a: u64, b: u64) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        h.write_u64(a);
+        h.write_u64(b);
         h.finish()
     }
 
