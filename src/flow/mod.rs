@@ -32,7 +32,7 @@ pub use batch::Records;
 pub use key::{exporter_words, FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
 pub use merge::{sampling_scale, Merge, FIN_OR_RST};
 pub use record::FlowRecord;
-pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
+pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, MAX_TIMEOUT_NS, TICK_NS};
 
 #[cfg(test)]
 mod tests;
