@@ -58,6 +58,7 @@ fn flow(i: u32) -> Flow {
         seen_ns: t + 1_000_000,
         end_ns: t + 2_000_000,
         end_reason: EndReason::Fin,
+        exporter_end_reason: 0,
     }
 }
 

@@ -25,9 +25,9 @@ pub fn record(i: u64) -> FlowRecord {
         engine_type: 0,
         engine_id: 0,
         sampling: 0,
-        src_addr: 0x0a00_0000 | (i as u32 >> 8),
-        dst_addr: 0xc0a8_0001,
-        nexthop: 0,
+        src_addr: Ipv4Addr::from(0x0a00_0000 | (i as u32 >> 8)).into(),
+        dst_addr: Ipv4Addr::from(0xc0a8_0001).into(),
+        nexthop: Ipv4Addr::from(0).into(),
         input: 1,
         output: 2,
         packets: 3,
@@ -43,6 +43,7 @@ pub fn record(i: u64) -> FlowRecord {
         dst_as: 0,
         src_mask: 24,
         dst_mask: 24,
+        end_reason: 0,
     }
 }
 
@@ -77,8 +78,9 @@ impl ReceivePath {
                 .map(|r| {
                     let f = d * 30 + r;
                     RecordFields {
-                        src_addr: 0x0a00_0000 | f,
-                        dst_addr: 0xc0a8_0000 | f.wrapping_mul(7919) & 0xffff,
+                        src_addr: Ipv4Addr::from(0x0a00_0000 | f).into(),
+                        dst_addr: Ipv4Addr::from(0xc0a8_0000 | f.wrapping_mul(7919) & 0xffff)
+                            .into(),
                         src_port: 1024 + (f % 50_000) as u16,
                         dst_port: 443,
                         packets: 10,

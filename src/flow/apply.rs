@@ -15,7 +15,7 @@
 //! Context ids computed in stage 1 stay valid until the batch ends: no id
 //! is freed before (`Contexts::sweep` runs after the last merge).
 
-use super::key::origin_words;
+use super::key::{origin_words, v4_bits};
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
 use super::slab::{Cold, Hot, Tuple, HAS_FIN, LIVE, TOUCHED};
@@ -262,7 +262,7 @@ impl Shard {
     }
 
     /// A record merges into flow `idx`: its hot line only (and the cold
-    /// part for a FIN/RST).
+    /// part for a FIN/RST or an exporter's end of flow).
     #[inline]
     fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
         let f = self.slab.hot_mut(idx);
@@ -274,8 +274,8 @@ impl Shard {
         f.last_ns = f.last_ns.max(m.last_ns);
         f.idle_at = idle_at;
         f.state |= TOUCHED;
-        if m.ends_connection() {
-            self.linger(idx, now);
+        if m.is_special() {
+            self.special(idx, now, m);
         }
     }
 
@@ -301,23 +301,23 @@ impl Shard {
             first_ns: m.first_ns,
             last_ns: m.last_ns,
             records: 1,
-            addrs: (rec.src_addr as u64) << 32 | rec.dst_addr as u64,
+            addrs: (v4_bits(rec.src_addr) as u64) << 32 | v4_bits(rec.dst_addr) as u64,
             pc: key.pc & 0xffff_ffff_0000_0000 | (rec.src_port as u64) << 16 | rec.dst_port as u64,
             idle_at,
             proto: rec.proto,
             tcp_flags: m.tcp_flags,
             state: LIVE | if fin { HAS_FIN } else { 0 },
-            exp_reason: 0,
+            exp_reason: m.end_reason,
         };
         *self.slab.cold_mut(idx) = Cold {
             start_ns: now,
             fin: if fin { self.fin_at(now) } else { 0 },
             origin,
-            nexthop: rec.nexthop,
-            src_as: rec.src_as.into(),
-            dst_as: rec.dst_as.into(),
-            input: rec.input.into(),
-            output: rec.output.into(),
+            nexthop: v4_bits(rec.nexthop),
+            src_as: rec.src_as,
+            dst_as: rec.dst_as,
+            input: rec.input,
+            output: rec.output,
             tos: rec.tos,
             src_mask: rec.src_mask,
             dst_mask: rec.dst_mask,

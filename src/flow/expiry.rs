@@ -18,6 +18,7 @@
 //! within `max(idle, linger) + STEP` < 2^31 ms of `elapsed` even when the
 //! clock jumps by months (a replay with a gap).
 
+use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
 use super::slab::{reconstruct, HAS_FIN};
 
@@ -54,12 +55,23 @@ impl Shard {
         debug_assert!(linked.is_ok());
     }
 
-    /// A FIN/RST record reached flow `idx` at `now`: (re)start its linger
-    /// (D3: the last FIN/RST wins). The first one may move the deadline
-    /// earlier: it re-links the flow. Out of line: one record of a flow, at
-    /// most a few, takes it.
+    /// A record with FIN/RST or a flowEndReason reached flow `idx` at
+    /// `now`: keep the reason, and linger if it ends the connection. Out of
+    /// line: one record of a flow, at most a few, takes it.
     #[inline(never)]
-    pub(super) fn linger(&mut self, idx: u32, now: u64) {
+    pub(super) fn special(&mut self, idx: u32, now: u64, m: &Merge) {
+        if m.end_reason != 0 {
+            self.slab.hot_mut(idx).exp_reason = m.end_reason;
+        }
+        if m.ends_connection() {
+            self.linger(idx, now);
+        }
+    }
+
+    /// A FIN/RST (or an exporter's end of flow) reached flow `idx` at
+    /// `now`: (re)start its linger (D3: the last one wins). The first one
+    /// may move the deadline earlier: it re-links the flow.
+    fn linger(&mut self, idx: u32, now: u64) {
         let fin = self.fin_at(now);
         self.slab.cold_mut(idx).fin = fin;
         let h = self.slab.hot_mut(idx);

@@ -16,13 +16,45 @@ pub struct Merge {
     pub first_ns: u64,
     pub last_ns: u64,
     pub tcp_flags: u8,
+    /// The exporter's reason the record ended (IPFIX flowEndReason, IE 136;
+    /// 0 = none, always for v5).
+    pub end_reason: u8,
+}
+
+/// IPFIX flowEndReason (RFC 7011 IE 136) values that say the flow is over:
+/// end of flow detected (3) and forced end (4). They close the flow like a
+/// FIN/RST (the linger starts); idle timeout (1), active timeout (2: more
+/// records follow) and lack of resources (5) are only recorded.
+pub const END_OF_FLOW: u8 = 3;
+pub const FORCED_END: u8 = 4;
+
+/// The name of a flowEndReason value as outputs write it: "" for none.
+pub fn exporter_end_reason_name(code: u8) -> &'static str {
+    match code {
+        0 => "",
+        1 => "idle",
+        2 => "active",
+        3 => "end_of_flow",
+        4 => "forced_end",
+        5 => "lack_of_resources",
+        _ => "reserved",
+    }
 }
 
 impl Merge {
-    /// Does this record carry FIN or RST?
+    /// Does this record need more than the counters and times: a FIN/RST
+    /// or any flowEndReason ([`Merge::ends_connection`] or a reason to
+    /// record)? One test on the merge path for both.
+    #[inline]
+    pub fn is_special(&self) -> bool {
+        (self.tcp_flags & FIN_OR_RST) | self.end_reason != 0
+    }
+
+    /// Does this record end its connection: FIN or RST, or an exporter's
+    /// end of flow / forced end?
     #[inline]
     pub fn ends_connection(&self) -> bool {
-        self.tcp_flags & FIN_OR_RST != 0
+        self.tcp_flags & FIN_OR_RST != 0 || matches!(self.end_reason, END_OF_FLOW | FORCED_END)
     }
 }
 
@@ -57,6 +89,7 @@ impl Merge {
             first_ns: h.uptime_to_ns_from(export_ns, r.first()),
             last_ns: h.uptime_to_ns_from(export_ns, r.last()),
             tcp_flags: r.tcp_flags(),
+            end_reason: 0,
         }
     }
 }

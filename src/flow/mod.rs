@@ -30,8 +30,10 @@ mod table;
 
 pub use batch::Records;
 pub use key::{exporter_words, FlowKey, KeyField, KeyHasher, KeyPacker, KeySpec, PackedKey};
-pub use merge::{sampling_scale, Merge, FIN_OR_RST};
-pub use record::FlowRecord;
+pub use merge::{
+    exporter_end_reason_name, sampling_scale, Merge, END_OF_FLOW, FIN_OR_RST, FORCED_END,
+};
+pub use record::{FlowRecord, V4_ZERO};
 pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, MAX_TIMEOUT_NS, TICK_NS};
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! [`FlowRecord`]: one v5 record with the context it needs from its datagram
-//! (exporter, engine, sampling, absolute times), as a small `Copy` value.
-//! This is what crosses shards and what the shard merges.
+//! [`FlowRecord`]: one flow record with the context it needs from its
+//! datagram (exporter, engine, sampling, absolute times), as a `Copy` value.
+//! This is what crosses shards and what the shard merges. Its fields are
+//! wide enough for every format: addresses of either family, 32-bit ifIndex
+//! and AS (v9/IPFIX), and the exporter's flowEndReason; a v5 record fills
+//! the IPv4, 16-bit part.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::merge::{sampling_scale, Merge};
 use crate::wire::{Header, Record};
@@ -15,11 +18,15 @@ pub struct FlowRecord {
     pub engine_id: u8,
     /// Raw sampling field of the header (mode << 14 | interval).
     pub sampling: u16,
-    pub src_addr: u32,
-    pub dst_addr: u32,
-    pub nexthop: u32,
-    pub input: u16,
-    pub output: u16,
+    /// Source and destination addresses: IPv4 for v5; v9/IPFIX records
+    /// carry either family.
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    /// Next hop (IPv4 for v5; `0.0.0.0` when the record has none).
+    pub nexthop: IpAddr,
+    /// Input and output ifIndex: 16 bits in v5, 32 in v9/IPFIX.
+    pub input: u32,
+    pub output: u32,
     pub packets: u64,
     pub octets: u64,
     /// First packet, ns since the Unix epoch (router clock).
@@ -31,10 +38,15 @@ pub struct FlowRecord {
     pub tcp_flags: u8,
     pub proto: u8,
     pub tos: u8,
-    pub src_as: u16,
-    pub dst_as: u16,
+    /// Source and destination AS: 16 bits in v5, 32 in v9/IPFIX.
+    pub src_as: u32,
+    pub dst_as: u32,
     pub src_mask: u8,
     pub dst_mask: u8,
+    /// The exporter's reason the record ended (IPFIX flowEndReason, IE 136:
+    /// 1 idle, 2 active, 3 end of flow, 4 forced end, 5 lack of resources);
+    /// 0 when the record has none (always, for v5).
+    pub end_reason: u8,
 }
 
 /// A record with every field zero (exporter `::`): a base for building one.
@@ -43,9 +55,9 @@ pub(crate) const ZERO: FlowRecord = FlowRecord {
     engine_type: 0,
     engine_id: 0,
     sampling: 0,
-    src_addr: 0,
-    dst_addr: 0,
-    nexthop: 0,
+    src_addr: V4_ZERO,
+    dst_addr: V4_ZERO,
+    nexthop: V4_ZERO,
     input: 0,
     output: 0,
     packets: 0,
@@ -61,7 +73,11 @@ pub(crate) const ZERO: FlowRecord = FlowRecord {
     dst_as: 0,
     src_mask: 0,
     dst_mask: 0,
+    end_reason: 0,
 };
+
+/// `0.0.0.0`, the address of a field a record does not have.
+pub const V4_ZERO: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 impl From<&FlowRecord> for Merge {
     #[inline]
@@ -72,6 +88,7 @@ impl From<&FlowRecord> for Merge {
             first_ns: r.first_ns,
             last_ns: r.last_ns,
             tcp_flags: r.tcp_flags,
+            end_reason: r.end_reason,
         }
     }
 }
@@ -93,11 +110,11 @@ impl FlowRecord {
             engine_type: h.engine_type,
             engine_id: h.engine_id,
             sampling: h.sampling,
-            src_addr: r.src_addr(),
-            dst_addr: r.dst_addr(),
-            nexthop: r.nexthop(),
-            input: r.input(),
-            output: r.output(),
+            src_addr: IpAddr::V4(Ipv4Addr::from(r.src_addr())),
+            dst_addr: IpAddr::V4(Ipv4Addr::from(r.dst_addr())),
+            nexthop: IpAddr::V4(Ipv4Addr::from(r.nexthop())),
+            input: r.input() as u32,
+            output: r.output() as u32,
             packets: m.packets,
             octets: m.octets,
             first_ns: m.first_ns,
@@ -107,10 +124,11 @@ impl FlowRecord {
             tcp_flags: m.tcp_flags,
             proto: r.proto(),
             tos: r.tos(),
-            src_as: r.src_as(),
-            dst_as: r.dst_as(),
+            src_as: r.src_as() as u32,
+            dst_as: r.dst_as() as u32,
             src_mask: r.src_mask(),
             dst_mask: r.dst_mask(),
+            end_reason: 0,
         }
     }
 }

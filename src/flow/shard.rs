@@ -40,6 +40,8 @@
 //! flow (the wheel holds 2 x 385 list ends, the hand one index, the free
 //! list runs through the slots; contexts are per distinct context).
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use super::context::Contexts;
 use super::key::{context_fields, KeyHasher, KeyPacker, PackedKey};
 use super::slab::{Slab, Tuple, TupleMask, LIVE};
@@ -114,6 +116,9 @@ pub struct Flow {
     /// Collector time it ended: its deadline, or the eviction / shutdown time.
     pub end_ns: u64,
     pub end_reason: EndReason,
+    /// The last nonzero flowEndReason (IPFIX IE 136) its records carried;
+    /// 0 if none did (always for v5).
+    pub exporter_end_reason: u8,
 }
 
 /// What a shard has done.
@@ -256,11 +261,11 @@ impl Shard {
             engine_type: o.engine_type,
             engine_id: o.engine_id,
             sampling: o.sampling,
-            src_addr: (h.addrs >> 32) as u32,
-            dst_addr: h.addrs as u32,
-            nexthop: c.nexthop,
-            input: c.input as u16,
-            output: c.output as u16,
+            src_addr: IpAddr::V4(Ipv4Addr::from((h.addrs >> 32) as u32)),
+            dst_addr: IpAddr::V4(Ipv4Addr::from(h.addrs as u32)),
+            nexthop: IpAddr::V4(Ipv4Addr::from(c.nexthop)),
+            input: c.input,
+            output: c.output,
             packets: h.packets,
             octets: h.octets,
             first_ns: h.first_ns,
@@ -270,10 +275,11 @@ impl Shard {
             tcp_flags: h.tcp_flags,
             proto: h.proto,
             tos: c.tos,
-            src_as: c.src_as as u16,
-            dst_as: c.dst_as as u16,
+            src_as: c.src_as,
+            dst_as: c.dst_as,
             src_mask: c.src_mask,
             dst_mask: c.dst_mask,
+            end_reason: h.exp_reason,
         };
         let seen_ns = self.seen_ns(i).clamp(c.start_ns, end_ns.max(c.start_ns));
         Flow {
@@ -289,6 +295,7 @@ impl Shard {
             seen_ns,
             end_ns,
             end_reason: reason,
+            exporter_end_reason: h.exp_reason,
         }
     }
 

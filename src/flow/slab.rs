@@ -102,8 +102,7 @@ pub(super) struct Hot {
     pub(super) tcp_flags: u8,
     /// [`LIVE`], [`TOUCHED`], [`HAS_FIN`].
     pub(super) state: u8,
-    /// Reserved for the exporter's last flowEndReason (IPFIX): always 0
-    /// for now; a later change sets it from the records.
+    /// The last nonzero flowEndReason (IPFIX IE 136) of its records (0 if none).
     pub(super) exp_reason: u8,
 }
 

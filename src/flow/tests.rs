@@ -21,9 +21,9 @@ fn rec(sport: u16, flags: u8, packets: u64) -> FlowRecord {
         engine_type: 0,
         engine_id: 0,
         sampling: 0,
-        src_addr: 0x0a00_0001,
-        dst_addr: 0x0a00_0002,
-        nexthop: 0,
+        src_addr: Ipv4Addr::from(0x0a00_0001).into(),
+        dst_addr: Ipv4Addr::from(0x0a00_0002).into(),
+        nexthop: Ipv4Addr::from(0).into(),
         input: 1,
         output: 2,
         packets,
@@ -39,6 +39,7 @@ fn rec(sport: u16, flags: u8, packets: u64) -> FlowRecord {
         dst_as: 0,
         src_mask: 0,
         dst_mask: 0,
+        end_reason: 0,
     }
 }
 
@@ -161,8 +162,8 @@ fn random_rec(x: &mut u64) -> FlowRecord {
     *x ^= *x >> 7;
     *x ^= *x << 17;
     let mut r = rec(*x as u16, ACK, 1);
-    r.src_addr = (*x >> 16) as u32;
-    r.dst_addr = (*x >> 48) as u32 | 0x0b00_0000;
+    r.src_addr = Ipv4Addr::from((*x >> 16) as u32).into();
+    r.dst_addr = Ipv4Addr::from((*x >> 48) as u32 | 0x0b00_0000).into();
     r
 }
 
@@ -383,7 +384,7 @@ fn reserved_and_grown_slots_hold_every_flow() {
     for round in 1..=2u64 {
         for i in 0..9000u32 {
             let mut r = rec((i % 60_000) as u16, ACK, round);
-            r.src_addr = i;
+            r.src_addr = Ipv4Addr::from(i).into();
             sh.apply(T0, &r, &mut out);
         }
     }
@@ -391,7 +392,7 @@ fn reserved_and_grown_slots_hold_every_flow() {
     sh.flush(T0 + S, &mut out);
     assert_eq!(out.len(), 9000);
     assert!(out.iter().all(|f| f.records == 2 && f.packets == 3 && f.octets == 300));
-    let mut srcs: Vec<u32> = out.iter().map(|f| f.key.src).collect();
+    let mut srcs: Vec<u32> = out.iter().map(|f| ip4_bits(f.key.src)).collect();
     srcs.sort_unstable();
     assert!(srcs.iter().copied().eq(0..9000));
 }
@@ -404,7 +405,7 @@ fn wheel_holds_exactly_the_live_flows_under_eviction_flood() {
     let mut out = vec![];
     for i in 0..200_000u32 {
         let mut r = rec((i % 65536) as u16, if i % 7 == 0 { FIN } else { ACK }, 1);
-        r.src_addr = i % 150_000;
+        r.src_addr = Ipv4Addr::from(i % 150_000).into();
         at(&mut sh, T0 + i as u64 * 100_000, Some(&r), &mut out);
         if i % 997 == 0 {
             assert_eq!(sh.wheel_len(), sh.len());
@@ -417,4 +418,12 @@ fn wheel_holds_exactly_the_live_flows_under_eviction_flood() {
     sh.flush(T0 + 100 * S, &mut out);
     assert_eq!(out.iter().map(|f| f.records).sum::<u64>(), 200_000);
     assert_eq!(sh.wheel_len(), 0);
+}
+
+/// The bits of an IPv4 address (the tests' records are all IPv4).
+fn ip4_bits(a: IpAddr) -> u32 {
+    match a {
+        IpAddr::V4(a) => a.to_bits(),
+        IpAddr::V6(a) => panic!("IPv6 address {a} in an IPv4 test"),
+    }
 }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Ty, Visitor};
-use crate::flow::Flow;
+use crate::flow::{exporter_end_reason_name, Flow};
 use crate::wire::{Header, RecordFields, SamplingMode};
 
 /// A kind of output row.
@@ -50,9 +50,9 @@ impl Row for FlowRow<'_> {
         v.addr("exporter", r.exporter);
         v.num("engine_type", Ty::Count, r.engine_type as u64);
         v.num("engine_id", Ty::Count, r.engine_id as u64);
-        v.addr("src_addr", v4(r.src_addr));
+        v.addr("src_addr", r.src_addr);
         v.num("src_port", Ty::Port, r.src_port as u64);
-        v.addr("dst_addr", v4(r.dst_addr));
+        v.addr("dst_addr", r.dst_addr);
         v.num("dst_port", Ty::Port, r.dst_port as u64);
         v.num("proto", Ty::Count, r.proto as u64);
         v.num("records", Ty::Count, f.records);
@@ -66,13 +66,14 @@ impl Row for FlowRow<'_> {
         v.time("end", f.end_ns);
         v.num("input", Ty::Count, r.input as u64);
         v.num("output", Ty::Count, r.output as u64);
-        v.addr("nexthop", v4(r.nexthop));
+        v.addr("nexthop", r.nexthop);
         v.num("tos", Ty::Count, r.tos as u64);
         v.num("src_as", Ty::Count, r.src_as as u64);
         v.num("dst_as", Ty::Count, r.dst_as as u64);
         v.num("src_mask", Ty::Count, r.src_mask as u64);
         v.num("dst_mask", Ty::Count, r.dst_mask as u64);
         sampling(v, r.sampling);
+        v.str("exporter_end_reason", exporter_end_reason_name(f.exporter_end_reason));
     }
 }
 

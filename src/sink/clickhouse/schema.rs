@@ -155,12 +155,19 @@ pub fn ipv6_octets(a: IpAddr) -> [u8; 16] {
     }
 }
 
-fn put_ipv4(schema: Schema, a: u32, out: &mut Vec<u8>) {
+/// An address of an `Ipv4` column. The legacy schema's `UInt32` holds
+/// IPv4 only: an IPv6 address is written as 0 there (the native schema's
+/// `IPv6` holds both).
+fn put_ipv4(schema: Schema, a: IpAddr, out: &mut Vec<u8>) {
     match schema {
-        Schema::Legacy => out.extend_from_slice(&a.to_le_bytes()),
-        Schema::Native => {
-            out.extend_from_slice(&ipv6_octets(IpAddr::V4(a.into())));
+        Schema::Legacy => {
+            let v4 = match a {
+                IpAddr::V4(a) => a.to_bits(),
+                IpAddr::V6(_) => 0,
+            };
+            out.extend_from_slice(&v4.to_le_bytes())
         }
+        Schema::Native => out.extend_from_slice(&ipv6_octets(a)),
     }
 }
 
@@ -224,12 +231,12 @@ columns! {
     "end_reason", END_REASON, END_REASON, U8, |f| end_reason_code(f.end_reason);
     "start", "UInt64", NANOS, U64, |f| f.start_ns;
     "end", "UInt64", NANOS, U64, |f| f.end_ns;
-    "input", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.input;
-    "output", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.output;
+    "input", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| sat16(f.rec.input);
+    "output", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| sat16(f.rec.output);
     "nexthop", "UInt32", "IPv6 CODEC(ZSTD(1))", Ipv4, |f| f.rec.nexthop;
     "tos", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.tos;
-    "src_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.src_as;
-    "dst_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| f.rec.dst_as;
+    "src_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| sat16(f.rec.src_as);
+    "dst_as", "UInt16", "UInt16 CODEC(ZSTD(1))", U16, |f| sat16(f.rec.dst_as);
     "src_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.src_mask;
     "dst_mask", "UInt8", "UInt8 CODEC(ZSTD(1))", U8, |f| f.rec.dst_mask;
     "sampling_mode", SAMPLING_MODE, SAMPLING_MODE, U8, |f| (f.rec.sampling >> 14) as u8;
@@ -252,6 +259,12 @@ const _: () = {
     }
     assert!(legacy == Schema::Legacy.row_size() && native == Schema::Native.row_size());
 };
+
+/// A 32-bit value in a `UInt16` column (ifIndex and AS of v9/IPFIX
+/// records): saturated at 65535.
+fn sat16(v: u32) -> u16 {
+    v.min(u16::MAX as u32) as u16
+}
 
 fn end_reason_code(r: EndReason) -> u8 {
     match r {
@@ -290,7 +303,7 @@ pub fn transcode(from: Schema, to: Schema, data: &[u8]) -> Vec<u8> {
             let v = &row[off..off + w];
             off += w;
             match c.kind {
-                Kind::Ipv4 => put_ipv4(to, ipv4_of(from, v), &mut out),
+                Kind::Ipv4 => put_ipv4(to, IpAddr::V4(ipv4_of(from, v).into()), &mut out),
                 _ => out.extend_from_slice(v),
             }
         }

@@ -20,9 +20,9 @@ fn flow(i: u32) -> Flow {
         engine_type: 1,
         engine_id: 2,
         sampling: (1 << 14) | 100,
-        src_addr: 0x0a00_0001 + i,
-        dst_addr: 0x0a00_0002,
-        nexthop: 0x0a00_00fe,
+        src_addr: Ipv4Addr::from(0x0a00_0001 + i).into(),
+        dst_addr: Ipv4Addr::from(0x0a00_0002).into(),
+        nexthop: Ipv4Addr::from(0x0a00_00fe).into(),
         input: 3,
         output: 4,
         packets: 5,
@@ -38,6 +38,7 @@ fn flow(i: u32) -> Flow {
         dst_as: 65002,
         src_mask: 24,
         dst_mask: 16,
+        end_reason: 0,
     };
     Flow {
         key: KeySpec::default().key_of(&rec),
@@ -52,6 +53,7 @@ fn flow(i: u32) -> Flow {
         seen_ns: t + 8_000_000_000,
         end_ns: t + 9_000_000_000,
         end_reason: EndReason::Idle,
+        exporter_end_reason: 0,
     }
 }
 
