@@ -27,9 +27,9 @@ mod common;
 use std::time::Instant;
 
 use common::{default_cfg, record, T0};
+use loadgen::rng::SplitMix64;
 use nfstitch::collect::worker::RECV_BATCH;
 use nfstitch::flow::{FlowRecord, Shard};
-use loadgen::rng::SplitMix64;
 use nfstitch::platform::rss_bytes;
 
 /// Per-batch apply times (ns) of filling a shard with `flows` new flows.
@@ -104,9 +104,8 @@ fn rate(flows: u64) -> (f64, f64) {
     assert!(out.is_empty() && shard.len() as u64 == flows);
     // 64 receive batches of random records, generated before the clock starts.
     let mut rng = SplitMix64::new(flows);
-    let batches: Vec<Vec<FlowRecord>> = (0..64)
-        .map(|_| (0..per_batch).map(|_| record(rng.next_u64() % flows)).collect())
-        .collect();
+    let batches: Vec<Vec<FlowRecord>> =
+        (0..64).map(|_| (0..per_batch).map(|_| record(rng.next_u64() % flows)).collect()).collect();
     let rounds = (8_000_000 / (64 * per_batch)).max(1);
     let t = Instant::now();
     let mut n = 0u64;

@@ -115,7 +115,9 @@ impl Pipeline {
                     "{flag}: {} is longer than the maximum of {} (2^31 ms: the flow table \
                      keeps deadlines as 32-bit millisecond ticks)",
                     humantime::format_duration(d),
-                    humantime::format_duration(Duration::from_millis(MAX_TIMEOUT.as_millis() as u64))
+                    humantime::format_duration(Duration::from_millis(
+                        MAX_TIMEOUT.as_millis() as u64
+                    ))
                 );
             }
         }

@@ -18,7 +18,7 @@
 use super::key::{origin_words, v4_bits};
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
-use super::slab::{Cold, Hot, Tuple, HAS_FIN, LIVE, TOUCHED};
+use super::slab::{Cold, Hot, Tuple, FULL, HAS_FIN, LIVE, TOUCHED};
 use super::table::FlowTable;
 use super::{FlowRecord, KeyHasher, KeyPacker, Records};
 use crate::flow::context::Contexts;
@@ -49,7 +49,7 @@ const NO_HINT: u32 = u32::MAX;
 /// fetched.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn stage1<R: Records + ?Sized>(
+fn stage1<R: Records + ?Sized, const SIMPLE: bool>(
     table: &FlowTable,
     contexts: &mut Contexts,
     recs: &R,
@@ -60,14 +60,32 @@ fn stage1<R: Records + ?Sized>(
     sums: &mut (u64, u64),
 ) {
     let (pk, merge) = recs.key_merge(j, packer);
-    let ctx = contexts.intern(&pk.context());
-    let key = Tuple { addrs: pk.addrs(), pc: (ctx as u64) << 32 | pk.ports() as u64, proto: pk.proto() };
+    let ctx = if SIMPLE {
+        contexts.intern_exporter(&pk, packer.context_rest())
+    } else {
+        contexts.intern(&pk.context())
+    };
+    let key = Tuple::new(pk.addrs(), ctx, pk.ports(), pk.proto());
     let (a, b) = key.words();
     let hash = hasher.hash2(a, b);
     table.prefetch(hash);
     sums.0 += merge.packets;
     sums.1 += merge.octets;
     ring[j % RING] = Ahead { key, hash, merge, hint: NO_HINT };
+}
+
+/// What a record adds to its flow's hot line (all of a merge but the
+/// FIN/RST and end reason path).
+#[inline(always)]
+fn merge_into(f: &mut Hot, idle_at: u32, m: &Merge) {
+    f.records += 1;
+    f.packets += m.packets;
+    f.octets += m.octets;
+    f.tcp_flags |= m.tcp_flags;
+    f.first_ns = f.first_ns.min(m.first_ns);
+    f.last_ns = f.last_ns.max(m.last_ns);
+    f.idle_at = idle_at;
+    f.set(TOUCHED);
 }
 
 impl Shard {
@@ -83,13 +101,22 @@ impl Shard {
         let mut sums = (0, 0);
         let (packer, hasher) = (self.packer, self.hasher.clone());
         let recs = std::slice::from_ref(rec);
-        stage1(&self.table, &mut self.contexts, recs, 0, &packer, &hasher, &mut ring, &mut sums);
+        stage1::<_, false>(
+            &self.table,
+            &mut self.contexts,
+            recs,
+            0,
+            &packer,
+            &hasher,
+            &mut ring,
+            &mut sums,
+        );
         self.stats.records += 1;
         self.stats.packets += sums.0;
         self.stats.octets += sums.1;
         let now = self.now.max(now);
         let idle_at = self.idle_at(now);
-        self.apply_hashed(now, idle_at, recs, 0, &ring[0], out);
+        self.apply_hashed::<_, false>(now, idle_at, recs, 0, &ring[0], out);
         self.contexts.sweep();
     }
 
@@ -118,6 +145,24 @@ impl Shard {
         segs: &[(usize, u64)],
         out: &mut Vec<Flow>,
     ) {
+        if self.simple {
+            self.run::<R, true>(recs, segs, out);
+        } else {
+            self.run::<R, false>(recs, segs, out);
+        }
+    }
+
+    /// [`Shard::apply_segments`], for a key spec that is `simple` or not
+    /// (`Shard::simple`: the whole 5-tuple and no context field but the
+    /// exporter, as the default key; then the tuple needs no masks and a
+    /// context is the exporter's two words).
+    #[inline(always)]
+    fn run<R: Records + ?Sized, const SIMPLE: bool>(
+        &mut self,
+        recs: &R,
+        segs: &[(usize, u64)],
+        out: &mut Vec<Flow>,
+    ) {
         let n = recs.len();
         // A copy: `apply_hashed` takes `&mut self`, after which the masks
         // would be read from `self` again for every record.
@@ -127,7 +172,16 @@ impl Shard {
         // Packets and octets of the records through stage 1.
         let mut sums = (0u64, 0u64);
         for j in 0..n.min(LOOKAHEAD) {
-            stage1(&self.table, &mut self.contexts, recs, j, &packer, &hasher, &mut ring, &mut sums);
+            stage1::<_, SIMPLE>(
+                &self.table,
+                &mut self.contexts,
+                recs,
+                j,
+                &packer,
+                &hasher,
+                &mut ring,
+                &mut sums,
+            );
         }
         for a in &mut ring[..n.min(PEEK_AHEAD)] {
             self.peek(a);
@@ -147,7 +201,7 @@ impl Shard {
             let end = end.min(n);
             while i < end.min(steady) {
                 // Stage 1 of i + LOOKAHEAD, stage 2 of i + PEEK_AHEAD, merge of i.
-                stage1(
+                stage1::<_, SIMPLE>(
                     &self.table,
                     &mut self.contexts,
                     recs,
@@ -158,11 +212,11 @@ impl Shard {
                     &mut sums,
                 );
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
-                self.apply_hashed(now, idle_at, recs, i, &ring[i % RING], out);
+                self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
                 i += 1;
             }
             if i < end {
-                self.apply_tail(now, idle_at, recs, i..end, &mut ring, out);
+                self.apply_tail::<_, SIMPLE>(now, idle_at, recs, i..end, &mut ring, out);
                 i = end;
             }
         }
@@ -201,7 +255,7 @@ impl Shard {
     /// `LOOKAHEAD` (their stage 1 done), with the stage checks the steady
     /// loop goes without; out of line.
     #[inline(never)]
-    fn apply_tail<R: Records + ?Sized>(
+    fn apply_tail<R: Records + ?Sized, const SIMPLE: bool>(
         &mut self,
         now: u64,
         idle_at: u32,
@@ -214,7 +268,7 @@ impl Shard {
             if i + PEEK_AHEAD < recs.len() {
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
             }
-            self.apply_hashed(now, idle_at, recs, i, &ring[i % RING], out);
+            self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
         }
     }
 
@@ -222,7 +276,7 @@ impl Shard {
     /// `now` (at least the shard's clock), making the flow due at `idle_at`
     /// ([`Shard::idle_at`] of `now`). The caller counts it in the stats.
     #[inline]
-    fn apply_hashed<R: Records + ?Sized>(
+    fn apply_hashed<R: Records + ?Sized, const SIMPLE: bool>(
         &mut self,
         now: u64,
         idle_at: u32,
@@ -233,25 +287,33 @@ impl Shard {
     ) {
         debug_assert!(now >= self.now, "apply before advance");
         debug_assert!(!self.pending(), "apply with due flows pending");
-        let (slab, mask) = (&self.slab, &self.mask);
+        let (key, m) = (&a.key, &a.merge);
+        let mask = if SIMPLE { &FULL } else { &self.mask };
         // A live slot holding the key is the key's flow (a key has one at most).
-        if a.hint != NO_HINT && slab.hot(a.hint).holds(&a.key, mask) {
-            self.update(a.hint, now, idle_at, &a.merge);
-            return;
+        if a.hint != NO_HINT {
+            let h = self.slab.hot_mut(a.hint);
+            if h.holds::<SIMPLE>(key, mask) {
+                merge_into(h, idle_at, m);
+                if m.is_special() {
+                    self.special(a.hint, now, m);
+                }
+                return;
+            }
         }
-        if let Some(idx) = self.table.find_new(a.hash, |s| slab.hot(s).holds(&a.key, mask)) {
-            self.update(idx, now, idle_at, &a.merge);
+        let slab = &self.slab;
+        if let Some(idx) = self.table.find_new(a.hash, |s| slab.hot(s).holds::<SIMPLE>(key, mask)) {
+            self.update(idx, now, idle_at, m);
             return;
         }
         // A miss so far, or a key still in the array being drained.
-        if let Some(idx) = self.table.find_old(a.hash, |s| slab.hot(s).holds(&a.key, mask)) {
-            self.update_cold(idx, now, idle_at, &a.merge);
+        if let Some(idx) = self.table.find_old(a.hash, |s| slab.hot(s).holds::<SIMPLE>(key, mask)) {
+            self.update_cold(idx, now, idle_at, m);
             return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict(now, out);
         }
-        self.create(&a.key, a.hash, now, idle_at, &a.merge, &recs.record(i));
+        self.create(key, a.hash, now, idle_at, m, &recs.record(i));
     }
 
     /// [`Shard::update`] out of line (a key found in the flow table's old array).
@@ -265,15 +327,7 @@ impl Shard {
     /// part for a FIN/RST or an exporter's end of flow).
     #[inline]
     fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
-        let f = self.slab.hot_mut(idx);
-        f.records += 1;
-        f.packets += m.packets;
-        f.octets += m.octets;
-        f.tcp_flags |= m.tcp_flags;
-        f.first_ns = f.first_ns.min(m.first_ns);
-        f.last_ns = f.last_ns.max(m.last_ns);
-        f.idle_at = idle_at;
-        f.state |= TOUCHED;
+        merge_into(self.slab.hot_mut(idx), idle_at, m);
         if m.is_special() {
             self.special(idx, now, m);
         }
@@ -304,9 +358,8 @@ impl Shard {
             addrs: (v4_bits(rec.src_addr) as u64) << 32 | v4_bits(rec.dst_addr) as u64,
             pc: key.pc & 0xffff_ffff_0000_0000 | (rec.src_port as u64) << 16 | rec.dst_port as u64,
             idle_at,
-            proto: rec.proto,
+            ps: ((LIVE | if fin { HAS_FIN } else { 0 }) as u16) << 8 | rec.proto as u16,
             tcp_flags: m.tcp_flags,
-            state: LIVE | if fin { HAS_FIN } else { 0 },
             exp_reason: m.end_reason,
         };
         *self.slab.cold_mut(idx) = Cold {

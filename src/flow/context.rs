@@ -30,7 +30,7 @@
 //! - Free ids are chained through their count (`FREE | next`): no list of
 //!   indices besides the map.
 
-use super::key::ContextWords;
+use super::key::{ContextWords, PackedKey};
 
 /// A count with this bit set marks a free id; the rest is the next free id.
 const FREE: u32 = 1 << 31;
@@ -48,6 +48,9 @@ pub(super) struct Contexts {
     free: u32,
     /// The last lookup: its words and id.
     memo: (ContextWords, u32),
+    /// The last lookup of [`Contexts::intern_exporter`] (its own: the
+    /// other is also used for origins, which share the exporter words).
+    memo_key: (ContextWords, u32),
 }
 
 /// Words no context has (an exporter of all ones with every field set).
@@ -62,6 +65,7 @@ impl Default for Contexts {
             zero: Vec::new(),
             free: NIL,
             memo: (NO_WORDS, NIL),
+            memo_key: (NO_WORDS, NIL),
         }
     }
 }
@@ -75,6 +79,26 @@ impl Contexts {
             return self.memo.1;
         }
         self.intern_slow(w)
+    }
+
+    /// [`Contexts::intern`] of `k.context()` for a key spec whose context
+    /// words differ only in the exporter's two (`KeyPacker::exporter_only`),
+    /// the other two being `rest`: the memo compare looks at those two, and
+    /// nothing reads the key's other context words.
+    #[inline(always)]
+    pub(super) fn intern_exporter(&mut self, k: &PackedKey, rest: [u64; 2]) -> u32 {
+        let m = &self.memo_key.0;
+        if ((m[0] ^ k.0[0]) | (m[1] ^ k.0[1])) == 0 {
+            return self.memo_key.1;
+        }
+        self.intern_exporter_slow([k.0[0], k.0[1], rest[0], rest[1]])
+    }
+
+    #[inline(never)]
+    fn intern_exporter_slow(&mut self, w: ContextWords) -> u32 {
+        let id = self.intern(&w);
+        self.memo_key = (w, id);
+        id
     }
 
     #[inline(never)]
@@ -152,6 +176,9 @@ impl Contexts {
             self.free = id;
             if self.memo.1 == id {
                 self.memo = (NO_WORDS, NIL);
+            }
+            if self.memo_key.1 == id {
+                self.memo_key = (NO_WORDS, NIL);
             }
         }
         if self.zero.capacity() > 4096 {

@@ -46,11 +46,11 @@ impl Shard {
             let i = self.hand;
             self.hand += 1;
             let h = self.slab.hot_mut(i);
-            if h.state & LIVE == 0 {
+            if h.state() & LIVE == 0 {
                 continue;
             }
-            if h.state & TOUCHED != 0 && chances < SECOND_CHANCES {
-                h.state &= !TOUCHED;
+            if h.state() & TOUCHED != 0 && chances < SECOND_CHANCES {
+                h.unset(TOUCHED);
                 chances += 1;
                 continue;
             }

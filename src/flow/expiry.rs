@@ -75,8 +75,8 @@ impl Shard {
         let fin = self.fin_at(now);
         self.slab.cold_mut(idx).fin = fin;
         let h = self.slab.hot_mut(idx);
-        let had_fin = h.state & HAS_FIN != 0;
-        h.state |= HAS_FIN;
+        let had_fin = h.state() & HAS_FIN != 0;
+        h.set(HAS_FIN);
         // A later FIN/RST only moves the linger later (time never goes back),
         // and records only move the idle deadline later: no earlier deadline.
         if !had_fin {

@@ -157,6 +157,10 @@ pub struct Shard {
     pub(super) packer: KeyPacker,
     /// The 5-tuple bits the key keeps.
     pub(super) mask: TupleMask,
+    /// The key keeps the whole 5-tuple and no context field but the
+    /// exporter (the default key, or the origin key): the pipeline's
+    /// specialized path (`apply.rs`).
+    pub(super) simple: bool,
     /// The flow table hash, seeded at random per shard (hash flooding).
     pub(super) hasher: KeyHasher,
     pub(super) table: FlowTable,
@@ -184,9 +188,16 @@ impl Shard {
         );
         let packer = cfg.key.packer();
         let (addrs, ports, proto) = packer.tuple_masks();
+        let simple =
+            packer.exporter_only() && (addrs, ports, proto) == (u64::MAX, u32::MAX, u8::MAX);
         Shard {
             packer,
-            mask: TupleMask { addrs, pc: 0xffff_ffff_0000_0000 | ports as u64, proto },
+            simple,
+            mask: TupleMask {
+                addrs,
+                pc: 0xffff_ffff_0000_0000 | ports as u64,
+                ps: (LIVE as u16) << 8 | proto as u16,
+            },
             hasher: KeyHasher::seeded(),
             cfg,
             table: FlowTable::default(),
@@ -254,7 +265,7 @@ impl Shard {
         let (h, c) = (self.slab.hot(i), self.slab.cold(i));
         let t = h.tuple(&self.mask);
         let key: FlowKey =
-            PackedKey::join(self.contexts.words(t.ctx()), t.addrs, t.pc as u32, t.proto).unpack();
+            PackedKey::join(self.contexts.words(t.ctx()), t.addrs, t.pc as u32, t.proto()).unpack();
         let o = context_fields(self.contexts.words(c.origin));
         let rec = FlowRecord {
             exporter: o.exporter,
@@ -273,7 +284,7 @@ impl Shard {
             src_port: (h.pc >> 16) as u16,
             dst_port: h.pc as u16,
             tcp_flags: h.tcp_flags,
-            proto: h.proto,
+            proto: h.proto(),
             tos: c.tos,
             src_as: c.src_as,
             dst_as: c.dst_as,
@@ -305,9 +316,9 @@ impl Shard {
     pub(super) fn finish(&mut self, i: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
         out.push(self.flow_of(i, end_ns, reason));
         let h = self.slab.hot_mut(i);
-        debug_assert!(h.state & LIVE != 0);
-        h.state = 0;
+        debug_assert!(h.state() & LIVE != 0);
         let t = h.tuple(&self.mask);
+        h.unset(u8::MAX);
         let hash = self.hash_of(&t);
         let removed = self.table.remove(hash, i);
         debug_assert!(removed, "live slot {i} missing from the table");
@@ -325,7 +336,7 @@ impl Shard {
         self.now = self.now.max(now);
         let start = out.len();
         for i in 0..self.slab.len as u32 {
-            if self.slab.hot(i).state & LIVE != 0 {
+            if self.slab.hot(i).state() & LIVE != 0 {
                 out.push(self.flow_of(i, self.now, EndReason::Shutdown));
             }
         }

@@ -53,24 +53,45 @@ pub(super) struct Tuple {
     pub(super) addrs: u64,
     /// `ctx << 32 | sport << 16 | dport`.
     pub(super) pc: u64,
-    pub(super) proto: u8,
+    /// `LIVE << 8 | proto`: the protocol, and the state a slot must have to
+    /// hold the key (so one compare also rules out free slots).
+    pub(super) ps: u16,
 }
 
 /// The key spec's masks over a [`Tuple`]: the bits it keeps (the context
-/// id is always kept).
+/// id and the `LIVE` bit are always kept, the other state bits never).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TupleMask {
     pub(super) addrs: u64,
     pub(super) pc: u64,
-    pub(super) proto: u8,
+    pub(super) ps: u16,
 }
 
+/// The masks of a key spec that keeps the whole 5-tuple.
+pub(super) const FULL: TupleMask =
+    TupleMask { addrs: u64::MAX, pc: u64::MAX, ps: (LIVE as u16) << 8 | 0xff };
+
 impl Tuple {
+    /// The key of a record: addresses, ports, protocol as packed, and its context id.
+    #[inline(always)]
+    pub(super) fn new(addrs: u64, ctx: u32, ports: u32, proto: u8) -> Self {
+        Tuple {
+            addrs,
+            pc: (ctx as u64) << 32 | ports as u64,
+            ps: (LIVE as u16) << 8 | proto as u16,
+        }
+    }
+
     /// The two words the table hash is computed over (the protocol folded
-    /// into the top byte of the context id, which stays far below 2^24).
+    /// into the top bits of the context id, which stays far below 2^16).
     #[inline(always)]
     pub(super) fn words(&self) -> (u64, u64) {
-        (self.addrs, self.pc ^ (self.proto as u64) << 56)
+        (self.addrs, self.pc ^ (self.ps as u64) << 48)
+    }
+
+    #[inline(always)]
+    pub(super) fn proto(&self) -> u8 {
+        self.ps as u8
     }
 
     #[inline(always)]
@@ -97,11 +118,11 @@ pub(super) struct Hot {
     /// record, modulo 2^32 (the collector time of the latest record, as the
     /// tick it makes the flow due).
     pub(super) idle_at: u32,
-    pub(super) proto: u8,
+    /// `state << 8 | proto`: the state bits ([`LIVE`], [`TOUCHED`],
+    /// [`HAS_FIN`]) beside the protocol, so that one compare checks both.
+    pub(super) ps: u16,
     /// OR of its records' tcp flags.
     pub(super) tcp_flags: u8,
-    /// [`LIVE`], [`TOUCHED`], [`HAS_FIN`].
-    pub(super) state: u8,
     /// The last nonzero flowEndReason (IPFIX IE 136) of its records (0 if none).
     pub(super) exp_reason: u8,
 }
@@ -109,19 +130,46 @@ pub(super) struct Hot {
 const _: () = assert!(std::mem::size_of::<Hot>() == 64);
 
 impl Hot {
-    /// Whether this slot is live and holds key `k` (as packed: masked) under `m`.
+    /// Whether this slot is live and holds key `k` (as packed: masked)
+    /// under `m`, or under [`FULL`] when `SIMPLE` (constant masks, folded
+    /// away).
     #[inline(always)]
-    pub(super) fn holds(&self, k: &Tuple, m: &TupleMask) -> bool {
-        let d = (self.addrs & m.addrs ^ k.addrs)
-            | (self.pc & m.pc ^ k.pc)
-            | ((self.proto & m.proto ^ k.proto) | (self.state & LIVE ^ LIVE)) as u64;
+    pub(super) fn holds<const SIMPLE: bool>(&self, k: &Tuple, m: &TupleMask) -> bool {
+        let d = if SIMPLE {
+            (self.addrs ^ k.addrs) | (self.pc ^ k.pc) | (self.ps & FULL.ps ^ k.ps) as u64
+        } else {
+            (self.addrs & m.addrs ^ k.addrs)
+                | (self.pc & m.pc ^ k.pc)
+                | (self.ps & m.ps ^ k.ps) as u64
+        };
         d == 0
     }
 
-    /// Its key as packed (masked).
+    /// Its key as packed (masked; as a live slot's, whatever its state now).
     #[inline]
     pub(super) fn tuple(&self, m: &TupleMask) -> Tuple {
-        Tuple { addrs: self.addrs & m.addrs, pc: self.pc & m.pc, proto: self.proto & m.proto }
+        let ps = self.ps & m.ps & 0xff | (LIVE as u16) << 8;
+        Tuple { addrs: self.addrs & m.addrs, pc: self.pc & m.pc, ps }
+    }
+
+    #[inline(always)]
+    pub(super) fn proto(&self) -> u8 {
+        self.ps as u8
+    }
+
+    #[inline(always)]
+    pub(super) fn state(&self) -> u8 {
+        (self.ps >> 8) as u8
+    }
+
+    #[inline(always)]
+    pub(super) fn set(&mut self, bits: u8) {
+        self.ps |= (bits as u16) << 8;
+    }
+
+    #[inline(always)]
+    pub(super) fn unset(&mut self, bits: u8) {
+        self.ps &= !((bits as u16) << 8);
     }
 }
 
@@ -257,7 +305,7 @@ impl Slab {
 
     /// Put slot `i` (no longer live, in no wheel list) on the free list.
     pub(super) fn release(&mut self, i: u32) {
-        debug_assert!(self.hot(i).state & LIVE == 0);
+        debug_assert!(self.hot(i).state() & LIVE == 0);
         let head = self.free;
         self.cold_mut(i).next = head;
         self.free = i;
@@ -292,7 +340,7 @@ impl Slab {
     pub(super) fn deadline(&self, i: u32, elapsed: u64) -> (u64, bool) {
         let h = self.hot(i);
         let idle = reconstruct(h.idle_at, elapsed);
-        if h.state & HAS_FIN != 0 {
+        if h.state() & HAS_FIN != 0 {
             let fin = reconstruct(self.cold(i).fin, elapsed);
             if fin <= idle {
                 return (fin, true);
@@ -349,7 +397,8 @@ mod tests {
 
     #[test]
     fn ticks_modulo_2_32_come_back_within_2_31() {
-        for elapsed in [0u64, 5, 1 << 31, (1 << 32) - 3, 1 << 40, 1_700_000_000_000, u64::MAX >> 1] {
+        for elapsed in [0u64, 5, 1 << 31, (1 << 32) - 3, 1 << 40, 1_700_000_000_000, u64::MAX >> 1]
+        {
             for d in [0i64, 1, -1, 1_860_000, -1_860_000, (1 << 31) - 1, -(1 << 31)] {
                 let t = elapsed.wrapping_add_signed(d);
                 if (d < 0 && elapsed < d.unsigned_abs()) || t > u64::MAX >> 1 {
