@@ -427,3 +427,120 @@ fn ip4_bits(a: IpAddr) -> u32 {
         IpAddr::V6(a) => panic!("IPv6 address {a} in an IPv4 test"),
     }
 }
+
+#[test]
+fn a_key_without_some_fields_reports_the_first_records() {
+    // Ports not in the key: records of two ports are one flow, its key has
+    // no ports, and its record keeps the first one's ports, exporter and
+    // attributes (the hot slot keeps the 5-tuple unmasked).
+    let key: KeySpec = "exporter,proto,src,dst".parse().unwrap();
+    let mut sh = Shard::new(ShardConfig { key, ..cfg(310, 1860, 100) }, T0);
+    let mut out = vec![];
+    let mut a = rec(1111, ACK, 1);
+    (a.nexthop, a.src_as, a.dst_as, a.src_mask, a.tos) =
+        (IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9)), 70_000, 80_000, 24, 7);
+    (a.input, a.output) = (100_000, 200_000);
+    let b = rec(2222, ACK, 2);
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0 + S, Some(&b), &mut out);
+    assert_eq!(sh.len(), 1);
+    sh.flush(T0 + 2 * S, &mut out);
+    let f = &out[0];
+    assert_eq!((f.key.sport, f.key.dport, f.records, f.packets), (0, 0, 2, 3));
+    assert_eq!((f.rec.src_port, f.rec.dst_port), (1111, 80));
+    assert_eq!((f.rec.src_addr, f.rec.dst_addr), (a.src_addr, a.dst_addr));
+    assert_eq!((f.rec.nexthop, f.rec.src_as, f.rec.dst_as), (a.nexthop, 70_000, 80_000));
+    assert_eq!((f.rec.input, f.rec.output, f.rec.tos, f.rec.src_mask), (100_000, 200_000, 7, 24));
+    assert_eq!(f.key, key.key_of(&a));
+}
+
+#[test]
+fn the_origin_is_the_first_records_exporter_engine_and_sampling() {
+    // The origin key has no exporter: records of two exporters are one
+    // flow; its record names the first exporter, engine and sampling.
+    let key: KeySpec = KeySpec::ORIGIN.parse().unwrap();
+    let mut sh = Shard::new(ShardConfig { key, ..cfg(310, 1860, 100) }, T0);
+    let mut out = vec![];
+    let mut a = rec(1, ACK, 1);
+    (a.engine_type, a.engine_id, a.sampling) = (1, 2, 0x4064);
+    let mut b = rec(1, ACK, 1);
+    b.exporter = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    (b.engine_type, b.engine_id) = (3, 4);
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0, Some(&b), &mut out);
+    // A flow of the second exporter only, for contrast.
+    let c = FlowRecord { src_port: 2, ..b };
+    at(&mut sh, T0, Some(&c), &mut out);
+    sh.flush(T0 + S, &mut out);
+    assert_eq!(out.len(), 2);
+    let f = out.iter().find(|f| f.rec.src_port == 1).unwrap();
+    assert_eq!(f.records, 2);
+    assert_eq!(f.key.exporter, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!((f.rec.exporter, f.rec.engine_type, f.rec.engine_id), (a.exporter, 1, 2));
+    assert_eq!(f.rec.sampling, 0x4064);
+    let g = out.iter().find(|f| f.rec.src_port == 2).unwrap();
+    assert_eq!((g.rec.exporter, g.rec.engine_type, g.rec.engine_id), (b.exporter, 3, 4));
+}
+
+#[test]
+fn seen_is_the_latest_record_to_the_millisecond() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    let t = T0 + 5 * S + 123_456; // not on a millisecond
+    at(&mut sh, T0 + 1, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t + 1860 * S + S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(f.start_ns, T0 + 1);
+    assert!(f.seen_ns >= t && f.seen_ns < t + 1_000_000, "seen {} for {t}", f.seen_ns);
+    // The idle deadline is exactly D4's: seen + idle, rounded up to the ms.
+    assert_eq!(f.end_ns, (t + 1860 * S).div_ceil(TICK_NS) * TICK_NS);
+    // Evicted within the same millisecond as its record: seen <= end.
+    let mut sh = Shard::new(cfg(310, 1860, 1), T0);
+    at(&mut sh, t, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t + 5, Some(&rec(2, ACK, 1)), &mut out);
+    let e = out.last().unwrap();
+    assert_eq!(e.end_reason, EndReason::Evicted);
+    assert!(e.start_ns <= e.seen_ns && e.seen_ns <= e.end_ns, "{e:?}");
+}
+
+#[test]
+fn deadlines_survive_clock_jumps_of_months() {
+    // Deadlines are 32-bit ms ticks read back against the wheel's clock: a
+    // jump of 100 days (over 2^32 ms is 49.7 days) must still end every
+    // flow at its own deadline, in order, and a flow with the longest idle
+    // timeout (just under 2^31 ms) too.
+    const DAY: u64 = 86_400 * S;
+    for idle in [1860 * S, MAX_TIMEOUT_NS] {
+        let mut sh = Shard::new(ShardConfig { idle_ns: idle, ..cfg(310, 1860, 100) }, T0);
+        let mut out = vec![];
+        at(&mut sh, T0, Some(&rec(1, ACK, 1)), &mut out);
+        at(&mut sh, T0 + S, Some(&rec(2, FIN, 1)), &mut out);
+        at(&mut sh, T0 + 2 * S, Some(&rec(3, ACK, 1)), &mut out);
+        at(&mut sh, T0 + 100 * DAY, None, &mut out);
+        assert_eq!(out.len(), 3, "idle {idle}");
+        let ends: Vec<(u16, u64, EndReason)> =
+            out.iter().map(|f| (f.rec.src_port, f.end_ns, f.end_reason)).collect();
+        assert_eq!(
+            ends,
+            [
+                (2, T0 + S + 310 * S, EndReason::Fin),
+                (1, T0 + idle.div_ceil(TICK_NS) * TICK_NS, EndReason::Idle),
+                (3, T0 + 2 * S + idle.div_ceil(TICK_NS) * TICK_NS, EndReason::Idle),
+            ]
+        );
+        // A new flow after the jump lives on the new clock.
+        at(&mut sh, T0 + 100 * DAY, Some(&rec(4, ACK, 1)), &mut out);
+        at(&mut sh, T0 + 100 * DAY + idle - S, None, &mut out);
+        assert_eq!(out.len(), 3);
+        at(&mut sh, T0 + 200 * DAY, None, &mut out);
+        assert_eq!(out[3].end_ns, T0 + 100 * DAY + idle.div_ceil(TICK_NS) * TICK_NS);
+    }
+}
+
+#[test]
+#[should_panic(expected = "below 2^31 ms")]
+fn an_idle_timeout_of_2_31_ms_is_refused() {
+    let _ = Shard::new(ShardConfig { idle_ns: (1 << 31) * TICK_NS, ..cfg(310, 1860, 100) }, T0);
+}
