@@ -447,7 +447,8 @@ impl KeyPacker {
 }
 
 /// The hash of a packed key: ahash over its five words (five folded
-/// multiplies), under fixed seeds for routing ([`KeyHasher::hash_packed`]:
+/// multiplies), or a shard's compact key ([`KeyHasher::hash2`], one),
+/// under fixed seeds for routing ([`KeyHasher::hash_packed`]:
 /// the same key lands on the same shard in every run) or under a table's own
 /// seeds ([`KeyHasher::seeded`], random per process: an exporter cannot pick
 /// keys that collide in the flow table, whatever it knows of the code).
