@@ -27,11 +27,15 @@
 //! The free list is intrusive: a free slot's `next` link (unused while it
 //! is in no wheel list) points to the next free slot; no `Vec` of indices.
 //!
-//! Address families: this is the IPv4 slot. An IPv6 family would add its
-//! own hot part (128 bytes: two 16-byte addresses in place of `addrs`) in
-//! its own slab and table, with the same [`Cold`] part, sharing the
-//! shard's wheel (ids of the second family offset by a bit) and context
-//! interner: nothing here would change for IPv4 flows.
+//! Address families: [`Hot`] is the IPv4 slot, and [`Slab`] is generic
+//! over its hot part ([`HotSlot`]: the idle deadline and the state bits are
+//! all the slab, its free list and the wheel read). An IPv6 family would add
+//! its own hot part (128 bytes: two 16-byte addresses in place of `addrs`)
+//! in a `Slab` of its own and its own table, with the same [`Cold`] part and
+//! context interner; the shard's one wheel would link both slabs through a
+//! [`Links`] over the pair (ids of the second family marked by bit 30), so
+//! nothing on the IPv4 path changes. Not built yet: no input makes IPv6
+//! records today (`key::v4_bits`).
 
 use crate::timer::{Links, END};
 
@@ -227,13 +231,38 @@ pub(super) fn reconstruct(t: u32, elapsed: u64) -> u64 {
     elapsed.wrapping_add_signed(t.wrapping_sub(elapsed as u32) as i32 as i64)
 }
 
+/// What the slab, its free list and the timer wheel need of a hot part:
+/// the idle deadline and the state bits. [`Hot`] is the IPv4 one; an IPv6
+/// family's (128 bytes: two 16-byte addresses) would be another, in a
+/// `Slab` of its own with the same [`Cold`] part, so that adding it
+/// changes nothing on the IPv4 path (module doc).
+pub(super) trait HotSlot: Copy + Default + std::fmt::Debug {
+    /// [`Hot::idle_at`].
+    fn idle_at(&self) -> u32;
+    /// [`LIVE`], [`TOUCHED`], [`HAS_FIN`].
+    fn state(&self) -> u8;
+}
+
+impl HotSlot for Hot {
+    #[inline(always)]
+    fn idle_at(&self) -> u32 {
+        self.idle_at
+    }
+
+    #[inline(always)]
+    fn state(&self) -> u8 {
+        Hot::state(self)
+    }
+}
+
 /// Slots in chunks of fixed size: growing never moves a slot (no copy stall
 /// at millions of flows), and an index is a shift and a mask away. A chunk
 /// is a fixed-size array (allocated whole, default slots), so indexing
-/// inside it needs no bounds check.
+/// inside it needs no bounds check. Generic over the hot part (one type
+/// per address family); the cold part is the same for every family.
 #[derive(Debug)]
-pub(super) struct Slab {
-    hot: Vec<Box<[Hot; CHUNK]>>,
+pub(super) struct Slab<H = Hot> {
+    hot: Vec<Box<[H; CHUNK]>>,
     cold: Vec<Box<[Cold; CHUNK]>>,
     /// Slots ever used (live or on the free list).
     pub(super) len: usize,
@@ -241,7 +270,7 @@ pub(super) struct Slab {
     free: u32,
 }
 
-impl Default for Slab {
+impl<H> Default for Slab<H> {
     fn default() -> Self {
         Slab { hot: Vec::new(), cold: Vec::new(), len: 0, free: NIL }
     }
@@ -256,15 +285,15 @@ fn at(i: u32) -> (usize, usize) {
     ((i >> CHUNK_BITS) as usize, i as usize & (CHUNK - 1))
 }
 
-impl Slab {
+impl<H: HotSlot> Slab<H> {
     #[inline(always)]
-    pub(super) fn hot(&self, i: u32) -> &Hot {
+    pub(super) fn hot(&self, i: u32) -> &H {
         let (c, k) = at(i);
         &self.hot[c][k]
     }
 
     #[inline(always)]
-    pub(super) fn hot_mut(&mut self, i: u32) -> &mut Hot {
+    pub(super) fn hot_mut(&mut self, i: u32) -> &mut H {
         let (c, k) = at(i);
         &mut self.hot[c][k]
     }
@@ -339,7 +368,7 @@ impl Slab {
     #[inline]
     pub(super) fn deadline(&self, i: u32, elapsed: u64) -> (u64, bool) {
         let h = self.hot(i);
-        let idle = reconstruct(h.idle_at, elapsed);
+        let idle = reconstruct(h.idle_at(), elapsed);
         if h.state() & HAS_FIN != 0 {
             let fin = reconstruct(self.cold(i).fin, elapsed);
             if fin <= idle {
@@ -352,7 +381,7 @@ impl Slab {
 
 /// The shard's timer wheel links through the cold parts, and reads
 /// deadlines from both parts.
-impl Links for Slab {
+impl<H: HotSlot> Links for Slab<H> {
     #[inline(always)]
     fn prev(&self, id: u32) -> u32 {
         self.cold(id).prev
@@ -411,7 +440,7 @@ mod tests {
 
     #[test]
     fn free_list_is_lifo_and_reuses_slots() {
-        let mut s = Slab::default();
+        let mut s: Slab = Slab::default();
         let ids: Vec<u32> = (0..5).map(|_| s.alloc()).collect();
         assert_eq!(ids, [0, 1, 2, 3, 4]);
         s.release(1);
