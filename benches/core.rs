@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 // loadgen's seeded generator: the same inputs on every run.
 use loadgen::rng::SplitMix64;
 use nfstitch::flow::{FlowRecord, KeySpec, Shard, ShardConfig};
-use nfstitch::timer::{Entry, Wheel};
+use nfstitch::timer::{ArrayLinks, Wheel};
 use nfstitch::wire::{encode, Datagram, HeaderFields, RecordFields};
 
 mod common;
@@ -120,20 +120,24 @@ fn wheel(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     g.bench_function("insert_then_advance_100k_over_31min", |b| {
         let mut rng = SplitMix64::new(3);
-        let ats: Vec<u64> = (0..N).map(|_| 1 + rng.next_u64() % 1_860_000).collect();
-        let mut out = Vec::with_capacity(N as usize);
+        let mut links = ArrayLinks::with_ids(N as usize);
+        for at in &mut links.at {
+            *at = 1 + rng.next_u64() % 1_860_000;
+        }
         b.iter(|| {
             let mut w = Wheel::new(0);
-            for (i, &at) in ats.iter().enumerate() {
-                w.insert(Entry { id: i as u32, gen: 0, at }).unwrap();
+            for id in 0..N as u32 {
+                let at = links.at[id as usize];
+                w.insert(&mut links, id, at).unwrap();
             }
-            let mut t = 0;
+            let (mut t, mut n) = (0, 0);
             while !w.is_empty() {
                 t += 1000;
-                w.advance(t, &mut out);
+                w.advance(t, &mut links);
+                while w.pop_fired(&mut links).is_some() {
+                    n += 1;
+                }
             }
-            let n = out.len();
-            out.clear();
             n
         })
     });

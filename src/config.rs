@@ -25,8 +25,10 @@ pub const PASSWORD_ENV: &str = "NFSTITCH_CLICKHOUSE_PASSWORD";
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(310);
 /// Default idle timeout (31 min: longer than routers' 30 min active timeout).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(31 * 60);
-/// The longest linger or idle timeout accepted.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The longest linger or idle timeout accepted: just under 2^31 ms (24 days
+/// 20 h), because a flow shard keeps deadlines as 32-bit millisecond ticks
+/// read back against its clock ([`crate::flow::MAX_TIMEOUT_NS`]).
+pub const MAX_TIMEOUT: Duration = Duration::from_nanos(crate::flow::MAX_TIMEOUT_NS);
 /// The most `--workers`: a worker's routing keeps one bit per worker in a `u64`.
 pub const MAX_WORKERS: usize = 64;
 /// The longest `--rx-coalesce`: the receive buffer has to hold what arrives meanwhile.
@@ -110,8 +112,12 @@ impl Pipeline {
         for (flag, d) in [("--linger", a.linger), ("--idle", a.idle)] {
             if d > MAX_TIMEOUT {
                 bail!(
-                    "{flag}: {} is longer than the maximum of 366 days",
-                    humantime::format_duration(d)
+                    "{flag}: {} is longer than the maximum of {} (2^31 ms: the flow table \
+                     keeps deadlines as 32-bit millisecond ticks)",
+                    humantime::format_duration(d),
+                    humantime::format_duration(Duration::from_millis(
+                        MAX_TIMEOUT.as_millis() as u64
+                    ))
                 );
             }
         }
@@ -394,6 +400,17 @@ mod tests {
             let e = collect(args).unwrap_err().to_string();
             assert!(e.starts_with(flag), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn idle_and_linger_stay_below_2_31_ms() {
+        // The flow table keeps deadlines as 32-bit millisecond ticks.
+        for flag in ["--idle", "--linger"] {
+            assert!(collect(&[flag, "24days"]).is_ok(), "{flag} 24days");
+            let e = collect(&[flag, "25days"]).unwrap_err().to_string();
+            assert!(e.starts_with(flag) && e.contains("2^31 ms"), "{flag}: {e}");
+        }
+        assert!(MAX_TIMEOUT.as_millis() < 1 << 31);
     }
 
     #[test]

@@ -277,7 +277,7 @@ pub fn exporter_words(exporter: IpAddr) -> [u64; 2] {
 /// is folded to 32 bits (never produced by any input today: the v5 decoder
 /// makes IPv4 records only).
 #[inline(always)]
-fn v4_bits(a: IpAddr) -> u32 {
+pub(crate) fn v4_bits(a: IpAddr) -> u32 {
     match a {
         IpAddr::V4(a) => a.to_bits(),
         IpAddr::V6(a) => {
@@ -335,18 +335,133 @@ impl PackedKey {
     }
 }
 
+/// A packed key's words other than the 5-tuple (exporter, engine, tos,
+/// input, output; the unselected ones as the packer fills them): what a
+/// shard interns as a *context* (`context.rs`). The same four words with
+/// the first record's exporter, engine and sampling are a flow's *origin*
+/// ([`origin_words`]).
+pub(crate) type ContextWords = [u64; 4];
+
+/// Bits of word 3 that belong to the context (engine, tos); the 5-tuple's
+/// ports and protocol are the others.
+const CONTEXT_W3: u64 = 0xffff_00ff;
+
+impl PackedKey {
+    /// The context words of this key.
+    #[inline(always)]
+    pub(crate) fn context(&self) -> ContextWords {
+        let w = &self.0;
+        [w[0], w[1], w[3] & CONTEXT_W3, w[4]]
+    }
+
+    /// Source and destination address, `src << 32 | dst`.
+    #[inline(always)]
+    pub(crate) fn addrs(&self) -> u64 {
+        self.0[2]
+    }
+
+    /// Source and destination port, `sport << 16 | dport`.
+    #[inline(always)]
+    pub(crate) fn ports(&self) -> u32 {
+        (self.0[3] >> 32) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) fn proto(&self) -> u8 {
+        (self.0[3] >> 8) as u8
+    }
+
+    /// The packed key of a context and a 5-tuple (each as packed: masked).
+    #[inline]
+    pub(crate) fn join(ctx: &ContextWords, addrs: u64, ports: u32, proto: u8) -> PackedKey {
+        PackedKey([
+            ctx[0],
+            ctx[1],
+            addrs,
+            (ports as u64) << 32 | ctx[2] | (proto as u64) << 8,
+            ctx[3],
+        ])
+    }
+}
+
+/// The origin of a flow whose first record is `r`: its exporter, engine
+/// and sampling field, unmasked, in the context word layout (the sampling
+/// field in word 2's bits 32..48, which no context uses).
+#[inline]
+pub(crate) fn origin_words(r: &FlowRecord) -> ContextWords {
+    let [a, b] = exporter_words(r.exporter);
+    let engine = u16::from_be_bytes([r.engine_type, r.engine_id]) as u64;
+    [a, b, (r.sampling as u64) << 32 | engine << 16, 0]
+}
+
+/// What a context or origin holds, unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContextFields {
+    pub exporter: IpAddr,
+    pub engine_type: u8,
+    pub engine_id: u8,
+    pub sampling: u16,
+    pub tos: u8,
+    pub input: u32,
+    pub output: u32,
+}
+
+/// [`ContextWords`] unpacked.
+pub(crate) fn context_fields(c: &ContextWords) -> ContextFields {
+    let ex = std::net::Ipv6Addr::from_bits((c[0] as u128) << 64 | c[1] as u128);
+    let [engine_type, engine_id] = ((c[2] >> 16) as u16).to_be_bytes();
+    ContextFields {
+        exporter: IpAddr::V6(ex).to_canonical(),
+        engine_type,
+        engine_id,
+        sampling: (c[2] >> 32) as u16,
+        tos: c[2] as u8,
+        input: (c[3] >> 32) as u32,
+        output: c[3] as u32,
+    }
+}
+
+impl KeyPacker {
+    /// The bits of the 5-tuple the key keeps: (addresses, ports, protocol)
+    /// in the layout of [`PackedKey::addrs`], [`PackedKey::ports`] and
+    /// [`PackedKey::proto`].
+    pub(crate) fn tuple_masks(&self) -> (u64, u32, u8) {
+        let k = PackedKey(self.keep);
+        (k.addrs(), k.ports(), k.proto())
+    }
+
+    /// Whether the context words of every key are the same but for the
+    /// exporter's two (no engine, tos, input or output in the key).
+    pub(crate) fn exporter_only(&self) -> bool {
+        let c = PackedKey(self.keep).context();
+        c[2] == 0 && c[3] == 0
+    }
+
+    /// The last two context words of every key, when
+    /// [`KeyPacker::exporter_only`].
+    #[inline(always)]
+    pub(crate) fn context_rest(&self) -> [u64; 2] {
+        let c = PackedKey(self.fill).context();
+        [c[2], c[3]]
+    }
+}
+
 /// The hash of a packed key: ahash over its five words (five folded
-/// multiplies), under fixed seeds for routing ([`KeyHasher::hash_packed`]:
+/// multiplies), or a shard's compact key ([`KeyHasher::hash2`], one),
+/// under fixed seeds for routing ([`KeyHasher::hash_packed`]:
 /// the same key lands on the same shard in every run) or under a table's own
 /// seeds ([`KeyHasher::seeded`], random per process: an exporter cannot pick
 /// keys that collide in the flow table, whatever it knows of the code).
 #[derive(Debug, Clone)]
-pub struct KeyHasher(ahash::RandomState);
+pub struct KeyHasher(ahash::RandomState, [u64; 2]);
 
 impl KeyHasher {
     /// Seeds drawn at random (by ahash from the OS) for this hasher.
     pub fn seeded() -> Self {
-        KeyHasher(ahash::RandomState::new())
+        let s = ahash::RandomState::new();
+        // Two more seeds for `hash2`, drawn from the first (odd: never zero).
+        let extra = [s.hash_one(0x5eed_u64) | 1, s.hash_one(0x5eed_5eed_u64) | 1];
+        KeyHasher(s, extra)
     }
 
     /// The hash of `key` under this hasher's seeds.
@@ -360,15 +475,29 @@ impl KeyHasher {
         h.finish()
     }
 
+    /// The hash of a shard's compact key, two words (`slab.rs`): one
+    /// folded multiply of the words, each XORed with a seed of its own
+    /// (wyhash's core step: a 128-bit product, its halves XORed). The seeds
+    /// are random per table, so an exporter cannot aim keys at one bucket;
+    /// a third of the instructions of two ahash rounds.
+    #[inline(always)]
+    pub(crate) fn hash2(&self, a: u64, b: u64) -> u64 {
+        let p = ((a ^ self.1[0]) as u128) * ((b ^ self.1[1]) as u128);
+        (p as u64) ^ (p >> 64) as u64
+    }
+
     /// The routing hash: fixed seeds, the same in every process.
     #[inline]
     pub fn hash_packed(key: &PackedKey) -> u64 {
-        static FIXED: KeyHasher = KeyHasher(ahash::RandomState::with_seeds(
-            0x6e66_7374_6974_6368,
-            0x9e37_79b9_7f4a_7c15,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-        ));
+        static FIXED: KeyHasher = KeyHasher(
+            ahash::RandomState::with_seeds(
+                0x6e66_7374_6974_6368,
+                0x9e37_79b9_7f4a_7c15,
+                0xc2b2_ae3d_27d4_eb4f,
+                0x1656_67b1_9e37_79f9,
+            ),
+            [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f],
+        );
         FIXED.hash(key)
     }
 }
@@ -386,6 +515,8 @@ mod pack_tests {
         assert_ne!(KeyHasher::seeded().hash(&k), KeyHasher::seeded().hash(&k));
         let a = KeyHasher::seeded();
         assert_eq!(a.hash(&k), a.clone().hash(&k), "one table, one hash");
+        assert_ne!(KeyHasher::seeded().hash2(1, 2), KeyHasher::seeded().hash2(1, 2));
+        assert_eq!(a.hash2(1, 2), a.clone().hash2(1, 2));
     }
 
     fn any_key() -> impl Strategy<Value = FlowKey> {

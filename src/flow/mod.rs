@@ -8,12 +8,19 @@
 //! The only platform dependency is the cache prefetch hint
 //! (`platform::cpu::prefetch`), which has no effect on program state.
 //!
-//! Files in dependency order (no circle): `merge.rs` (what one wire record
-//! adds) <- `record.rs` (the whole record) <- `key.rs` (the key and its
-//! packer) <- `batch.rs` (a batch read by index) <- `table.rs` (the index)
-//! <- `shard.rs` (table, slab and timer wheel).
+//! Files in dependency order: `merge.rs` (what one wire record adds) <-
+//! `record.rs` (the whole record) <- `key.rs` (the key and its packer) <-
+//! `batch.rs` (a batch read by index) <- `table.rs` (the index), `slab.rs`
+//! (the slots), `context.rs` (interned key contexts) <- `shard.rs` (the
+//! shard's state and what ends a flow), with its behaviour split by
+//! concern into `apply.rs` (the record pipeline), `expiry.rs` (deadlines
+//! and the timer wheel) and `evict.rs` (the eviction hand).
 
+mod apply;
 mod batch;
+mod context;
+mod evict;
+mod expiry;
 mod key;
 mod merge;
 mod record;
@@ -27,7 +34,7 @@ pub use merge::{
     exporter_end_reason_name, sampling_scale, Merge, END_OF_FLOW, FIN_OR_RST, FORCED_END,
 };
 pub use record::{FlowRecord, V4_ZERO};
-pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, TICK_NS};
+pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, MAX_TIMEOUT_NS, TICK_NS};
 
 #[cfg(test)]
 mod tests;

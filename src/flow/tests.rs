@@ -322,29 +322,47 @@ proptest! {
     #[test]
     fn segments_equal_record_by_record(
         dgs in proptest::collection::vec(
-            (0u64..1_500, proptest::collection::vec((0u16..200, any::<bool>(), 1u64..50), 0..40)),
+            (0u64..1_500, proptest::collection::vec((0u16..200, any::<bool>(), 1u64..50, 0u8..6), 0..40)),
             1..60),
         max_flows in 1usize..300,
         reserve in 0usize..400,
+        origin_key in any::<bool>(),
     ) {
-        let (mut a, mut b) = (Shard::new(cfg(1, 2, max_flows), T0), Shard::new(cfg(1, 2, max_flows), T0));
+        // Records of several exporters and engines, so that context ids are
+        // interned, released by evictions and expiries, and reused while the
+        // pipeline's lookahead holds keys computed with them; with the
+        // origin key (no exporter) records of several exporters share a flow.
+        let key = if origin_key { KeySpec::ORIGIN.parse().unwrap() } else { KeySpec::default() };
+        let c = ShardConfig { key, ..cfg(1, 2, max_flows) };
+        let (mut a, mut b) = (Shard::new(c, T0), Shard::new(c, T0));
         b.reserve(reserve); // room made up front changes nothing
         let (mut out_a, mut out_b) = (vec![], vec![]);
         let (mut recs, mut segs) = (vec![], vec![]);
         let mut t = T0;
         for (dt_ms, rs) in dgs {
             t += dt_ms * 1_000_000;
-            a.advance(t, &mut out_a);
-            for (port, fin, p) in rs {
-                let r = rec(port, if fin { FIN } else { ACK }, p);
+            // A datagram without records moves the clock with the next one
+            // (or at the end), as in the pipeline: the timer then empties
+            // slots in the same order, and a full shard's eviction hand
+            // (which runs over slot positions) meets the same flows.
+            if !rs.is_empty() {
+                a.advance(t, &mut out_a);
+            }
+            for (port, fin, p, e) in rs {
+                let mut r = rec(port, if fin { FIN } else { ACK }, p);
+                r.exporter = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + e % 3));
+                r.engine_id = e / 3;
                 a.apply(t, &r, &mut out_a);
                 recs.push(r);
             }
             segs.push((recs.len(), t));
+            prop_assert!(a.contexts_len() <= 2 * a.len() + 2, "contexts {} flows {}", a.contexts_len(), a.len());
         }
+        a.advance(t, &mut out_a);
         b.apply_segments(recs.as_slice(), &segs, &mut out_b);
         let sums = |s: &Shard| (s.stats().records, s.stats().packets, s.stats().octets);
         prop_assert_eq!(sums(&a), sums(&b));
+        prop_assert!(b.contexts_len() <= 2 * b.len(), "contexts {} flows {}", b.contexts_len(), b.len());
         a.flush(t, &mut out_a);
         b.flush(t, &mut out_b);
         // Flows due in the same tick may leave in another order when the
@@ -380,18 +398,26 @@ fn reserved_and_grown_slots_hold_every_flow() {
 }
 
 #[test]
-fn stale_timers_stay_bounded_under_eviction_flood() {
-    let mut sh = Shard::new(cfg(310, 1860, 1000), T0);
+fn wheel_holds_exactly_the_live_flows_under_eviction_flood() {
+    // Evictions, FIN re-links and expiries: the wheel links every live flow
+    // once and nothing else (no stale entries, so never a compaction).
+    let mut sh = Shard::new(cfg(1, 3, 1000), T0);
     let mut out = vec![];
     for i in 0..200_000u32 {
-        let mut r = rec((i % 65536) as u16, ACK, 1);
-        r.src_addr = Ipv4Addr::from(i).into();
-        at(&mut sh, T0 + i as u64 * 1_000_000, Some(&r), &mut out);
+        let mut r = rec((i % 65536) as u16, if i % 7 == 0 { FIN } else { ACK }, 1);
+        r.src_addr = Ipv4Addr::from(i % 150_000).into();
+        at(&mut sh, T0 + i as u64 * 100_000, Some(&r), &mut out);
+        if i % 997 == 0 {
+            assert_eq!(sh.wheel_len(), sh.len());
+            assert!(sh.contexts_len() <= 2 * sh.len() + 2, "contexts {}", sh.contexts_len());
+        }
     }
     assert_eq!(sh.len(), 1000);
-    assert!(sh.stats().wheel_compactions > 0);
-    assert!(sh.wheel_len() <= 2 * 1000 + 1100, "wheel holds {}", sh.wheel_len());
-    assert_eq!(out.len(), 199_000);
+    assert_eq!(sh.wheel_len(), 1000);
+    assert_eq!(sh.stats().wheel_compactions, 0);
+    sh.flush(T0 + 100 * S, &mut out);
+    assert_eq!(out.iter().map(|f| f.records).sum::<u64>(), 200_000);
+    assert_eq!(sh.wheel_len(), 0);
 }
 
 /// The bits of an IPv4 address (the tests' records are all IPv4).
@@ -400,4 +426,121 @@ fn ip4_bits(a: IpAddr) -> u32 {
         IpAddr::V4(a) => a.to_bits(),
         IpAddr::V6(a) => panic!("IPv6 address {a} in an IPv4 test"),
     }
+}
+
+#[test]
+fn a_key_without_some_fields_reports_the_first_records() {
+    // Ports not in the key: records of two ports are one flow, its key has
+    // no ports, and its record keeps the first one's ports, exporter and
+    // attributes (the hot slot keeps the 5-tuple unmasked).
+    let key: KeySpec = "exporter,proto,src,dst".parse().unwrap();
+    let mut sh = Shard::new(ShardConfig { key, ..cfg(310, 1860, 100) }, T0);
+    let mut out = vec![];
+    let mut a = rec(1111, ACK, 1);
+    (a.nexthop, a.src_as, a.dst_as, a.src_mask, a.tos) =
+        (IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9)), 70_000, 80_000, 24, 7);
+    (a.input, a.output) = (100_000, 200_000);
+    let b = rec(2222, ACK, 2);
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0 + S, Some(&b), &mut out);
+    assert_eq!(sh.len(), 1);
+    sh.flush(T0 + 2 * S, &mut out);
+    let f = &out[0];
+    assert_eq!((f.key.sport, f.key.dport, f.records, f.packets), (0, 0, 2, 3));
+    assert_eq!((f.rec.src_port, f.rec.dst_port), (1111, 80));
+    assert_eq!((f.rec.src_addr, f.rec.dst_addr), (a.src_addr, a.dst_addr));
+    assert_eq!((f.rec.nexthop, f.rec.src_as, f.rec.dst_as), (a.nexthop, 70_000, 80_000));
+    assert_eq!((f.rec.input, f.rec.output, f.rec.tos, f.rec.src_mask), (100_000, 200_000, 7, 24));
+    assert_eq!(f.key, key.key_of(&a));
+}
+
+#[test]
+fn the_origin_is_the_first_records_exporter_engine_and_sampling() {
+    // The origin key has no exporter: records of two exporters are one
+    // flow; its record names the first exporter, engine and sampling.
+    let key: KeySpec = KeySpec::ORIGIN.parse().unwrap();
+    let mut sh = Shard::new(ShardConfig { key, ..cfg(310, 1860, 100) }, T0);
+    let mut out = vec![];
+    let mut a = rec(1, ACK, 1);
+    (a.engine_type, a.engine_id, a.sampling) = (1, 2, 0x4064);
+    let mut b = rec(1, ACK, 1);
+    b.exporter = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    (b.engine_type, b.engine_id) = (3, 4);
+    at(&mut sh, T0, Some(&a), &mut out);
+    at(&mut sh, T0, Some(&b), &mut out);
+    // A flow of the second exporter only, for contrast.
+    let c = FlowRecord { src_port: 2, ..b };
+    at(&mut sh, T0, Some(&c), &mut out);
+    sh.flush(T0 + S, &mut out);
+    assert_eq!(out.len(), 2);
+    let f = out.iter().find(|f| f.rec.src_port == 1).unwrap();
+    assert_eq!(f.records, 2);
+    assert_eq!(f.key.exporter, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!((f.rec.exporter, f.rec.engine_type, f.rec.engine_id), (a.exporter, 1, 2));
+    assert_eq!(f.rec.sampling, 0x4064);
+    let g = out.iter().find(|f| f.rec.src_port == 2).unwrap();
+    assert_eq!((g.rec.exporter, g.rec.engine_type, g.rec.engine_id), (b.exporter, 3, 4));
+}
+
+#[test]
+fn seen_is_the_latest_record_to_the_millisecond() {
+    let mut sh = Shard::new(cfg(310, 1860, 100), T0);
+    let mut out = vec![];
+    let t = T0 + 5 * S + 123_456; // not on a millisecond
+    at(&mut sh, T0 + 1, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t + 1860 * S + S, None, &mut out);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(f.start_ns, T0 + 1);
+    assert!(f.seen_ns >= t && f.seen_ns < t + 1_000_000, "seen {} for {t}", f.seen_ns);
+    // The idle deadline is exactly D4's: seen + idle, rounded up to the ms.
+    assert_eq!(f.end_ns, (t + 1860 * S).div_ceil(TICK_NS) * TICK_NS);
+    // Evicted within the same millisecond as its record: seen <= end.
+    let mut sh = Shard::new(cfg(310, 1860, 1), T0);
+    at(&mut sh, t, Some(&rec(1, ACK, 1)), &mut out);
+    at(&mut sh, t + 5, Some(&rec(2, ACK, 1)), &mut out);
+    let e = out.last().unwrap();
+    assert_eq!(e.end_reason, EndReason::Evicted);
+    assert!(e.start_ns <= e.seen_ns && e.seen_ns <= e.end_ns, "{e:?}");
+}
+
+#[test]
+fn deadlines_survive_clock_jumps_of_months() {
+    // Deadlines are 32-bit ms ticks read back against the wheel's clock: a
+    // jump of 100 days (over 2^32 ms is 49.7 days) must still end every
+    // flow at its own deadline, in order, and a flow with the longest idle
+    // timeout (just under 2^31 ms) too.
+    const DAY: u64 = 86_400 * S;
+    for idle in [1860 * S, MAX_TIMEOUT_NS] {
+        let mut sh = Shard::new(ShardConfig { idle_ns: idle, ..cfg(310, 1860, 100) }, T0);
+        let mut out = vec![];
+        at(&mut sh, T0, Some(&rec(1, ACK, 1)), &mut out);
+        at(&mut sh, T0 + S, Some(&rec(2, FIN, 1)), &mut out);
+        at(&mut sh, T0 + 2 * S, Some(&rec(3, ACK, 1)), &mut out);
+        at(&mut sh, T0 + 100 * DAY, None, &mut out);
+        assert_eq!(out.len(), 3, "idle {idle}");
+        let ends: Vec<(u16, u64, EndReason)> =
+            out.iter().map(|f| (f.rec.src_port, f.end_ns, f.end_reason)).collect();
+        assert_eq!(
+            ends,
+            [
+                (2, T0 + S + 310 * S, EndReason::Fin),
+                (1, T0 + idle.div_ceil(TICK_NS) * TICK_NS, EndReason::Idle),
+                (3, T0 + 2 * S + idle.div_ceil(TICK_NS) * TICK_NS, EndReason::Idle),
+            ]
+        );
+        // A new flow after the jump lives on the new clock.
+        at(&mut sh, T0 + 100 * DAY, Some(&rec(4, ACK, 1)), &mut out);
+        at(&mut sh, T0 + 100 * DAY + idle - S, None, &mut out);
+        assert_eq!(out.len(), 3);
+        at(&mut sh, T0 + 200 * DAY, None, &mut out);
+        assert_eq!(out[3].end_ns, T0 + 100 * DAY + idle.div_ceil(TICK_NS) * TICK_NS);
+    }
+}
+
+#[test]
+#[should_panic(expected = "below 2^31 ms")]
+fn an_idle_timeout_of_2_31_ms_is_refused() {
+    let _ = Shard::new(ShardConfig { idle_ns: (1 << 31) * TICK_NS, ..cfg(310, 1860, 100) }, T0);
 }

@@ -1,23 +1,14 @@
-//! The wheel's geometry and one level of it: the [`Entry`] it schedules,
-//! [`LEVELS`] and [`MAX_SPAN`], 64 slots and the `occupied` bitfield over
-//! them, plus the two placement functions, [`level_for`] and [`slot_for`].
+//! The wheel's geometry and one level of it: [`LEVELS`] and [`MAX_SPAN`],
+//! the `occupied` bitfield over a level's 64 slots, plus the two placement
+//! functions, [`level_for`] and [`slot_for`].
 
 use std::fmt;
-
-/// One scheduled entry. `id` and `gen` are opaque to the wheel (the flow shard uses them
-/// as slab index and generation, to recognize stale entries); `at` is the tick it is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub id: u32,
-    pub gen: u32,
-    pub at: u64,
-}
 
 /// Levels in the wheel, 64 slots each.
 pub const LEVELS: usize = 6;
 /// Ticks spanned by the wheel: `64^LEVELS`. Deadlines further than this from
 /// `elapsed` are clamped into the top level (they come back out and are
-/// re-inserted later; the entry's `at` is never changed).
+/// re-placed later).
 pub const MAX_SPAN: u64 = 1 << 36;
 
 /// Bits of the tick consumed by one level.
@@ -70,22 +61,17 @@ pub(super) struct Expiration {
     pub(super) deadline: u64,
 }
 
+/// One level's bookkeeping: which of its 64 slots hold a non-empty list (the
+/// lists themselves live in the wheel).
 pub(super) struct Level {
     level: usize,
-    /// Bit `s` is set iff `slots[s]` is non-empty.
+    /// Bit `s` is set iff slot `s`'s list is non-empty.
     pub(super) occupied: u64,
-    pub(super) slots: [Vec<Entry>; LEVEL_MULT],
 }
 
 impl Level {
     pub(super) fn new(level: usize) -> Self {
-        Level { level, occupied: 0, slots: std::array::from_fn(|_| Vec::new()) }
-    }
-
-    pub(super) fn add(&mut self, e: Entry) {
-        let slot = slot_for(e.at, self.level);
-        self.slots[slot].push(e);
-        self.occupied |= 1 << slot;
+        Level { level, occupied: 0 }
     }
 
     /// The slot `now` falls in on this level.
@@ -100,9 +86,9 @@ impl Level {
         let level_start = now & !(level_range(self.level) - 1);
         let start = level_start + slot as u64 * slot_range(self.level);
         if slot <= self.now_slot(now) {
-            // Cannot overflow: such slots only hold clamped entries, whose
-            // `at` lies in a later 2^36 block than `now`, so the next turn
-            // of the top level exists.
+            // Cannot overflow: such slots only hold clamped ids, whose
+            // deadline lies in a later 2^36 block than `now`, so the next
+            // turn of the top level exists.
             start + level_range(self.level)
         } else {
             start
@@ -118,7 +104,7 @@ impl Level {
         let now_slot = self.now_slot(now);
         debug_assert!(
             self.level == TOP || self.occupied & (1 << now_slot) == 0,
-            "level {} holds entries in the slot of elapsed={now} (slot {now_slot}): {self:?}",
+            "level {} holds ids in the slot of elapsed={now} (slot {now_slot}): {self:?}",
             self.level,
         );
         // Rotate so that bit 0 is the slot right after `now_slot`.
@@ -133,61 +119,11 @@ impl Level {
         );
         Some(Expiration { level: self.level, slot, deadline })
     }
-
-    /// Take the entries of `slot`, leaving an empty `Vec` behind (the caller
-    /// gives the allocation back with [`Level::restore`]).
-    pub(super) fn take(&mut self, slot: usize) -> Vec<Entry> {
-        self.occupied &= !(1 << slot);
-        std::mem::take(&mut self.slots[slot])
-    }
-
-    /// Give the (drained) allocation `buf` back to `slot`. Entries that were
-    /// re-inserted into the same slot meanwhile (top level only) are kept;
-    /// the larger allocation wins.
-    pub(super) fn restore(&mut self, slot: usize, mut buf: Vec<Entry>) {
-        debug_assert!(buf.is_empty(), "restoring a non-empty buffer: {buf:?}");
-        let cur = &mut self.slots[slot];
-        if cur.capacity() < buf.capacity() {
-            buf.append(cur);
-            *cur = buf;
-        } else {
-            // `cur` holds re-inserted entries and the larger allocation:
-            // keep it, drop `buf`.
-        }
-    }
-
-    /// Keep only the entries for which `keep` returns true. Returns how many
-    /// were removed.
-    pub(super) fn retain(&mut self, keep: &mut impl FnMut(&Entry) -> bool) -> usize {
-        let mut removed = 0;
-        let mut bits = self.occupied;
-        while bits != 0 {
-            let slot = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let v = &mut self.slots[slot];
-            let before = v.len();
-            v.retain(|e| keep(e));
-            removed += before - v.len();
-            if v.is_empty() {
-                self.occupied &= !(1 << slot);
-            }
-        }
-        removed
-    }
 }
 
 impl fmt::Debug for Level {
-    /// Only the occupied slots, so that invariant messages stay readable.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut m = f.debug_map();
-        let mut bits = self.occupied;
-        while bits != 0 {
-            let slot = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            m.entry(&(self.level, slot), &self.slots[slot]);
-        }
-        m.finish()?;
-        write!(f, " occupied={:#018x}", self.occupied)
+        write!(f, "level {} occupied={:#018x}", self.level, self.occupied)
     }
 }
 
@@ -326,27 +262,28 @@ mod tests {
 
     #[test]
     fn test_next_expiration_wraps_on_top_level_only() {
+        let add = |l: &mut Level, at: u64| l.occupied |= 1 << slot_for(at, l.level);
         let mut lvl = Level::new(1);
-        // elapsed = 100 is in level-1 slot 1; an entry at 200 is in slot 3.
-        lvl.add(Entry { id: 0, gen: 0, at: 200 });
+        // elapsed = 100 is in level-1 slot 1; an id due at 200 is in slot 3.
+        add(&mut lvl, 200);
         let exp = lvl.next_expiration(100).unwrap();
         assert_eq!(exp, Expiration { level: 1, slot: 3, deadline: 192 });
 
         let mut top = Level::new(TOP);
         let now = 5 * slot_range(TOP) + 7; // top-level slot 5
                                            // Clamped: same slot bits as `now`, one turn later: must come last.
-        top.add(Entry { id: 1, gen: 0, at: MAX_SPAN + 5 * slot_range(TOP) + 9 });
+        add(&mut top, MAX_SPAN + 5 * slot_range(TOP) + 9);
         // Not clamped: slot 6 in the current turn.
-        top.add(Entry { id: 2, gen: 0, at: 6 * slot_range(TOP) + 1 });
+        add(&mut top, 6 * slot_range(TOP) + 1);
         // Clamped: slot 2, next turn.
-        top.add(Entry { id: 3, gen: 0, at: 3 * MAX_SPAN + 2 * slot_range(TOP) });
+        add(&mut top, 3 * MAX_SPAN + 2 * slot_range(TOP));
         let exp = top.next_expiration(now).unwrap();
         assert_eq!(exp, Expiration { level: TOP, slot: 6, deadline: 6 * slot_range(TOP) });
-        top.take(6);
+        top.occupied &= !(1 << 6);
         let exp = top.next_expiration(now).unwrap();
         assert_eq!(exp.slot, 2);
         assert_eq!(exp.deadline, MAX_SPAN + 2 * slot_range(TOP));
-        top.take(2);
+        top.occupied &= !(1 << 2);
         let exp = top.next_expiration(now).unwrap();
         assert_eq!(exp.slot, 5);
         assert_eq!(exp.deadline, MAX_SPAN + 5 * slot_range(TOP));

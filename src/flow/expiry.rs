@@ -1,0 +1,157 @@
+//! Deadlines of a shard's flows and the glue to its timer wheel:
+//! [`Shard::advance`], [`Shard::advance_bounded`], [`Shard::next_deadline`].
+//!
+//! A flow's deadline lives in its slot: the idle deadline in the hot part
+//! (`idle_at`, written by every record: `ceil((now + idle) / TICK_NS)`,
+//! exactly D4's `seen + idle` rounded up to the tick), the linger deadline
+//! in the cold part (`fin`, written by FIN/RST records, D3). The wheel
+//! links the slot at its deadline when it is created and asks the slot
+//! again whenever its wheel slot is processed ([`crate::timer::Links`]
+//! for the slab, `slab.rs`): a record that moves the deadline later costs
+//! the wheel nothing. A first FIN/RST that moves it earlier unlinks and
+//! re-links it (O(1), intrusive lists); later FIN/RSTs only move it later.
+//!
+//! Ticks are kept modulo 2^32 and read back against the wheel's `elapsed`
+//! (`slab::reconstruct`), valid within 2^31 ms. Idle and linger are below
+//! 2^31 ms, and the wheel is moved at most [`STEP`] ticks at a time, the
+//! flows it fired emitted in between, so every deadline read back lies
+//! within `max(idle, linger) + STEP` < 2^31 ms of `elapsed` even when the
+//! clock jumps by months (a replay with a gap).
+
+use super::merge::Merge;
+use super::shard::{EndReason, Flow, Shard, TICK_NS};
+use super::slab::{reconstruct, HAS_FIN};
+
+/// The most ticks the wheel is advanced at once (2^29 ms: 6.2 days).
+const STEP: u64 = 1 << 29;
+
+impl Shard {
+    /// The idle deadline of a record at `now`, as a slot keeps it.
+    #[inline]
+    pub(super) fn idle_at(&self, now: u64) -> u32 {
+        now.saturating_add(self.cfg.idle_ns).div_ceil(TICK_NS) as u32
+    }
+
+    /// The linger deadline of a FIN/RST record at `now`, as a slot keeps it.
+    #[inline]
+    pub(super) fn fin_at(&self, now: u64) -> u32 {
+        now.saturating_add(self.cfg.linger_ns).div_ceil(TICK_NS) as u32
+    }
+
+    /// Collector time of the latest record of slot `i`, to the millisecond
+    /// (its idle deadline less the idle timeout).
+    pub(super) fn seen_ns(&self, i: u32) -> u64 {
+        let idle = reconstruct(self.slab.hot(i).idle_at, self.wheel.elapsed());
+        idle.saturating_mul(TICK_NS).saturating_sub(self.cfg.idle_ns)
+    }
+
+    /// Link the new flow `idx` into the wheel at its deadline. A deadline
+    /// already due (zero timeouts) goes in at the next tick: flows never end
+    /// inside `apply` (it still ends at its own deadline).
+    pub(super) fn link(&mut self, idx: u32) {
+        let elapsed = self.wheel.elapsed();
+        let (tick, _) = self.slab.deadline(idx, elapsed);
+        let linked = self.wheel.insert(&mut self.slab, idx, tick.max(elapsed + 1));
+        debug_assert!(linked.is_ok());
+    }
+
+    /// A record with FIN/RST or a flowEndReason reached flow `idx` at
+    /// `now`: keep the reason, and linger if it ends the connection. Out of
+    /// line: one record of a flow, at most a few, takes it.
+    #[inline(never)]
+    pub(super) fn special(&mut self, idx: u32, now: u64, m: &Merge) {
+        if m.end_reason != 0 {
+            self.slab.hot_mut(idx).exp_reason = m.end_reason;
+        }
+        if m.ends_connection() {
+            self.linger(idx, now);
+        }
+    }
+
+    /// A FIN/RST (or an exporter's end of flow) reached flow `idx` at
+    /// `now`: (re)start its linger (D3: the last one wins). The first one
+    /// may move the deadline earlier: it re-links the flow.
+    fn linger(&mut self, idx: u32, now: u64) {
+        let fin = self.fin_at(now);
+        self.slab.cold_mut(idx).fin = fin;
+        let h = self.slab.hot_mut(idx);
+        let had_fin = h.state() & HAS_FIN != 0;
+        h.set(HAS_FIN);
+        // A later FIN/RST only moves the linger later (time never goes back),
+        // and records only move the idle deadline later: no earlier deadline.
+        if !had_fin {
+            let elapsed = self.wheel.elapsed();
+            let (tick, by_fin) = self.slab.deadline(idx, elapsed);
+            if by_fin {
+                self.wheel.remove(&mut self.slab, idx);
+                let linked = self.wheel.insert(&mut self.slab, idx, tick.max(elapsed + 1));
+                debug_assert!(linked.is_ok());
+            }
+        }
+    }
+
+    /// Flows due but not yet emitted (a bounded advance to finish).
+    #[inline]
+    pub(super) fn pending(&self) -> bool {
+        self.wheel.has_fired() || self.wheel.elapsed() < self.now / TICK_NS
+    }
+
+    /// The earliest time (ns) at which [`Shard::advance`] may emit a flow
+    /// (a lower bound: lazily rescheduled flows may come out without ending).
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.pending() {
+            return Some(self.now); // due flows not yet emitted
+        }
+        self.wheel.next_deadline().map(|t| t.saturating_mul(TICK_NS))
+    }
+
+    /// Move the clock to `now` and emit every flow whose deadline has passed.
+    pub fn advance(&mut self, now: u64, out: &mut Vec<Flow>) {
+        self.expire_all(now, out);
+        self.contexts.sweep();
+    }
+
+    /// [`Shard::advance`] that emits at most `max` flows per call, so that a
+    /// caller can hand them on in bounded batches (a timer tick may end
+    /// millions). True while due flows remain: call again with the same
+    /// `now`, and no record applied in between, until it returns false.
+    pub fn advance_bounded(&mut self, now: u64, out: &mut Vec<Flow>, max: usize) -> bool {
+        let more = self.expire(now, out, max);
+        self.contexts.sweep();
+        more
+    }
+
+    /// [`Shard::advance`] without the context sweep (inside a batch).
+    pub(super) fn expire_all(&mut self, now: u64, out: &mut Vec<Flow>) {
+        while self.expire(now, out, usize::MAX) {}
+    }
+
+    /// Emit up to `max` due flows at `now`; true while more may be due.
+    fn expire(&mut self, now: u64, out: &mut Vec<Flow>, max: usize) -> bool {
+        debug_assert!(
+            !self.pending() || now <= self.now,
+            "advance_bounded: a later now while flows of an earlier one are pending"
+        );
+        self.now = self.now.max(now);
+        let now_tick = self.now / TICK_NS;
+        let mut emitted = 0;
+        loop {
+            while emitted < max {
+                let Some(i) = self.wheel.pop_fired(&mut self.slab) else { break };
+                let (tick, by_fin) = self.slab.deadline(i, self.wheel.elapsed());
+                debug_assert!(tick <= self.wheel.elapsed(), "slot {i} fired before {tick}");
+                let reason = if by_fin { EndReason::Fin } else { EndReason::Idle };
+                self.finish(i, tick * TICK_NS, reason, out);
+                emitted += 1;
+            }
+            if emitted == max {
+                return self.pending();
+            }
+            let elapsed = self.wheel.elapsed();
+            if elapsed >= now_tick {
+                return false;
+            }
+            self.wheel.advance(now_tick.min(elapsed.saturating_add(STEP)), &mut self.slab);
+        }
+    }
+}
