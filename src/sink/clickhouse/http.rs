@@ -58,6 +58,8 @@ pub(super) enum PostError {
     Request(String),
     /// The server answered with an error: status and answer text.
     Http(u16, String),
+    /// The table has a column the sink cannot write (permanent).
+    Table(String),
 }
 
 impl fmt::Display for PostError {
@@ -77,6 +79,7 @@ impl fmt::Display for PostError {
             PostError::Transport(e) => write!(f, "request failed: {e}"),
             PostError::Request(e) => write!(f, "request failed: {e}"),
             PostError::Http(code, msg) => write!(f, "HTTP {code}: {msg}"),
+            PostError::Table(why) => write!(f, "{why}"),
         }
     }
 }
@@ -139,7 +142,11 @@ impl PostError {
     /// HTTP status: 4xx permanent (but 408 and 429), 5xx and no answer
     /// transient.
     pub(super) fn is_permanent(&self) -> bool {
-        let PostError::Http(status, _) = self else { return false };
+        let status = match self {
+            PostError::Http(status, _) => status,
+            PostError::Table(_) => return true,
+            _ => return false,
+        };
         match self.clickhouse_code() {
             Some(c) if PERMANENT_CODES.contains(&c) => true,
             Some(c) if TRANSIENT_CODES.contains(&c) => false,
