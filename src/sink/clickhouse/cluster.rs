@@ -167,10 +167,7 @@ impl Cluster {
         };
         for r in &replicas {
             let local = local_table(table, &r.database);
-            let mut ddl = vec![create_table_sql(&local, schema, ttl)];
-            if rollups {
-                ddl.extend(rollup_sql(&local, schema));
-            }
+            let views = if rollups { rollup_sql(&local, schema) } else { Vec::new() };
             let url = with_host(&self.url, &r.host);
             let shard = match Client::new(&url, self.password.as_ref(), self.ca.as_deref()) {
                 Ok(c) => c,
@@ -179,9 +176,12 @@ impl Cluster {
                     continue;
                 }
             };
-            let made = ddl.iter().try_for_each(|sql| shard.ddl(sql, refused));
-            // A table of an earlier release gets the new columns.
-            let made = made.and_then(|()| migrate(&shard, &local, schema, false, refused).map(drop));
+            // A table of an earlier release gets the new columns before
+            // the views that read them are made.
+            let made = shard
+                .ddl(&create_table_sql(&local, schema, ttl), refused)
+                .and_then(|()| migrate(&shard, &local, schema, false, refused))
+                .and_then(|_| views.iter().try_for_each(|sql| shard.ddl(sql, refused)));
             if let Err(e) = made {
                 // A replica that is down now gets its table on a later attempt.
                 refused.push(format!("shard {} at {}: {e}", r.shard, url.redacted()));

@@ -254,20 +254,22 @@ impl Table {
         let Some(schema) = self.schema else {
             return Ok(Some(refused.join("; ")));
         };
-        if let Some(cluster) = &self.cluster {
+        // A table of an earlier release gets the new columns (before the
+        // rollup views, which read them); the inserts name the columns it
+        // has, in their types.
+        let columns = if let Some(cluster) = &self.cluster {
             cluster.prepare(client, &self.name, schema, self.ttl, self.rollups, &mut refused)?;
+            migrate(client, &self.name, schema, true, &mut refused)?
         } else {
-            let mut ddl = vec![create_table_sql(&self.name, schema, self.ttl)];
+            client.ddl(&create_table_sql(&self.name, schema, self.ttl), &mut refused)?;
+            let columns = migrate(client, &self.name, schema, false, &mut refused)?;
             if self.rollups {
-                ddl.extend(rollup_sql(&self.name, schema));
+                for sql in rollup_sql(&self.name, schema) {
+                    client.ddl(&sql, &mut refused)?;
+                }
             }
-            for sql in ddl {
-                client.ddl(&sql, &mut refused)?;
-            }
-        }
-        // A table of an earlier release gets the new columns; the inserts
-        // name the columns it has, in their types.
-        let columns = migrate(client, &self.name, schema, self.cluster.is_some(), &mut refused)?;
+            columns
+        };
         self.plans.reset(columns, schema);
         Ok((!refused.is_empty()).then(|| refused.join("; ")))
     }
