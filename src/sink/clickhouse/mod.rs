@@ -158,14 +158,10 @@ impl ClickHouseConfig {
     /// Check the settings (the one place that does: the flags are checked
     /// with it, and [`ClickHouseSink::new`] again); messages name the flag
     /// to change. The URL is `http://` or `https://` with a host and a
-    /// valid port; `--clickhouse-ca` (https only) holds PEM certificates.
+    /// valid port, `https://` with `--clickhouse-ca` (the CA file itself is
+    /// read when the sink starts: `--dry-run` does not need it).
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.client().map(drop)
-    }
-
-    /// [`validate`](Self::validate), and the client it checked.
-    fn client(&self) -> anyhow::Result<http::Client> {
-        let client = http::Client::new(&self.url, self.password.as_ref(), self.ca.as_deref())?;
+        http::check_url(&self.url, self.ca.is_some())?;
         if self.table.is_empty()
             || !self.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         {
@@ -182,13 +178,14 @@ impl ClickHouseConfig {
         if self.ttl.is_some_and(|t| t < Duration::from_secs(86_400)) {
             bail!("--clickhouse-ttl must be at least 1d: the table drops whole days");
         }
-        Ok(client)
+        Ok(())
     }
 }
 
 impl ClickHouseSink {
     pub fn new(cfg: ClickHouseConfig) -> anyhow::Result<Self> {
-        let client = cfg.client()?;
+        cfg.validate()?;
+        let client = http::Client::new(&cfg.url, cfg.password.as_ref(), cfg.ca.as_deref())?;
         // Batches left by an earlier run go first.
         let (spool, bad) = scan_spool(&cfg.spool_dir)
             .with_context(|| format!("--spool-dir {}", cfg.spool_dir.display()))?;
