@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use super::ddl::quote_table;
+use super::ddl::{quote_table, rollup_suffixes, suffixed};
 use super::http::{Client, PostError};
 use super::schema::{put, Column, Format, Schema, Ty, Val, COLUMNS};
 
@@ -313,4 +313,21 @@ pub(crate) fn migrate(
     }
     refused.extend(why.into_iter().filter(|w| !w.contains("already exists")));
     read(refused)
+}
+
+/// The rollup views of `table` made by a release before IPv6: in the
+/// legacy schema they lack `src_addr6`, so they sum every IPv6 pair under
+/// 0.0.0.0 (a view is not altered: dropping it has the sender make it
+/// again, from then on). Their names; empty when they cannot be read.
+pub(crate) fn old_rollups(client: &Client, table: &str, schema: Schema) -> Vec<String> {
+    if schema != Schema::Legacy {
+        return Vec::new();
+    }
+    rollup_suffixes()
+        .map(|suffix| suffixed(table, suffix))
+        .filter(|view| {
+            let cols = client.query(&columns_sql(view)).map(|a| parse_columns(&a));
+            cols.is_ok_and(|c| !c.is_empty() && !c.iter().any(|(n, _)| n == "src_addr6"))
+        })
+        .collect()
 }

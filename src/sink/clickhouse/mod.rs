@@ -281,8 +281,6 @@ impl ClickHouseSink {
         let format = Format::of(self.cur_schema);
         let data = {
             let mut st = self.shared.lock();
-            // The next batch is in the table's schema, once the sender knows it.
-            self.cur_schema = st.schema;
             if st.queued_rows + rows <= self.cfg.max_buffered_rows && !st.stop {
                 st.queued_rows += rows;
                 st.queue.push_back(Batch { seq, rows, format, data: Arc::new(data) });
@@ -384,6 +382,8 @@ impl super::FlowSink for ClickHouseSink {
         for (i, f) in flows.iter().enumerate() {
             if self.cur_rows == 0 {
                 self.cur_since = Instant::now();
+                // A new batch is in the table's schema, once the sender knows it.
+                self.cur_schema = self.shared.lock().schema;
             }
             encode_row(self.cur_schema, f, &mut self.cur);
             self.cur_rows += 1;

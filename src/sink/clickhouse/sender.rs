@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use super::cluster::Cluster;
 use super::ddl::{create_table_sql, probe_answer, probe_sql, rollup_sql};
 use super::http::{Client, PostError};
-use super::migrate::{clamp_note, migrate, Clamped, Plans};
+use super::migrate::{clamp_note, migrate, old_rollups, Clamped, Plans};
 use super::schema::{Format, Schema, COLUMNS};
 use super::spool::SpoolEntry;
 
@@ -181,6 +181,8 @@ pub(super) struct Table {
     plans: Plans,
     /// Columns already named in the log for values they could not hold.
     clamp_warned: Vec<&'static str>,
+    /// Rollup views of an earlier release were named in the log.
+    old_views_warned: bool,
     /// The probe's answer of the last decision (logged when it changes).
     said: Option<String>,
     /// What the server refused while the inserts worked (logged when it changes).
@@ -204,6 +206,7 @@ impl Table {
             schema: None,
             plans: Plans::default(),
             clamp_warned: Vec::new(),
+            old_views_warned: false,
             said: None,
             refused: None,
         }
@@ -267,6 +270,16 @@ impl Table {
                 for sql in rollup_sql(&self.name, schema) {
                     client.ddl(&sql, &mut refused)?;
                 }
+                for view in old_rollups(client, &self.name, schema) {
+                    if !self.old_views_warned {
+                        eprintln!(
+                            "nfstitch: clickhouse: the rollup view {view} was made by a release \
+                             before IPv6: it sums every IPv6 address pair under 0.0.0.0; drop it \
+                             (DROP TABLE {view}) and the next start makes it with IPv6 pairs apart"
+                        );
+                    }
+                }
+                self.old_views_warned = true;
             }
             columns
         };
