@@ -327,7 +327,8 @@ fn sink_run(url: &str, table: &str, flows: &[Flow], n: usize) -> (f64, f64, f64)
         cluster: None,
     };
     let mut sink = ClickHouseSink::new(cfg).unwrap();
-    let inserted = |s: &ClickHouseSink| s.counters().iter().find(|c| c.0 == "rows_inserted").unwrap().1;
+    let inserted =
+        |s: &ClickHouseSink| s.counters().iter().find(|c| c.0 == "rows_inserted").unwrap().1;
     let wait = |s: &ClickHouseSink, want: u64| {
         let t = Instant::now();
         while inserted(s) < want {
@@ -374,7 +375,9 @@ fn sink_cpu(_: &mut Criterion) {
     }
     cases.push(("legacy schema -> stand-in (sink side only)", legacy_fake.url.clone()));
     cases.push(("native schema -> stand-in (sink side only)", native_fake.url.clone()));
-    eprintln!("clickhouse/sink_cpu: {N} flows, batches of {BATCH}, {runs} run(s) each, median [min, max]");
+    eprintln!(
+        "clickhouse/sink_cpu: {N} flows, batches of {BATCH}, {runs} run(s) each, median [min, max]"
+    );
     let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); cases.len()];
     // Side by side: one run of every case, then the next round.
     for _ in 0..runs {
@@ -393,8 +396,11 @@ fn sink_cpu(_: &mut Criterion) {
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
     for ((name, _), r) in cases.iter().zip(results) {
-        let (mut a, mut b, mut c): (Vec<f64>, Vec<f64>, Vec<f64>) =
-            (r.iter().map(|x| x.0).collect(), r.iter().map(|x| x.1).collect(), r.iter().map(|x| x.2).collect());
+        let (mut a, mut b, mut c): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+            r.iter().map(|x| x.0).collect(),
+            r.iter().map(|x| x.1).collect(),
+            r.iter().map(|x| x.2).collect(),
+        );
         let (rate, rl, rh) = med(&mut a);
         let (w, wl, wh) = med(&mut b);
         let (sn, sl, sh) = med(&mut c);

@@ -76,7 +76,9 @@ pub fn thread_cpu_ns(name: &str) -> Option<u64> {
             continue;
         }
         // A thread that ended since the listing is left out.
-        if let Some(ns) = std::fs::read_to_string(dir.join("schedstat")).ok().as_deref().and_then(parse_schedstat) {
+        if let Some(ns) =
+            std::fs::read_to_string(dir.join("schedstat")).ok().as_deref().and_then(parse_schedstat)
+        {
             sum = Some(sum.unwrap_or(0) + ns);
         }
     }

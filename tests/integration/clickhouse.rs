@@ -899,7 +899,10 @@ fn clickhouse_cluster_puts_two_collectors_flows_on_both_shards_once() {
     assert_eq!(sums.unwrap().trim(), format!("{}\t{octets}", total + 60));
     let pairs = ch(
         &url,
-        &format!("SELECT uniqExact(src_addr6, dst_addr6) FROM {table}_1m {} FORMAT TSV", mixed_where(false)),
+        &format!(
+            "SELECT uniqExact(src_addr6, dst_addr6) FROM {table}_1m {} FORMAT TSV",
+            mixed_where(false)
+        ),
     );
     assert_eq!(pairs.unwrap().trim(), "60", "IPv6 pairs apart in the rollups");
     let mut drops = vec![format!("{table}_1m"), format!("{table}_1h"), table.clone()];
@@ -1031,8 +1034,14 @@ fn clickhouse_table_of_an_earlier_release_gets_the_new_columns_and_keeps_working
     let table = fresh_table();
     ch(&url, &OLD_LEGACY_TABLE.replace("{table}", &table)).unwrap();
     for (suffix, bucket) in [("_1m", "toStartOfMinute"), ("_1h", "toStartOfHour")] {
-        ch(&url, &OLD_ROLLUP.replace("{table}", &table).replace("{suffix}", suffix).replace("{bucket}", bucket))
-            .unwrap();
+        ch(
+            &url,
+            &OLD_ROLLUP
+                .replace("{table}", &table)
+                .replace("{suffix}", suffix)
+                .replace("{bucket}", bucket),
+        )
+        .unwrap();
     }
     // A row an earlier release inserted.
     ch(
@@ -1072,7 +1081,12 @@ fn clickhouse_table_of_an_earlier_release_gets_the_new_columns_and_keeps_working
     assert_eq!(types.len(), 5, "{types:?}");
     assert_eq!(
         [&types[1], &types[2], &types[3], &types[4]],
-        ["input\tUInt16", "nexthop6\tFixedString(16)", "src_addr6\tFixedString(16)", "src_as\tUInt16"]
+        [
+            "input\tUInt16",
+            "nexthop6\tFixedString(16)",
+            "src_addr6\tFixedString(16)",
+            "src_as\tUInt16"
+        ]
     );
     // Every new row, clamped where the old columns are narrow; IPv6 whole.
     assert_mixed_rows(&url, &table, &flows, u32::from(u16::MAX));

@@ -22,7 +22,9 @@
 
 use std::path::PathBuf;
 
-use super::ddl::{create_table_sql, quote_table, rollup_key, rollup_sql, rollup_suffixes, ROLLUP_SUMS};
+use super::ddl::{
+    create_table_sql, quote_table, rollup_key, rollup_sql, rollup_suffixes, ROLLUP_SUMS,
+};
 use super::http::{Client, PostError};
 use super::migrate::migrate;
 use super::schema::{Schema, COLUMNS};

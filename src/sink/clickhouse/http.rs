@@ -265,7 +265,8 @@ impl Client {
 /// the URL without its password.
 pub(super) fn check_url(given: &ClickHouseUrl, ca: bool) -> anyhow::Result<()> {
     let url = given.redacted();
-    let uri: Uri = given.expose().parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
+    let uri: Uri =
+        given.expose().parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,

@@ -61,7 +61,11 @@ pub(crate) fn alter_sql(
     let adds: Vec<String> = cols
         .iter()
         .filter_map(|c| {
-            let ty = if bare { schema.bare_type(c)?.to_string() } else { schema.column_type(c, true)? };
+            let ty = if bare {
+                schema.bare_type(c)?.to_string()
+            } else {
+                schema.column_type(c, true)?
+            };
             Some(format!("ADD COLUMN `{}` {ty}", c.name))
         })
         .collect();
@@ -198,7 +202,9 @@ impl Plan {
                 held[s.value] |= put(s.ty, v, &mut out);
             }
             for (i, &(value, off, ty)) in self.values.iter().enumerate() {
-                if held[i] || off == usize::MAX || Val::read(ty, &r[off..off + ty.width()]).is_zero()
+                if held[i]
+                    || off == usize::MAX
+                    || Val::read(ty, &r[off..off + ty.width()]).is_zero()
                 {
                     continue;
                 }
@@ -260,7 +266,12 @@ impl Plans {
 }
 
 /// A note on why `column` of `table` (type `sql`) lost values, for the log.
-pub(crate) fn clamp_note(table: &str, column: &str, have: Option<&str>, want: Option<&str>) -> String {
+pub(crate) fn clamp_note(
+    table: &str,
+    column: &str,
+    have: Option<&str>,
+    want: Option<&str>,
+) -> String {
     match (have, want) {
         (Some(have), Some(want)) => format!(
             "column `{column}` of {table} is {have}, which cannot hold every value (nfstitch \

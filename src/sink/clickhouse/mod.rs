@@ -83,8 +83,8 @@ use anyhow::{bail, Context};
 
 use self::cluster::Cluster;
 pub use self::ddl::{create_table_sql, insert_sql, rollup_sql};
-pub use self::schema::{encode_row, Schema};
 use self::schema::Format;
+pub use self::schema::{encode_row, Schema};
 use self::sender::{sender, Batch, Counters, Shared, State, Table, BACKOFF_MIN, PERMANENT_RETRY};
 use self::spool::{scan_spool, write_spool_file, SpoolEntry};
 pub use self::url::{ClickHouseUrl, Password};

@@ -277,7 +277,9 @@ impl Val {
     pub(crate) fn read(ty: Ty, b: &[u8]) -> Val {
         let mut w = [0u8; 8];
         match ty {
-            Ty::Ip4 => Val::Ip(IpAddr::V4(u32::from_le_bytes(b[..4].try_into().expect("4")).into())),
+            Ty::Ip4 => {
+                Val::Ip(IpAddr::V4(u32::from_le_bytes(b[..4].try_into().expect("4")).into()))
+            }
             Ty::Ip16 => {
                 let a = Ipv6Addr::from(<[u8; 16]>::try_from(&b[..16]).expect("16"));
                 Val::Ip(a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4))
@@ -395,10 +397,8 @@ const EXPORTER_END_REASON: Sql = Sql {
     sql: "Enum8('' = 0, 'idle' = 1, 'active' = 2, 'end_of_flow' = 3, 'forced_end' = 4, \
           'lack_of_resources' = 5, 'reserved' = 127)",
 };
-const SAMPLING_MODE: Sql = Sql {
-    ty: Ty::U8,
-    sql: "Enum8('none' = 0, 'deterministic' = 1, 'random' = 2, 'reserved' = 3)",
-};
+const SAMPLING_MODE: Sql =
+    Sql { ty: Ty::U8, sql: "Enum8('none' = 0, 'deterministic' = 1, 'random' = 2, 'reserved' = 3)" };
 
 /// Codecs of the native schema. ZSTD everywhere; counters: T64 drops the
 /// unused high bits first; times: Delta, because flows are close in time

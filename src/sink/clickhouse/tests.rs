@@ -80,13 +80,15 @@ fn width(ty: &str) -> usize {
 #[test]
 fn columns_match_the_json_fields_and_the_row_size() {
     let names = |s: Schema| s.columns().map(|(c, _)| c.name).collect::<Vec<_>>().join(",");
-    let common = "exporter,engine_type,engine_id,src_addr,src_port,dst_addr,dst_port,proto,records,\
+    let common =
+        "exporter,engine_type,engine_id,src_addr,src_port,dst_addr,dst_port,proto,records,\
          packets,octets,tcp_flags,first,last,end_reason,start,end,input,output,nexthop,tos,\
          src_as,dst_as,src_mask,dst_mask,sampling_mode,sampling_interval,time,exporter_end_reason";
     assert_eq!(names(Schema::Native), common);
     assert_eq!(names(Schema::Legacy), format!("{common},src_addr6,dst_addr6,nexthop6"));
     for s in [Schema::Legacy, Schema::Native] {
-        let w: usize = COLUMNS.iter().filter_map(|c| s.column_type(c, true)).map(|t| width(&t)).sum();
+        let w: usize =
+            COLUMNS.iter().filter_map(|c| s.column_type(c, true)).map(|t| width(&t)).sum();
         assert_eq!(w, s.row_size(), "{s:?}");
         // The encoder's kind of every column is what the server's type says.
         for (c, t) in s.columns() {
@@ -210,7 +212,8 @@ fn rowbinary_layout_of_one_flow() {
     g.rec.src_addr = IpAddr::V6(v6(2));
     g.rec.dst_addr = IpAddr::V6(v6(3));
     g.rec.nexthop = IpAddr::V6(v6(4));
-    (g.rec.input, g.rec.output, g.rec.src_as, g.rec.dst_as) = (70_000, 1 << 31, 4_200_000_000, 65536);
+    (g.rec.input, g.rec.output, g.rec.src_as, g.rec.dst_as) =
+        (70_000, 1 << 31, 4_200_000_000, 65536);
     g.end_reason = EndReason::Shutdown;
     g.exporter_end_reason = 3;
     let mut b = Vec::new();
@@ -907,8 +910,10 @@ fn rows_of(s: Schema, flows: &[Flow]) -> Vec<u8> {
 /// A flow with IPv6 addresses, 32-bit ifIndex and AS and a flowEndReason.
 fn flow6(i: u32) -> Flow {
     let mut f = flow(i);
-    let v6 = |x: u32| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (x >> 16) as u16, x as u16));
-    (f.rec.exporter, f.rec.src_addr, f.rec.dst_addr, f.rec.nexthop) = (v6(1), v6(100 + i), v6(2), v6(3));
+    let v6 =
+        |x: u32| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (x >> 16) as u16, x as u16));
+    (f.rec.exporter, f.rec.src_addr, f.rec.dst_addr, f.rec.nexthop) =
+        (v6(1), v6(100 + i), v6(2), v6(3));
     (f.rec.input, f.rec.output, f.rec.src_as, f.rec.dst_as) = (70_000 + i, 5, 4_200_000_000, 65001);
     f.exporter_end_reason = [0, 1, 2, 3, 4, 5, 200][i as usize % 7];
     f
@@ -924,7 +929,7 @@ fn native_rows_hold_ipv6_and_plans_rewrite_them_for_the_other_schema() {
     assert_eq!(b[..16], mapped([192, 0, 2, 1])); // exporter
     assert_eq!(b[18..34], mapped([10, 0, 0, 1])); // src_addr, network order
     assert_eq!(b[36..52], mapped([10, 0, 0, 2])); // dst_addr
-    // The same per-column encoder writes an IPv6 exporter as it is.
+                                                  // The same per-column encoder writes an IPv6 exporter as it is.
     let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xcafe, 1);
     f.rec.exporter = IpAddr::V6(v6);
     b.clear();
@@ -941,10 +946,8 @@ fn native_rows_hold_ipv6_and_plans_rewrite_them_for_the_other_schema() {
     ] {
         let plan = Plan::new("t", Format::of(from), None, from).unwrap();
         assert!(plan.is_identity(), "unknown columns: the schema's own");
-        let to_cols: Vec<(String, String)> = to
-            .columns()
-            .map(|(c, t)| (c.name.to_string(), t.sql.to_string()))
-            .collect();
+        let to_cols: Vec<(String, String)> =
+            to.columns().map(|(c, t)| (c.name.to_string(), t.sql.to_string())).collect();
         let plan = Plan::new("t", Format::of(from), Some(&to_cols), to).unwrap();
         assert!(!plan.is_identity());
         assert_eq!(plan.insert, insert_sql("t", to));
@@ -1117,7 +1120,12 @@ fn cluster_tables_are_named_and_sharded_by_the_exporter() {
          `dst_addr` UInt32, `src_addr6` FixedString(16), `dst_addr6` FixedString(16), `flows` "
     ));
     let view = &rollup_sql("db.t_local", Schema::Legacy)[1];
-    assert!(view.contains("AS SELECT toStartOfHour(`time`) AS `time`, `exporter`, `proto`, \
-        `src_addr`, `dst_addr`, `src_addr6`, `dst_addr6`, count() AS `flows`"), "{view}");
+    assert!(
+        view.contains(
+            "AS SELECT toStartOfHour(`time`) AS `time`, `exporter`, `proto`, \
+        `src_addr`, `dst_addr`, `src_addr6`, `dst_addr6`, count() AS `flows`"
+        ),
+        "{view}"
+    );
     assert!(replicas_sql("c1").contains("WHERE cluster = 'c1' ORDER BY shard_num, replica_num"));
 }
