@@ -358,6 +358,11 @@ fn sink_run(url: &str, table: &str, flows: &[Flow], n: usize) -> (f64, f64, f64)
 const BATCH: usize = 50_000;
 
 fn sink_cpu(_: &mut Criterion) {
+    // Criterion's name filter (the first argument that is not a flag).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_some_and(|f| !"clickhouse/sink_cpu".contains(f.as_str())) {
+        return;
+    }
     const N: usize = 8 * BATCH;
     // `cargo test --benches` (no --bench): one round.
     let runs = if std::env::args().any(|a| a == "--bench") { 3 } else { 1 };
