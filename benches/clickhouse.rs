@@ -22,10 +22,27 @@
 //! which `.ci/run` sets: the integration tests' skip rule). It inserts
 //! into `nfstitch_bench_<pid>`, dropped at the end.
 //!
+//! - `clickhouse/sink_cpu` (not a criterion loop: one table printed): the
+//!   sink as `collect` runs it, 400k flows in batches of 50k, after one
+//!   warm-up batch (so the table's schema is known), for each of: the legacy
+//!   schema into the real server (18.16), and both schemas into a stand-in
+//!   server on loopback that answers the version of an 18.16 or a 26.x
+//!   server and takes every insert (a ClickHouse 20.3+ server was not
+//!   available: this measures the sink's side, encoding and sending, not
+//!   the server's insert). Per run: rows per second (the first flow handed
+//!   to the last insert answered), and the CPU time of the writer thread
+//!   (the caller of `flows`, encoding) and of the sender thread (`clickhouse`:
+//!   probe, rewriting for the table, HTTP) per million rows, from the
+//!   threads' `schedstat` (`nfstitch::platform::thread_cpu_ns`). Three runs
+//!   each, side by side, the median printed with the spread.
+//!
 //! `cargo bench --bench clickhouse` measures; `cargo test --benches` runs each once.
 
 use std::hint::black_box;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -206,7 +223,7 @@ fn chdb_load(c: &mut Criterion) {
                 let out = std::process::Command::new(&py)
                     .args(["-c", CHDB_LOAD, &ddl])
                     .arg(&data)
-                    .args([insert_sql("flows"), iters.to_string()])
+                    .args([insert_sql("flows", schema), iters.to_string()])
                     .output()
                     .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -220,5 +237,185 @@ fn chdb_load(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, insert, chdb_load);
+/// A stand-in ClickHouse on loopback: answers a query with `version()` with
+/// `version` (and no table), every other request 200, after reading it whole.
+struct StandIn {
+    url: String,
+    stop: Arc<AtomicBool>,
+    port: u16,
+    h: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    fn start(version: &'static str) -> StandIn {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let h = std::thread::spawn(move || {
+            let mut body = vec![0u8; 1 << 20];
+            for conn in l.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let mut left: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while left > 0 {
+                    let n = s.read(&mut body[..left.min(1 << 20)]).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    left -= n;
+                }
+                let answer = if head.contains("version%28%29") || head.contains("version()") {
+                    format!("{version}\t\n")
+                } else {
+                    String::new()
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        StandIn { url: format!("http://127.0.0.1:{port}/"), stop, port, h: Some(h) }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.h.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One run of the sink: rows per second, and the writer's and the sender's
+/// CPU in ms per million rows.
+fn sink_run(url: &str, table: &str, flows: &[Flow], n: usize) -> (f64, f64, f64) {
+    use nfstitch::platform::{current_thread_cpu_ns, thread_cpu_ns};
+    let spool = tempfile::tempdir().unwrap();
+    let cfg = ClickHouseConfig {
+        url: ClickHouseUrl::new(url),
+        password: None,
+        table: table.to_string(),
+        batch_rows: BATCH,
+        batch_interval: Duration::from_secs(1),
+        max_buffered_rows: 1_000_000,
+        spool_dir: spool.path().join("spool"),
+        spool_max_bytes: nfstitch::cli::DEFAULT_SPOOL_MAX_BYTES,
+        ca: None,
+        ttl: None,
+        rollups: false,
+        cluster: None,
+    };
+    let mut sink = ClickHouseSink::new(cfg).unwrap();
+    let inserted =
+        |s: &ClickHouseSink| s.counters().iter().find(|c| c.0 == "rows_inserted").unwrap().1;
+    let wait = |s: &ClickHouseSink, want: u64| {
+        let t = Instant::now();
+        while inserted(s) < want {
+            assert!(t.elapsed() < Duration::from_secs(120), "not inserted: {s:?}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    // Warm-up: one flow, sealed by time, so the sender knows the table.
+    sink.flows(&flows[..1]).unwrap();
+    sink.tick(Instant::now() + Duration::from_secs(2)).unwrap();
+    wait(&sink, 1);
+    let (w0, s0) = (current_thread_cpu_ns().unwrap(), thread_cpu_ns("clickhouse").unwrap());
+    let t = Instant::now();
+    for _ in 0..n / flows.len() {
+        sink.flows(flows).unwrap();
+    }
+    let w1 = current_thread_cpu_ns().unwrap();
+    wait(&sink, 1 + n as u64);
+    let secs = t.elapsed().as_secs_f64();
+    let s1 = thread_cpu_ns("clickhouse").unwrap();
+    sink.close().unwrap();
+    let per_m = |ns: u64| ns as f64 / 1e6 / (n as f64 / 1e6);
+    (n as f64 / secs, per_m(w1 - w0), per_m(s1 - s0))
+}
+
+/// Batch size of the sink runs (the `--clickhouse-batch` default).
+const BATCH: usize = 50_000;
+
+fn sink_cpu(_: &mut Criterion) {
+    // Criterion's name filter (the first argument that is not a flag).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_some_and(|f| !"clickhouse/sink_cpu".contains(f.as_str())) {
+        return;
+    }
+    const N: usize = 8 * BATCH;
+    // `cargo test --benches` (no --bench): one round.
+    let runs = if std::env::args().any(|a| a == "--bench") { 3 } else { 1 };
+    let flows: Vec<Flow> = (0..10_000).map(flow).collect();
+    let legacy_fake = StandIn::start("18.16.1");
+    let native_fake = StandIn::start("26.9.2.1");
+    let table = format!("nfstitch_bench_cpu_{}", std::process::id());
+    let real = server();
+    if let Err(why) = &real {
+        skip::skip(&format!("clickhouse/sink_cpu into 18.16: {why}"));
+    }
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    if let Ok(u) = &real {
+        cases.push(("legacy schema -> ClickHouse 18.16.1 (HTTP, loopback)", u.clone()));
+    }
+    cases.push(("legacy schema -> stand-in (sink side only)", legacy_fake.url.clone()));
+    cases.push(("native schema -> stand-in (sink side only)", native_fake.url.clone()));
+    eprintln!(
+        "clickhouse/sink_cpu: {N} flows, batches of {BATCH}, {runs} run(s) each, median [min, max]"
+    );
+    let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); cases.len()];
+    // Side by side: one run of every case, then the next round.
+    for _ in 0..runs {
+        for (i, (_, url)) in cases.iter().enumerate() {
+            if real.as_deref() == Ok(url.as_str()) {
+                query(url, &format!("DROP TABLE IF EXISTS {table}"));
+            }
+            results[i].push(sink_run(url, &table, &flows, N));
+        }
+    }
+    if let Ok(u) = &real {
+        query(u, &format!("DROP TABLE IF EXISTS {table}"));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    for ((name, _), r) in cases.iter().zip(results) {
+        let (mut a, mut b, mut c): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+            r.iter().map(|x| x.0).collect(),
+            r.iter().map(|x| x.1).collect(),
+            r.iter().map(|x| x.2).collect(),
+        );
+        let (rate, rl, rh) = med(&mut a);
+        let (w, wl, wh) = med(&mut b);
+        let (sn, sl, sh) = med(&mut c);
+        eprintln!(
+            "clickhouse/sink_cpu: {name}: {:.0} rows/s [{:.0}, {:.0}]; writer {w:.0} ms CPU per 1M rows \
+             [{wl:.0}, {wh:.0}]; sender {sn:.0} ms [{sl:.0}, {sh:.0}]",
+            rate, rl, rh
+        );
+    }
+}
+
+criterion_group!(benches, encode, insert, chdb_load, sink_cpu);
 criterion_main!(benches);

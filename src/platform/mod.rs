@@ -16,7 +16,8 @@
 //!   prefetch hint ([`cpu::prefetch`]) with which the flow table overlaps the cache misses of a
 //!   batch. No I/O: the flow core depends on this part of the room only;
 //! - `sys.rs`: the raw Linux `setsockopt`/`sysconf` calls the socket and `/proc` readers use;
-//! - `procfs.rs`: small `/proc` readers ([`rmem_max`], [`socket_drops`], [`rss_bytes`]).
+//! - `procfs.rs`: small `/proc` readers ([`rmem_max`], [`socket_drops`], [`rss_bytes`], and
+//!   the CPU time of threads for benchmarks: [`thread_cpu_ns`], [`current_thread_cpu_ns`]).
 //!
 //! On Linux the batch functions are raw `recvmmsg`/`sendmmsg` calls (see `linux.rs`, modelled
 //! on quinn-udp's `unix.rs`). Elsewhere a portable fallback with the same signatures
@@ -47,7 +48,7 @@ pub use fallback::{recv_batch, send_gso, GsoBatch, RecvBatch};
 pub use linux::{recv_batch, send_gso, GsoBatch, RecvBatch};
 
 pub use cpu::{available_cores, core_ids, pin_current_thread};
-pub use procfs::{rmem_max, rss_bytes, socket_drops};
+pub use procfs::{current_thread_cpu_ns, rmem_max, rss_bytes, socket_drops, thread_cpu_ns};
 pub use socket::{RecvMeta, ReuseportSocket, DEFAULT_BUF_LEN, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 /// Prepares `sock` for [`send_gso`]: `setsockopt(UDP_SEGMENT, 0)`, which succeeds where the

@@ -1,6 +1,7 @@
 //! Small `/proc` readers: the receive-buffer cap (`rmem_max`), a socket's
-//! kernel drop count, and this process's resident set size. Each returns
-//! `None` where the file is missing (not Linux) or unreadable.
+//! kernel drop count, this process's resident set size, and the CPU time
+//! of threads (`thread_cpu_ns`, `current_thread_cpu_ns`, for benchmarks).
+//! Each returns `None` where the file is missing (not Linux) or unreadable.
 
 #[cfg(target_os = "linux")]
 use super::sys;
@@ -55,4 +56,36 @@ pub fn rss_bytes() -> Option<u64> {
 pub(super) fn parse_statm_rss(statm: &str, page_size: u64) -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     pages.checked_mul(page_size)
+}
+
+/// CPU time in ns the calling thread has run (the first field of
+/// `/proc/thread-self/schedstat`, nanosecond resolution), None if unavailable.
+pub fn current_thread_cpu_ns() -> Option<u64> {
+    parse_schedstat(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+}
+
+/// CPU time in ns that the live threads of this process named `name` (their
+/// `comm`, as `std::thread::Builder::name` sets it, cut to 15 bytes) have
+/// run, summed; None if no such thread or unavailable.
+pub fn thread_cpu_ns(name: &str) -> Option<u64> {
+    let mut sum = None;
+    for ent in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = ent.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else { continue };
+        if comm.trim_end() != name {
+            continue;
+        }
+        // A thread that ended since the listing is left out.
+        if let Some(ns) =
+            std::fs::read_to_string(dir.join("schedstat")).ok().as_deref().and_then(parse_schedstat)
+        {
+            sum = Some(sum.unwrap_or(0) + ns);
+        }
+    }
+    sum
+}
+
+/// The run time in ns (first field) of a `schedstat` text.
+pub(super) fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
 }

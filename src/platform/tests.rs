@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::procfs::parse_statm_rss;
+use super::procfs::{parse_schedstat, parse_statm_rss};
 use super::*;
 
 const LOOPBACK_V4: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -308,6 +308,41 @@ fn proc_readers() {
     assert!(rss > 1 << 20, "rss {rss}");
     assert_eq!(parse_statm_rss("100 25 3 1 0 40 0\n", 4096), Some(25 * 4096));
     assert_eq!(parse_statm_rss("100", 4096), None);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn thread_cpu_times() {
+    assert_eq!(parse_schedstat("121982 30838 1\n"), Some(121982));
+    assert_eq!(parse_schedstat(""), None);
+    let busy = |d: std::time::Duration| {
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < d {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        x
+    };
+    let before = current_thread_cpu_ns().unwrap();
+    busy(std::time::Duration::from_millis(30));
+    let spent = current_thread_cpu_ns().unwrap() - before;
+    assert!(spent >= 10_000_000, "{spent} ns");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let h = std::thread::Builder::new()
+        .name("cpu-probe-test".into())
+        .spawn(move || {
+            busy(std::time::Duration::from_millis(30));
+            tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        })
+        .unwrap();
+    rx.recv().unwrap();
+    let ns = thread_cpu_ns("cpu-probe-test").unwrap();
+    assert!(ns >= 10_000_000, "{ns} ns");
+    assert_eq!(thread_cpu_ns("no-such-thread"), None);
+    done_tx.send(()).unwrap();
+    h.join().unwrap();
 }
 
 /// The portable fallback, exercised on Linux too.

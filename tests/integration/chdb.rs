@@ -12,7 +12,10 @@
 //! spool file with the sink's own `INSERT ... FORMAT RowBinary` (`FROM
 //! INFILE`), and SQL reads every flow back: the addresses as text (IPv4
 //! mapped and IPv6), the times to the nanosecond, counters, end reasons,
-//! each flow of the JSON output once.
+//! each flow of the JSON output once. Flows as v9/IPFIX make them (IPv6
+//! addresses, 32-bit ifIndex and AS, every flowEndReason), spooled the same
+//! way by the library's sink, read back exactly too, and the native rollup
+//! views sum them.
 //!
 //! The Python is `$NFSTITCH_CHDB_PYTHON`, else `/opt/nfstitch-chdb/bin/python`;
 //! without it (or without [::1]) the test skips through [`skip`].
@@ -22,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nfstitch::sink::clickhouse::{create_table_sql, insert_sql, Schema};
+use nfstitch::sink::clickhouse::{create_table_sql, insert_sql, rollup_sql, Schema};
+use nfstitch::sink::FlowSink;
 use serde_json::Value;
 
-use crate::clickhouse::{ch_collector, ident};
+use crate::clickhouse::{ch_collector, ident, lib_sink, mixed_flows, mixed_sql, mixed_text};
 use crate::clickhouse_failures::Refuser;
 use crate::collect::{send, traffic};
 use crate::skip::skip;
@@ -139,12 +143,12 @@ fn chdb_reads_back_every_flow_the_sink_wrote_in_the_native_schema() {
     assert!(!files.is_empty());
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy();
-        assert!(name.starts_with("batch-") && name.ends_with(".native.rowbinary"), "{name}");
+        assert!(name.starts_with("batch-") && name.ends_with(".native2.rowbinary"), "{name}");
         assert_eq!(std::fs::metadata(f).unwrap().len() % Schema::Native.row_size() as u64, 0);
     }
 
     let table = "flows";
-    let insert = insert_sql(table);
+    let insert = insert_sql(table, Schema::Native);
     let mut sql =
         vec![create_table_sql(table, Schema::Native, Some(Duration::from_secs(30 * 86_400)))];
     for f in &files {
@@ -161,6 +165,30 @@ fn chdb_reads_back_every_flow_the_sink_wrote_in_the_native_schema() {
          AND name IN ('exporter', 'src_addr', 'first', 'end_reason') ORDER BY name FORMAT TSVRaw"
     ));
     sql.push(format!("SELECT engine_full FROM system.tables WHERE name = '{table}' FORMAT TSVRaw"));
+    // Flows as v9/IPFIX make them, spooled by the library's sink (the
+    // server refuses), into a table of their own with the rollup views.
+    let mixed = mixed_flows(90);
+    let mixed_spool = dir.path().join("mixed");
+    let mut s = lib_sink(&url, "mixed", &mixed_spool, None);
+    s.flows(&mixed).unwrap();
+    s.set_close_timeout(Duration::from_millis(200));
+    s.close().unwrap();
+    let mut mixed_files: Vec<PathBuf> =
+        std::fs::read_dir(&mixed_spool).unwrap().map(|e| e.unwrap().path()).collect();
+    mixed_files.sort();
+    assert!(!mixed_files.is_empty());
+    sql.push(create_table_sql("mixed", Schema::Native, None));
+    sql.extend(rollup_sql("mixed", Schema::Native));
+    for f in &mixed_files {
+        let from = format!(" FROM INFILE '{}' FORMAT RowBinary", f.display());
+        sql.push(insert_sql("mixed", Schema::Native).replace(" FORMAT RowBinary", &from));
+    }
+    let m = sql.len();
+    sql.push(format!("SELECT {} FROM mixed FORMAT TSV", mixed_sql(false)));
+    sql.push(
+        "SELECT sum(flows), sum(octets), uniqExact(src_addr, dst_addr) FROM mixed_1m FORMAT TSV"
+            .to_string(),
+    );
     let a = chdb(&py, dir.path(), &sql);
     eprintln!("chDB: count, sums, exporters = {}", a[n].trim());
     let sums: Vec<u64> = a[n].split_whitespace().map(|x| x.parse().unwrap()).collect();
@@ -196,4 +224,17 @@ fn chdb_reads_back_every_flow_the_sink_wrote_in_the_native_schema() {
     let engine = a[n + 3].trim();
     assert!(engine.contains("PARTITION BY toYYYYMMDD(time)"), "{engine}");
     assert!(engine.contains("TTL time + toIntervalSecond(2592000)"), "{engine}");
+
+    // Every mixed row, IPv4 and IPv6, with every value as the flow had it.
+    let mut got: Vec<String> = a[m].lines().map(|l| l.replace('\t', " ")).collect();
+    let mut want: Vec<String> = mixed.iter().map(|f| mixed_text(f, u32::MAX, false)).collect();
+    got.sort();
+    want.sort();
+    eprintln!("first mixed flow: chDB {:?}, want {:?}", got[0], want[0]);
+    assert_eq!(got.len(), want.len());
+    let differ = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert!(differ.is_none(), "mixed row differs: {:?}", differ.map(|i| (&got[i], &want[i])));
+    assert!(got.iter().any(|l| l.contains(" 4200000000 ")), "32-bit AS");
+    let octets: u64 = mixed.iter().map(|f| f.octets).sum();
+    assert_eq!(a[m + 1].trim(), format!("90\t{octets}\t90"), "the rollup sums them, pairs apart");
 }

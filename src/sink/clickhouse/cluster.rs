@@ -22,8 +22,11 @@
 
 use std::path::PathBuf;
 
-use super::ddl::{create_table_sql, quote_table, rollup_sql};
+use super::ddl::{
+    create_table_sql, quote_table, rollup_key, rollup_sql, rollup_suffixes, ROLLUP_SUMS,
+};
 use super::http::{Client, PostError};
+use super::migrate::migrate;
 use super::schema::{Schema, COLUMNS};
 use super::url::{with_host, ClickHouseUrl, Password};
 
@@ -38,15 +41,15 @@ pub(super) struct Cluster {
 
 /// One replica of one shard, from `system.clusters`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replica {
-    pub shard: u32,
-    pub host: String,
+pub(crate) struct Replica {
+    pub(crate) shard: u32,
+    pub(crate) host: String,
     /// `default_database` of the cluster definition ("" when none).
-    pub database: String,
+    pub(crate) database: String,
 }
 
 /// The replicas of cluster `name` (checked by the config: letters, digits, `_`).
-pub fn replicas_sql(name: &str) -> String {
+pub(crate) fn replicas_sql(name: &str) -> String {
     format!(
         "SELECT shard_num, host_address, default_database FROM system.clusters \
          WHERE cluster = '{name}' ORDER BY shard_num, replica_num FORMAT TSV"
@@ -54,7 +57,7 @@ pub fn replicas_sql(name: &str) -> String {
 }
 
 /// `replicas_sql`'s answer.
-pub fn parse_replicas(answer: &str) -> Result<Vec<Replica>, String> {
+pub(crate) fn parse_replicas(answer: &str) -> Result<Vec<Replica>, String> {
     answer
         .lines()
         .filter(|l| !l.is_empty())
@@ -74,7 +77,7 @@ pub fn parse_replicas(answer: &str) -> Result<Vec<Replica>, String> {
 
 /// The local table of `table` on a replica whose default database is
 /// `replica_db` (see the module docs).
-pub fn local_table(table: &str, replica_db: &str) -> String {
+pub(crate) fn local_table(table: &str, replica_db: &str) -> String {
     match (table.contains('.'), replica_db) {
         (false, db) if !db.is_empty() => format!("{db}.{table}_local"),
         _ => format!("{table}_local"),
@@ -99,7 +102,7 @@ fn distributed_sql(dist: &str, columns: &[(&str, &str)], cluster: &str, local: &
 
 /// The `Distributed` tables on the entry node: `table` over `<table>_local`,
 /// and with `rollups` `<table>_1m`/`_1h` over `<table>_local_1m`/`_1h`.
-pub fn distributed_tables_sql(
+pub(crate) fn distributed_tables_sql(
     table: &str,
     schema: Schema,
     cluster: &str,
@@ -107,18 +110,18 @@ pub fn distributed_tables_sql(
 ) -> Vec<String> {
     let ty = |name: &str| {
         let c = COLUMNS.iter().find(|c| c.name == name).expect("column");
-        schema.bare_type(c)
+        schema.bare_type(c).expect("a column of the schema")
     };
-    let all: Vec<(&str, &str)> = COLUMNS.iter().map(|c| (c.name, schema.bare_type(c))).collect();
+    let all: Vec<(&str, &str)> =
+        COLUMNS.iter().filter_map(|c| Some((c.name, schema.bare_type(c)?))).collect();
     let local = local_table(table, "");
     let mut v = vec![distributed_sql(table, &all, cluster, &local)];
     if rollups {
-        let mut cols: Vec<(&str, &str)> = ["time", "exporter", "proto", "src_addr", "dst_addr"]
-            .iter()
-            .map(|n| (*n, ty(n)))
-            .collect();
-        cols.extend([("flows", "UInt64"), ("packets", "UInt64"), ("octets", "UInt64")]);
-        for suffix in ["_1m", "_1h"] {
+        // The columns of the rollup views (`ddl::rollup_sql`), one list.
+        let mut cols: Vec<(&str, &str)> = vec![("time", ty("time"))];
+        cols.extend(rollup_key(schema).iter().map(|n| (*n, ty(n))));
+        cols.extend(ROLLUP_SUMS);
+        for suffix in rollup_suffixes() {
             let dist = format!("{table}{suffix}");
             v.push(distributed_sql(&dist, &cols, cluster, &format!("{local}{suffix}")));
         }
@@ -166,10 +169,7 @@ impl Cluster {
         };
         for r in &replicas {
             let local = local_table(table, &r.database);
-            let mut ddl = vec![create_table_sql(&local, schema, ttl)];
-            if rollups {
-                ddl.extend(rollup_sql(&local));
-            }
+            let views = if rollups { rollup_sql(&local, schema) } else { Vec::new() };
             let url = with_host(&self.url, &r.host);
             let shard = match Client::new(&url, self.password.as_ref(), self.ca.as_deref()) {
                 Ok(c) => c,
@@ -178,12 +178,15 @@ impl Cluster {
                     continue;
                 }
             };
-            for sql in ddl {
+            // A table of an earlier release gets the new columns before
+            // the views that read them are made.
+            let made = shard
+                .ddl(&create_table_sql(&local, schema, ttl), refused)
+                .and_then(|()| migrate(&shard, &local, schema, false, refused))
+                .and_then(|_| views.iter().try_for_each(|sql| shard.ddl(sql, refused)));
+            if let Err(e) = made {
                 // A replica that is down now gets its table on a later attempt.
-                if let Err(e) = shard.ddl(&sql, refused) {
-                    refused.push(format!("shard {} at {}: {e}", r.shard, url.redacted()));
-                    break;
-                }
+                refused.push(format!("shard {} at {}: {e}", r.shard, url.redacted()));
             }
         }
         for sql in distributed_tables_sql(table, schema, &self.name, rollups) {

@@ -1,7 +1,8 @@
 //! The SQL the sender runs: the probe that tells which [`Schema`] a table
 //! gets ([`probe_sql`], [`probe_answer`]), the `CREATE TABLE` of each schema
 //! ([`create_table_sql`]), the rollup views ([`rollup_sql`]) and the
-//! `INSERT` ([`insert_sql`]). Pure functions: no I/O.
+//! `INSERT` of a schema's rows ([`insert_sql`]; the sender's come from
+//! `migrate::Plan`, for the columns the table has). Pure functions: no I/O.
 //!
 //! Table names are checked by the config (letters, digits, `_`, `.`), so
 //! they are quoted with backquotes and used in string literals as they are.
@@ -11,7 +12,7 @@ use std::time::Duration;
 use super::schema::{Schema, COLUMNS};
 
 /// `db.table` → `` `db`.`table` ``.
-pub(super) fn quote_table(table: &str) -> String {
+pub(crate) fn quote_table(table: &str) -> String {
     table.split('.').map(|p| format!("`{p}`")).collect::<Vec<_>>().join(".")
 }
 
@@ -23,7 +24,7 @@ pub(super) fn suffixed(table: &str, suffix: &str) -> String {
 /// One query for what decides the schema: the server's version and, when
 /// `table` exists, the type of its `src_addr` column (empty when it does
 /// not). Works on 18.16 and later. TSV: `18.16.1\t\n`, `26.9.2.1\tIPv6\n`.
-pub fn probe_sql(table: &str) -> String {
+pub(crate) fn probe_sql(table: &str) -> String {
     let (db, name) = match table.split_once('.') {
         Some((db, name)) => (format!("'{db}'"), name),
         None => ("currentDatabase()".to_string(), table),
@@ -37,7 +38,7 @@ pub fn probe_sql(table: &str) -> String {
 /// The schema to write, from the probe's answer: the existing table's, else
 /// the one for the server's version. `Err` with the reason when the answer
 /// says neither.
-pub fn probe_answer(answer: &str) -> Result<Schema, String> {
+pub(crate) fn probe_answer(answer: &str) -> Result<Schema, String> {
     let line = answer.lines().next().unwrap_or("");
     let (version, ty) = line.split_once('\t').unwrap_or((line, ""));
     if let Some(s) = Schema::of_src_addr_type(ty) {
@@ -52,8 +53,10 @@ pub fn probe_answer(answer: &str) -> Result<Schema, String> {
 /// `ttl` (native schema only: the caller checks), whole days older than it
 /// are dropped.
 pub fn create_table_sql(table: &str, schema: Schema, ttl: Option<Duration>) -> String {
-    let cols: Vec<String> =
-        COLUMNS.iter().map(|c| format!("`{}` {}", c.name, schema.column_type(c))).collect();
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .filter_map(|c| Some(format!("`{}` {}", c.name, schema.column_type(c, true)?)))
+        .collect();
     let mut sql = format!(
         "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = MergeTree \
          PARTITION BY toYYYYMMDD(`time`) ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`)",
@@ -70,22 +73,48 @@ pub fn create_table_sql(table: &str, schema: Schema, ttl: Option<Duration>) -> S
     sql
 }
 
+/// The rollup views' key columns in `schema`, after the bucket `time`: the
+/// exporter, the protocol and the address pair (in the legacy schema the
+/// `UInt32` addresses and their `*6` twins, so IPv6 pairs stay apart while
+/// queries on `src_addr` keep working).
+pub(crate) fn rollup_key(schema: Schema) -> &'static [&'static str] {
+    match schema {
+        Schema::Legacy => &["exporter", "proto", "src_addr", "dst_addr", "src_addr6", "dst_addr6"],
+        Schema::Native => &["exporter", "proto", "src_addr", "dst_addr"],
+    }
+}
+
+/// The rollup views' sums: (name, type).
+pub(crate) const ROLLUP_SUMS: [(&str, &str); 3] =
+    [("flows", "UInt64"), ("packets", "UInt64"), ("octets", "UInt64")];
+
+/// The rollup views' buckets: (suffix, function of `time`).
+const ROLLUPS: [(&str, &str); 2] = [("_1m", "toStartOfMinute"), ("_1h", "toStartOfHour")];
+
+/// The suffixes of the rollup views' names.
+pub(crate) fn rollup_suffixes() -> impl Iterator<Item = &'static str> {
+    ROLLUPS.iter().map(|r| r.0)
+}
+
 /// The rollup views of `table`, `<table>_1m` and `<table>_1h`: per minute and
 /// per hour (`time` the start of the bucket), by exporter, protocol and
-/// address pair, the number of flows and the sums of packets and octets.
-/// Materialized views into SummingMergeTree tables: rows of one bucket and
-/// key are summed as parts merge, so a query sums again
-/// (`SELECT time, sum(octets) ... GROUP BY time`). They see the inserts made
-/// after they exist. ClickHouse 18.16 and later, both schemas.
-pub fn rollup_sql(table: &str) -> Vec<String> {
-    [("_1m", "toStartOfMinute"), ("_1h", "toStartOfHour")]
+/// address pair ([`rollup_key`]), the number of flows and the sums of
+/// packets and octets ([`ROLLUP_SUMS`]). Materialized views into
+/// SummingMergeTree tables: rows of one bucket and key are summed as parts
+/// merge, so a query sums again (`SELECT time, sum(octets) ... GROUP BY
+/// time`). They see the inserts made after they exist. ClickHouse 18.16 and
+/// later, both schemas.
+pub fn rollup_sql(table: &str, schema: Schema) -> Vec<String> {
+    let cols: Vec<String> = rollup_key(schema).iter().map(|c| format!("`{c}`")).collect();
+    let cols = cols.join(", ");
+    let key = format!("`time`, {cols}");
+    ROLLUPS
         .iter()
         .map(|(suffix, bucket)| {
-            let key = "`time`, `exporter`, `proto`, `src_addr`, `dst_addr`";
             format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {} ENGINE = SummingMergeTree \
                  PARTITION BY toYYYYMMDD(`time`) ORDER BY ({key}) AS SELECT \
-                 {bucket}(`time`) AS `time`, `exporter`, `proto`, `src_addr`, `dst_addr`, \
+                 {bucket}(`time`) AS `time`, {cols}, \
                  count() AS `flows`, sum(`packets`) AS `packets`, sum(`octets`) AS `octets` \
                  FROM {} GROUP BY {key}",
                 quote_table(&suffixed(table, suffix)),
@@ -95,9 +124,9 @@ pub fn rollup_sql(table: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `INSERT` statement (columns named, so a table with extra columns that
-/// have defaults still takes the rows).
-pub fn insert_sql(table: &str) -> String {
-    let cols: Vec<String> = COLUMNS.iter().map(|c| format!("`{}`", c.name)).collect();
+/// The `INSERT` statement of rows of `schema` (columns named, so a table
+/// with extra columns that have defaults still takes the rows).
+pub fn insert_sql(table: &str, schema: Schema) -> String {
+    let cols: Vec<String> = schema.columns().map(|(c, _)| format!("`{}`", c.name)).collect();
     format!("INSERT INTO {} ({}) FORMAT RowBinary", quote_table(table), cols.join(", "))
 }

@@ -58,6 +58,8 @@ pub(super) enum PostError {
     Request(String),
     /// The server answered with an error: status and answer text.
     Http(u16, String),
+    /// The table has a column the sink cannot write (permanent).
+    Table(String),
 }
 
 impl fmt::Display for PostError {
@@ -77,6 +79,7 @@ impl fmt::Display for PostError {
             PostError::Transport(e) => write!(f, "request failed: {e}"),
             PostError::Request(e) => write!(f, "request failed: {e}"),
             PostError::Http(code, msg) => write!(f, "HTTP {code}: {msg}"),
+            PostError::Table(why) => write!(f, "{why}"),
         }
     }
 }
@@ -139,7 +142,11 @@ impl PostError {
     /// HTTP status: 4xx permanent (but 408 and 429), 5xx and no answer
     /// transient.
     pub(super) fn is_permanent(&self) -> bool {
-        let PostError::Http(status, _) = self else { return false };
+        let status = match self {
+            PostError::Http(status, _) => status,
+            PostError::Table(_) => return true,
+            _ => return false,
+        };
         match self.clickhouse_code() {
             Some(c) if PERMANENT_CODES.contains(&c) => true,
             Some(c) if TRANSIENT_CODES.contains(&c) => false,
@@ -166,38 +173,16 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// Check `url` (`http://` or `https://`, a host, a valid port) and, with
-    /// `ca`, load its PEM certificates as the only trust roots. Messages name
-    /// the flag to change.
+    /// Check `url` ([`check_url`]) and, with `ca`, load its PEM
+    /// certificates as the only trust roots. Messages name the flag to change.
     pub(super) fn new(
         given: &ClickHouseUrl,
         password: Option<&Password>,
         ca: Option<&Path>,
     ) -> anyhow::Result<Client> {
-        // Messages show the URL without its password.
-        let shown = given.redacted();
-        let url = &shown;
-        let uri: Uri =
-            given.expose().parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => bail!("--clickhouse {url}: not an http:// or https:// URL"),
-        };
-        let Some(authority) = uri.authority() else { bail!("--clickhouse {url}: no host") };
-        if authority.host().is_empty() {
-            bail!("--clickhouse {url}: no host");
-        }
-        let hostport = authority.as_str().rsplit_once('@').map_or(authority.as_str(), |(_, h)| h);
-        let port = hostport.strip_prefix(authority.host()).unwrap_or("");
-        if !(port.is_empty() || port[1..].parse::<u16>().is_ok_and(|p| p > 0)) {
-            bail!("--clickhouse {url}: bad port {:?}", &port[1..]);
-        }
+        check_url(given, ca.is_some())?;
         let mut tls = TlsConfig::builder();
         if let Some(ca) = ca {
-            if !https {
-                bail!("--clickhouse-ca is for https:// URLs; --clickhouse is {shown}");
-            }
             tls = tls.root_certs(load_ca(ca)?);
         }
         let config = ureq::Agent::config_builder()
@@ -213,7 +198,7 @@ impl Client {
             .tls_config(tls.build())
             .build();
         let auth = Auth::new(given, password);
-        Ok(Client { agent: config.into(), auth, shown })
+        Ok(Client { agent: config.into(), auth, shown: given.redacted() })
     }
 
     /// `text` without any password this client knows.
@@ -273,6 +258,33 @@ impl Client {
         let _ = resp.body_mut().as_reader().take(MAX_ANSWER).read_to_end(&mut text);
         Err(PostError::Http(code, self.scrub(String::from_utf8_lossy(&text).trim())))
     }
+}
+
+/// Check `given` (`http://` or `https://`, a host, a valid port; with a
+/// CA file (`ca`), `https://`). Messages name the flag to change and show
+/// the URL without its password.
+pub(super) fn check_url(given: &ClickHouseUrl, ca: bool) -> anyhow::Result<()> {
+    let url = given.redacted();
+    let uri: Uri =
+        given.expose().parse().with_context(|| format!("--clickhouse {url}: bad URL"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => bail!("--clickhouse {url}: not an http:// or https:// URL"),
+    };
+    let Some(authority) = uri.authority() else { bail!("--clickhouse {url}: no host") };
+    if authority.host().is_empty() {
+        bail!("--clickhouse {url}: no host");
+    }
+    let hostport = authority.as_str().rsplit_once('@').map_or(authority.as_str(), |(_, h)| h);
+    let port = hostport.strip_prefix(authority.host()).unwrap_or("");
+    if !(port.is_empty() || port[1..].parse::<u16>().is_ok_and(|p| p > 0)) {
+        bail!("--clickhouse {url}: bad port {:?}", &port[1..]);
+    }
+    if ca && !https {
+        bail!("--clickhouse-ca is for https:// URLs; --clickhouse is {url}");
+    }
+    Ok(())
 }
 
 /// The certificates of a PEM file, as the only trust roots.

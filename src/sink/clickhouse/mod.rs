@@ -64,6 +64,7 @@
 mod cluster;
 mod ddl;
 mod http;
+mod migrate;
 mod schema;
 mod sender;
 mod spool;
@@ -81,11 +82,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use self::cluster::Cluster;
-pub use self::cluster::{
-    distributed_tables_sql, local_table, parse_replicas, replicas_sql, Replica,
-};
-pub use self::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
-pub use self::schema::{encode_row, transcode, Schema, COLUMNS, NATIVE_SINCE, ROW_SIZE};
+pub use self::ddl::{create_table_sql, insert_sql, rollup_sql};
+use self::schema::Format;
+pub use self::schema::{encode_row, Schema};
 use self::sender::{sender, Batch, Counters, Shared, State, Table, BACKOFF_MIN, PERMANENT_RETRY};
 use self::spool::{scan_spool, write_spool_file, SpoolEntry};
 pub use self::url::{ClickHouseUrl, Password};
@@ -155,23 +154,44 @@ impl fmt::Debug for ClickHouseSink {
     }
 }
 
-impl ClickHouseSink {
-    pub fn new(cfg: ClickHouseConfig) -> anyhow::Result<Self> {
-        let client = http::Client::new(&cfg.url, cfg.password.as_ref(), cfg.ca.as_deref())?;
-        if cfg.table.is_empty()
-            || !cfg.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+impl ClickHouseConfig {
+    /// Check the settings (the one place that does: the flags are checked
+    /// with it, and [`ClickHouseSink::new`] again); messages name the flag
+    /// to change. The URL is `http://` or `https://` with a host and a
+    /// valid port, `https://` with `--clickhouse-ca` (the CA file itself is
+    /// read when the sink starts: `--dry-run` does not need it).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        http::check_url(&self.url, self.ca.is_some())?;
+        if self.table.is_empty()
+            || !self.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         {
-            bail!("--clickhouse-table {:?}: use letters, digits, '_' and '.' only", cfg.table);
+            bail!("--clickhouse-table {:?}: use letters, digits, '_' and '.' only", self.table);
         }
-        if cfg.batch_rows == 0 || cfg.max_buffered_rows < cfg.batch_rows {
+        if self.batch_rows == 0 || self.max_buffered_rows < self.batch_rows {
             bail!("--clickhouse-batch must be at least 1 and at most --clickhouse-buffer");
         }
+        if let Some(c) = &self.cluster {
+            if c.is_empty() || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("--clickhouse-cluster {c:?}: use letters, digits and '_' only");
+            }
+        }
+        if self.ttl.is_some_and(|t| t < Duration::from_secs(86_400)) {
+            bail!("--clickhouse-ttl must be at least 1d: the table drops whole days");
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseSink {
+    pub fn new(cfg: ClickHouseConfig) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        let client = http::Client::new(&cfg.url, cfg.password.as_ref(), cfg.ca.as_deref())?;
         // Batches left by an earlier run go first.
         let (spool, bad) = scan_spool(&cfg.spool_dir)
             .with_context(|| format!("--spool-dir {}", cfg.spool_dir.display()))?;
         let next_seq = spool.keys().next_back().map_or(1, |s| s + 1);
         let spool_rows: u64 = spool.values().map(|e| e.rows as u64).sum();
-        let spool_bytes: u64 = spool.values().map(|e| (e.rows * e.schema.row_size()) as u64).sum();
+        let spool_bytes: u64 = spool.values().map(|e| (e.rows * e.format.row_size()) as u64).sum();
         if spool_rows > 0 {
             eprintln!(
                 "nfstitch: clickhouse: {} flows in {} spool files in {} from an earlier run; delivering them first",
@@ -258,26 +278,24 @@ impl ClickHouseSink {
         let data = std::mem::replace(&mut self.cur, Vec::with_capacity(cap));
         let seq = self.next_seq;
         self.next_seq += 1;
-        let schema = self.cur_schema;
+        let format = Format::of(self.cur_schema);
         let data = {
             let mut st = self.shared.lock();
-            // The next batch is in the table's schema, once the sender knows it.
-            self.cur_schema = st.schema;
             if st.queued_rows + rows <= self.cfg.max_buffered_rows && !st.stop {
                 st.queued_rows += rows;
-                st.queue.push_back(Batch { seq, rows, schema, data: Arc::new(data) });
+                st.queue.push_back(Batch { seq, rows, format, data: Arc::new(data) });
                 drop(st);
                 self.shared.cv.notify_all();
                 return Ok(());
             }
             data
         };
-        self.spool(seq, rows, schema, &data)
+        self.spool(seq, rows, format, &data)
     }
 
     /// Write a batch to the spool, or, when it would take the spool past
     /// `spool_max_bytes`, drop it and count its flows in `dropped_flows`.
-    fn spool(&self, seq: u64, rows: usize, schema: Schema, data: &[u8]) -> anyhow::Result<()> {
+    fn spool(&self, seq: u64, rows: usize, format: Format, data: &[u8]) -> anyhow::Result<()> {
         {
             // Only this thread adds to the spool: what fits now still fits
             // when the file is written.
@@ -304,7 +322,7 @@ impl ClickHouseSink {
                 );
             }
         }
-        match write_spool_file(&self.cfg.spool_dir, seq, schema, data) {
+        match write_spool_file(&self.cfg.spool_dir, seq, format, data) {
             Ok(path) => {
                 let mut st = self.shared.lock();
                 if st.c.rows_spooled == 0 {
@@ -314,7 +332,7 @@ impl ClickHouseSink {
                         self.cfg.spool_dir.display()
                     );
                 }
-                st.spool.insert(seq, SpoolEntry { rows, path, schema });
+                st.spool.insert(seq, SpoolEntry { rows, path, format });
                 st.spool_rows += rows as u64;
                 st.spool_bytes += data.len() as u64;
                 st.c.rows_spooled += rows as u64;
@@ -348,7 +366,7 @@ impl ClickHouseSink {
         self.shared.cv.notify_all();
         let mut first_err = sealed.err();
         for b in left {
-            if let Err(e) = self.spool(b.seq, b.rows, b.schema, &b.data) {
+            if let Err(e) = self.spool(b.seq, b.rows, b.format, &b.data) {
                 first_err.get_or_insert(e);
             }
         }
@@ -364,6 +382,8 @@ impl super::FlowSink for ClickHouseSink {
         for (i, f) in flows.iter().enumerate() {
             if self.cur_rows == 0 {
                 self.cur_since = Instant::now();
+                // A new batch is in the table's schema, once the sender knows it.
+                self.cur_schema = self.shared.lock().schema;
             }
             encode_row(self.cur_schema, f, &mut self.cur);
             self.cur_rows += 1;
@@ -470,6 +490,7 @@ impl super::FlowSink for ClickHouseSink {
             ("dropped_flows", c.dropped_flows),
             ("permanent_errors", c.permanent_errors),
             ("permanent_error", st.permanent.is_some() as u64),
+            ("values_clamped", c.values_clamped),
         ]
     }
 

@@ -29,12 +29,18 @@
 //! probe or CREATE does not stop the insert (the table may exist and this
 //! user may not be allowed DDL).
 //!
+//! The table's columns are read from `system.columns`; a table made by an
+//! earlier release gets the columns it lacks (`migrate`), and every insert
+//! names the columns the table has, each encoded for its type there
+//! (`migrate::Plan`): a value that an older, narrower column cannot hold is
+//! counted (`values_clamped`) and the column named once in the log.
+//!
 //! The writer encodes a batch before the sender knows the table (at start
 //! the native schema; after the probe, the table's, which the sender leaves
-//! in [`State::schema`]); a batch of the other schema, in memory or spooled
-//! (the file name says which), is turned into the table's with
-//! [`transcode`] before it is sent, so no batch is ever read with the wrong
-//! row layout.
+//! in [`State::schema`]); a batch of another format (the other schema, or
+//! a spool file of an earlier release: the file name says which) is
+//! rewritten for the table's columns before it is sent, so no batch is
+//! ever read with the wrong row layout.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -44,9 +50,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
-use super::ddl::{create_table_sql, insert_sql, probe_answer, probe_sql, rollup_sql};
+use super::ddl::{create_table_sql, probe_answer, probe_sql, rollup_sql};
 use super::http::{Client, PostError};
-use super::schema::{transcode, Schema};
+use super::migrate::{clamp_note, migrate, old_rollups, Clamped, Plans};
+use super::schema::{Format, Schema, COLUMNS};
 use super::spool::SpoolEntry;
 
 /// Retry backoff: starts here, doubles per failure ...
@@ -62,8 +69,8 @@ const PERMANENT_REMINDER: Duration = Duration::from_secs(600);
 pub(super) struct Batch {
     pub(super) seq: u64,
     pub(super) rows: usize,
-    /// The schema its rows were encoded in.
-    pub(super) schema: Schema,
+    /// The format its rows were encoded in.
+    pub(super) format: Format,
     pub(super) data: Arc<Vec<u8>>,
 }
 
@@ -87,6 +94,9 @@ pub(super) struct Counters {
     pub(super) dropped_flows: u64,
     /// Attempts that failed with a permanent error.
     pub(super) permanent_errors: u64,
+    /// Values an existing table's columns could not hold (narrower or
+    /// missing columns of an earlier release), written clamped or not at all.
+    pub(super) values_clamped: u64,
 }
 
 /// Everything the writer side and the sender share, under one mutex.
@@ -140,7 +150,7 @@ impl State {
     pub(super) fn unspool(&mut self, seq: u64) -> Option<SpoolEntry> {
         let e = self.spool.remove(&seq)?;
         self.spool_rows -= e.rows as u64;
-        self.spool_bytes -= (e.rows * e.schema.row_size()) as u64;
+        self.spool_bytes -= (e.rows * e.format.row_size()) as u64;
         Some(e)
     }
 }
@@ -167,6 +177,12 @@ pub(super) struct Table {
     cluster: Option<Cluster>,
     /// The table's schema, once probed.
     schema: Option<Schema>,
+    /// How each format's rows go into the table's columns.
+    plans: Plans,
+    /// Columns already named in the log for values they could not hold.
+    clamp_warned: Vec<&'static str>,
+    /// Rollup views of an earlier release were named in the log.
+    old_views_warned: bool,
     /// The probe's answer of the last decision (logged when it changes).
     said: Option<String>,
     /// What the server refused while the inserts worked (logged when it changes).
@@ -188,6 +204,9 @@ impl Table {
             rollups,
             cluster,
             schema: None,
+            plans: Plans::default(),
+            clamp_warned: Vec::new(),
+            old_views_warned: false,
             said: None,
             refused: None,
         }
@@ -238,27 +257,75 @@ impl Table {
         let Some(schema) = self.schema else {
             return Ok(Some(refused.join("; ")));
         };
-        if let Some(cluster) = &self.cluster {
+        // A table of an earlier release gets the new columns (before the
+        // rollup views, which read them); the inserts name the columns it
+        // has, in their types.
+        let columns = if let Some(cluster) = &self.cluster {
             cluster.prepare(client, &self.name, schema, self.ttl, self.rollups, &mut refused)?;
+            migrate(client, &self.name, schema, true, &mut refused)?
         } else {
-            let mut ddl = vec![create_table_sql(&self.name, schema, self.ttl)];
+            client.ddl(&create_table_sql(&self.name, schema, self.ttl), &mut refused)?;
+            let columns = migrate(client, &self.name, schema, false, &mut refused)?;
             if self.rollups {
-                ddl.extend(rollup_sql(&self.name));
+                for sql in rollup_sql(&self.name, schema) {
+                    client.ddl(&sql, &mut refused)?;
+                }
+                for view in old_rollups(client, &self.name, schema) {
+                    if !self.old_views_warned {
+                        eprintln!(
+                            "nfstitch: clickhouse: the rollup view {view} was made by a release \
+                             before IPv6: it sums every IPv6 address pair under 0.0.0.0; drop it \
+                             (DROP TABLE {view}) and the next start makes it with IPv6 pairs apart"
+                        );
+                    }
+                }
+                self.old_views_warned = true;
             }
-            for sql in ddl {
-                client.ddl(&sql, &mut refused)?;
-            }
-        }
+            columns
+        };
+        self.plans.reset(columns, schema);
         Ok((!refused.is_empty()).then(|| refused.join("; ")))
+    }
+
+    /// The insert of `data` (rows of `format`): the statement and the rows
+    /// for the table's columns (the batch itself when they match). `Err`:
+    /// the table has a column the sink cannot write.
+    fn insert(
+        &mut self,
+        format: Format,
+        data: &Arc<Vec<u8>>,
+        clamped: &mut Clamped,
+    ) -> Result<(String, Arc<Vec<u8>>), String> {
+        let plan = self.plans.get(&self.name, format).as_ref().map_err(String::clone)?;
+        if plan.is_identity() {
+            return Ok((plan.insert.clone(), data.clone()));
+        }
+        let rows = plan.convert(data, clamped);
+        let insert = plan.insert.clone();
+        for col in &clamped.columns {
+            if self.clamp_warned.contains(col) {
+                continue;
+            }
+            self.clamp_warned.push(col);
+            let have = self.plans.column_type(col);
+            let want = COLUMNS
+                .iter()
+                .find(|c| c.name == *col)
+                .and_then(|c| self.schema.and_then(|s| s.bare_type(c)));
+            eprintln!(
+                "nfstitch: clickhouse: {}",
+                clamp_note(&self.name, col, have.as_deref(), want)
+            );
+        }
+        Ok((insert, Arc::new(rows)))
     }
 }
 
 /// The sender thread: deliver the oldest batch, back off on failure.
 pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
-    let insert = insert_sql(&table.name);
     let mut need_create = true;
     loop {
-        let (seq, rows, schema, job) = {
+        let (seq, rows, format, job) = {
             let mut st = shared.lock();
             loop {
                 if st.stop {
@@ -274,18 +341,18 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
             }
             let mem = st.queue.front().map(|b| b.seq);
             let disk = st.spool.keys().next().copied();
-            let (seq, rows, schema, job) = match (mem, disk) {
+            let (seq, rows, format, job) = match (mem, disk) {
                 (Some(m), Some(d)) if d < m => {
                     let e = &st.spool[&d];
-                    (d, e.rows, e.schema, Job::Disk(e.path.clone()))
+                    (d, e.rows, e.format, Job::Disk(e.path.clone()))
                 }
                 (Some(_), _) => {
                     let b = st.queue.front().expect("front");
-                    (b.seq, b.rows, b.schema, Job::Mem(b.data.clone()))
+                    (b.seq, b.rows, b.format, Job::Mem(b.data.clone()))
                 }
                 (None, Some(d)) => {
                     let e = &st.spool[&d];
-                    (d, e.rows, e.schema, Job::Disk(e.path.clone()))
+                    (d, e.rows, e.format, Job::Disk(e.path.clone()))
                 }
                 (None, None) => unreachable!("pending"),
             };
@@ -293,14 +360,14 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
             if st.failing {
                 st.c.retries += 1;
             }
-            (seq, rows, schema, job)
+            (seq, rows, format, job)
         };
         let data = match job {
             Job::Mem(d) => Ok(d),
             Job::Disk(path) => std::fs::read(&path).map(Arc::new).map_err(|e| (path, e)),
         };
         let data = match data {
-            Ok(d) if d.len() == rows * schema.row_size() => d,
+            Ok(d) if d.len() == rows * format.row_size() => d,
             Ok(d) => {
                 // Changed under us: skip it, keep the file for a person to look at.
                 let mut st = shared.lock();
@@ -341,6 +408,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
             }
         };
         let mut create_err = None;
+        let mut clamped = Clamped::default();
         let res = (|| {
             if need_create {
                 // The server answered: try the insert anyway (the table may
@@ -348,10 +416,9 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
                 create_err = table.prepare(&client)?;
                 need_create = create_err.is_some();
             }
-            match table.schema {
-                Some(to) if to != schema => client.post(&insert, &transcode(schema, to, &data)),
-                _ => client.post(&insert, &data),
-            }
+            let (insert, rows) =
+                table.insert(format, &data, &mut clamped).map_err(PostError::Table)?;
+            client.post(&insert, &rows)
         })();
         let mut st = shared.lock();
         if let Some(s) = table.schema {
@@ -371,6 +438,7 @@ pub(super) fn sender(shared: Arc<Shared>, client: Client, mut table: Table) {
                 }
                 need_create = false;
                 st.c.rows_inserted += rows as u64;
+                st.c.values_clamped += clamped.values;
                 st.c.batches_inserted += 1;
                 if let Some(i) = st.queue.iter().position(|b| b.seq == seq) {
                     let b = st.queue.remove(i).expect("position");

@@ -1,12 +1,13 @@
 //! Spool files: batches the server has not taken yet, on disk, so that neither
 //! a long outage nor a restart of the collector loses them.
 //!
-//! One file per batch, `batch-<seq>.rowbinary` (12-digit sequence number),
-//! holding raw RowBinary rows of [`COLUMNS`](super::COLUMNS) in the legacy
-//! schema, or `batch-<seq>.native.rowbinary` in the native one (the name
-//! says the schema, so a batch is never read with the other's row layout;
-//! files of earlier releases, untagged, are legacy): any ClickHouse client
-//! can load one by hand into a table of its schema. A file is written under a `.tmp` name,
+//! One file per batch, `batch-<seq>.<tag>.rowbinary` (12-digit sequence
+//! number), holding raw RowBinary rows of one [`Format`]: `legacy2` or
+//! `native2` (the schemas of this release), or, left by releases before
+//! IPv6, `native` or untagged (legacy). The name says the format, so a
+//! batch is never read with another's row layout; files of every format
+//! are read and delivered. Any ClickHouse client can load one by hand
+//! (`INSERT INTO t (<the format's columns>) FORMAT RowBinary`). A file is written under a `.tmp` name,
 //! synced and renamed, so a crash never leaves a half file under the real
 //! name. [`scan_spool`] finds the files an earlier run left; a file that is
 //! not whole rows is moved aside as `*.bad` and counted, never sent.
@@ -15,37 +16,38 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::Schema;
+use super::schema::Format;
 
-pub(super) fn spool_path(dir: &Path, seq: u64, schema: Schema) -> PathBuf {
-    match schema.tag() {
+pub(super) fn spool_path(dir: &Path, seq: u64, format: Format) -> PathBuf {
+    match format.tag() {
         None => dir.join(format!("batch-{seq:012}.rowbinary")),
         Some(tag) => dir.join(format!("batch-{seq:012}.{tag}.rowbinary")),
     }
 }
 
-/// The sequence number and schema of a spool file's name; `None` for
+/// The sequence number and format of a spool file's name; `None` for
 /// other names (and for tags this release does not know).
-fn parse_name(name: &str) -> Option<(u64, Schema)> {
+pub(super) fn parse_name(name: &str) -> Option<(u64, Format)> {
     let stem = name.strip_prefix("batch-")?.strip_suffix(".rowbinary")?;
-    let (seq, schema) = match stem.split_once('.') {
-        None => (stem, Schema::Legacy),
-        Some((seq, tag)) => (seq, [Schema::Native].into_iter().find(|s| s.tag() == Some(tag))?),
+    let (seq, tag) = match stem.split_once('.') {
+        None => (stem, None),
+        Some((seq, tag)) => (seq, Some(tag)),
     };
-    Some((seq.parse().ok()?, schema))
+    let format = Format::ALL.into_iter().find(|f| f.tag() == tag)?;
+    Some((seq.parse().ok()?, format))
 }
 
-/// Write one batch of `schema` rows as `batch-<seq>[.<tag>].rowbinary` (via
+/// Write one batch of `format` rows as `batch-<seq>.<tag>.rowbinary` (via
 /// a `.tmp` file and rename, so a crash never leaves a half file under the
 /// real name).
 pub(super) fn write_spool_file(
     dir: &Path,
     seq: u64,
-    schema: Schema,
+    format: Format,
     data: &[u8],
 ) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = spool_path(dir, seq, schema);
+    let path = spool_path(dir, seq, format);
     let tmp = path.with_extension("rowbinary.tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
@@ -56,11 +58,11 @@ pub(super) fn write_spool_file(
 }
 
 #[derive(Debug)]
-/// A spooled batch: its row count, file and the schema of its rows.
+/// A spooled batch: its row count, file and the format of its rows.
 pub(super) struct SpoolEntry {
     pub(super) rows: usize,
     pub(super) path: PathBuf,
-    pub(super) schema: Schema,
+    pub(super) format: Format,
 }
 
 /// The spool files in `dir` by sequence number. Files whose length is not a
@@ -84,10 +86,10 @@ pub(super) fn scan_spool(dir: &Path) -> io::Result<(BTreeMap<u64, SpoolEntry>, u
             let _ = std::fs::remove_file(ent.path());
             continue;
         }
-        let Some((seq, schema)) = parse_name(name) else {
+        let Some((seq, format)) = parse_name(name) else {
             continue;
         };
-        let row_size = schema.row_size();
+        let row_size = format.row_size();
         let path = ent.path();
         let len = ent.metadata()?.len() as usize;
         if len == 0 {
@@ -102,7 +104,7 @@ pub(super) fn scan_spool(dir: &Path) -> io::Result<(BTreeMap<u64, SpoolEntry>, u
             std::fs::rename(&path, &to)?;
             bad += 1;
         } else {
-            found.insert(seq, SpoolEntry { rows: len / row_size, path, schema });
+            found.insert(seq, SpoolEntry { rows: len / row_size, path, format });
         }
     }
     Ok((found, bad))

@@ -7,7 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::cluster::{distributed_tables_sql, local_table, parse_replicas, replicas_sql, Replica};
+use super::ddl::{probe_answer, probe_sql};
 use super::http::PostError;
+use super::migrate::{alter_sql, missing, parse_columns, Clamped, Plan};
+use super::schema::{Format, COLUMNS, LEGACY1_ROW_SIZE};
 use super::url::percent_decode;
 use super::*;
 use crate::flow::{EndReason, FlowRecord, KeySpec};
@@ -57,9 +61,12 @@ fn flow(i: u32) -> Flow {
     }
 }
 
-/// The RowBinary width of a ClickHouse type (codec and all).
+/// Bytes of a legacy row.
+const ROW_SIZE: usize = Schema::Legacy.row_size();
+
+/// The RowBinary width of a ClickHouse type (codec, default and all).
 fn width(ty: &str) -> usize {
-    match ty.split(" CODEC(").next().unwrap() {
+    match ty.split(" CODEC(").next().unwrap().split(" DEFAULT ").next().unwrap() {
         "UInt8" => 1,
         "UInt16" => 2,
         "UInt32" | "DateTime" => 4,
@@ -72,23 +79,83 @@ fn width(ty: &str) -> usize {
 
 #[test]
 fn columns_match_the_json_fields_and_the_row_size() {
-    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-    assert_eq!(
-        names.join(","),
+    let names = |s: Schema| s.columns().map(|(c, _)| c.name).collect::<Vec<_>>().join(",");
+    let common =
         "exporter,engine_type,engine_id,src_addr,src_port,dst_addr,dst_port,proto,records,\
          packets,octets,tcp_flags,first,last,end_reason,start,end,input,output,nexthop,tos,\
-         src_as,dst_as,src_mask,dst_mask,sampling_mode,sampling_interval,time"
-    );
+         src_as,dst_as,src_mask,dst_mask,sampling_mode,sampling_interval,time,exporter_end_reason";
+    assert_eq!(names(Schema::Native), common);
+    assert_eq!(names(Schema::Legacy), format!("{common},src_addr6,dst_addr6,nexthop6"));
     for s in [Schema::Legacy, Schema::Native] {
-        let w: usize = COLUMNS.iter().map(|c| width(s.column_type(c))).sum();
+        let w: usize =
+            COLUMNS.iter().filter_map(|c| s.column_type(c, true)).map(|t| width(&t)).sum();
         assert_eq!(w, s.row_size(), "{s:?}");
+        // The encoder's kind of every column is what the server's type says.
+        for (c, t) in s.columns() {
+            assert_eq!(schema::Ty::of_server(t.sql, c.class()), Some(t.ty), "{}", c.name);
+        }
     }
-    assert_eq!((Schema::Legacy.row_size(), Schema::Native.row_size()), (ROW_SIZE, 147));
+    // 111 + 4 x 2 (ifIndex, AS: UInt32) + 1 (exporter_end_reason) + 3 x 16;
+    // 147 + 8 + 1.
+    assert_eq!((Schema::Legacy.row_size(), Schema::Native.row_size()), (168, 156));
+    assert_eq!((Format::Legacy1.row_size(), Format::Native1.row_size()), (LEGACY1_ROW_SIZE, 147));
     let c = create_table_sql("db.t1", Schema::Legacy, Some(Duration::from_secs(86400)));
     assert!(c.starts_with("CREATE TABLE IF NOT EXISTS `db`.`t1` (`exporter` FixedString(16), "));
+    assert!(c.contains(", `input` UInt32, `output` UInt32, "), "{c}");
+    assert!(c.contains(", `src_as` UInt32, `dst_as` UInt32, "), "{c}");
+    assert!(c.contains(", `src_addr6` FixedString(16) DEFAULT IPv4ToIPv6(`src_addr`), "), "{c}");
+    assert!(c.contains(", `exporter_end_reason` Enum8('' = 0, 'idle' = 1, "), "{c}");
     assert!(c.ends_with("ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`)"), "{c}");
-    assert!(insert_sql("t").starts_with("INSERT INTO `t` (`exporter`, `engine_type`, "));
-    assert!(insert_sql("t").ends_with(", `time`) FORMAT RowBinary"));
+    let i = insert_sql("t", Schema::Legacy);
+    assert!(i.starts_with("INSERT INTO `t` (`exporter`, `engine_type`, "));
+    assert!(i.ends_with(", `time`, `exporter_end_reason`, `src_addr6`, `dst_addr6`, `nexthop6`) FORMAT RowBinary"), "{i}");
+    let i = insert_sql("t", Schema::Native);
+    assert!(i.ends_with(", `time`, `exporter_end_reason`) FORMAT RowBinary"), "{i}");
+}
+
+/// The legacy row of releases before IPv6 (`UInt16` ifIndex and AS, no
+/// `exporter_end_reason`, no `*6`), written by hand as they wrote it: what
+/// their spool files hold.
+fn legacy1_row(f: &Flow, b: &mut Vec<u8>) {
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(_) => 0,
+    };
+    let mapped = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    };
+    let r = &f.rec;
+    b.extend_from_slice(&mapped(r.exporter));
+    b.extend_from_slice(&[r.engine_type, r.engine_id]);
+    b.extend_from_slice(&v4(r.src_addr).to_le_bytes());
+    b.extend_from_slice(&r.src_port.to_le_bytes());
+    b.extend_from_slice(&v4(r.dst_addr).to_le_bytes());
+    b.extend_from_slice(&r.dst_port.to_le_bytes());
+    b.push(r.proto);
+    for v in [f.records, f.packets, f.octets] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.push(f.tcp_flags);
+    b.extend_from_slice(&f.first_ns.to_le_bytes());
+    b.extend_from_slice(&f.last_ns.to_le_bytes());
+    b.push(match f.end_reason {
+        EndReason::Fin => 1,
+        EndReason::Idle => 2,
+        EndReason::Evicted => 3,
+        EndReason::Shutdown => 4,
+    });
+    b.extend_from_slice(&f.start_ns.to_le_bytes());
+    b.extend_from_slice(&f.end_ns.to_le_bytes());
+    b.extend_from_slice(&(r.input as u16).to_le_bytes());
+    b.extend_from_slice(&(r.output as u16).to_le_bytes());
+    b.extend_from_slice(&v4(r.nexthop).to_le_bytes());
+    b.push(r.tos);
+    b.extend_from_slice(&(r.src_as as u16).to_le_bytes());
+    b.extend_from_slice(&(r.dst_as as u16).to_le_bytes());
+    b.extend_from_slice(&[r.src_mask, r.dst_mask, (r.sampling >> 14) as u8]);
+    b.extend_from_slice(&(r.sampling & 0x3fff).to_le_bytes());
+    b.extend_from_slice(&((f.start_ns / 1_000_000_000) as u32).to_le_bytes());
 }
 
 #[test]
@@ -104,6 +171,7 @@ fn rowbinary_layout_of_one_flow() {
         s.to_vec()
     };
     let u = |v: Vec<u8>| v.iter().rev().fold(0u64, |a, &x| a << 8 | x as u64);
+    let mapped = |a: [u8; 4]| Ipv4Addr::from(a).to_ipv6_mapped().octets().to_vec();
     assert_eq!(take(16), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]);
     assert_eq!(take(1), [1]); // engine_type
     assert_eq!(take(1), [2]); // engine_id
@@ -121,25 +189,51 @@ fn rowbinary_layout_of_one_flow() {
     assert_eq!(take(1), [2]); // end_reason idle
     assert_eq!(u(take(8)), f.start_ns);
     assert_eq!(u(take(8)), f.end_ns);
-    assert_eq!(u(take(2)), 3); // input
-    assert_eq!(u(take(2)), 4); // output
+    assert_eq!(u(take(4)), 3); // input
+    assert_eq!(u(take(4)), 4); // output
     assert_eq!(u(take(4)), 0x0a00_00fe);
     assert_eq!(take(1), [7]); // tos
-    assert_eq!(u(take(2)), 65001);
-    assert_eq!(u(take(2)), 65002);
+    assert_eq!(u(take(4)), 65001);
+    assert_eq!(u(take(4)), 65002);
     assert_eq!(take(2), [24, 16]); // masks
     assert_eq!(take(1), [1]); // sampling_mode deterministic
     assert_eq!(u(take(2)), 100);
     assert_eq!(u(take(4)), f.start_ns / 1_000_000_000); // time
+    assert_eq!(take(1), [0]); // exporter_end_reason none
+    assert_eq!(take(16), mapped([10, 0, 0, 1])); // src_addr6
+    assert_eq!(take(16), mapped([10, 0, 0, 2])); // dst_addr6
+    assert_eq!(take(16), mapped([10, 0, 0, 254])); // nexthop6
     assert_eq!(off, ROW_SIZE);
 
+    // IPv6, 32-bit ifIndex and AS, a flowEndReason.
     let mut g = f;
-    g.rec.exporter = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    let v6 = |x: u16| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, x);
+    g.rec.exporter = IpAddr::V6(v6(1));
+    g.rec.src_addr = IpAddr::V6(v6(2));
+    g.rec.dst_addr = IpAddr::V6(v6(3));
+    g.rec.nexthop = IpAddr::V6(v6(4));
+    (g.rec.input, g.rec.output, g.rec.src_as, g.rec.dst_as) =
+        (70_000, 1 << 31, 4_200_000_000, 65536);
     g.end_reason = EndReason::Shutdown;
+    g.exporter_end_reason = 3;
     let mut b = Vec::new();
     encode_row(Schema::Legacy, &g, &mut b);
-    assert_eq!(&b[..16], &Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+    assert_eq!(&b[..16], &v6(1).octets());
+    assert_eq!(b[18..22], [0; 4], "an IPv6 src_addr is 0 in the UInt32 column");
     assert_eq!(b[16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16], 4);
+    let at = 16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16 + 1 + 16;
+    let u32at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    assert_eq!((u32at(at), u32at(at + 4)), (70_000, 1 << 31));
+    assert_eq!((u32at(at + 13), u32at(at + 17)), (4_200_000_000, 65536));
+    let end = ROW_SIZE - 49;
+    assert_eq!(b[end], 3, "exporter_end_reason end_of_flow");
+    assert_eq!(b[end + 1..end + 17], v6(2).octets());
+    assert_eq!(b[end + 17..end + 33], v6(3).octets());
+    assert_eq!(b[end + 33..], v6(4).octets());
+    // The old layout, by hand, is what the Legacy1 format says.
+    let mut old = Vec::new();
+    legacy1_row(&f, &mut old);
+    assert_eq!(old.len(), Format::Legacy1.row_size());
 }
 
 #[test]
@@ -200,7 +294,7 @@ fn auth_and_url_parameters_reach_the_server() {
     s.close().unwrap();
     assert_eq!(counter(&s, "rows_inserted"), 1);
     let seen = fake.seen.lock().unwrap();
-    assert_eq!(seen.len(), 3, "probe, CREATE and INSERT");
+    assert_eq!(seen.len(), 4, "probe, CREATE, columns and INSERT");
     assert!(seen[0].line.contains("query=SELECT version(), (SELECT any(type) FROM system.columns WHERE database = currentDatabase() AND table = 't' AND name = 'src_addr') FORMAT TSV "), "{}", seen[0].line);
     for r in seen.iter() {
         assert!(r.line.starts_with("POST /x?database=db&query="), "{}", r.line);
@@ -219,27 +313,47 @@ fn spool_files_come_back_oldest_first() {
         b
     };
     let rows = |s, n| (0..n).flat_map(|i| row(s, i)).collect::<Vec<u8>>();
+    let old = |n| {
+        let mut b = Vec::new();
+        (0..n).for_each(|i| legacy1_row(&flow(i), &mut b));
+        b
+    };
     for (seq, s) in [(12u64, Schema::Native), (3, Schema::Legacy), (7, Schema::Native)] {
-        write_spool_file(dir.path(), seq, s, &rows(s, seq as u32)).unwrap();
+        write_spool_file(dir.path(), seq, Format::of(s), &rows(s, seq as u32)).unwrap();
     }
-    // 111 bytes: one legacy row, not whole native rows.
-    std::fs::write(dir.path().join("batch-000000000009.native.rowbinary"), rows(Schema::Legacy, 1))
-        .unwrap();
-    std::fs::write(dir.path().join("batch-000000000010.rowbinary"), []).unwrap();
+    // Left by a release before IPv6: untagged legacy, "native".
+    std::fs::write(dir.path().join("batch-000000000001.rowbinary"), old(2)).unwrap();
+    let mut n1 = Vec::new();
+    let plan = Plan::new("t", Format::Legacy1, Some(&native1_columns()), Schema::Native).unwrap();
+    n1.extend(plan.convert(&old(4), &mut Clamped::default()));
+    std::fs::write(dir.path().join("batch-000000000002.native.rowbinary"), &n1).unwrap();
+    // 111 bytes: one old legacy row, not whole native rows.
+    std::fs::write(dir.path().join("batch-000000000009.native2.rowbinary"), old(1)).unwrap();
+    std::fs::write(dir.path().join("batch-000000000010.legacy2.rowbinary"), []).unwrap();
     std::fs::write(dir.path().join("batch-000000000011.v9.rowbinary"), [0]).unwrap();
     std::fs::write(dir.path().join("unrelated.txt"), "x").unwrap();
     let (found, bad) = scan_spool(dir.path()).unwrap();
     assert_eq!(bad, 1);
-    let got: Vec<(u64, usize, Schema)> =
-        found.iter().map(|(s, e)| (*s, e.rows, e.schema)).collect();
-    assert_eq!(got, [(3, 3, Schema::Legacy), (7, 7, Schema::Native), (12, 12, Schema::Native)]);
+    let got: Vec<(u64, usize, Format)> =
+        found.iter().map(|(s, e)| (*s, e.rows, e.format)).collect();
+    assert_eq!(
+        got,
+        [
+            (1, 2, Format::Legacy1),
+            (2, 4, Format::Native1),
+            (3, 3, Format::Legacy),
+            (7, 7, Format::Native),
+            (12, 12, Format::Native)
+        ]
+    );
+    assert_eq!(found[&3].path, dir.path().join("batch-000000000003.legacy2.rowbinary"));
     assert_eq!(std::fs::read(&found[&3].path).unwrap(), rows(Schema::Legacy, 3));
-    assert_eq!(found[&7].path, dir.path().join("batch-000000000007.native.rowbinary"));
+    assert_eq!(found[&7].path, dir.path().join("batch-000000000007.native2.rowbinary"));
     assert_eq!(std::fs::read(&found[&7].path).unwrap(), rows(Schema::Native, 7));
-    assert!(dir.path().join("batch-000000000009.native.rowbinary.bad").exists());
+    assert!(dir.path().join("batch-000000000009.native2.rowbinary.bad").exists());
     // A tag this release does not know is left alone.
     assert!(dir.path().join("batch-000000000011.v9.rowbinary").exists());
-    assert!(!dir.path().join("batch-000000000010.rowbinary").exists());
+    assert!(!dir.path().join("batch-000000000010.legacy2.rowbinary").exists());
     let (none, _) = scan_spool(&dir.path().join("missing")).unwrap();
     assert!(none.is_empty());
 }
@@ -499,8 +613,9 @@ fn failures_are_retried_with_backoff_and_nothing_is_lost() {
     assert!(lines[2].starts_with("POST /?query=INSERT INTO `t` (`exporter`, "), "{lines:?}");
     let create = "POST /?query=CREATE TABLE IF NOT EXISTS `t` (`exporter` FixedString(16), ";
     assert!(lines[8].starts_with(create), "{lines:?}");
-    assert!(lines[9].starts_with("POST /?query=INSERT INTO `t` (`exporter`, "));
-    assert!(lines[9].ends_with(", `time`) FORMAT RowBinary HTTP/1.1"), "{}", lines[9]);
+    assert!(lines[9].starts_with("POST /?query=SELECT name, type FROM system.columns "));
+    assert!(lines[10].starts_with("POST /?query=INSERT INTO `t` (`exporter`, "));
+    assert!(lines[10].ends_with(", `nexthop6`) FORMAT RowBinary HTTP/1.1"), "{}", lines[10]);
     // After success no more CREATE (and none before the schema was known).
     assert_eq!(seen.iter().filter(|r| r.line.contains("CREATE")).count(), 1);
 }
@@ -660,7 +775,7 @@ fn an_outside_password_is_sent_as_basic_auth_with_the_urls_user() {
     s.flows(&[flow(0)]).unwrap();
     s.close().unwrap();
     let seen = fake.seen.lock().unwrap();
-    assert_eq!(seen.len(), 3, "probe, CREATE and INSERT");
+    assert_eq!(seen.len(), 4, "probe, CREATE, columns and INSERT");
     for r in seen.iter() {
         // base64("bob:pa:ss")
         assert!(r.head.contains("\r\nauthorization: basic ym9ionbhonnz\r\n"), "{}", r.head);
@@ -715,19 +830,97 @@ fn the_native_table_has_native_types_codecs_and_the_ttl() {
         "`packets` UInt64 CODEC(T64, ZSTD(1)), ",
         "`first` DateTime64(9) CODEC(Delta, ZSTD(1)), ",
         "`end_reason` Enum8('fin' = 1, 'idle' = 2, 'evicted' = 3, 'shutdown' = 4), ",
-        "`time` DateTime CODEC(DoubleDelta, ZSTD(1))) ENGINE = MergeTree PARTITION BY toYYYYMMDD(`time`) \
+        "`time` DateTime CODEC(DoubleDelta, ZSTD(1)), ",
+        "`exporter_end_reason` Enum8('' = 0, 'idle' = 1, 'active' = 2, 'end_of_flow' = 3, \
+         'forced_end' = 4, 'lack_of_resources' = 5, 'reserved' = 127)) ENGINE = MergeTree PARTITION BY toYYYYMMDD(`time`) \
          ORDER BY (`time`, `exporter`, `src_addr`, `dst_addr`) TTL `time` + INTERVAL 2592000 SECOND \
          SETTINGS ttl_only_drop_parts = 1",
     ] {
         assert!(n.contains(part), "{part}\nnot in\n{n}");
     }
     assert!(!create_table_sql("t", Schema::Native, None).contains("TTL"));
+    assert!(n.contains("`input` UInt32 CODEC(ZSTD(1)), "), "{n}");
+    assert!(n.contains("`src_as` UInt32 CODEC(ZSTD(1)), "), "{n}");
+    assert!(!n.contains("src_addr6"), "{n}");
     let l = create_table_sql("t", Schema::Legacy, Some(30 * day));
     assert!(!l.contains("TTL") && !l.contains("CODEC") && l.contains("`src_addr` UInt32, "), "{l}");
 }
 
+/// The columns of a legacy table made by a release before IPv6 (its
+/// `CREATE TABLE`), as `system.columns` lists them.
+fn legacy1_columns() -> Vec<(String, String)> {
+    let end = "Enum8('fin' = 1, 'idle' = 2, 'evicted' = 3, 'shutdown' = 4)";
+    let mode = "Enum8('none' = 0, 'deterministic' = 1, 'random' = 2, 'reserved' = 3)";
+    [
+        ("exporter", "FixedString(16)"),
+        ("engine_type", "UInt8"),
+        ("engine_id", "UInt8"),
+        ("src_addr", "UInt32"),
+        ("src_port", "UInt16"),
+        ("dst_addr", "UInt32"),
+        ("dst_port", "UInt16"),
+        ("proto", "UInt8"),
+        ("records", "UInt64"),
+        ("packets", "UInt64"),
+        ("octets", "UInt64"),
+        ("tcp_flags", "UInt8"),
+        ("first", "UInt64"),
+        ("last", "UInt64"),
+        ("end_reason", end),
+        ("start", "UInt64"),
+        ("end", "UInt64"),
+        ("input", "UInt16"),
+        ("output", "UInt16"),
+        ("nexthop", "UInt32"),
+        ("tos", "UInt8"),
+        ("src_as", "UInt16"),
+        ("dst_as", "UInt16"),
+        ("src_mask", "UInt8"),
+        ("dst_mask", "UInt8"),
+        ("sampling_mode", mode),
+        ("sampling_interval", "UInt16"),
+        ("time", "DateTime"),
+    ]
+    .iter()
+    .map(|(n, t)| (n.to_string(), t.to_string()))
+    .collect()
+}
+
+/// The same for the native schema of those releases.
+fn native1_columns() -> Vec<(String, String)> {
+    legacy1_columns()
+        .into_iter()
+        .map(|(n, t)| {
+            let t = match n.as_str() {
+                "exporter" | "src_addr" | "dst_addr" | "nexthop" => "IPv6".to_string(),
+                "first" | "last" | "start" | "end" => "DateTime64(9)".to_string(),
+                _ => t,
+            };
+            (n, t)
+        })
+        .collect()
+}
+
+fn rows_of(s: Schema, flows: &[Flow]) -> Vec<u8> {
+    let mut b = Vec::new();
+    flows.iter().for_each(|f| encode_row(s, f, &mut b));
+    b
+}
+
+/// A flow with IPv6 addresses, 32-bit ifIndex and AS and a flowEndReason.
+fn flow6(i: u32) -> Flow {
+    let mut f = flow(i);
+    let v6 =
+        |x: u32| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (x >> 16) as u16, x as u16));
+    (f.rec.exporter, f.rec.src_addr, f.rec.dst_addr, f.rec.nexthop) =
+        (v6(1), v6(100 + i), v6(2), v6(3));
+    (f.rec.input, f.rec.output, f.rec.src_as, f.rec.dst_as) = (70_000 + i, 5, 4_200_000_000, 65001);
+    f.exporter_end_reason = [0, 1, 2, 3, 4, 5, 200][i as usize % 7];
+    f
+}
+
 #[test]
-fn native_rows_hold_ipv6_and_transcode_both_ways() {
+fn native_rows_hold_ipv6_and_plans_rewrite_them_for_the_other_schema() {
     let mut f = flow(0);
     let mut b = Vec::new();
     encode_row(Schema::Native, &f, &mut b);
@@ -742,41 +935,137 @@ fn native_rows_hold_ipv6_and_transcode_both_ways() {
     b.clear();
     encode_row(Schema::Native, &f, &mut b);
     assert_eq!(b[..16], v6.octets());
-    // A batch of either schema becomes the other's, byte for byte.
-    let rows = |s| {
-        (0..50).flat_map(move |i| {
-            let mut b = Vec::new();
-            encode_row(s, &flow(i), &mut b);
-            b
-        })
-    };
-    let (legacy, native): (Vec<u8>, Vec<u8>) =
-        (rows(Schema::Legacy).collect(), rows(Schema::Native).collect());
-    assert!(transcode(Schema::Legacy, Schema::Native, &legacy) == native);
-    assert!(transcode(Schema::Native, Schema::Legacy, &native) == legacy);
-    assert!(transcode(Schema::Native, Schema::Native, &native) == native);
+    // A batch of either schema becomes the other's, byte for byte, IPv4
+    // and IPv6 flows alike, nothing clamped (the legacy *6 columns hold
+    // what the UInt32 ones cannot).
+    let flows: Vec<Flow> = (0..50).map(|i| if i % 2 == 0 { flow(i) } else { flow6(i) }).collect();
+    let (legacy, native) = (rows_of(Schema::Legacy, &flows), rows_of(Schema::Native, &flows));
+    for (from, to, data, want) in [
+        (Schema::Legacy, Schema::Native, &legacy, &native),
+        (Schema::Native, Schema::Legacy, &native, &legacy),
+    ] {
+        let plan = Plan::new("t", Format::of(from), None, from).unwrap();
+        assert!(plan.is_identity(), "unknown columns: the schema's own");
+        let to_cols: Vec<(String, String)> =
+            to.columns().map(|(c, t)| (c.name.to_string(), t.sql.to_string())).collect();
+        let plan = Plan::new("t", Format::of(from), Some(&to_cols), to).unwrap();
+        assert!(!plan.is_identity());
+        assert_eq!(plan.insert, insert_sql("t", to));
+        let mut clamped = Clamped::default();
+        assert!(&plan.convert(data, &mut clamped) == want, "{from:?} -> {to:?}");
+        assert_eq!(clamped.values, 0);
+        let same = Plan::new("t", Format::of(to), Some(&to_cols), to).unwrap();
+        assert!(same.is_identity());
+    }
 }
 
 #[test]
-fn legacy_spool_files_are_delivered_to_a_native_table_as_native_rows() {
+fn an_old_table_gets_the_new_columns_and_what_its_old_columns_cannot_hold_is_counted() {
+    // What the migration adds.
+    let old = legacy1_columns();
+    let add: Vec<&str> = missing(Schema::Legacy, &old).iter().map(|c| c.name).collect();
+    assert_eq!(add, ["exporter_end_reason", "src_addr6", "dst_addr6", "nexthop6"]);
+    let sql = alter_sql("db.t", Schema::Legacy, &missing(Schema::Legacy, &old), false).unwrap();
+    assert!(sql.starts_with("ALTER TABLE `db`.`t` ADD COLUMN `exporter_end_reason` Enum8('' = 0, "));
+    assert!(sql.ends_with(", ADD COLUMN `nexthop6` FixedString(16) DEFAULT IPv4ToIPv6(`nexthop`)"));
+    let n1 = native1_columns();
+    let add = missing(Schema::Native, &n1);
+    assert_eq!(add.iter().map(|c| c.name).collect::<Vec<_>>(), ["exporter_end_reason"]);
+    let sql = alter_sql("t", Schema::Native, &add, false).unwrap();
+    assert!(sql.ends_with("'reserved' = 127)"), "{sql}");
+    assert!(alter_sql("t", Schema::Native, &add, true).unwrap().ends_with("'reserved' = 127)"));
+    assert_eq!(alter_sql("t", Schema::Native, &[], false), None);
+    // system.columns' answer (TSV escapes the quotes of the enums).
+    let answer = "input\tUInt16\nend_reason\tEnum8(\\'fin\\' = 1)\n";
+    assert_eq!(
+        parse_columns(answer),
+        [("input".into(), "UInt16".into()), ("end_reason".into(), "Enum8('fin' = 1)".into())]
+    );
+
+    // Migrated: the old UInt16 columns stay, the new ones are there.
+    let mut migrated = old.clone();
+    migrated.extend(
+        missing(Schema::Legacy, &old)
+            .iter()
+            .map(|c| (c.name.to_string(), Schema::Legacy.bare_type(c).unwrap().to_string())),
+    );
+    let flows: Vec<Flow> = (0..14).map(|i| if i % 2 == 0 { flow(i) } else { flow6(i) }).collect();
+    let data = rows_of(Schema::Legacy, &flows);
+    let plan = Plan::new("t", Format::Legacy, Some(&migrated), Schema::Legacy).unwrap();
+    let mut clamped = Clamped::default();
+    let out = plan.convert(&data, &mut clamped);
+    // Seven IPv6 flows, each with an input over 65535 and a 32-bit src_as.
+    assert_eq!(clamped.values, 7 * 2);
+    assert_eq!(clamped.columns, ["input", "src_as"]);
+    // Rows of the migrated table's width: 168 - 4 x 2.
+    assert_eq!(out.len(), flows.len() * (ROW_SIZE - 8));
+    let row = &out[(ROW_SIZE - 8)..2 * (ROW_SIZE - 8)];
+    let at = 16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16 + 1 + 16;
+    assert_eq!(row[at..at + 2], [0xff, 0xff], "input 70001 clamped to 65535");
+    assert_eq!(row[at + 2..at + 4], 5u16.to_le_bytes(), "output 5 fits");
+    assert_eq!(row[ROW_SIZE - 8 - 48 - 1], 1, "exporter_end_reason idle");
+    assert_eq!(row[ROW_SIZE - 8 - 48..ROW_SIZE - 8 - 32], ipv6_of(&flows[1].rec.src_addr));
+
+    // Not migrated (the ALTER was refused): IPv6 addresses and reasons are lost too.
+    let plan = Plan::new("t", Format::Legacy, Some(&old), Schema::Legacy).unwrap();
+    let mut clamped = Clamped::default();
+    let out = plan.convert(&data, &mut clamped);
+    assert_eq!(out.len(), flows.len() * LEGACY1_ROW_SIZE);
+    let mut want = Vec::new();
+    flows.iter().for_each(|f| legacy1_row(f, &mut want));
+    // The old row: what releases before IPv6 wrote, but clamped, not cut.
+    let mut want_clamped = want.clone();
+    for (i, f) in flows.iter().enumerate() {
+        let at = i * LEGACY1_ROW_SIZE + 16 + 2 + 4 + 2 + 4 + 2 + 1 + 24 + 1 + 16 + 1 + 16;
+        let c = |v: u32| (v.min(65535) as u16).to_le_bytes();
+        want_clamped[at..at + 2].copy_from_slice(&c(f.rec.input));
+        want_clamped[at + 2..at + 4].copy_from_slice(&c(f.rec.output));
+        want_clamped[at + 9..at + 11].copy_from_slice(&c(f.rec.src_as));
+        want_clamped[at + 11..at + 13].copy_from_slice(&c(f.rec.dst_as));
+    }
+    assert!(out == want_clamped);
+    // Per IPv6 flow: input, src_as, src/dst/nexthop addresses, the exporter's
+    // reason (not 0 for 5 of the 7).
+    let reasons = flows.iter().filter(|f| f.exporter_end_reason != 0).count() as u64;
+    assert_eq!(clamped.values, 7 * 5 + reasons);
+    assert_eq!(
+        clamped.columns,
+        ["src_addr", "dst_addr", "input", "nexthop", "src_as", "exporter_end_reason"]
+    );
+    // A column of ours in a type the sink cannot write: refused, not guessed.
+    let mut odd = old.clone();
+    odd[3].1 = "String".into();
+    let e = Plan::new("t", Format::Legacy, Some(&odd), Schema::Legacy).unwrap_err();
+    assert!(e.contains("column `src_addr` of t is String"), "{e}");
+}
+
+fn ipv6_of(a: &IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+#[test]
+fn spool_files_of_releases_before_ipv6_are_delivered() {
     let dir = tempfile::tempdir().unwrap();
     // What an earlier release left: untagged legacy files, flows 0..30.
     for (seq, range) in [(1u64, 0..20u32), (2, 20..30)] {
         let mut b = Vec::new();
-        range.for_each(|i| encode_row(Schema::Legacy, &flow(i), &mut b));
+        range.for_each(|i| legacy1_row(&flow(i), &mut b));
         std::fs::write(dir.path().join(format!("batch-{seq:012}.rowbinary")), b).unwrap();
     }
     let fake = Fake::probed(0, b"", "26.9.2.1\t\n");
     let mut c = cfg(fake.url.clone(), dir.path(), 10, 20);
     c.ttl = Some(Duration::from_secs(30 * 86_400));
     let mut s = ClickHouseSink::new(c).unwrap();
-    assert_eq!(counter(&s, "spool_bytes"), (30 * ROW_SIZE) as u64);
+    assert_eq!(counter(&s, "spool_bytes"), (30 * LEGACY1_ROW_SIZE) as u64);
     s.flows(&(30..45).map(flow).collect::<Vec<_>>()).unwrap();
     s.close().unwrap();
     assert_eq!(counter(&s, "rows_inserted"), 45);
+    assert_eq!(counter(&s, "values_clamped"), 0);
     assert_eq!(batch_files(dir.path()), 0);
-    let mut want = Vec::new();
-    (0..45).for_each(|i| encode_row(Schema::Native, &flow(i), &mut want));
+    let want = rows_of(Schema::Native, &(0..45).map(flow).collect::<Vec<_>>());
     assert!(fake.inserts().concat() == want, "every flow as a native row, in order");
     let seen = fake.seen.lock().unwrap();
     let create = seen.iter().find(|r| r.line.contains("CREATE TABLE")).unwrap();
@@ -809,17 +1098,34 @@ fn cluster_tables_are_named_and_sharded_by_the_exporter() {
         sql[0]
     );
     assert!(
-        sql[1].starts_with("CREATE TABLE IF NOT EXISTS `t_1m` (`time` DateTime, "),
+        sql[1].starts_with(
+            "CREATE TABLE IF NOT EXISTS `t_1m` (`time` DateTime, `exporter` IPv6, `proto` UInt8, \
+             `src_addr` IPv6, `dst_addr` IPv6, `flows` UInt64, `packets` UInt64, `octets` UInt64)"
+        ),
         "{}",
         sql[1]
     );
-    assert!(sql[1].contains(", `flows` UInt64, `packets` UInt64, `octets` UInt64)"), "{}", sql[1]);
     assert!(sql[2].contains("Distributed('c1', '', 't_local_1h', "), "{}", sql[2]);
-    let sql = distributed_tables_sql("db.t", Schema::Legacy, "c1", false);
-    assert_eq!(sql.len(), 1);
+    let sql = distributed_tables_sql("db.t", Schema::Legacy, "c1", true);
+    assert_eq!(sql.len(), 3);
     assert!(
         sql[0].contains("`src_addr` UInt32, ")
+            && sql[0].contains(", `nexthop6` FixedString(16)) ")
+            && !sql[0].contains("DEFAULT")
             && sql[0].contains("Distributed('c1', 'db', 't_local', ")
+    );
+    // The rollups' columns: those of `rollup_sql`'s views, IPv6 pairs apart.
+    assert!(sql[2].contains(
+        "(`time` DateTime, `exporter` FixedString(16), `proto` UInt8, `src_addr` UInt32, \
+         `dst_addr` UInt32, `src_addr6` FixedString(16), `dst_addr6` FixedString(16), `flows` "
+    ));
+    let view = &rollup_sql("db.t_local", Schema::Legacy)[1];
+    assert!(
+        view.contains(
+            "AS SELECT toStartOfHour(`time`) AS `time`, `exporter`, `proto`, \
+        `src_addr`, `dst_addr`, `src_addr6`, `dst_addr6`, count() AS `flows`"
+        ),
+        "{view}"
     );
     assert!(replicas_sql("c1").contains("WHERE cluster = 'c1' ORDER BY shard_num, replica_num"));
 }
