@@ -300,12 +300,9 @@ pub fn render(shared: &Shared) -> String {
     ];
     for (name, help, get) in per_stream {
         f.head(name, "counter", help);
-        for ((ip, et, ei), t) in &seq {
-            let labels = [
-                ("exporter", ip.to_string()),
-                ("engine_type", et.to_string()),
-                ("engine_id", ei.to_string()),
-            ];
+        for ((ip, stream), t) in &seq {
+            let [a, b] = stream.labels();
+            let labels = [("exporter", ip.to_string()), a, b];
             f.sample(name, &labels, get(t));
         }
     }

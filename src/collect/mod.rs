@@ -281,7 +281,13 @@ fn report(
     let mut exporters = Vec::new();
     let mut overflow = Overflow::default();
     let mut workers = Vec::new();
+    let mut templated = crate::ingest::TemplatedCounters::default();
+    let mut per_templated = Vec::new();
+    let mut held_now = 0;
     for r in &results {
+        templated.add(&r.ingest.templated.counters);
+        per_templated.extend(r.ingest.exporter_templated());
+        held_now += r.ingest.templated.hold.sets();
         counters.add(&r.ingest.counters);
         shards.add(&r.shard);
         exporters.extend(r.ingest.exporter_counters());
@@ -301,7 +307,8 @@ fn report(
     }
     // Every worker's Ingest shares one sequence table: take it from any.
     let seq = results.first().map(|r| r.ingest.seq.clone()).unwrap_or_default();
-    let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0);
+    let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0)
+        .with_templated(&templated, held_now, &per_templated);
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
     report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());

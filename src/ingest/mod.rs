@@ -17,6 +17,8 @@
 
 pub mod exporters;
 mod seq;
+pub mod state;
+pub mod templated;
 
 use std::net::IpAddr;
 
@@ -25,19 +27,28 @@ use hashbrown::HashMap;
 use crate::flow::{
     exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records,
 };
-pub use exporters::{Caps, SeqHandle, SeqTracker, MAX_ENGINES, MAX_EXPORTERS};
+pub use exporters::{Caps, SeqHandle, SeqTracker, StreamId, MAX_ENGINES, MAX_EXPORTERS};
 pub use seq::{GapBudget, SeqEvent, SeqTotals, Stream, MAX_GAPS, REORDER_WINDOW, UPTIME_RESET_MS};
 
+use crate::wire::template::{self, MessageHeader, TemplatedRecord};
 use crate::wire::{Datagram, DecodeError, Header, Record, HEADER_LEN, RECORD_LEN};
+pub use templated::{
+    is_templated, stitchable_now, HoldConfig, Templated, TemplatedCounters, SET_REASONS,
+};
 
-/// Reasons a datagram is rejected: the decoder's four, then `not_allowed`
-/// (source outside `--allow`, dropped before decode).
-pub const REJECT_REASONS: [&str; 5] = [
+/// Reasons a datagram is rejected: the v5 decoder's four, `not_allowed`
+/// (source outside `--allow`, dropped before decode), then the v9/IPFIX
+/// framing reasons that v5 does not have (a v9/IPFIX datagram too short, or
+/// whose IPFIX length is not its own, counts under `too_short` and
+/// `length_mismatch`).
+pub const REJECT_REASONS: [&str; 7] = [
     DecodeError::REASONS[0],
     DecodeError::REASONS[1],
     DecodeError::REASONS[2],
     DecodeError::REASONS[3],
     "not_allowed",
+    "set_too_short",
+    "set_overrun",
 ];
 /// Index of `not_allowed` in [`REJECT_REASONS`].
 pub const NOT_ALLOWED: usize = 4;
@@ -48,7 +59,7 @@ pub struct Counters {
     /// Accepted datagrams.
     pub datagrams: u64,
     /// Rejected datagrams, by [`REJECT_REASONS`] index.
-    pub rejected: [u64; 5],
+    pub rejected: [u64; REJECT_REASONS.len()],
     pub records: u64,
     pub packets: u64,
     pub octets: u64,
@@ -103,12 +114,17 @@ impl Overflow {
 pub struct Exporter {
     pub counters: Counters,
     seq: SeqHandle,
+    /// v9/IPFIX counters, once the exporter sent one (kept out of line: v5
+    /// exporters do not carry them).
+    pub templated: Option<Box<TemplatedCounters>>,
 }
 
 /// Why a datagram was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     Decode(DecodeError),
+    /// A v9/IPFIX datagram whose header or set framing is broken.
+    Templated(template::DecodeError),
     /// The source is outside `--allow`.
     NotAllowed,
 }
@@ -117,6 +133,13 @@ impl Rejection {
     pub fn index(&self) -> usize {
         match self {
             Rejection::Decode(e) => e.index(),
+            Rejection::Templated(e) => match e {
+                template::DecodeError::TooShort { .. } => 0,
+                template::DecodeError::BadVersion { .. } => 1,
+                template::DecodeError::LengthMismatch { .. } => 3,
+                template::DecodeError::SetTooShort { .. } => 5,
+                _ => 6, // SetOverrun: the only other datagram-level reason
+            },
             Rejection::NotAllowed => NOT_ALLOWED,
         }
     }
@@ -126,6 +149,7 @@ impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rejection::Decode(e) => e.fmt(f),
+            Rejection::Templated(e) => e.fmt(f),
             Rejection::NotAllowed => f.write_str("source not in --allow"),
         }
     }
@@ -150,6 +174,8 @@ pub struct Ingest {
     /// rate-limited warnings.
     pub last_exporter_overflow: Option<IpAddr>,
     pub last_engine_overflow: Option<(IpAddr, u8, u8)>,
+    /// v9/IPFIX: this thread's decoder, held datagrams and counters.
+    pub templated: Templated,
 }
 
 impl Ingest {
@@ -204,7 +230,9 @@ impl Ingest {
         match self.exporters.entry(ip) {
             hashbrown::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
             hashbrown::hash_map::Entry::Vacant(v) => match self.seq.admit(ip) {
-                Some(seq) => Some(v.insert(Exporter { counters: Counters::default(), seq })),
+                Some(seq) => {
+                    Some(v.insert(Exporter { counters: Counters::default(), seq, templated: None }))
+                }
                 None => {
                     self.overflow.exporters += 1;
                     self.last_exporter_overflow = Some(ip);
@@ -276,6 +304,190 @@ impl Ingest {
         Ok(h)
     }
 
+    /// Per-exporter v9/IPFIX counters, sorted by exporter.
+    pub fn exporter_templated(&self) -> Vec<(IpAddr, TemplatedCounters)> {
+        let mut v: Vec<_> = self
+            .exporters
+            .iter()
+            .filter_map(|(k, e)| e.templated.as_deref().map(|t| (*k, *t)))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Decode and count one v9 or IPFIX datagram ([`is_templated`]) from
+    /// `exporter`, received at `now` (the hold's clock). `each` gets every
+    /// record handed on (held records decoded now included), with its
+    /// message header and whether [`stitchable_now`] lets it into the flow
+    /// table; the others are counted in `ipv6_records_pending`.
+    pub fn templated(
+        &mut self,
+        exporter: IpAddr,
+        now: u64,
+        bytes: &[u8],
+        each: &mut impl FnMut(&MessageHeader, &FlowRecord, bool),
+    ) -> Result<MessageHeader, Rejection> {
+        let exporter = exporter.to_canonical();
+        if !self.allowed(exporter) {
+            self.counters.rejected[NOT_ALLOWED] += 1;
+            self.last_rejection = Some((exporter, Rejection::NotAllowed));
+            return Err(Rejection::NotAllowed);
+        }
+        let scale = self.scale_sampling;
+        let mut d = TemplatedCounters::default();
+        let mut sums = [0u64; 3];
+        let res = MessageHeader::parse(bytes).and_then(|(h, _)| {
+            self.templated.decoder.decode(exporter, bytes, &mut |r| {
+                let (fr, stitch) = hand_on(r, scale, &mut d, &mut sums);
+                each(&h, &fr, stitch);
+            })
+        });
+        let s = match res {
+            Ok(s) => s,
+            Err(e) => {
+                let why = Rejection::Templated(e);
+                self.counters.rejected[why.index()] += 1;
+                if let Some(per) = self.exporter(exporter) {
+                    per.counters.rejected[why.index()] += 1;
+                }
+                self.last_rejection = Some((exporter, why));
+                return Err(why);
+            }
+        };
+        let h = s.header;
+        d.summary(&s);
+        match h.version {
+            template::Version::V9 => d.datagrams_v9 += 1,
+            template::Version::Ipfix => d.datagrams_ipfix += 1,
+        }
+        d.count_mismatches += s.count_mismatch() as u64;
+        d.no_template_sets += s.data_sets_no_template as u64;
+        d.no_template_bytes += s.no_template_bytes as u64;
+        let missing = self.templated.decoder.missing_sets().to_vec();
+        // IPFIX covers its data records: unknown while sets are held.
+        let defer = h.version == template::Version::Ipfix && !missing.is_empty();
+        self.counters.accept(sums[0], sums[1], sums[2]);
+        if let Some(per) = self.exporter(exporter) {
+            per.counters.accept(sums[0], sums[1], sums[2]);
+            per.templated.get_or_insert_with(Default::default).add(&d);
+            if !defer {
+                let (stream, count, up) = templated::seq_args(&h, s.data_records());
+                per.seq.observe_stream(stream, h.sequence, count, up);
+            }
+        }
+        self.templated.counters.add(&d);
+        if !missing.is_empty() {
+            let held = templated::Held {
+                at_ns: now,
+                exporter,
+                bytes: bytes.into(),
+                pending: missing,
+                seq: defer.then_some((h.sequence, s.data_records())),
+            };
+            let t = &mut self.templated;
+            let mut out = std::mem::take(&mut t.leaving);
+            t.hold.push(&t.hold_cfg, held, &mut out);
+            self.settle(&mut out, false);
+            self.templated.leaving = out;
+        }
+        if s.templates + s.options_templates > 0 && self.templated.hold.holds(exporter) {
+            self.resolve(exporter, each);
+        }
+        self.expire_held(now);
+        Ok(h)
+    }
+
+    /// Decode the held datagrams of `exporter` whose templates are known now.
+    fn resolve(
+        &mut self,
+        exporter: IpAddr,
+        each: &mut impl FnMut(&MessageHeader, &FlowRecord, bool),
+    ) {
+        let scale = self.scale_sampling;
+        let mut i = 0;
+        while i < self.templated.hold.queue.len() {
+            let t = &mut self.templated;
+            let held = &mut t.hold.queue[i];
+            if held.exporter != exporter {
+                i += 1;
+                continue;
+            }
+            let before = held.pending.len();
+            let mut d = TemplatedCounters::default();
+            let mut sums = [0u64; 3];
+            let Ok((h, _)) = MessageHeader::parse(&held.bytes) else {
+                i += 1;
+                continue; // accepted before: cannot happen
+            };
+            let res = t.decoder.decode_sets(exporter, &held.bytes, &mut held.pending, &mut |r| {
+                let (fr, stitch) = hand_on(r, scale, &mut d, &mut sums);
+                each(&h, &fr, stitch);
+            });
+            let Ok(s) = res else {
+                i += 1;
+                continue;
+            };
+            d.summary(&s);
+            let decoded = (before - held.pending.len()) as u64;
+            d.held_sets_decoded += decoded;
+            d.no_template_records += (s.flow_records + s.reverse_records) as u64;
+            if let Some((_, n)) = &mut held.seq {
+                *n += s.data_records();
+            }
+            let done = held.pending.is_empty();
+            self.counters.records += sums[0];
+            self.counters.packets += sums[1];
+            self.counters.octets += sums[2];
+            self.templated.counters.add(&d);
+            if let Some(per) = self.exporter(exporter) {
+                per.counters.records += sums[0];
+                per.counters.packets += sums[1];
+                per.counters.octets += sums[2];
+                per.templated.get_or_insert_with(Default::default).add(&d);
+            }
+            if done {
+                let h = self.templated.hold.remove(i).expect("index in range");
+                self.settle(&mut vec![h], true);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Expire held datagrams older than the hold's age at `now` (counted
+    /// `held_sets_expired`). `u64::MAX` expires everything (end of input).
+    pub fn expire_held(&mut self, now: u64) {
+        if self.templated.hold.is_empty() {
+            return;
+        }
+        let t = &mut self.templated;
+        let mut out = std::mem::take(&mut t.leaving);
+        t.hold.expire(&t.hold_cfg, now, &mut out);
+        self.settle(&mut out, true);
+        self.templated.leaving = out;
+    }
+
+    /// Count held datagrams leaving unresolved (`expired`, else dropped
+    /// for room) or resolved, and observe the deferred IPFIX sequence.
+    fn settle(&mut self, out: &mut Vec<templated::Held>, expired: bool) {
+        for h in out.drain(..) {
+            let n = h.pending.len() as u64;
+            let mut d = TemplatedCounters::default();
+            if expired {
+                d.held_sets_expired = n;
+            } else {
+                d.held_sets_dropped = n;
+            }
+            self.templated.counters.add(&d);
+            let Some(per) = self.exporter(h.exporter) else { continue };
+            per.templated.get_or_insert_with(Default::default).add(&d);
+            if let (Some((seq, count)), Ok((mh, _))) = (h.seq, MessageHeader::parse(&h.bytes)) {
+                let (stream, _, up) = templated::seq_args(&mh, count);
+                per.seq.observe_stream(stream, seq, count, up);
+            }
+        }
+    }
+
     /// Check the source and decode; a rejection is counted here (per
     /// exporter too, when the table has room for the source).
     #[inline]
@@ -316,6 +528,38 @@ impl Ingest {
             self.last_engine_overflow = Some((exporter, h.engine_type, h.engine_id));
         }
     }
+}
+
+/// A decoded templated record, handed on: scaled with `--scale-sampling`,
+/// counters capped at [`templated::MAX_COUNTER`], counted in `sums`
+/// (records, packets, octets) and, when the flow table cannot take it
+/// ([`stitchable_now`]), in the `ipv6_*_pending` counters of `d`.
+#[inline]
+fn hand_on(
+    r: TemplatedRecord,
+    scale_sampling: bool,
+    d: &mut TemplatedCounters,
+    sums: &mut [u64; 3],
+) -> (FlowRecord, bool) {
+    let mut fr = r.record;
+    let scale = match r.sampling_interval {
+        Some(n) if scale_sampling && n > 1 => n as u64,
+        _ => 1,
+    };
+    let (p, o) = (fr.packets.saturating_mul(scale), fr.octets.saturating_mul(scale));
+    fr.packets = p.min(templated::MAX_COUNTER);
+    fr.octets = o.min(templated::MAX_COUNTER);
+    d.counters_clamped += (fr.packets != p || fr.octets != o) as u64;
+    sums[0] += 1;
+    sums[1] += fr.packets;
+    sums[2] += fr.octets;
+    let stitch = stitchable_now(&fr);
+    if !stitch {
+        d.ipv6_records_pending += 1;
+        d.ipv6_packets_pending += fr.packets;
+        d.ipv6_octets_pending += fr.octets;
+    }
+    (fr, stitch)
 }
 
 /// The accepted records of a receive batch, by where they lie in its

@@ -74,7 +74,7 @@ fn decode_case(dir: &Path, files: &str) -> BTreeMap<&'static str, u64> {
     for r in &records {
         let (p, o, pt, ot) = match r.direction {
             Direction::Forward => {
-                *got.get_mut(if r.src.is_ipv4() { "ipv4_records" } else { "ipv6_records" })
+                *got.get_mut(if r.src_addr.is_ipv4() { "ipv4_records" } else { "ipv6_records" })
                     .unwrap() += 1;
                 ("sum_packets", "sum_octets", "sum_packets_total", "sum_octets_total")
             }

@@ -54,10 +54,10 @@ mod header;
 mod ie;
 mod record;
 
-pub use cache::{ExporterCounters, TemplateCache};
+pub use cache::TemplateCache;
 pub use decode::{DatagramSummary, Decoder};
 pub use header::{MessageHeader, Version, IPFIX_HEADER_LEN, V9_HEADER_LEN};
-pub use ie::{Plan, TemplateKind, REVERSE_PEN};
+pub use ie::{FieldSpec, Plan, TemplateKind};
 pub use record::{Direction, TemplatedRecord, TimeSource};
 
 use std::fmt;
@@ -92,7 +92,7 @@ impl Default for Limits {
 }
 
 /// Why a datagram, a set, a template or a record was rejected. The first
-/// six reject the whole datagram ([`DecodeError::rejects_datagram`]); the
+/// five reject the whole datagram ([`DecodeError::rejects_datagram`]); the
 /// others are counted in [`DatagramSummary::rejects`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecodeError {
@@ -106,7 +106,8 @@ pub enum DecodeError {
     SetTooShort { offset: usize, set_len: u16 },
     /// A set whose length runs past the end of the datagram.
     SetOverrun { offset: usize, set_len: u16, left: usize },
-    /// A new exporter while [`Limits::max_exporters`] already have state.
+    /// A template from a new exporter while [`Limits::max_exporters`]
+    /// already have state (the template is not learnt).
     ExportersFull,
     /// A set id that is neither a template, options template nor data set.
     ReservedSet { set_id: u16 },
@@ -133,7 +134,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The first this many [`Self::REASONS`] reject a whole datagram.
-    pub const DATAGRAM_REASONS: usize = 6;
+    pub const DATAGRAM_REASONS: usize = 5;
 
     /// Every reason, in the order reports list them.
     pub const REASONS: [&'static str; 15] = [
@@ -204,11 +205,15 @@ impl fmt::Display for DecodeError {
                 f,
                 "set at byte {offset} has length {set_len}, only {left} bytes left in the datagram"
             ),
-            ExportersFull => write!(f, "exporter cap reached: no state for a new exporter"),
-            ReservedSet { set_id } => write!(f, "reserved set id {set_id}"),
-            TemplateReservedId { template_id } => {
-                write!(f, "template id {template_id} is reserved (below 256)")
+            ExportersFull => {
+                write!(f, "exporter cap reached: no template state for a new exporter")
             }
+            ReservedSet { set_id } => write!(f, "reserved set id {set_id}"),
+            TemplateReservedId { template_id } => write!(
+                f,
+                "template id {template_id} is reserved (below 256, or a withdraw-all id \
+                 that is not its set's)"
+            ),
             TemplateNoFields { template_id } => write!(f, "template {template_id} has no fields"),
             TemplateTooManyFields { template_id, fields } => {
                 write!(f, "template {template_id} has {fields} fields, above the cap")

@@ -1,0 +1,1 @@
+//! Templates saved across restarts (`--state-dir`): placeholder, filled below.
