@@ -19,7 +19,7 @@ use crate::output::{
     FlowRow, HeaderRow, Output, RecordRow, TemplatedHeaderRow, TemplatedRecordRow,
 };
 use crate::results::{finish_report, open_output, Existing};
-use crate::stats::{DamagedCapture, Report};
+use crate::stats::{DamagedCapture, Report, TemplateStateReport};
 use crate::wire::template::MessageHeader;
 use crate::wire::HEADER_LEN;
 
@@ -75,14 +75,22 @@ pub struct Replayer<'a> {
     flows: Vec<Flow>,
     now: u64,
     failed: Option<io::Error>,
+    state: Option<TemplateStateReport>,
 }
 
 impl<'a> Replayer<'a> {
     pub fn new(p: &'a Pipeline, out: &'a mut Output) -> Self {
+        let mut ingest =
+            Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()).with_hold(p.hold);
+        let state = p
+            .state_dir
+            .as_deref()
+            .map(|dir| TemplateStateReport::load(dir, ingest.templated.decoder.cache_mut()));
         Replayer {
             p,
             out,
-            ingest: Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
+            state,
+            ingest,
             shard: Shard::new(p.shard_config(1), 0),
             flows: Vec::new(),
             now: 0,
@@ -189,6 +197,9 @@ impl<'a> Replayer<'a> {
         write_flows(self.out, &mut self.flows)?;
         // Held datagrams whose template never came: expired, counted.
         self.ingest.expire_held(u64::MAX);
+        if let Some(st) = &mut self.state {
+            st.save(&[self.ingest.templated.decoder.cache()]);
+        }
         for (which, n) in self.ingest.overflow_totals().into_iter().enumerate() {
             if let (true, Some(note)) = (n > 0, self.ingest.overflow_note(which)) {
                 eprintln!(
@@ -196,7 +207,7 @@ impl<'a> Replayer<'a> {
                 );
             }
         }
-        Ok(Report::new(
+        let mut report = Report::new(
             &self.ingest.counters,
             &self.ingest.exporter_counters(),
             &self.ingest.seq,
@@ -209,7 +220,9 @@ impl<'a> Replayer<'a> {
             self.ingest.templated.hold.sets(),
             &self.ingest.exporter_templated(),
         )
-        .with_skips(skips))
+        .with_skips(skips);
+        report.template_state = self.state.take();
+        Ok(report)
     }
 }
 

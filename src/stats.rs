@@ -71,6 +71,9 @@ pub struct Report {
     /// v9/IPFIX: sets, templates and records skipped inside accepted
     /// datagrams, by the decoder's reason names.
     pub templated_rejected: BTreeMap<&'static str, u64>,
+    /// v9/IPFIX templates kept across restarts (`--state-dir`), when used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_state: Option<TemplateStateReport>,
     /// Flows emitted, by end reason.
     pub flows: BTreeMap<&'static str, u64>,
     pub flows_total: u64,
@@ -136,6 +139,55 @@ pub struct Report {
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+}
+
+/// What the state directory gave at start and took at the end.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct TemplateStateReport {
+    pub dir: String,
+    /// Templates loaded at start.
+    pub loaded: u64,
+    /// Refused at load, by reason (`unreadable`, `too_large`, `malformed`,
+    /// `bad_version`, `bad_template`, `cache_full`).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Templates saved at the end.
+    pub saved: u64,
+    /// Why the save failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_error: Option<String>,
+}
+
+impl TemplateStateReport {
+    /// Load `dir`'s templates into `cache`, logging any refusal.
+    pub fn load(dir: &std::path::Path, cache: &mut crate::wire::template::TemplateCache) -> Self {
+        let r = crate::ingest::state::load(dir, cache);
+        if let Some(e) = &r.first_error {
+            eprintln!(
+                "nfstitch: warning: template state {}: {} refused ({e}); {} templates loaded",
+                crate::ingest::state::path(dir).display(),
+                r.rejected_total(),
+                r.loaded
+            );
+        }
+        TemplateStateReport {
+            dir: dir.display().to_string(),
+            loaded: r.loaded,
+            rejected: r.rejected,
+            saved: 0,
+            save_error: None,
+        }
+    }
+
+    /// Save the templates of `caches` into the directory, logging a failure.
+    pub fn save(&mut self, caches: &[&crate::wire::template::TemplateCache]) {
+        match crate::ingest::state::save(std::path::Path::new(&self.dir), caches) {
+            Ok(n) => self.saved = n as u64,
+            Err(e) => {
+                eprintln!("nfstitch: warning: could not save templates to {}: {e}", self.dir);
+                self.save_error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 /// A replay input read only up to the point where its framing broke.

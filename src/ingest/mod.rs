@@ -188,6 +188,23 @@ impl Ingest {
         self
     }
 
+    /// Bound the datagrams held for their template (`--hold-datagrams`, `--hold-for`).
+    pub fn with_hold(mut self, hold: HoldConfig) -> Self {
+        self.templated.hold_cfg = hold;
+        self
+    }
+
+    /// Start with these templates (from the state directory), copied into
+    /// this thread's cache (the same caps: nothing is refused).
+    pub fn with_templates(mut self, from: &template::TemplateCache) -> Self {
+        let cache = self.templated.decoder.cache_mut();
+        for (ip, domain, id, plan) in from.templates() {
+            // The source cache had the same caps: nothing is refused here.
+            let _ = cache.restore(ip, domain, id, plan.clone());
+        }
+        self
+    }
+
     /// Share `seq` (every worker of a collector gets a clone of one).
     pub fn with_seq(mut self, seq: SeqTracker) -> Self {
         self.seq = seq;
