@@ -47,8 +47,11 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
+use super::{Ingest, Rejection, NOT_ALLOWED};
 use crate::flow::FlowRecord;
-use crate::wire::template::{DatagramSummary, DecodeError, Decoder, MessageHeader, Version};
+use crate::wire::template::{
+    DatagramSummary, DecodeError, Decoder, MessageHeader, TemplatedRecord, Version,
+};
 
 /// Bytes of held datagrams per thread, over every exporter.
 pub const HOLD_MAX_BYTES: usize = 16 << 20;
@@ -351,4 +354,212 @@ pub(super) fn seq_args(h: &MessageHeader, data_records: u32) -> (super::StreamId
             (h.export_secs as u64 * 1000) as u32,
         ),
     }
+}
+
+impl Ingest {
+    /// Decode and count one v9 or IPFIX datagram ([`is_templated`]) from
+    /// `exporter`, received at `now` (the hold's clock). `each` gets every
+    /// record handed on (held records decoded now included), with its
+    /// message header and whether [`stitchable_now`] lets it into the flow
+    /// table; the others are counted in `ipv6_records_pending`.
+    pub fn templated(
+        &mut self,
+        exporter: IpAddr,
+        now: u64,
+        bytes: &[u8],
+        each: &mut impl FnMut(&MessageHeader, &FlowRecord, bool),
+    ) -> Result<MessageHeader, Rejection> {
+        let exporter = exporter.to_canonical();
+        if !self.allowed(exporter) {
+            self.counters.rejected[NOT_ALLOWED] += 1;
+            self.last_rejection = Some((exporter, Rejection::NotAllowed));
+            return Err(Rejection::NotAllowed);
+        }
+        // What waited too long expires before this datagram can resolve it.
+        self.expire_held(now);
+        let scale = self.scale_sampling;
+        let mut d = TemplatedCounters::default();
+        let mut sums = [0u64; 3];
+        let res = MessageHeader::parse(bytes).and_then(|(h, _)| {
+            self.templated.decoder.decode(exporter, bytes, &mut |r| {
+                let (fr, stitch) = hand_on(r, scale, &mut d, &mut sums);
+                each(&h, &fr, stitch);
+            })
+        });
+        let s = match res {
+            Ok(s) => s,
+            Err(e) => {
+                let why = Rejection::Templated(e);
+                self.counters.rejected[why.index()] += 1;
+                if let Some(per) = self.exporter(exporter) {
+                    per.counters.rejected[why.index()] += 1;
+                }
+                self.last_rejection = Some((exporter, why));
+                return Err(why);
+            }
+        };
+        let h = s.header;
+        d.summary(&s);
+        match h.version {
+            Version::V9 => d.datagrams_v9 += 1,
+            Version::Ipfix => d.datagrams_ipfix += 1,
+        }
+        d.count_mismatches += s.count_mismatch() as u64;
+        d.no_template_sets += s.data_sets_no_template as u64;
+        d.no_template_bytes += s.no_template_bytes as u64;
+        let missing = self.templated.decoder.missing_sets().to_vec();
+        // IPFIX covers its data records: unknown while sets are held.
+        let defer = h.version == Version::Ipfix && !missing.is_empty();
+        self.counters.accept(sums[0], sums[1], sums[2]);
+        if let Some(per) = self.exporter(exporter) {
+            per.counters.accept(sums[0], sums[1], sums[2]);
+            per.templated.get_or_insert_with(Default::default).add(&d);
+            if !defer {
+                let (stream, count, up) = seq_args(&h, s.data_records());
+                per.seq.observe_stream(stream, h.sequence, count, up);
+            }
+        }
+        self.templated.counters.add(&d);
+        if !missing.is_empty() {
+            let held = Held {
+                at_ns: now,
+                exporter,
+                bytes: bytes.into(),
+                pending: missing,
+                seq: defer.then_some((h.sequence, s.data_records())),
+            };
+            let t = &mut self.templated;
+            let mut out = std::mem::take(&mut t.leaving);
+            t.hold.push(&t.hold_cfg, held, &mut out);
+            self.settle(&mut out, false);
+            self.templated.leaving = out;
+        }
+        if s.templates + s.options_templates > 0 && self.templated.hold.holds(exporter) {
+            self.resolve(exporter, each);
+        }
+        Ok(h)
+    }
+
+    /// Decode the held datagrams of `exporter` whose templates are known now.
+    fn resolve(
+        &mut self,
+        exporter: IpAddr,
+        each: &mut impl FnMut(&MessageHeader, &FlowRecord, bool),
+    ) {
+        let scale = self.scale_sampling;
+        let mut i = 0;
+        while i < self.templated.hold.queue.len() {
+            let t = &mut self.templated;
+            let held = &mut t.hold.queue[i];
+            if held.exporter != exporter {
+                i += 1;
+                continue;
+            }
+            let before = held.pending.len();
+            let mut d = TemplatedCounters::default();
+            let mut sums = [0u64; 3];
+            let Ok((h, _)) = MessageHeader::parse(&held.bytes) else {
+                i += 1;
+                continue; // accepted before: cannot happen
+            };
+            let res = t.decoder.decode_sets(exporter, &held.bytes, &mut held.pending, &mut |r| {
+                let (fr, stitch) = hand_on(r, scale, &mut d, &mut sums);
+                each(&h, &fr, stitch);
+            });
+            let Ok(s) = res else {
+                i += 1;
+                continue;
+            };
+            d.summary(&s);
+            let decoded = (before - held.pending.len()) as u64;
+            d.held_sets_decoded += decoded;
+            d.no_template_records += (s.flow_records + s.reverse_records) as u64;
+            if let Some((_, n)) = &mut held.seq {
+                *n += s.data_records();
+            }
+            let done = held.pending.is_empty();
+            self.counters.records += sums[0];
+            self.counters.packets += sums[1];
+            self.counters.octets += sums[2];
+            self.templated.counters.add(&d);
+            if let Some(per) = self.exporter(exporter) {
+                per.counters.records += sums[0];
+                per.counters.packets += sums[1];
+                per.counters.octets += sums[2];
+                per.templated.get_or_insert_with(Default::default).add(&d);
+            }
+            if done {
+                let h = self.templated.hold.remove(i).expect("index in range");
+                self.settle(&mut vec![h], true);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Expire held datagrams older than the hold's age at `now` (counted
+    /// `held_sets_expired`). `u64::MAX` expires everything (end of input).
+    pub fn expire_held(&mut self, now: u64) {
+        if self.templated.hold.is_empty() {
+            return;
+        }
+        let t = &mut self.templated;
+        let mut out = std::mem::take(&mut t.leaving);
+        t.hold.expire(&t.hold_cfg, now, &mut out);
+        self.settle(&mut out, true);
+        self.templated.leaving = out;
+    }
+
+    /// Count held datagrams leaving unresolved (`expired`, else dropped
+    /// for room) or resolved, and observe the deferred IPFIX sequence.
+    fn settle(&mut self, out: &mut Vec<Held>, expired: bool) {
+        for h in out.drain(..) {
+            let n = h.pending.len() as u64;
+            let mut d = TemplatedCounters::default();
+            if expired {
+                d.held_sets_expired = n;
+            } else {
+                d.held_sets_dropped = n;
+            }
+            self.templated.counters.add(&d);
+            let Some(per) = self.exporter(h.exporter) else { continue };
+            per.templated.get_or_insert_with(Default::default).add(&d);
+            if let (Some((seq, count)), Ok((mh, _))) = (h.seq, MessageHeader::parse(&h.bytes)) {
+                let (stream, _, up) = seq_args(&mh, count);
+                per.seq.observe_stream(stream, seq, count, up);
+            }
+        }
+    }
+}
+
+/// A decoded templated record, handed on: scaled with `--scale-sampling`,
+/// counters capped at [`MAX_COUNTER`], counted in `sums`
+/// (records, packets, octets) and, when the flow table cannot take it
+/// ([`stitchable_now`]), in the `ipv6_*_pending` counters of `d`.
+#[inline]
+fn hand_on(
+    r: TemplatedRecord,
+    scale_sampling: bool,
+    d: &mut TemplatedCounters,
+    sums: &mut [u64; 3],
+) -> (FlowRecord, bool) {
+    let mut fr = r.record;
+    let scale = match r.sampling_interval {
+        Some(n) if scale_sampling && n > 1 => n as u64,
+        _ => 1,
+    };
+    let (p, o) = (fr.packets.saturating_mul(scale), fr.octets.saturating_mul(scale));
+    fr.packets = p.min(MAX_COUNTER);
+    fr.octets = o.min(MAX_COUNTER);
+    d.counters_clamped += (fr.packets != p || fr.octets != o) as u64;
+    sums[0] += 1;
+    sums[1] += fr.packets;
+    sums[2] += fr.octets;
+    let stitch = stitchable_now(&fr);
+    if !stitch {
+        d.ipv6_records_pending += 1;
+        d.ipv6_packets_pending += fr.packets;
+        d.ipv6_octets_pending += fr.octets;
+    }
+    (fr, stitch)
 }
