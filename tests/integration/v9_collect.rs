@@ -421,3 +421,109 @@ fn hostile_datagrams_never_panic_and_are_all_accounted_for() {
     assert_eq!(got, dgs.len() as u64, "{st}");
     assert_stitched(&flows, &st, "hostile live");
 }
+
+/// `bytes` with its v9/IPFIX sequence number replaced.
+fn with_seq(bytes: &[u8], seq: u32) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let at = if b[1] == 9 { 12 } else { 8 };
+    b[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+    b
+}
+
+fn case_files(name: &str) -> Option<Vec<PathBuf>> {
+    let root = testdata()?;
+    Some(cases(&root.join("v9-ipfix")).into_iter().find(|c| c.name == name).unwrap().files)
+}
+
+#[test]
+fn sequence_numbers_feed_the_loss_counters() {
+    let Some(s21) = case_files("S21") else { return };
+    let Some(s5) = case_files("S5") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let at = |i: u64, bytes: Vec<u8>| Dg {
+        ts_ns: (1_700_000_000 + i) * S,
+        exporter: Ipv4Addr::new(192, 0, 2, 9),
+        bytes,
+    };
+    // v9 counts export packets per source id: 100, 101, 103, 103 is one
+    // packet lost (102) and one duplicate.
+    let v9 = &payloads(&s21)[0];
+    let dgs: Vec<Dg> = [100, 101, 103, 103]
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| at(i as u64, with_seq(v9, q)))
+        .collect();
+    let (_, st) = replay(&[write_pcap(dir.path(), "v9.pcap", &dgs)], &[]);
+    let seq = |st: &Value| [n(st, "seq_lost_records"), n(st, "seq_duplicate_datagrams")];
+    assert_eq!(seq(&st), [1, 1], "{st}");
+    // IPFIX counts data records per observation domain: the template
+    // message covers none, then 26 records at 1000, 1026 and 1078: 26 lost.
+    let p = payloads(&s5);
+    let mut dgs = vec![at(0, with_seq(&p[0], 1000))];
+    for (i, q) in [1000, 1026, 1078].into_iter().enumerate() {
+        dgs.push(at(1 + i as u64, with_seq(&p[1], q)));
+    }
+    let (_, st) = replay(&[write_pcap(dir.path(), "ipfix.pcap", &dgs)], &[]);
+    assert_eq!(seq(&st), [26, 0], "{st}");
+    assert_eq!(n(&st["exporters"][0], "seq_lost_records"), 26);
+    // A late datagram gives its records back: 1000, 1052, 1026 loses nothing.
+    let mut dgs = vec![at(0, with_seq(&p[0], 1000))];
+    for (i, q) in [1000, 1052, 1026].into_iter().enumerate() {
+        dgs.push(at(1 + i as u64, with_seq(&p[1], q)));
+    }
+    let (_, st) = replay(&[write_pcap(dir.path(), "late.pcap", &dgs)], &[]);
+    assert_eq!((n(&st, "seq_lost_records"), n(&st, "seq_late_datagrams")), (0, 1), "{st}");
+}
+
+#[test]
+fn scale_sampling_uses_what_options_templates_taught() {
+    let Some(s14) = case_files("S14") else { return };
+    // Akvorado's capture: samplers 1 (1:2000) and 2 (1:4000), 12 IPv6 flows.
+    let rows = |extra: &[&str]| -> Vec<Value> {
+        let r = run_ok(nfstitch().args(["replay", "--dump", "--no-stitch"]).args(extra).args(&s14));
+        jsonl(&r.stdout).into_iter().filter(|v| v["type"] == "record").collect()
+    };
+    let (plain, scaled) = (rows(&[]), rows(&["--scale-sampling"]));
+    assert_eq!((plain.len(), scaled.len()), (12, 12));
+    let mut rates = std::collections::BTreeSet::new();
+    for (a, b) in plain.iter().zip(&scaled) {
+        let rate = n(b, "packets") / n(a, "packets");
+        assert_eq!(n(b, "packets"), n(a, "packets") * rate);
+        assert_eq!(n(b, "octets"), n(a, "octets") * rate);
+        rates.insert(rate);
+        // IPv6 addresses printed as IPv6.
+        assert!(a["src_addr"].as_str().unwrap().starts_with("ffff::"), "{a}");
+    }
+    assert_eq!(rates.into_iter().collect::<Vec<_>>(), [2000, 4000]);
+}
+
+#[test]
+fn dump_writes_v9_and_ipfix_rows_in_every_format() {
+    let Some(s13) = case_files("S13") else { return };
+    let r = run_ok(nfstitch().args(["replay", "--dump", "--no-stitch"]).args(&s13));
+    let rows = jsonl(&r.stdout);
+    let headers: Vec<_> = rows.iter().filter(|v| v["type"] == "header").collect();
+    let records: Vec<_> = rows.iter().filter(|v| v["type"] == "record").collect();
+    assert_eq!((headers.len(), records.len()), (2, 46));
+    assert!(headers.iter().all(|h| h["version"] == 10));
+    let v6 = records.iter().filter(|r| r["src_addr"].as_str().unwrap().contains(':')).count();
+    assert_eq!(v6, 18, "MikroTik's IPv6 records, printed as IPv6");
+    for format in ["csv", "zeek"] {
+        let r = run_ok(
+            nfstitch().args(["replay", "--dump", "--no-stitch", "--format", format]).args(&s13),
+        );
+        let lines = r.stdout.lines().filter(|l| l.contains("2001:") || l.contains("fe80:")).count();
+        assert!(lines >= 18, "{format}: IPv6 rows\n{}", r.stdout);
+    }
+    // The allowlist takes IPv6 exporters too (none here: every datagram refused).
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("s.json");
+    run_ok(
+        nfstitch()
+            .args(["replay", "-q", "--allow", "2001:db8::/32", "--stats-json"])
+            .arg(&st)
+            .args(&s13),
+    );
+    let st = stats(&st);
+    assert_eq!((n(&st, "datagrams"), n(&st["rejected"], "not_allowed")), (0, 3));
+}
