@@ -3,6 +3,10 @@
 //! sequence, and hand each record on: as a [`FlowRecord`] ([`Ingest::datagram`],
 //! for replay), or in place in the receive buffer ([`Ingest::wire`], for the
 //! collector: read by the shard through [`WireView`], dumped from there).
+//! v9 and IPFIX ([`is_templated`]) go through [`Ingest::templated`] instead
+//! ([`templated`]: the per-thread template cache, the hold for data before
+//! its template, the IPv6 seam [`stitchable_now`]); their templates are
+//! saved across restarts by [`state`].
 //!
 //! Every datagram that reaches [`Ingest::datagram`] or [`Ingest::wire`] is counted exactly once:
 //! `seen = accepted + rejected`. Sums of records, packets and octets are

@@ -1,6 +1,5 @@
 //! The template cache: per exporter address, the compiled templates of each
-//! (domain, template id), the sampling its options records taught, and its
-//! counters.
+//! (domain, template id) and the sampling its options records taught.
 //!
 //! Keyed by (exporter address, v9 source id / IPFIX observation domain,
 //! template id), as RFC 3954 section 5 and RFC 7011 section 8 scope them. A
@@ -96,7 +95,7 @@ pub(super) struct Exporter {
     pub options: Options,
 }
 
-/// Templates, sampling and counters of every exporter, within [`Limits`].
+/// Templates and sampling of every exporter, within [`Limits`].
 #[derive(Debug)]
 pub struct TemplateCache {
     limits: Limits,

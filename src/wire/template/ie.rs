@@ -220,7 +220,7 @@ pub struct FieldSpec {
     pub pen: u32,
     /// Element id (enterprise bit cleared) or v9 field type.
     pub id: u16,
-    /// Length in bytes, or [`VARLEN`].
+    /// Length in bytes, or 65535: variable length.
     pub len: u16,
 }
 

@@ -5,8 +5,9 @@
 //! sets/flowsets with their padding, template and options-template records,
 //! IPFIX withdrawals, the [`TemplateCache`] and its caps, the compiled
 //! [`Plan`] of each template, sampling learnt from options records, and the
-//! decoded [`TemplatedRecord`]. No I/O and no clock, like the v5 decoder next
-//! door: everything is a function of the cache and the bytes handed in.
+//! decoded [`TemplatedRecord`] (the flow table's `FlowRecord`, built once,
+//! with what only the wire knows). No I/O and no clock, like the v5 decoder
+//! next door: everything is a function of the cache and the bytes handed in.
 //!
 //! Why one room and not `v9/` + `ipfix/`: the two formats differ only in the
 //! header, the set ids, the options-template layout and the enterprise bit.
@@ -18,21 +19,29 @@
 //! - `header`: the 20-byte v9 and 16-byte IPFIX headers ([`MessageHeader`]).
 //! - `ie`: the information elements the decoder knows and the [`Plan`] a
 //!   template compiles to.
-//! - `cache`: [`TemplateCache`], per exporter: templates, samplers, counters.
+//! - `cache`: [`TemplateCache`], per exporter: templates and samplers.
 //! - `record`: [`TemplatedRecord`], times, counters, biflow splitting.
 //! - `decode`: [`Decoder`], the per-datagram walk and [`DatagramSummary`].
 //!
 //! # Strictness: what is rejected, and how it is counted
 //! A datagram whose *framing* is broken (short header, unknown version, IPFIX
 //! length not the datagram's, a set shorter than its 4-byte header or running
-//! past the end, a new exporter past the exporter cap) is rejected whole with
-//! a [`DecodeError`], checked before anything is applied: no template is
-//! learnt and no record emitted from it. Inside well-framed sets, a bad
-//! template or record (zero or too many fields, a template or variable-length
-//! value running past its set, a reserved set id, a full cache) is skipped and
-//! counted in [`DatagramSummary::rejects`] under the same stable reason names,
-//! and the rest of the datagram is still decoded: one vendor template the
-//! decoder cannot take must not blind it to the others.
+//! past the end) is rejected whole with a [`DecodeError`], checked before
+//! anything is applied: no template is learnt and no record emitted from it.
+//! Inside well-framed sets, a bad template or record (zero or too many
+//! fields, a template or variable-length value running past its set, a
+//! reserved set id, a full cache, a template from a new exporter past the
+//! exporter cap) is skipped and counted in [`DatagramSummary::rejects`]
+//! under the same stable reason names, and the rest of the datagram is still
+//! decoded: one vendor template the decoder cannot take must not blind it to
+//! the others. A template record whose length is known is skipped alone; one
+//! whose own framing is broken ends its set. A known element whose length
+//! cannot hold it is skipped and counted
+//! ([`DatagramSummary::field_length_ignored`]).
+//!
+//! An exporter gets state only when one of its templates is learnt: data
+//! sets and garbage from sources that never sent a template create nothing,
+//! so spoofed sources cannot fill the exporter cap.
 //!
 //! The v9 header `count` is *not* used to stop the walk: RFC 3954 defines it
 //! as the number of records, but softflowd-style exporters put too small a
@@ -41,12 +50,11 @@
 //!
 //! # Data before its template
 //! A data set whose template is unknown is skipped whole (its records cannot
-//! be counted without the template): [`DatagramSummary::data_sets_no_template`]
-//! and, per exporter, [`ExporterCounters::no_template_sets`] and
-//! `no_template_bytes`. The seam for holding such datagrams until their
-//! template arrives is the caller's: a summary with `data_sets_no_template > 0`
-//! names a datagram worth keeping, and re-decoding it later is safe for its
-//! templates (an identical template replaces itself).
+//! be counted without the template) and counted
+//! ([`DatagramSummary::data_sets_no_template`], `no_template_bytes`); its
+//! offset is in [`Decoder::missing_sets`]. The caller may keep the datagram
+//! and hand those offsets to [`Decoder::decode_sets`] once the template may
+//! have arrived (`ingest::templated` holds them, bounded).
 
 mod cache;
 mod decode;
@@ -56,7 +64,7 @@ mod record;
 
 pub use cache::TemplateCache;
 pub use decode::{DatagramSummary, Decoder};
-pub use header::{MessageHeader, Version, IPFIX_HEADER_LEN, V9_HEADER_LEN};
+pub use header::{MessageHeader, Version};
 pub use ie::{FieldSpec, Plan, TemplateKind};
 pub use record::{Direction, TemplatedRecord, TimeSource};
 
