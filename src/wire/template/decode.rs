@@ -415,8 +415,7 @@ fn data(
     let mut q = 0;
     while body.len() - q >= plan.min_len() {
         values.clear();
-        let Some(n) = plan.read(&body[q..], &mut s.field_length_ignored, |k, v| values.put(k, v))
-        else {
+        let Some(n) = plan.read(&body[q..], &mut s.field_length_ignored, values) else {
             s.reject(DecodeError::RecordOverrun { template_id: ctx.template_id });
             return true;
         };
@@ -441,14 +440,10 @@ fn data(
         }
         let sampling =
             values.sampling().or_else(|| ex.options.sampling(ctx.domain, values.sampler_id()));
-        let (fwd, rev) = values.records(&ctx, sampling, plan.is_biflow());
+        let (rev, totals) = values.records(&ctx, sampling, plan.is_biflow(), out);
         s.flow_records += 1;
-        s.total_only_records += fwd.counters_are_totals() as u32;
-        out(fwd);
-        if let Some(rev) = rev {
-            s.reverse_records += 1;
-            out(rev);
-        }
+        s.total_only_records += totals as u32;
+        s.reverse_records += rev as u32;
     }
     if q == 0 && body.len() >= 4 {
         s.reject(DecodeError::RecordOverrun { template_id: ctx.template_id });

@@ -213,6 +213,14 @@ impl Known {
     }
 }
 
+/// Where [`Plan::read`] puts the values of a record's known fields.
+pub(super) trait Sink {
+    /// An unsigned value already read (1 to 8 bytes on the wire).
+    fn num(&mut self, k: Known, v: u64);
+    /// A value as its bytes (of a length `k` fits).
+    fn bytes(&mut self, k: Known, v: &[u8]);
+}
+
 /// One field specifier of a template, as read from the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -337,17 +345,23 @@ impl Plan {
     /// variable-length field runs past `body` (the caller checked that at
     /// least [`Self::min_len`] bytes are left). A known variable-length
     /// value whose length cannot hold it is skipped and counted in `misfit`.
+    ///
+    /// Fixed fields of up to 8 bytes are read with one 8-byte load where
+    /// `body` has 8 bytes from the field on (the bytes after it shifted out).
     #[inline]
-    pub(super) fn read(
-        &self,
-        body: &[u8],
-        misfit: &mut u32,
-        mut put: impl FnMut(Known, &[u8]),
-    ) -> Option<usize> {
+    pub(super) fn read(&self, body: &[u8], misfit: &mut u32, put: &mut impl Sink) -> Option<usize> {
         if let Some(fixed) = &self.fixed {
             let rec = body.get(..self.min_len)?;
             for &(k, at, len) in fixed.iter() {
-                put(k, &rec[at as usize..at as usize + len as usize]);
+                let (at, len) = (at as usize, len as usize);
+                match body.get(at..at + 8) {
+                    // A known fixed field is 1 byte at least (`Known::fits`).
+                    Some(w) if len <= 8 => {
+                        let w = u64::from_be_bytes(w.try_into().expect("8 bytes"));
+                        put.num(k, w >> (64 - 8 * len));
+                    }
+                    _ => put.bytes(k, &rec[at..at + len]),
+                }
             }
             return Some(self.min_len);
         }
@@ -369,7 +383,7 @@ impl Plan {
             let value = body.get(at..at + len)?;
             at += len;
             match known {
-                Some(k) if k.fits(len) => put(k, value),
+                Some(k) if k.fits(len) => put.bytes(k, value),
                 Some(_) => *misfit += 1,
                 None => {}
             }

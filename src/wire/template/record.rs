@@ -29,7 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::be_uint;
-use super::ie::{Known, NUM_SLOTS};
+use super::ie::{Known, Sink, NUM_SLOTS};
 use crate::flow::FlowRecord;
 use crate::wire::uptime_to_ns;
 
@@ -119,26 +119,30 @@ pub(super) struct Context {
 #[derive(Debug, Clone)]
 pub(super) struct Values {
     present: u64,
-    num: [u64; NUM_SLOTS],
+    /// By [`Known`] index (64 slots: an index masked to 6 bits needs no
+    /// bounds check; those from `Src6` on are unused here).
+    num: [u64; 64],
     wide: [u128; 3],
 }
 
 impl Default for Values {
     fn default() -> Self {
-        Values { present: 0, num: [0; NUM_SLOTS], wide: [0; 3] }
+        Values { present: 0, num: [0; 64], wide: [0; 3] }
     }
 }
 
 const NTP_TO_UNIX_SECS: u64 = 2_208_988_800;
 
-impl Values {
-    #[inline]
-    pub fn clear(&mut self) {
-        self.present = 0;
+impl Sink for Values {
+    #[inline(always)]
+    fn num(&mut self, k: Known, v: u64) {
+        let i = k as usize & 63;
+        self.num[i] = v;
+        self.present |= 1 << i;
     }
 
     #[inline]
-    pub fn put(&mut self, k: Known, v: &[u8]) {
+    fn bytes(&mut self, k: Known, v: &[u8]) {
         let i = k as usize;
         if i >= NUM_SLOTS {
             let mut a = [0u8; 16];
@@ -149,10 +153,18 @@ impl Values {
         }
         self.present |= 1 << i;
     }
+}
+
+impl Values {
+    #[inline]
+    pub fn clear(&mut self) {
+        self.present = 0;
+    }
 
     #[inline]
     pub fn get(&self, k: Known) -> Option<u64> {
-        (self.present & 1 << k as usize != 0).then(|| self.num[k as usize])
+        let i = k as usize & 63;
+        (self.present & 1 << i != 0).then(|| self.num[i])
     }
 
     fn get6(&self, k: Known) -> Option<Ipv6Addr> {
@@ -227,13 +239,18 @@ impl Values {
         init_ms.map(|i| (i.saturating_add(t).saturating_mul(1_000_000), TimeSource::Uptime))
     }
 
-    /// The forward record, and the reverse one for a biflow with reverse counts.
+    /// Hand on the forward record, and the reverse one for a biflow with
+    /// reverse counts (built in place: no pair of records returned by
+    /// value). Returns whether a reverse record was handed on, and whether
+    /// the forward one has only total counters.
+    #[inline]
     pub fn records(
         &self,
         ctx: &Context,
         sampling: Option<u32>,
         biflow: bool,
-    ) -> (TemplatedRecord, Option<TemplatedRecord>) {
+        out: &mut impl FnMut(TemplatedRecord),
+    ) -> (bool, bool) {
         use Known::*;
         let v4 = self.get4(Src4);
         let v6 = self.get6(Src6);
@@ -312,7 +329,12 @@ impl Values {
             time_source,
             sampling_interval: sampling,
         };
-        let rev = (biflow && self.has_reverse_counts()).then(|| TemplatedRecord {
+        let totals = fwd.counters_are_totals();
+        out(fwd);
+        if !(biflow && self.has_reverse_counts()) {
+            return (false, totals);
+        }
+        out(TemplatedRecord {
             record: FlowRecord {
                 src_addr: record.dst_addr,
                 dst_addr: record.src_addr,
@@ -336,7 +358,7 @@ impl Values {
             octets_total: self.get(RevOctetsTotal),
             ..fwd
         });
-        (fwd, rev)
+        (true, totals)
     }
 }
 
