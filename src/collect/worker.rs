@@ -572,6 +572,7 @@ impl Worker {
             queue_stalls: self.pushed.queue_stalls + self.pushed.writer_stalls,
             exporters: self.ingest.exporter_counters(),
             overflow: self.ingest.overflow,
+            templated: self.ingest.templated.counters,
             receive_to_applied: self.receive_to_applied.clone(),
             export_to_receive: self.export_to_receive.clone(),
         };

@@ -527,3 +527,28 @@ fn dump_writes_v9_and_ipfix_rows_in_every_format() {
     let st = stats(&st);
     assert_eq!((n(&st, "datagrams"), n(&st["rejected"], "not_allowed")), (0, 3));
 }
+
+#[test]
+fn metrics_show_the_templated_counters() {
+    use crate::ops::{http_get, metric_sum, promtool_check, wait_line};
+    let Some(s13) = case_files("S13") else { return };
+    let c = start(&["--workers", "2", "--metrics", "127.0.0.1:0", "--no-state"]);
+    let url = wait_line(&c, "nfstitch: metrics on http://");
+    let addr: SocketAddr = url.trim_end_matches("/metrics").parse().unwrap();
+    send_all(&payloads(&s13), Ipv4Addr::new(127, 0, 5, 1), c.addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let resp = http_get(addr, "/metrics");
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        if metric_sum(&body, "nfstitch_templated_flow_records_total", "") as u64 == 46 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no templated counters:\n{body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(metric_sum(&body, "nfstitch_templated_ipv6_records_pending_total", "") as u64, 18);
+    assert_eq!(metric_sum(&body, "nfstitch_templated_rejected_total", "") as u64, 0);
+    assert_eq!(metric_sum(&body, "nfstitch_seq_lost_records_total", "version=\"10\"") as u64, 45);
+    promtool_check(&body);
+    c.stop();
+}
