@@ -7,7 +7,8 @@
 //! Arguments, leading numbers only (from the first that starts with `-`,
 //! such as cargo's `--bench`, the rest is ignored): FLOWS (3000) BATCHES (10)
 //! MERGE (1: merge into the shard; 0: only check, count and note the
-//! records). Prints one JSON line.
+//! records) VERSION (5: v5 read in place; 9 or 10: the same records as v9
+//! or IPFIX, decoded by `Ingest::templated`). Prints one JSON line.
 
 mod common;
 use common::ReceivePath;
@@ -23,7 +24,9 @@ fn main() {
     assert!(flows > 0, "icount: FLOWS must be at least 1");
     let batches = args.get(1).copied().unwrap_or(10);
     let merge = args.get(2).is_none_or(|&m| m != 0);
-    let mut path = ReceivePath::new(flows);
+    let version = args.get(3).map_or(5, |&v| v as u16);
+    assert!(matches!(version, 5 | 9 | 10), "icount: VERSION is 5, 9 or 10");
+    let mut path = ReceivePath::with_version(flows, version);
     // Warm: two passes over the cycle, so every flow exists and later batches only merge.
     for _ in 0..(2 * path.datagrams()).div_ceil(RECV_BATCH) {
         path.batch(true);

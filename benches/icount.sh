@@ -6,6 +6,7 @@
 # builds can be compared to the instruction. Never part of .ci/run.
 #
 #   benches/icount.sh [FLOWS...]          # default: 3000 100000
+#   ICOUNT_VERSION=9 benches/icount.sh    # the same records as v9 (10: IPFIX)
 #   ICOUNT_ALT=BINARY benches/icount.sh   # also count another build of
 #       benches/icount.rs (e.g. an older commit's target/release/deps/icount-*)
 #
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 command -v valgrind >/dev/null || { echo "$0: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 BATCHES=${BATCHES:-500}
+VERSION=${ICOUNT_VERSION:-5}
 [ $# -gt 0 ] || set -- 3000 100000
 BIN=$(cargo bench --bench icount --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1) || true
 [ -n "$BIN" ] && [ -x "$BIN" ] || { echo "$0: could not build benches/icount.rs (cargo bench --bench icount --no-run)" >&2; exit 1; }
@@ -31,10 +33,10 @@ ir() {
 
 for flows in "$@"; do
     for bin in "$BIN" ${ICOUNT_ALT:+"$ICOUNT_ALT"}; do
-        base=$(ir "$bin" "$flows" 0 1)
-        path=$(ir "$bin" "$flows" "$BATCHES" 1)
-        ingest=$(ir "$bin" "$flows" "$BATCHES" 0)
-        records=$("$bin" "$flows" 1 0 | sed 's/.*"records":\([0-9]*\).*/\1/')
+        base=$(ir "$bin" "$flows" 0 1 $VERSION)
+        path=$(ir "$bin" "$flows" "$BATCHES" 1 $VERSION)
+        ingest=$(ir "$bin" "$flows" "$BATCHES" 0 $VERSION)
+        records=$("$bin" "$flows" 1 0 $VERSION | sed 's/.*"records":\([0-9]*\).*/\1/')
         for v in "$base" "$path" "$ingest" "$records"; do
             [[ $v =~ ^[0-9]+$ ]] || { echo "$0: $bin $flows: no count from valgrind or the binary" >&2; exit 1; }
         done

@@ -224,6 +224,20 @@ pub struct PipelineArgs {
     /// others are dropped before decode and counted as rejected.not_allowed.
     #[arg(long, value_delimiter = ',')]
     pub allow: Vec<String>,
+    /// v9/IPFIX: datagrams held per exporter while their template has not
+    /// arrived (0: hold none; what is not held is counted).
+    #[arg(long, default_value_t = 64)]
+    pub hold_datagrams: usize,
+    /// v9/IPFIX: how long a datagram is held for its template.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub hold_for: Duration,
+    /// v9/IPFIX: save templates here at the end and load them at start
+    /// (collect: default ./nfstitch-state; replay: only when given).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Do not load or save templates.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub no_state: bool,
 }
 
 #[derive(Debug, Args)]

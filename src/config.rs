@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Result};
 use crate::cli::{CollectArgs, PipelineArgs, ReplayArgs};
 pub use crate::cli::{DEFAULT_MAX_FLOWS, DEFAULT_RCVBUF, DEFAULT_RESERVE_FLOWS};
 use crate::flow::{KeySpec, ShardConfig};
+use crate::ingest::HoldConfig;
 use crate::output::rotate::Rotation;
 use crate::output::{Format, TimeFormat};
 use crate::sink::clickhouse::{ClickHouseConfig, ClickHouseUrl, Password};
@@ -33,6 +34,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_nanos(crate::flow::MAX_TIMEOUT_
 pub const MAX_WORKERS: usize = 64;
 /// The longest `--rx-coalesce`: the receive buffer has to hold what arrives meanwhile.
 pub const MAX_RX_COALESCE: Duration = Duration::from_millis(100);
+/// Where `collect` keeps v9/IPFIX templates across restarts unless told
+/// otherwise (`--state-dir`, `--no-state`).
+pub const DEFAULT_STATE_DIR: &str = "./nfstitch-state";
 
 /// What to compute and how to emit it; shared by `replay` and `collect`.
 #[derive(Debug, Clone)]
@@ -58,6 +62,10 @@ pub struct Pipeline {
     pub report: bool,
     /// Accept datagrams only from these sources (empty: all).
     pub allow: Vec<ipnet::IpNet>,
+    /// v9/IPFIX: how datagrams wait for their template.
+    pub hold: HoldConfig,
+    /// v9/IPFIX: where templates are saved and loaded (`None`: nowhere).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Pipeline {
@@ -77,6 +85,8 @@ impl Default for Pipeline {
             stats_json: None,
             report: true,
             allow: Vec::new(),
+            hold: HoldConfig::default(),
+            state_dir: None,
         }
     }
 }
@@ -143,6 +153,11 @@ impl Pipeline {
             output: a.output.clone(),
             stats_json: a.stats_json.clone(),
             report: !a.quiet,
+            hold: HoldConfig {
+                per_exporter: a.hold_datagrams,
+                max_age_ns: a.hold_for.as_nanos().min(u64::MAX as u128) as u64,
+            },
+            state_dir: if a.no_state { None } else { a.state_dir.clone() },
         })
     }
 }
@@ -213,7 +228,10 @@ impl Collect {
                 humantime::format_duration(a.rx_coalesce)
             );
         }
-        let pipeline = Pipeline::from_args(&a.pipeline)?;
+        let mut pipeline = Pipeline::from_args(&a.pipeline)?;
+        if !a.pipeline.no_state && pipeline.state_dir.is_none() {
+            pipeline.state_dir = Some(PathBuf::from(DEFAULT_STATE_DIR));
+        }
         let cpus = a.cpus.as_deref().map(parse_cpus).transpose()?;
         let rotate = a.rotate.map(|every| rotation(a, &pipeline, every)).transpose()?;
         if a.clickhouse.is_none() && a.clickhouse_ca.is_some() {

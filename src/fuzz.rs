@@ -132,7 +132,11 @@ pub fn replay(data: &[u8]) {
         }
         assert_eq!(flows, report.flows_total, "flow rows against flows counted");
         assert_eq!(record_rows, report.records, "record rows against accepted records");
-        assert_eq!(sums, [report.records, report.packets, report.octets], "flow sums");
+        // Records the flow table cannot take yet (IPv6) are counted at the seam.
+        let pending =
+            [report.ipv6_records_pending, report.ipv6_packets_pending, report.ipv6_octets_pending];
+        let stitched = [0, 1, 2].map(|i| sums[i] + pending[i]);
+        assert_eq!(stitched, [report.records, report.packets, report.octets], "flow sums");
     }
 }
 

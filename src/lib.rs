@@ -1,4 +1,4 @@
-//! nfstitch: a NetFlow v5 collector and online flow restitcher.
+//! nfstitch: a NetFlow v5, v9 and IPFIX collector and online flow restitcher.
 //!
 //! Routers cut every long connection into many records; nfstitch receives
 //! them (live, or from captures), decodes them, and restitches the records of
@@ -39,10 +39,11 @@
 //!   `recvmmsg`/`sendmmsg`, CPU pinning and the prefetch hint, `/proc` readers.
 //! - [`capture`]: captures and raw files into UDP payloads with timestamps.
 //! - [`wire`]: v5 decode and encode over byte slices; typed rejections.
-//!   [`wire::template`] decodes v9 and IPFIX with its template cache (not
-//!   yet used by ingest, collect or replay).
+//!   [`wire::template`] decodes v9 and IPFIX with its template cache.
 //! - [`ingest`]: decode and count each datagram exactly once, per exporter,
-//!   with sequence tracking; hands records on as values or in place.
+//!   with sequence tracking; hands records on as values or in place (v5),
+//!   or decoded (v9/IPFIX: one template cache per thread, data held for its
+//!   template, templates saved across restarts, and the IPv6 seam).
 //! - [`flow`]: what a record adds, the record, the key, the shard that
 //!   restitches; [`timer`]: the hierarchical wheel the shard expires flows with.
 //! - [`collect`]: the live collector's threads and the queues between them.
@@ -63,8 +64,17 @@
 //! - The kernel's receive buffer was full: `kernel_drops` (`SO_RXQ_OVFL`,
 //!   per worker and in total).
 //! - A datagram failed validation: `rejected.<reason>` (`too_short`,
-//!   `bad_version`, `bad_count`, `length_mismatch`), or came from a source
-//!   outside `--allow`: `rejected.not_allowed`. Never a panic.
+//!   `bad_version`, `bad_count`, `length_mismatch`; v9/IPFIX framing also
+//!   `set_too_short`, `set_overrun`), or came from a source outside
+//!   `--allow`: `rejected.not_allowed`. Never a panic. A bad v9/IPFIX
+//!   template, set or record inside an accepted datagram:
+//!   `templated_rejected.<reason>`.
+//! - v9/IPFIX data before its template: held, then decoded
+//!   (`templated.held_sets_decoded`), or `held_sets_expired` /
+//!   `held_sets_dropped` (too old, no room).
+//! - v9/IPFIX IPv6 records, which the flow table cannot key yet: in
+//!   `records`, in no flow, counted in `ipv6_records_pending` (packets,
+//!   octets too) at the one seam, `ingest::stitchable_now`.
 //! - Datagrams still queued in a socket when shutdown's bounded read ran out
 //!   of time: `unread_at_shutdown` (read and counted, not processed).
 //! - Records the exporter sent that never arrived, per its sequence numbers:

@@ -14,14 +14,21 @@ use anyhow::{bail, Context, Result};
 use crate::capture::{read_path, Frame, SkipCounters};
 use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
-use crate::ingest::Ingest;
-use crate::output::{FlowRow, HeaderRow, Output, RecordRow};
+use crate::ingest::{is_templated, Ingest};
+use crate::output::{
+    FlowRow, HeaderRow, Output, RecordRow, TemplatedHeaderRow, TemplatedRecordRow,
+};
 use crate::results::{finish_report, open_output, Existing};
-use crate::stats::{DamagedCapture, Report};
+use crate::stats::{DamagedCapture, Report, TemplateStateReport};
+use crate::wire::template::MessageHeader;
 use crate::wire::HEADER_LEN;
 
-/// Export time of a raw datagram, for inputs without a capture timestamp.
+/// Export time of a raw datagram, for inputs without a capture timestamp
+/// (v5, v9 and IPFIX).
 fn export_ns(payload: &[u8]) -> Option<u64> {
+    if is_templated(payload) {
+        return MessageHeader::parse(payload).ok().map(|(h, _)| h.export_ns());
+    }
     let h = payload.get(..HEADER_LEN)?;
     let secs = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as u64;
     let nsecs = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) as u64;
@@ -68,14 +75,22 @@ pub struct Replayer<'a> {
     flows: Vec<Flow>,
     now: u64,
     failed: Option<io::Error>,
+    state: Option<TemplateStateReport>,
 }
 
 impl<'a> Replayer<'a> {
     pub fn new(p: &'a Pipeline, out: &'a mut Output) -> Self {
+        let mut ingest =
+            Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()).with_hold(p.hold);
+        let state = p
+            .state_dir
+            .as_deref()
+            .map(|dir| TemplateStateReport::load(dir, ingest.templated.decoder.cache_mut()));
         Replayer {
             p,
             out,
-            ingest: Ingest::new(p.lenient, p.scale_sampling).with_allow(p.allow.clone()),
+            state,
+            ingest,
             shard: Shard::new(p.shard_config(1), 0),
             flows: Vec::new(),
             now: 0,
@@ -100,7 +115,51 @@ impl<'a> Replayer<'a> {
         }
         let shard = &mut self.shard;
         let flows = &mut self.flows;
-        let _ = self.ingest.datagram(frame.src, frame.payload, |h, i, r, fr| {
+        if is_templated(frame.payload) {
+            let mut prev: Option<MessageHeader> = None;
+            let mut index = 0u16;
+            let _ = self.ingest.templated(frame.src, now, frame.payload, &mut |h, fr, stitch| {
+                if p.dump && res.is_ok() {
+                    if prev != Some(*h) {
+                        prev = Some(*h);
+                        index = 0;
+                        let exporter = fr.exporter;
+                        res = out.write(&TemplatedHeaderRow { ts: now, exporter, header: h });
+                    }
+                    if res.is_ok() {
+                        res = out.write(&TemplatedRecordRow { ts: now, header: h, index, rec: fr });
+                    }
+                    index = index.wrapping_add(1);
+                }
+                if p.stitch && stitch {
+                    shard.apply(now, fr, flows);
+                }
+            });
+        } else {
+            self.feed_v5(now, frame.src, frame.payload, res);
+            return;
+        }
+        if res.is_ok() {
+            res = write_flows(out, &mut self.flows);
+        }
+        if let Err(e) = res {
+            self.failed = Some(e);
+        }
+    }
+
+    /// A v5 datagram (or anything that is not v9/IPFIX): decode and apply.
+    fn feed_v5(
+        &mut self,
+        now: u64,
+        src: std::net::IpAddr,
+        payload: &[u8],
+        mut res: io::Result<()>,
+    ) {
+        let p = self.p;
+        let out = &mut *self.out;
+        let shard = &mut self.shard;
+        let flows = &mut self.flows;
+        let _ = self.ingest.datagram(src, payload, |h, i, r, fr| {
             let exporter = fr.exporter; // canonical (IPv4-mapped sources as IPv4)
             if p.dump && res.is_ok() {
                 if i == 0 {
@@ -136,6 +195,11 @@ impl<'a> Replayer<'a> {
         }
         self.shard.flush(self.now, &mut self.flows);
         write_flows(self.out, &mut self.flows)?;
+        // Held datagrams whose template never came: expired, counted.
+        self.ingest.expire_held(u64::MAX);
+        if let Some(st) = &mut self.state {
+            st.save(&[self.ingest.templated.decoder.cache()]);
+        }
         for (which, n) in self.ingest.overflow_totals().into_iter().enumerate() {
             if let (true, Some(note)) = (n > 0, self.ingest.overflow_note(which)) {
                 eprintln!(
@@ -143,7 +207,7 @@ impl<'a> Replayer<'a> {
                 );
             }
         }
-        Ok(Report::new(
+        let mut report = Report::new(
             &self.ingest.counters,
             &self.ingest.exporter_counters(),
             &self.ingest.seq,
@@ -151,7 +215,14 @@ impl<'a> Replayer<'a> {
             self.shard.stats(),
             self.shard.len() as u64,
         )
-        .with_skips(skips))
+        .with_templated(
+            &self.ingest.templated.counters,
+            self.ingest.templated.hold.sets(),
+            &self.ingest.exporter_templated(),
+        )
+        .with_skips(skips);
+        report.template_state = self.state.take();
+        Ok(report)
     }
 }
 

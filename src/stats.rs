@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::capture::{SkipCounters, SKIP_REASONS};
 use crate::flow::{EndReason, ShardStats};
-use crate::ingest::{Counters, Overflow, SeqTracker, REJECT_REASONS};
+use crate::ingest::{
+    Counters, Overflow, SeqTracker, TemplatedCounters, REJECT_REASONS, SET_REASONS,
+};
 
 /// Per-exporter figures.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub struct ExporterReport {
     pub seq_restarts: u64,
     pub seq_late_datagrams: u64,
     pub seq_duplicate_datagrams: u64,
+    /// v9/IPFIX counters of this exporter (see `Report::templated`), when it sent any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templated: Option<BTreeMap<&'static str, u64>>,
 }
 
 impl ExporterReport {
@@ -40,6 +45,7 @@ impl ExporterReport {
             seq_restarts: 0,
             seq_late_datagrams: 0,
             seq_duplicate_datagrams: 0,
+            templated: None,
         }
     }
 }
@@ -53,6 +59,21 @@ pub struct Report {
     pub records: u64,
     pub packets: u64,
     pub octets: u64,
+    /// Records (packets, octets) in `records` that the flow table cannot
+    /// take yet (IPv6, until its slot family lands): counted at the seam
+    /// (`ingest::stitchable_now`), never in a flow. `records` = records
+    /// over emitted flows + `ipv6_records_pending`.
+    pub ipv6_records_pending: u64,
+    pub ipv6_packets_pending: u64,
+    pub ipv6_octets_pending: u64,
+    /// v9/IPFIX: everything the templated path counted (README "Counters").
+    pub templated: BTreeMap<&'static str, u64>,
+    /// v9/IPFIX: sets, templates and records skipped inside accepted
+    /// datagrams, by the decoder's reason names.
+    pub templated_rejected: BTreeMap<&'static str, u64>,
+    /// v9/IPFIX templates kept across restarts (`--state-dir`), when used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_state: Option<TemplateStateReport>,
     /// Flows emitted, by end reason.
     pub flows: BTreeMap<&'static str, u64>,
     pub flows_total: u64,
@@ -118,6 +139,55 @@ pub struct Report {
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+}
+
+/// What the state directory gave at start and took at the end.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct TemplateStateReport {
+    pub dir: String,
+    /// Templates loaded at start.
+    pub loaded: u64,
+    /// Refused at load, by reason (`unreadable`, `too_large`, `malformed`,
+    /// `bad_version`, `bad_template`, `cache_full`).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Templates saved at the end.
+    pub saved: u64,
+    /// Why the save failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_error: Option<String>,
+}
+
+impl TemplateStateReport {
+    /// Load `dir`'s templates into `cache`, logging any refusal.
+    pub fn load(dir: &std::path::Path, cache: &mut crate::wire::template::TemplateCache) -> Self {
+        let r = crate::ingest::state::load(dir, cache);
+        if let Some(e) = &r.first_error {
+            eprintln!(
+                "nfstitch: warning: template state {}: {} refused ({e}); {} templates loaded",
+                crate::ingest::state::path(dir).display(),
+                r.rejected_total(),
+                r.loaded
+            );
+        }
+        TemplateStateReport {
+            dir: dir.display().to_string(),
+            loaded: r.loaded,
+            rejected: r.rejected,
+            saved: 0,
+            save_error: None,
+        }
+    }
+
+    /// Save the templates of `caches` into the directory, logging a failure.
+    pub fn save(&mut self, caches: &[&crate::wire::template::TemplateCache]) {
+        match crate::ingest::state::save(std::path::Path::new(&self.dir), caches) {
+            Ok(n) => self.saved = n as u64,
+            Err(e) => {
+                eprintln!("nfstitch: warning: could not save templates to {}: {e}", self.dir);
+                self.save_error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 /// A replay input read only up to the point where its framing broke.
@@ -190,7 +260,7 @@ impl Report {
             e.octets += ec.octets;
             e.rejected += ec.rejected_total();
         }
-        for ((ip, _, _), s) in seq.totals() {
+        for ((ip, _), s) in seq.totals() {
             r.seq_lost_records += s.lost_records;
             r.seq_restarts += s.restarts;
             r.seq_late_datagrams += s.late_datagrams;
@@ -204,6 +274,31 @@ impl Report {
         }
         r.exporters = per.into_values().collect();
         r
+    }
+
+    /// Add the v9/IPFIX counters: totals, and per exporter.
+    pub fn with_templated(
+        mut self,
+        t: &TemplatedCounters,
+        held_sets_now: u64,
+        per: &[(IpAddr, TemplatedCounters)],
+    ) -> Self {
+        self.ipv6_records_pending = t.ipv6_records_pending;
+        self.ipv6_packets_pending = t.ipv6_packets_pending;
+        self.ipv6_octets_pending = t.ipv6_octets_pending;
+        self.templated = t.named().into_iter().collect();
+        self.templated.insert("held_sets_now", held_sets_now);
+        self.templated_rejected = SET_REASONS.iter().copied().zip(t.rejects).collect();
+        let mut sums: BTreeMap<IpAddr, TemplatedCounters> = BTreeMap::new();
+        for (ip, c) in per {
+            sums.entry(*ip).or_default().add(c);
+        }
+        for e in &mut self.exporters {
+            if let Some(c) = sums.get(&e.exporter) {
+                e.templated = Some(c.named().into_iter().collect());
+            }
+        }
+        self
     }
 
     pub fn with_skips(mut self, s: &SkipCounters) -> Self {
@@ -282,6 +377,28 @@ impl Report {
                 w,
                 "  caps: exporters overflow {}, engines overflow {}, sequence gaps overflow {} (datagrams counted in the totals only)",
                 self.exporters_overflow, self.engines_overflow, self.seq_gaps_overflow
+            )?;
+        }
+        let t = |k: &str| self.templated.get(k).copied().unwrap_or(0);
+        if t("datagrams_v9") + t("datagrams_ipfix") > 0 {
+            writeln!(
+                w,
+                "  v9/IPFIX: {} v9 + {} IPFIX datagrams, {} templates, {} flow records ({} reverse), \
+                 {} sets without template ({} decoded later, {} expired, {} dropped), \
+                 {} skipped inside datagrams ({}), {} total-only records, {} IPv6 records pending",
+                t("datagrams_v9"),
+                t("datagrams_ipfix"),
+                t("templates"),
+                t("flow_records"),
+                t("reverse_records"),
+                t("no_template_sets"),
+                t("held_sets_decoded"),
+                t("held_sets_expired"),
+                t("held_sets_dropped"),
+                self.templated_rejected.values().sum::<u64>(),
+                list(&self.templated_rejected),
+                t("total_only_records"),
+                self.ipv6_records_pending
             )?;
         }
         if let Some(lat) = &self.latency {

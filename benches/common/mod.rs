@@ -66,10 +66,109 @@ pub struct ReceivePath {
     now: u64,
     /// Flows emitted so far (none while the flows recur).
     pub emitted: usize,
+    /// The same records as v9 (9) or IPFIX (10) datagrams, decoded by
+    /// `Ingest::templated`; 5: v5 read in place.
+    version: u16,
+    out: Vec<nfstitch::flow::Flow>,
+}
+
+/// The fields of a v5 record as a v9/IPFIX template: (element id, length).
+const V5_AS_TEMPLATE: [(u16, u16); 18] = [
+    (8, 4),
+    (12, 4),
+    (15, 4),
+    (10, 2),
+    (14, 2),
+    (2, 4),
+    (1, 4),
+    (22, 4),
+    (21, 4),
+    (7, 2),
+    (11, 2),
+    (6, 1),
+    (4, 1),
+    (5, 1),
+    (16, 2),
+    (17, 2),
+    (9, 1),
+    (13, 1),
+];
+
+/// A v5 datagram (`encode`d) re-encoded as v9 or IPFIX with the
+/// [`V5_AS_TEMPLATE`] (template 256, sent along when `template`): the same
+/// header times and sequence, the same records field for field.
+fn as_templated(v5: &[u8], version: u16, template: bool) -> Vec<u8> {
+    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let count = be16(v5, 2) as usize;
+    let mut out = Vec::new();
+    out.extend_from_slice(&version.to_be_bytes());
+    if version == 9 {
+        out.extend_from_slice(&(count as u16 + template as u16).to_be_bytes());
+        out.extend_from_slice(&v5[4..12]); // uptime, unix secs
+        out.extend_from_slice(&v5[16..20]); // sequence
+        out.extend_from_slice(&[0; 4]); // source id
+    } else {
+        out.extend_from_slice(&[0, 0]); // length, set below
+        out.extend_from_slice(&v5[8..12]);
+        out.extend_from_slice(&v5[16..20]);
+        out.extend_from_slice(&[0; 4]);
+    }
+    if template {
+        out.extend_from_slice(&(if version == 9 { 0u16 } else { 2 }).to_be_bytes());
+        out.extend_from_slice(&(8 + 4 * V5_AS_TEMPLATE.len() as u16).to_be_bytes());
+        out.extend_from_slice(&256u16.to_be_bytes());
+        out.extend_from_slice(&(V5_AS_TEMPLATE.len() as u16).to_be_bytes());
+        for (id, len) in V5_AS_TEMPLATE {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    // The v5 record layout, field by field, in template order.
+    let offsets: [(usize, usize); 18] = [
+        (0, 4),
+        (4, 4),
+        (8, 4),
+        (12, 2),
+        (14, 2),
+        (16, 4),
+        (20, 4),
+        (24, 4),
+        (28, 4),
+        (32, 2),
+        (34, 2),
+        (37, 1),
+        (38, 1),
+        (39, 1),
+        (40, 2),
+        (42, 2),
+        (44, 1),
+        (45, 1),
+    ];
+    let rec_len: usize = offsets.iter().map(|o| o.1).sum();
+    out.extend_from_slice(&256u16.to_be_bytes());
+    out.extend_from_slice(&((4 + rec_len * count) as u16).to_be_bytes());
+    for r in 0..count {
+        let rec = &v5[24 + 48 * r..24 + 48 * (r + 1)];
+        for (at, len) in offsets {
+            out.extend_from_slice(&rec[at..at + len]);
+        }
+    }
+    if version == 10 {
+        let n = out.len() as u16;
+        out[2..4].copy_from_slice(&n.to_be_bytes());
+    }
+    out
 }
 
 impl ReceivePath {
     pub fn new(flows: u32) -> Self {
+        Self::with_version(flows, 5)
+    }
+
+    /// [`ReceivePath::new`] with the datagrams as NetFlow `version` (5, 9 or
+    /// 10): the same records; v9/IPFIX datagrams carry the template in the
+    /// first datagram of each exporter in the cycle.
+    pub fn with_version(flows: u32, version: u16) -> Self {
         let (mut dgs, mut buf) = (Vec::new(), Vec::new());
         let mut seq = [0u32; 4];
         for d in 0..flows.div_ceil(30) {
@@ -100,7 +199,13 @@ impl ReceivePath {
                 ..Default::default()
             };
             let off = buf.len();
-            let len = encode(&h, &recs, &mut buf);
+            let mut len = encode(&h, &recs, &mut buf);
+            if version != 5 {
+                let t = as_templated(&buf[off..], version, d < 4);
+                buf.truncate(off);
+                buf.extend_from_slice(&t);
+                len = t.len();
+            }
             seq[e] += 30;
             dgs.push((IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + e as u8)), off, len));
         }
@@ -116,6 +221,8 @@ impl ReceivePath {
             next: 0,
             now: T0,
             emitted: 0,
+            version,
+            out: Vec::new(),
         }
     }
 
@@ -123,6 +230,9 @@ impl ReceivePath {
     /// `merge`, merge their records into the shard read in place
     /// (`Shard::apply_segments`), as the worker does. Returns the records noted.
     pub fn batch(&mut self, merge: bool) -> usize {
+        if self.version != 5 {
+            return self.batch_templated(merge);
+        }
         for _ in 0..RECV_BATCH {
             let (ex, off, len) = self.dgs[self.next];
             self.next = (self.next + 1) % self.dgs.len();
@@ -138,6 +248,28 @@ impl ReceivePath {
         }
         self.wire.clear();
         self.segs.clear();
+        noted
+    }
+
+    /// [`ReceivePath::batch`] for v9/IPFIX: decoded by `Ingest::templated`,
+    /// each record the flow table takes applied to the shard, as the worker does.
+    fn batch_templated(&mut self, merge: bool) -> usize {
+        let mut noted = 0;
+        for _ in 0..RECV_BATCH {
+            let (ex, off, len) = self.dgs[self.next];
+            self.next = (self.next + 1) % self.dgs.len();
+            self.now += 1000;
+            let now = self.now;
+            let (shard, out) = (&mut self.shard, &mut self.out);
+            let _ = self.ingest.templated(ex, now, &self.buf[off..off + len], &mut |_, fr, ok| {
+                noted += 1;
+                if merge && ok {
+                    shard.apply(now, fr, out);
+                }
+            });
+        }
+        self.emitted += self.out.len();
+        self.out.clear();
         noted
     }
 

@@ -2,8 +2,8 @@
 //! strict v5 decoder has (`nfstitch::wire::DecodeError::REASONS`), built by
 //! editing a valid datagram's bytes.
 //!
-//! Kinds: too short (0..=23 bytes); wrong version (a NetFlow v9 or IPFIX
-//! header, or v1/v7/0/0xffff); bad count (0, 31, 65535); length mismatch (a
+//! Kinds: too short (0..=23 bytes); wrong version (v1/v7/0/0xffff: not 9 or
+//! 10, which nfstitch reads as NetFlow v9 and IPFIX); bad count (0, 31, 65535); length mismatch (a
 //! v5 datagram cut inside a record, or with trailing bytes).
 //!
 //! v9/IPFIX ([`make_templated`]): the datagram-level rejections of
@@ -96,15 +96,12 @@ pub fn make(rng: &mut Rng, valid: &[u8], out: &mut Vec<u8>) -> usize {
             let n = rng.below(HEADER_LEN as u64) as usize;
             out.extend_from_slice(&valid[..n]);
         }
-        BAD_VERSION => match rng.below(3) {
-            0 => netflow_v9(valid, out),
-            1 => ipfix(valid, out),
-            _ => {
-                out.extend_from_slice(valid);
-                let v: u16 = [1, 7, 0, 0xffff][rng.below(4) as usize];
-                out[0..2].copy_from_slice(&v.to_be_bytes());
-            }
-        },
+        BAD_VERSION => {
+            // Not 9 or 10: nfstitch reads NetFlow v9 and IPFIX (issue 18).
+            out.extend_from_slice(valid);
+            let v: u16 = [1, 7, 0, 0xffff][rng.below(4) as usize];
+            out[0..2].copy_from_slice(&v.to_be_bytes());
+        }
         BAD_COUNT => {
             let count: u16 = [0, 31, 65535][rng.below(3) as usize];
             match count {
@@ -134,31 +131,6 @@ pub fn make(rng: &mut Rng, valid: &[u8], out: &mut Vec<u8>) -> usize {
         }
     }
     reason
-}
-
-/// A NetFlow v9 header (20 bytes) and a template flowset, from `valid`'s clock.
-fn netflow_v9(valid: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&9u16.to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes()); // one flowset
-    out.extend_from_slice(&valid[4..12]); // sys_uptime, unix_secs
-    out.extend_from_slice(&valid[16..20]); // sequence
-    out.extend_from_slice(&0u32.to_be_bytes()); // source id
-                                                // Template flowset: id 0, length 16, template 256 with 2 fields.
-    for x in [0u16, 16, 256, 2, 8, 4, 12, 4] {
-        out.extend_from_slice(&x.to_be_bytes());
-    }
-}
-
-/// An IPFIX message header (16 bytes) and a template set.
-fn ipfix(valid: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&10u16.to_be_bytes());
-    out.extend_from_slice(&32u16.to_be_bytes()); // message length
-    out.extend_from_slice(&valid[8..12]); // export time
-    out.extend_from_slice(&valid[16..20]); // sequence
-    out.extend_from_slice(&0u32.to_be_bytes()); // observation domain
-    for x in [2u16, 16, 256, 2, 8, 4, 12, 4] {
-        out.extend_from_slice(&x.to_be_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub queue_stalls: u64,
     pub exporters: Vec<(IpAddr, Counters)>,
     pub overflow: Overflow,
+    /// v9/IPFIX counters of the worker.
+    pub templated: crate::ingest::TemplatedCounters,
     pub receive_to_applied: Latency,
     pub export_to_receive: Latency,
 }

@@ -20,6 +20,7 @@ use super::gauges::{Gauges, Snapshot};
 use crate::flow::{Flow, FlowRecord};
 use crate::hist::Latency;
 use crate::ingest::SeqTracker;
+use crate::wire::template::MessageHeader;
 use crate::wire::{Header, RecordFields};
 
 /// Records per cross-shard batch.
@@ -43,9 +44,16 @@ pub struct RecordBatch {
 pub struct DumpRow {
     pub ts: u64,
     pub exporter: IpAddr,
-    pub header: Header,
     pub index: u16,
-    pub rec: RecordFields,
+    pub rec: DumpRec,
+}
+
+/// A dumped record and its datagram's header: v5 as on the wire, v9/IPFIX
+/// as decoded.
+#[derive(Debug, Clone, Copy)]
+pub enum DumpRec {
+    V5 { header: Header, rec: RecordFields },
+    Templated { header: MessageHeader, rec: FlowRecord },
 }
 
 /// A message to the writer.

@@ -227,6 +227,30 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+    // v9/IPFIX: the `templated` counters of --stats-json, per worker.
+    let named: Vec<Vec<(&str, u64)>> = snaps.iter().map(|s| s.templated.named()).collect();
+    for (k, key) in crate::ingest::TemplatedCounters::NAMES.iter().enumerate() {
+        let name = format!("nfstitch_templated_{}_total", key.trim_end_matches("_total"));
+        let help = format!("v9/IPFIX: {key} (README, Counters: templated).");
+        f.head(&name, "counter", &help);
+        for (i, n) in named.iter().enumerate() {
+            f.sample(&name, &w(i), n[k].1);
+        }
+    }
+    f.head(
+        "nfstitch_templated_rejected_total",
+        "counter",
+        "v9/IPFIX sets, templates and records skipped inside accepted datagrams, by reason.",
+    );
+    for (i, s) in snaps.iter().enumerate() {
+        for (r, name) in crate::ingest::SET_REASONS.iter().enumerate() {
+            f.sample(
+                "nfstitch_templated_rejected_total",
+                &[("worker", i.to_string()), ("reason", name.to_string())],
+                s.templated.rejects[r],
+            );
+        }
+    }
     f.head("nfstitch_flows_total", "counter", "Flows emitted by end reason.");
     for (i, s) in snaps.iter().enumerate() {
         for r in EndReason::ALL {
@@ -300,12 +324,9 @@ pub fn render(shared: &Shared) -> String {
     ];
     for (name, help, get) in per_stream {
         f.head(name, "counter", help);
-        for ((ip, et, ei), t) in &seq {
-            let labels = [
-                ("exporter", ip.to_string()),
-                ("engine_type", et.to_string()),
-                ("engine_id", ei.to_string()),
-            ];
+        for ((ip, stream), t) in &seq {
+            let [a, b] = stream.labels();
+            let labels = [("exporter", ip.to_string()), a, b];
             f.sample(name, &labels, get(t));
         }
     }

@@ -40,7 +40,7 @@ use crate::hist::Latency;
 use crate::ingest::{Counters, Ingest, Overflow};
 use crate::platform::{self, ReuseportSocket};
 use crate::results::{finish_report, open_output, Existing};
-use crate::stats::{Report, WorkerReport};
+use crate::stats::{Report, TemplateStateReport, WorkerReport};
 use clock::wall_ns;
 use handoff::{Mailbox, Shared, ToWriter};
 use worker::{Worker, WorkerConfig};
@@ -92,6 +92,8 @@ pub struct Running {
     writer: std::thread::JoinHandle<(writer::WriterStats, Result<()>)>,
     signals: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
     metrics: Option<std::thread::JoinHandle<()>>,
+    /// `--state-dir`: what was loaded; the templates are saved into it at the end.
+    state: Option<TemplateStateReport>,
 }
 
 /// Start the collector's threads and return at once. With `signals`,
@@ -154,6 +156,10 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     if let Some(ch) = &cfg.clickhouse {
         sinks.push(Box::new(crate::sink::clickhouse::ClickHouseSink::new(ch.clone())?));
     }
+    // v9/IPFIX templates saved by the last run: every worker starts with them.
+    let mut loaded = crate::wire::template::Decoder::default();
+    let state =
+        p.state_dir.as_deref().map(|dir| TemplateStateReport::load(dir, loaded.cache_mut()));
     let cores = platform::core_ids();
     let now = wall_ns();
     let mut handles = Vec::new();
@@ -164,6 +170,8 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
             shard: Shard::new(p.shard_config(cfg.workers), now),
             ingest: Ingest::new(p.lenient, p.scale_sampling)
                 .with_allow(p.allow.clone())
+                .with_hold(p.hold)
+                .with_templates(loaded.cache())
                 .with_seq(shared.seq.clone()),
             key: p.key,
             stitch: p.stitch,
@@ -198,7 +206,7 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     let writer = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer::run(wshared, wcfg, out))?;
-    Ok(Running { cfg: cfg.clone(), shared, addrs, handles, writer, signals, metrics })
+    Ok(Running { cfg: cfg.clone(), shared, addrs, handles, writer, signals, metrics, state })
 }
 
 impl Running {
@@ -215,11 +223,16 @@ impl Running {
 
     /// Wait until stopped (by a signal or [`Running::stop`]), then report.
     pub fn wait(self) -> Result<Report> {
-        let Running { cfg, shared, addrs: _, handles, writer, signals, metrics } = self;
+        let Running { cfg, shared, addrs: _, handles, writer, signals, metrics, mut state } = self;
         let cfg = &cfg;
         let p = &cfg.pipeline;
         let results: Vec<_> =
             handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
+        if let Some(st) = &mut state {
+            let caches: Vec<_> =
+                results.iter().map(|r| r.ingest.templated.decoder.cache()).collect();
+            st.save(&caches);
+        }
         let (written, res) = writer.join().expect("writer panicked");
         if let Some((handle, thread)) = signals {
             handle.close();
@@ -229,7 +242,7 @@ impl Running {
             let _ = m.join();
         }
         let e = match res {
-            Ok(()) => return report(cfg, p, results, written, None),
+            Ok(()) => return report(cfg, p, results, written, None, state),
             Err(e) => e,
         };
         // Say how much is lost: every flow the shards emitted whose row the
@@ -251,7 +264,7 @@ impl Running {
         // The report and --stats-json still come out, with the failure in
         // them: the counters are what an operator needs to see what was lost.
         let lost = WriterFailure { error: format!("{e:#}"), flows, rows };
-        if let Err(r) = report(cfg, p, results, written, Some(&lost)) {
+        if let Err(r) = report(cfg, p, results, written, Some(&lost), state) {
             eprintln!("nfstitch: {r:#}");
         }
         Err(e.context(format!(
@@ -275,13 +288,20 @@ fn report(
     results: Vec<worker::WorkerResult>,
     written: writer::WriterStats,
     failed: Option<&WriterFailure>,
+    state: Option<TemplateStateReport>,
 ) -> Result<Report> {
     let mut counters = Counters::default();
     let mut shards = ShardStats::default();
     let mut exporters = Vec::new();
     let mut overflow = Overflow::default();
     let mut workers = Vec::new();
+    let mut templated = crate::ingest::TemplatedCounters::default();
+    let mut per_templated = Vec::new();
+    let mut held_now = 0;
     for r in &results {
+        templated.add(&r.ingest.templated.counters);
+        per_templated.extend(r.ingest.exporter_templated());
+        held_now += r.ingest.templated.hold.sets();
         counters.add(&r.ingest.counters);
         shards.add(&r.shard);
         exporters.extend(r.ingest.exporter_counters());
@@ -301,7 +321,9 @@ fn report(
     }
     // Every worker's Ingest shares one sequence table: take it from any.
     let seq = results.first().map(|r| r.ingest.seq.clone()).unwrap_or_default();
-    let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0);
+    let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0)
+        .with_templated(&templated, held_now, &per_templated);
+    report.template_state = state;
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
     report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());

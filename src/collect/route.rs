@@ -76,6 +76,24 @@ impl Router {
         full
     }
 
+    /// Route one record (v9/IPFIX, decoded) received at `ts`: `None` when
+    /// this worker's shard owns it (the caller applies it), else it is
+    /// copied to its owner's batch and `Some(bit)` says whether that batch
+    /// filled (a bitmask as [`Router::route`]'s, 0 when not full).
+    #[inline]
+    pub fn route_record(&mut self, rec: &FlowRecord, ts: u64) -> Option<u64> {
+        let dest = self.owner(&self.packer.pack(rec));
+        if dest == self.id {
+            return None;
+        }
+        let batch = &mut self.out[dest];
+        if batch.is_empty() {
+            self.out_rx[dest] = ts;
+        }
+        batch.push(*rec);
+        Some(if batch.len() >= RECORD_BATCH { 1 << dest } else { 0 })
+    }
+
     /// The batch for `dest`, stamped with collector time `now`, replaced by a
     /// pooled empty one; `None` if it holds no record.
     pub fn take(&mut self, dest: usize, now: u64) -> Option<RecordBatch> {

@@ -28,12 +28,12 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::clock::wall_ns;
 use super::gauges::Snapshot;
-use super::handoff::{DumpRow, Leaving, Shared, ToWriter};
+use super::handoff::{DumpRec, DumpRow, Leaving, Shared, ToWriter};
 use super::push::{self, PushStats};
 use super::route::Router;
 use crate::flow::{Flow, KeySpec, Records, Shard};
 use crate::hist::Latency;
-use crate::ingest::{Ingest, WireRecords};
+use crate::ingest::{is_templated, Ingest, WireRecords};
 use crate::platform::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
 
 /// Datagrams per recvmmsg call.
@@ -336,6 +336,10 @@ impl Worker {
             self.advance_to(now);
         }
         let batch = &self.sockets[s].1;
+        if is_templated(batch.get(i).1) {
+            self.templated(s, i, ts, src);
+            return;
+        }
         let start = self.wire.len();
         let res = self.ingest.wire(src, batch.get(i).1, batch.offset(i), &mut self.wire);
         if let (true, Ok(h)) = (self.dump, &res) {
@@ -343,9 +347,8 @@ impl Worker {
             self.dump_rows.extend((start..view.len()).map(|k| DumpRow {
                 ts: now,
                 exporter: view.exporter(k),
-                header: *h,
                 index: (k - start) as u16,
-                rec: view.wire(k).fields(),
+                rec: DumpRec::V5 { header: *h, rec: view.wire(k).fields() },
             }));
         }
         let mut full = 0; // destinations whose outgoing batch filled
@@ -360,6 +363,60 @@ impl Worker {
         }
         if let Ok(h) = res {
             // Meaningful only when exporter and collector share a clock.
+            self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
+        }
+        while full != 0 {
+            let dest = full.trailing_zeros() as usize;
+            full &= full - 1;
+            self.send_records(dest);
+        }
+        if self.flows.len() >= FLOW_BATCH {
+            self.send_flows();
+        }
+        if self.dump_rows.len() >= FLOW_BATCH {
+            self.send_dump();
+        }
+    }
+
+    /// A v9/IPFIX datagram (slot `i` of socket `s`'s batch): decoded into
+    /// records by this worker's template cache; each the flow table can take
+    /// ([`crate::ingest::stitchable_now`]) goes to the shard that owns its
+    /// key, the own shard's at once (after the batch's v5 records noted so
+    /// far, to keep arrival order).
+    fn templated(&mut self, s: usize, i: usize, ts: u64, src: IpAddr) {
+        let now = self.now;
+        if self.stitch {
+            if !self.wire.is_empty() {
+                self.apply_local(s);
+            }
+            self.advance_to(now);
+        }
+        let mut full = 0u64;
+        let multi = self.worker_count() > 1;
+        let (stitch, dump) = (self.stitch, self.dump);
+        let Worker { sockets, ingest, shard, router, flows, dump_rows, .. } = self;
+        let bytes = sockets[s].1.get(i).1;
+        let mut prev = None;
+        let mut index = 0u16;
+        let res = ingest.templated(src, now, bytes, &mut |h, fr, ok| {
+            if dump {
+                if prev != Some(*h) {
+                    prev = Some(*h);
+                    index = 0;
+                }
+                let rec = DumpRec::Templated { header: *h, rec: *fr };
+                dump_rows.push(DumpRow { ts: now, exporter: fr.exporter, index, rec });
+                index = index.wrapping_add(1);
+            }
+            if !(stitch && ok) {
+                return;
+            }
+            match multi.then(|| router.route_record(fr, ts)).flatten() {
+                Some(bit) => full |= bit,
+                None => shard.apply(now, fr, flows),
+            }
+        });
+        if let Ok(h) = res {
             self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
         }
         while full != 0 {
@@ -412,6 +469,7 @@ impl Worker {
     /// Advance timers to the wall clock and hand everything finished to the writer.
     fn tick(&mut self, wall: u64) {
         self.now = self.now.max(wall);
+        self.ingest.expire_held(self.now);
         if self.stitch {
             self.advance_to(self.now);
         }
@@ -514,6 +572,7 @@ impl Worker {
             queue_stalls: self.pushed.queue_stalls + self.pushed.writer_stalls,
             exporters: self.ingest.exporter_counters(),
             overflow: self.ingest.overflow,
+            templated: self.ingest.templated.counters,
             receive_to_applied: self.receive_to_applied.clone(),
             export_to_receive: self.export_to_receive.clone(),
         };
@@ -574,6 +633,8 @@ impl Worker {
         }
         self.drain_inbox();
         self.tick(wall_ns());
+        // Held v9/IPFIX datagrams whose template never came: expired, counted.
+        self.ingest.expire_held(u64::MAX);
         let mut last = Vec::new();
         if self.stitch {
             self.shard.flush(self.now, &mut last);

@@ -20,12 +20,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::clock::wall_ns;
-use super::handoff::{DumpRow, Shared, SinkCounters, ToWriter};
+use super::handoff::{DumpRec, DumpRow, Shared, SinkCounters, ToWriter};
 use crate::config::Pipeline;
 use crate::flow::Flow;
 use crate::hist::Latency;
 use crate::output::rotate::Rotator;
-use crate::output::{Buffered, FlowRow, HeaderRow, Output, RecordRow, RowCounts};
+use crate::output::{
+    Buffered, FlowRow, HeaderRow, Output, RecordRow, RowCounts, TemplatedHeaderRow,
+    TemplatedRecordRow,
+};
 use crate::sink::FlowSink;
 
 /// Writer settings.
@@ -287,16 +290,21 @@ fn write_msg(
 /// One dump row: its datagram's header row first (before the first record),
 /// then the record row.
 fn write_dump_row(out: &mut Output, r: &DumpRow) -> io::Result<()> {
-    if r.index == 0 {
-        out.write(&HeaderRow { ts: r.ts, exporter: r.exporter, header: &r.header })?;
+    let (ts, exporter, index) = (r.ts, r.exporter, r.index);
+    match &r.rec {
+        DumpRec::V5 { header, rec } => {
+            if index == 0 {
+                out.write(&HeaderRow { ts, exporter, header })?;
+            }
+            out.write(&RecordRow { ts, exporter, header, index, rec })
+        }
+        DumpRec::Templated { header, rec } => {
+            if index == 0 {
+                out.write(&TemplatedHeaderRow { ts, exporter, header })?;
+            }
+            out.write(&TemplatedRecordRow { ts, header, index, rec })
+        }
     }
-    out.write(&RecordRow {
-        ts: r.ts,
-        exporter: r.exporter,
-        header: &r.header,
-        index: r.index,
-        rec: &r.rec,
-    })
 }
 
 /// SIGHUP: reopen `-o PATH` (after logrotate moved it), appending. Rows

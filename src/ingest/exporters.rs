@@ -68,8 +68,50 @@ struct Table {
     gaps: GapBudget,
 }
 
-/// One exporter's streams, by (engine type, engine id).
-type Engines = Vec<((u8, u8), Stream)>;
+/// One exporter's streams, by [`StreamId::packed`] (one compare per stream looked at).
+type Engines = Vec<(u64, Stream)>;
+
+/// Which sequence stream of an exporter a datagram belongs to: v5 numbers
+/// records per (engine type, engine id); v9 numbers export packets per
+/// source id; IPFIX numbers data records per observation domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamId {
+    Engine(u8, u8),
+    V9Source(u32),
+    IpfixDomain(u32),
+}
+
+impl StreamId {
+    /// As one word: the kind in bits 33-32, the id below.
+    #[inline(always)]
+    fn packed(self) -> u64 {
+        match self {
+            StreamId::Engine(t, i) => (t as u64) << 8 | i as u64,
+            StreamId::V9Source(d) => 1 << 32 | d as u64,
+            StreamId::IpfixDomain(d) => 2 << 32 | d as u64,
+        }
+    }
+
+    fn unpack(w: u64) -> Self {
+        match w >> 32 {
+            0 => StreamId::Engine((w >> 8) as u8, w as u8),
+            1 => StreamId::V9Source(w as u32),
+            _ => StreamId::IpfixDomain(w as u32),
+        }
+    }
+
+    /// Labels for `/metrics`: (engine_type, engine_id) of a v5 stream; for
+    /// v9/IPFIX the version and the source id or domain.
+    pub fn labels(&self) -> [(&'static str, String); 2] {
+        match *self {
+            StreamId::Engine(t, i) => {
+                [("engine_type", t.to_string()), ("engine_id", i.to_string())]
+            }
+            StreamId::V9Source(d) => [("version", "9".into()), ("domain", d.to_string())],
+            StreamId::IpfixDomain(d) => [("version", "10".into()), ("domain", d.to_string())],
+        }
+    }
+}
 
 impl Table {
     /// Take one unit of `used` if it stays within `cap`.
@@ -137,12 +179,12 @@ impl SeqTracker {
         Some(SeqHandle { ex, table: Arc::clone(&self.table) })
     }
 
-    /// Totals per (exporter, engine type, engine id), sorted.
-    pub fn totals(&self) -> Vec<((IpAddr, u8, u8), SeqTotals)> {
+    /// Totals per (exporter, stream), sorted.
+    pub fn totals(&self) -> Vec<((IpAddr, StreamId), SeqTotals)> {
         let mut v = Vec::new();
         for shard in &self.table.shards {
             for (ip, ex) in lock(shard).iter() {
-                v.extend(lock(ex).iter().map(|((t, i), s)| ((*ip, *t, *i), s.totals)));
+                v.extend(lock(ex).iter().map(|(id, s)| ((*ip, StreamId::unpack(*id)), s.totals)));
             }
         }
         v.sort_by_key(|(k, _)| *k);
@@ -185,8 +227,16 @@ impl SeqHandle {
         count: u32,
         uptime: u32,
     ) -> SeqEvent {
+        self.observe_stream(StreamId::Engine(engine_type, engine_id), seq, count, uptime)
+    }
+
+    /// [`SeqHandle::observe`] for any stream. `uptime` is the exporter's
+    /// uptime in ms (v5, v9), or what stands for it (IPFIX has none: its
+    /// export time in ms, modulo 2^32), for telling restarts apart.
+    #[inline]
+    pub fn observe_stream(&self, engine: StreamId, seq: u32, count: u32, uptime: u32) -> SeqEvent {
+        let engine = engine.packed();
         let mut engines = lock(&self.ex);
-        let engine = (engine_type, engine_id);
         if let Some((_, s)) = engines.iter_mut().find(|(e, _)| *e == engine) {
             return s.observe(seq, count, uptime, &self.table.gaps);
         }
@@ -230,6 +280,7 @@ mod tests {
         assert_eq!(
             keys,
             [(ip(0), 0, 0), (ip(0), 0, 1), (ip(1), 0, 0), (ip(1), 0, 1), (ip(2), 0, 0)]
+                .map(|(ip, t, i)| (ip, StreamId::Engine(t, i)))
         );
     }
 

@@ -3,6 +3,10 @@
 //! sequence, and hand each record on: as a [`FlowRecord`] ([`Ingest::datagram`],
 //! for replay), or in place in the receive buffer ([`Ingest::wire`], for the
 //! collector: read by the shard through [`WireView`], dumped from there).
+//! v9 and IPFIX ([`is_templated`]) go through [`Ingest::templated`] instead
+//! ([`templated`]: the per-thread template cache, the hold for data before
+//! its template, the IPv6 seam [`stitchable_now`]); their templates are
+//! saved across restarts by [`state`].
 //!
 //! Every datagram that reaches [`Ingest::datagram`] or [`Ingest::wire`] is counted exactly once:
 //! `seen = accepted + rejected`. Sums of records, packets and octets are
@@ -17,6 +21,8 @@
 
 pub mod exporters;
 mod seq;
+pub mod state;
+pub mod templated;
 
 use std::net::IpAddr;
 
@@ -25,19 +31,28 @@ use hashbrown::HashMap;
 use crate::flow::{
     exporter_words, sampling_scale, FlowRecord, KeyPacker, Merge, PackedKey, Records,
 };
-pub use exporters::{Caps, SeqHandle, SeqTracker, MAX_ENGINES, MAX_EXPORTERS};
+pub use exporters::{Caps, SeqHandle, SeqTracker, StreamId, MAX_ENGINES, MAX_EXPORTERS};
 pub use seq::{GapBudget, SeqEvent, SeqTotals, Stream, MAX_GAPS, REORDER_WINDOW, UPTIME_RESET_MS};
 
+use crate::wire::template;
 use crate::wire::{Datagram, DecodeError, Header, Record, HEADER_LEN, RECORD_LEN};
+pub use templated::{
+    is_templated, stitchable_now, HoldConfig, Templated, TemplatedCounters, SET_REASONS,
+};
 
-/// Reasons a datagram is rejected: the decoder's four, then `not_allowed`
-/// (source outside `--allow`, dropped before decode).
-pub const REJECT_REASONS: [&str; 5] = [
+/// Reasons a datagram is rejected: the v5 decoder's four, `not_allowed`
+/// (source outside `--allow`, dropped before decode), then the v9/IPFIX
+/// framing reasons that v5 does not have (a v9/IPFIX datagram too short, or
+/// whose IPFIX length is not its own, counts under `too_short` and
+/// `length_mismatch`).
+pub const REJECT_REASONS: [&str; 7] = [
     DecodeError::REASONS[0],
     DecodeError::REASONS[1],
     DecodeError::REASONS[2],
     DecodeError::REASONS[3],
     "not_allowed",
+    "set_too_short",
+    "set_overrun",
 ];
 /// Index of `not_allowed` in [`REJECT_REASONS`].
 pub const NOT_ALLOWED: usize = 4;
@@ -48,7 +63,7 @@ pub struct Counters {
     /// Accepted datagrams.
     pub datagrams: u64,
     /// Rejected datagrams, by [`REJECT_REASONS`] index.
-    pub rejected: [u64; 5],
+    pub rejected: [u64; REJECT_REASONS.len()],
     pub records: u64,
     pub packets: u64,
     pub octets: u64,
@@ -103,12 +118,17 @@ impl Overflow {
 pub struct Exporter {
     pub counters: Counters,
     seq: SeqHandle,
+    /// v9/IPFIX counters, once the exporter sent one (kept out of line: v5
+    /// exporters do not carry them).
+    pub templated: Option<Box<TemplatedCounters>>,
 }
 
 /// Why a datagram was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     Decode(DecodeError),
+    /// A v9/IPFIX datagram whose header or set framing is broken.
+    Templated(template::DecodeError),
     /// The source is outside `--allow`.
     NotAllowed,
 }
@@ -117,6 +137,13 @@ impl Rejection {
     pub fn index(&self) -> usize {
         match self {
             Rejection::Decode(e) => e.index(),
+            Rejection::Templated(e) => match e {
+                template::DecodeError::TooShort { .. } => 0,
+                template::DecodeError::BadVersion { .. } => 1,
+                template::DecodeError::LengthMismatch { .. } => 3,
+                template::DecodeError::SetTooShort { .. } => 5,
+                _ => 6, // SetOverrun: the only other datagram-level reason
+            },
             Rejection::NotAllowed => NOT_ALLOWED,
         }
     }
@@ -126,6 +153,7 @@ impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rejection::Decode(e) => e.fmt(f),
+            Rejection::Templated(e) => e.fmt(f),
             Rejection::NotAllowed => f.write_str("source not in --allow"),
         }
     }
@@ -150,6 +178,8 @@ pub struct Ingest {
     /// rate-limited warnings.
     pub last_exporter_overflow: Option<IpAddr>,
     pub last_engine_overflow: Option<(IpAddr, u8, u8)>,
+    /// v9/IPFIX: this thread's decoder, held datagrams and counters.
+    pub templated: Templated,
 }
 
 impl Ingest {
@@ -159,6 +189,23 @@ impl Ingest {
 
     pub fn with_allow(mut self, allow: Vec<ipnet::IpNet>) -> Self {
         self.allow = allow;
+        self
+    }
+
+    /// Bound the datagrams held for their template (`--hold-datagrams`, `--hold-for`).
+    pub fn with_hold(mut self, hold: HoldConfig) -> Self {
+        self.templated.hold_cfg = hold;
+        self
+    }
+
+    /// Start with these templates (from the state directory), copied into
+    /// this thread's cache (the same caps: nothing is refused).
+    pub fn with_templates(mut self, from: &template::TemplateCache) -> Self {
+        let cache = self.templated.decoder.cache_mut();
+        for (ip, domain, id, plan) in from.templates() {
+            // The source cache had the same caps: nothing is refused here.
+            let _ = cache.restore(ip, domain, id, plan.clone());
+        }
         self
     }
 
@@ -204,7 +251,9 @@ impl Ingest {
         match self.exporters.entry(ip) {
             hashbrown::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
             hashbrown::hash_map::Entry::Vacant(v) => match self.seq.admit(ip) {
-                Some(seq) => Some(v.insert(Exporter { counters: Counters::default(), seq })),
+                Some(seq) => {
+                    Some(v.insert(Exporter { counters: Counters::default(), seq, templated: None }))
+                }
                 None => {
                     self.overflow.exporters += 1;
                     self.last_exporter_overflow = Some(ip);
@@ -274,6 +323,17 @@ impl Ingest {
             (at, dg)
         }));
         Ok(h)
+    }
+
+    /// Per-exporter v9/IPFIX counters, sorted by exporter.
+    pub fn exporter_templated(&self) -> Vec<(IpAddr, TemplatedCounters)> {
+        let mut v: Vec<_> = self
+            .exporters
+            .iter()
+            .filter_map(|(k, e)| e.templated.as_deref().map(|t| (*k, *t)))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
     }
 
     /// Check the source and decode; a rejection is counted here (per

@@ -32,7 +32,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::str::FromStr;
 
-pub use rows::{FlowRow, HeaderRow, RecordRow, Row};
+pub use rows::{FlowRow, HeaderRow, RecordRow, Row, TemplatedHeaderRow, TemplatedRecordRow};
 pub use written::{Buffered, OutWrite, RowCounts};
 use written::{Ledger, RowKind};
 

@@ -96,6 +96,16 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// Absolute time in ns of router uptime `t` (ms), given the export time and
+/// the exporter's uptime at export: `export - ((sys_uptime - t) mod 2^32) ms`,
+/// so the 32-bit uptime wrap is handled; saturates at 0. The one uptime
+/// conversion, for v5 records and v9 FIRST/LAST_SWITCHED alike.
+#[inline(always)]
+pub fn uptime_to_ns(export_ns: u64, sys_uptime: u32, t: u32) -> u64 {
+    let back_ms = sys_uptime.wrapping_sub(t) as u64;
+    export_ns.saturating_sub(back_ms * 1_000_000)
+}
+
 /// A validated v5 datagram: a view over the caller's bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Datagram<'a> {
@@ -225,8 +235,7 @@ impl Header {
     /// computed once for all the records of a datagram).
     #[inline]
     pub fn uptime_to_ns_from(&self, export_ns: u64, t: u32) -> u64 {
-        let back_ms = self.sys_uptime.wrapping_sub(t) as u64;
-        export_ns.saturating_sub(back_ms * 1_000_000)
+        uptime_to_ns(export_ns, self.sys_uptime, t)
     }
 
     pub fn sampling_mode(&self) -> SamplingMode {

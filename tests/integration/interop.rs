@@ -2,8 +2,9 @@
 //! loopback: real TCP traffic (curl fetching files from `python3 -m
 //! http.server`) is captured with tcpdump, exported as NetFlow v5 by
 //! softflowd reading the capture (`-r`), once to nfstitch and once to
-//! nfdump's nfcapd. Both collectors must see exactly the capture's TCP
-//! packets and IP octets, and nfstitch must reject nothing.
+//! nfdump's nfcapd, and the same again as NetFlow v9 (`-v 9`) and as IPFIX
+//! (`-v 10`). Both collectors must see exactly the capture's TCP packets and
+//! IP octets, and nfstitch must reject nothing.
 //!
 //! Needs softflowd, tcpdump, curl, nfcapd, nfdump and python3 (CI installs
 //! them with `.ci/install-deps.sh`) and the right to capture on `lo`
@@ -280,7 +281,14 @@ fn softflowd_report(out: &str) -> (u64, u64, u64, u64) {
     (n(&processed, 0), n(&exported, 0), n(&exported, 1), n(&exported, 2))
 }
 
-fn softflowd_export(softflowd: &Path, dir: &Path, cap: &Path, to: SocketAddr, tag: &str) -> String {
+fn softflowd_export(
+    softflowd: &Path,
+    dir: &Path,
+    cap: &Path,
+    to: SocketAddr,
+    tag: &str,
+    version: &str,
+) -> String {
     // softflowd 1.1.0 in -r mode, after the end of file, blocks in accept()
     // on its control socket when the -c path is 13 characters or longer
     // (seen here: `/tmp/abc.ctl` exits, `/tmp/abcd.ctl` hangs), so use a
@@ -294,7 +302,7 @@ fn softflowd_export(softflowd: &Path, dir: &Path, cap: &Path, to: SocketAddr, ta
         "-n",
         &to.to_string(),
         "-v",
-        "5",
+        version,
         "-d",
         "-c",
         &ctl,
@@ -421,13 +429,43 @@ fn softflowd_to_nfstitch_and_nfcapd() {
     // report = nfcapd = nfstitch octets = 3664180.
     assert_eq!(totals.ip_octets, totals.wire_minus_link);
 
-    // 4. The collectors.
-    let flows_path = dir.path().join("flows.jsonl");
-    let stats_path = dir.path().join("stats.json");
+    // 4.-6. Export the capture as v5, v9 and IPFIX, each to a fresh
+    // nfstitch and a fresh nfcapd: the same totals, the capture's.
+    for version in ["5", "9", "10"] {
+        let t = Tools { softflowd: &softflowd, nfcapd: &nfcapd, nfdump: &nfdump };
+        export_and_compare(&t, dir.path(), &cap, &totals, complete, port, version);
+    }
+}
+
+struct Tools<'a> {
+    softflowd: &'a Path,
+    nfcapd: &'a Path,
+    nfdump: &'a Path,
+}
+
+/// softflowd exports `cap` as NetFlow `version` (5, 9, or 10: IPFIX) to
+/// nfstitch and to nfcapd; both must see the capture's TCP packets and IP
+/// octets, and nfstitch the records and datagrams softflowd reports.
+fn export_and_compare(
+    t: &Tools<'_>,
+    dir: &Path,
+    cap: &Path,
+    totals: &CapTotals,
+    complete: bool,
+    port: u16,
+    version: &str,
+) {
+    let (softflowd, nfcapd, nfdump) = (t.softflowd, t.nfcapd, t.nfdump);
+    let dir = &dir.join(format!("v{version}"));
+    std::fs::create_dir(dir).unwrap();
+    // 4. The collectors (no template state: a test leaves nothing behind).
+    let flows_path = dir.join("flows.jsonl");
+    let stats_path = dir.join("stats.json");
     let mut nfs = Guard::spawn(
         "nfstitch",
         nfstitch()
             .args(["collect", "--listen", "127.0.0.1:0", "--workers", "1", "--stats-interval", "0"])
+            .arg("--no-state")
             .arg("-o")
             .arg(&flows_path)
             .arg("--stats-json")
@@ -440,12 +478,12 @@ fn softflowd_to_nfstitch_and_nfcapd() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", seen.join("\n")));
 
-    let nfdir = dir.path().join("nfcapd");
+    let nfdir = dir.join("nfcapd");
     std::fs::create_dir(&nfdir).unwrap();
     let nfc_port = free_udp_port();
     let mut nfc = Guard::spawn(
         "nfcapd",
-        Command::new(&nfcapd).arg("-w").arg(&nfdir).args([
+        Command::new(nfcapd).arg("-w").arg(&nfdir).args([
             "-p",
             &nfc_port.to_string(),
             "-b",
@@ -458,13 +496,13 @@ fn softflowd_to_nfstitch_and_nfcapd() {
     let nfc_addr: SocketAddr = ([127, 0, 0, 1], nfc_port).into();
 
     // 5. Export the capture with softflowd, once to each collector.
-    let sf1 = softflowd_export(&softflowd, dir.path(), &cap, nfs_addr, "a");
-    let sf2 = softflowd_export(&softflowd, dir.path(), &cap, nfc_addr, "b");
+    let sf1 = softflowd_export(softflowd, dir, cap, nfs_addr, "a", version);
+    let sf2 = softflowd_export(softflowd, dir, cap, nfc_addr, "b", version);
     let (processed, sf_flows, sf_records, sf_datagrams) = softflowd_report(&sf1);
     assert_eq!(softflowd_report(&sf2), (processed, sf_flows, sf_records, sf_datagrams));
     eprintln!(
-        "interop: softflowd processed {processed} packets, exported {sf_flows} flows \
-         ({sf_records} records) in {sf_datagrams} datagrams"
+        "interop: v{version}: softflowd processed {processed} packets, exported {sf_flows} \
+         flows ({sf_records} records) in {sf_datagrams} datagrams"
     );
     assert_eq!(processed, totals.tcp_packets, "softflowd read every packet");
     if complete {
@@ -482,12 +520,13 @@ fn softflowd_to_nfstitch_and_nfcapd() {
     let st = stats(&stats_path);
     let flows = flows(&std::fs::read_to_string(&flows_path).unwrap());
     assert_conserved(&flows, &st);
+    assert_eq!(st["ipv6_records_pending"], 0, "an IPv4 capture");
     let rejected: u64 =
         st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(rejected, 0, "nfstitch rejected datagrams from softflowd: {st}");
     let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("stats lack {k}: {st}"));
     eprintln!(
-        "interop: nfstitch datagrams {} records {} packets {} octets {} flows {} seq_lost {}",
+        "interop: v{version}: nfstitch datagrams {} records {} packets {} octets {} flows {} seq_lost {}",
         n("datagrams"),
         n("records"),
         n("packets"),
@@ -505,15 +544,29 @@ fn softflowd_to_nfstitch_and_nfcapd() {
         assert_eq!(f["proto"], 6, "{f}");
         assert!(f["src_port"] == port || f["dst_port"] == port, "not HTTP traffic: {f}");
     }
-    assert_eq!(n("seq_lost_records"), 0, "softflowd's flow_sequence has no gaps");
+    // v5 numbers records, v9 export packets, IPFIX data records: softflowd's
+    // have no gaps in any.
+    assert_eq!(n("seq_lost_records"), 0, "softflowd's sequence has no gaps: {st}");
     assert_eq!(n("seq_restarts"), 0);
+    if version != "5" {
+        let tr = &st["templated"];
+        assert!(tr["templates"].as_u64().unwrap() > 0, "{st}");
+        assert_eq!(tr["no_template_sets"], 0, "softflowd sends its templates first: {st}");
+        let skipped: u64 = st["templated_rejected"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(skipped, 0, "{st}");
+    }
     assert_eq!(n("kernel_drops"), 0);
 
-    let r = run(Command::new(&nfdump).arg("-R").arg(&nfdir).args(["-o", "csv"]));
+    let r = run(Command::new(nfdump).arg("-R").arg(&nfdir).args(["-o", "csv"]));
     assert!(r.status.success(), "nfdump failed: {}\n{}", r.stderr, nfc_out);
     let ((rows, pkts, octs), summary) = nfdump_csv_totals(&r.stdout);
     eprintln!(
-        "interop: nfcapd/nfdump records {rows} packets {pkts} bytes {octs} summary {summary:?}"
+        "interop: v{version}: nfcapd/nfdump records {rows} packets {pkts} bytes {octs} summary {summary:?}"
     );
     assert_eq!(
         (rows, pkts, octs),

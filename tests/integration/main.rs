@@ -17,4 +17,5 @@ mod replay;
 mod sequence;
 mod skip;
 mod util;
+mod v9_collect;
 mod v9_ipfix;

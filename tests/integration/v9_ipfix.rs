@@ -44,7 +44,7 @@ const COLUMNS: [&str; 17] = [
 ];
 
 /// The cases whose tshark figures are replaced by the lenient parser's.
-const LENIENT: [&str; 3] = ["S3", "S6", "S17"];
+pub(crate) const LENIENT: [&str; 3] = ["S3", "S6", "S17"];
 
 /// Decode one case's files in order; the totals by column name.
 fn decode_case(dir: &Path, files: &str) -> BTreeMap<&'static str, u64> {
@@ -74,7 +74,7 @@ fn decode_case(dir: &Path, files: &str) -> BTreeMap<&'static str, u64> {
     for r in &records {
         let (p, o, pt, ot) = match r.direction {
             Direction::Forward => {
-                *got.get_mut(if r.src.is_ipv4() { "ipv4_records" } else { "ipv6_records" })
+                *got.get_mut(if r.src_addr.is_ipv4() { "ipv4_records" } else { "ipv6_records" })
                     .unwrap() += 1;
                 ("sum_packets", "sum_octets", "sum_packets_total", "sum_octets_total")
             }
@@ -91,7 +91,7 @@ fn decode_case(dir: &Path, files: &str) -> BTreeMap<&'static str, u64> {
 }
 
 /// `lenient parser: a=1 b=2 ...` from a `parser_check` cell, in oracle column names.
-fn lenient_figures(check: &str) -> BTreeMap<String, u64> {
+pub(crate) fn lenient_figures(check: &str) -> BTreeMap<String, u64> {
     let (_, tail) = check.split_once("lenient parser:").expect("lenient parser figures");
     tail.split_whitespace()
         .filter_map(|kv| kv.split_once('='))

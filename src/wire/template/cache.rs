@@ -1,6 +1,5 @@
 //! The template cache: per exporter address, the compiled templates of each
-//! (domain, template id), the sampling its options records taught, and its
-//! counters.
+//! (domain, template id) and the sampling its options records taught.
 //!
 //! Keyed by (exporter address, v9 source id / IPFIX observation domain,
 //! template id), as RFC 3954 section 5 and RFC 7011 section 8 scope them. A
@@ -9,9 +8,12 @@
 //! or options template of the domain (template id 2 or 3). Caps, each
 //! refusal counted as `cache_full` by the decoder: templates per exporter and
 //! in total, samplers (and domains with options state) per exporter; and
-//! exporters, past which a new exporter's datagrams are rejected
-//! (`exporters_full`). Nothing here ages out yet: template lifetime (RFC 3954
-//! section 9, and persistence across restarts) comes with the ingest work.
+//! exporters. An exporter gets state only when it sends a template (a data
+//! set or garbage from a spoofed source creates nothing), and a template
+//! from a new exporter past the cap is refused (`exporters_full`). Nothing
+//! here ages out: a template lives until replaced or withdrawn (persistence
+//! across restarts is the caller's: [`TemplateCache::templates`] lists what
+//! to save, [`TemplateCache::restore`] takes it back).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,21 +22,6 @@ use ahash::RandomState;
 
 use super::ie::{Plan, TemplateKind};
 use super::{DecodeError, Limits};
-
-/// Per-exporter counts that outlive a datagram.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExporterCounters {
-    /// Data sets skipped because their template was unknown on arrival (the
-    /// issue's `no_template_records`: records cannot be counted without
-    /// their template, so sets and bytes are).
-    pub no_template_sets: u64,
-    /// Bytes of those sets (set headers excluded).
-    pub no_template_bytes: u64,
-    /// Templates learnt (replacements included).
-    pub templates_learnt: u64,
-    /// Templates removed by IPFIX withdrawals.
-    pub templates_withdrawn: u64,
-}
 
 /// Options state of one domain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,10 +93,9 @@ impl Options {
 pub(super) struct Exporter {
     pub templates: HashMap<(u32, u16), Plan, RandomState>,
     pub options: Options,
-    pub counters: ExporterCounters,
 }
 
-/// Templates, sampling and counters of every exporter, within [`Limits`].
+/// Templates and sampling of every exporter, within [`Limits`].
 #[derive(Debug)]
 pub struct TemplateCache {
     limits: Limits,
@@ -145,9 +131,32 @@ impl TemplateCache {
         self.exporters.get(&exporter)?.templates.get(&(domain, template_id))
     }
 
-    /// The counters of one exporter (`None` if it never sent a well-framed datagram).
-    pub fn counters(&self, exporter: IpAddr) -> Option<ExporterCounters> {
-        self.exporters.get(&exporter).map(|e| e.counters)
+    /// Whether `exporter` has state (it sent a template that was learnt).
+    pub fn knows(&self, exporter: IpAddr) -> bool {
+        self.exporters.contains_key(&exporter)
+    }
+
+    /// Every template held: (exporter, domain, template id, plan), sorted,
+    /// for saving them.
+    pub fn templates(&self) -> Vec<(IpAddr, u32, u16, &Plan)> {
+        let mut v: Vec<_> = self
+            .exporters
+            .iter()
+            .flat_map(|(ip, e)| e.templates.iter().map(|(&(d, id), p)| (*ip, d, id, p)))
+            .collect();
+        v.sort_by_key(|&(ip, d, id, _)| (ip, d, id));
+        v
+    }
+
+    /// Take back a saved template (as if it had arrived), within the caps.
+    pub fn restore(
+        &mut self,
+        exporter: IpAddr,
+        domain: u32,
+        template_id: u16,
+        plan: Plan,
+    ) -> Result<(), DecodeError> {
+        self.create(exporter)?.insert(domain, template_id, plan)
     }
 
     /// The sampling interval learnt for (exporter, domain, sampler id); with
@@ -156,8 +165,14 @@ impl TemplateCache {
         self.exporters.get(&exporter)?.options.sampling(domain, sampler)
     }
 
+    /// The exporter's state if it has any.
+    pub(super) fn existing(&mut self, addr: IpAddr) -> Option<Slot<'_>> {
+        let exporter = self.exporters.get_mut(&addr)?;
+        Some(Slot { exporter, total: &mut self.templates, limits: self.limits })
+    }
+
     /// The exporter's state, created if the exporter cap allows.
-    pub(super) fn exporter(&mut self, addr: IpAddr) -> Result<Slot<'_>, DecodeError> {
+    pub(super) fn create(&mut self, addr: IpAddr) -> Result<Slot<'_>, DecodeError> {
         let full = self.exporters.len() >= self.limits.max_exporters;
         if full && !self.exporters.contains_key(&addr) {
             return Err(DecodeError::ExportersFull);
@@ -188,7 +203,6 @@ impl Slot<'_> {
         if templates.insert((domain, id), plan).is_none() {
             *self.total += 1;
         }
-        self.exporter.counters.templates_learnt += 1;
         Ok(())
     }
 
@@ -205,7 +219,6 @@ impl Slot<'_> {
         }
         let removed = before - templates.len();
         *self.total -= removed;
-        self.exporter.counters.templates_withdrawn += removed as u64;
         removed
     }
 }

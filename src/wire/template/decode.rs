@@ -30,6 +30,8 @@ pub struct DatagramSummary {
     pub options_templates: u32,
     /// IPFIX withdrawal records (one may remove every template of a domain).
     pub withdrawals: u32,
+    /// Templates those withdrawals removed.
+    pub templates_withdrawn: u32,
     /// Data records of data templates (each emitted as a forward record).
     pub flow_records: u32,
     /// Data records of options templates (read for sampling, not emitted).
@@ -38,8 +40,14 @@ pub struct DatagramSummary {
     pub reverse_records: u32,
     /// Flow records with total counters and no delta (Cisco ASA, YAF).
     pub total_only_records: u32,
-    /// Data sets skipped because their template was unknown.
+    /// Data sets skipped because their template was unknown (their offsets:
+    /// [`Decoder::missing_sets`]).
     pub data_sets_no_template: u32,
+    /// Bytes of those sets (set headers excluded).
+    pub no_template_bytes: u32,
+    /// Known elements skipped because their length cannot hold them: the
+    /// fields of templates learnt here, and variable-length values of records.
+    pub field_length_ignored: u32,
     /// Padding: set tails shorter than a record, and a datagram's zero tail.
     pub padding_bytes: u32,
     /// Sets, templates and records skipped, by [`DecodeError::index`] (the
@@ -54,11 +62,14 @@ impl DatagramSummary {
             templates: 0,
             options_templates: 0,
             withdrawals: 0,
+            templates_withdrawn: 0,
             flow_records: 0,
             options_records: 0,
             reverse_records: 0,
             total_only_records: 0,
             data_sets_no_template: 0,
+            no_template_bytes: 0,
+            field_length_ignored: 0,
             padding_bytes: 0,
             rejects: [0; DecodeError::REASONS.len()],
         }
@@ -98,6 +109,8 @@ pub struct Decoder {
     cache: TemplateCache,
     values: Values,
     specs: Vec<FieldSpec>,
+    /// Offsets of the data sets of the last datagram whose template was unknown.
+    missing: Vec<u16>,
 }
 
 impl Default for Decoder {
@@ -108,11 +121,27 @@ impl Default for Decoder {
 
 impl Decoder {
     pub fn new(limits: Limits) -> Self {
-        Decoder { cache: TemplateCache::new(limits), values: Values::default(), specs: Vec::new() }
+        Decoder {
+            cache: TemplateCache::new(limits),
+            values: Values::default(),
+            specs: Vec::new(),
+            missing: Vec::new(),
+        }
     }
 
     pub fn cache(&self) -> &TemplateCache {
         &self.cache
+    }
+
+    pub fn cache_mut(&mut self) -> &mut TemplateCache {
+        &mut self.cache
+    }
+
+    /// The byte offsets (in the datagram) of the data sets the last
+    /// [`Decoder::decode`] skipped for want of a template: what to hand to
+    /// [`Decoder::decode_sets`] once the template may have arrived.
+    pub fn missing_sets(&self) -> &[u16] {
+        &self.missing
     }
 
     /// Decode one datagram from `exporter`, learning its templates and
@@ -125,35 +154,90 @@ impl Decoder {
     ) -> Result<DatagramSummary, DecodeError> {
         let (header, start) = MessageHeader::parse(bytes)?;
         let end = frame_sets(bytes, start)?;
-        let Decoder { cache, values, specs } = self;
-        let mut slot = cache.exporter(exporter)?;
+        self.missing.clear();
         let mut s = DatagramSummary::new(header);
         s.padding_bytes = (bytes.len() - end) as u32;
         let v = header.version;
         let mut at = start;
         while at < end {
             let id = be16(bytes, at);
+            let set_at = at;
             let body = &bytes[at + 4..at + be16(bytes, at + 2) as usize];
             at += 4 + body.len();
-            if id == v.template_set() {
-                templates(&mut slot, &header, body, TemplateKind::Data, specs, &mut s);
-            } else if id == v.options_set() {
-                templates(&mut slot, &header, body, TemplateKind::Options, specs, &mut s);
+            if id == v.template_set() || id == v.options_set() {
+                let kind =
+                    if id == v.template_set() { TemplateKind::Data } else { TemplateKind::Options };
+                let specs = &mut self.specs;
+                templates(&mut self.cache, exporter, &header, id, body, kind, specs, &mut s);
             } else if id >= 256 {
-                let ctx = Context {
-                    exporter,
-                    domain: header.domain,
-                    template_id: id,
-                    export_ns: header.export_ns(),
-                    sys_uptime: header.sys_uptime,
-                    init_ms: None,
-                };
-                data(&mut slot, ctx, body, values, &mut s, out);
+                if !self.data_set(exporter, &header, id, body, &mut s, out) {
+                    // A datagram is at most 65535 bytes: offsets fit u16.
+                    self.missing.push(set_at as u16);
+                }
             } else {
                 s.reject(DecodeError::ReservedSet { set_id: id });
             }
         }
         Ok(s)
+    }
+
+    /// Decode the data sets at `pending` (offsets from
+    /// [`Decoder::missing_sets`]) of a datagram [`Decoder::decode`] accepted
+    /// earlier, whose templates may have arrived since; the sets decoded
+    /// are removed from `pending`. Templates in the datagram are not read
+    /// again. The summary counts only what was decoded now.
+    pub fn decode_sets(
+        &mut self,
+        exporter: IpAddr,
+        bytes: &[u8],
+        pending: &mut Vec<u16>,
+        out: &mut impl FnMut(TemplatedRecord),
+    ) -> Result<DatagramSummary, DecodeError> {
+        let (header, _) = MessageHeader::parse(bytes)?;
+        let mut s = DatagramSummary::new(header);
+        let mut keep = Vec::new();
+        for &at in pending.iter() {
+            let at = at as usize;
+            let Some(h) = bytes.get(at..at + 4) else { continue };
+            let (id, len) = (be16(h, 0), be16(h, 2) as usize);
+            let Some(body) = bytes.get(at + 4..at + len.max(4)) else { continue };
+            if self.cache.get(exporter, header.domain, id).is_none() {
+                keep.push(at as u16);
+                continue;
+            }
+            self.data_set(exporter, &header, id, body, &mut s, out);
+        }
+        *pending = keep;
+        Ok(s)
+    }
+
+    /// One data set; false when its template is unknown (counted in `s`).
+    fn data_set(
+        &mut self,
+        exporter: IpAddr,
+        header: &MessageHeader,
+        id: u16,
+        body: &[u8],
+        s: &mut DatagramSummary,
+        out: &mut impl FnMut(TemplatedRecord),
+    ) -> bool {
+        let ctx = Context {
+            exporter,
+            domain: header.domain,
+            template_id: id,
+            export_ns: header.export_ns(),
+            sys_uptime: header.sys_uptime,
+            init_ms: None,
+        };
+        let known = match self.cache.existing(exporter) {
+            Some(mut slot) => data(&mut slot, ctx, body, &mut self.values, s, out),
+            None => false,
+        };
+        if !known {
+            s.data_sets_no_template += 1;
+            s.no_template_bytes += body.len() as u32;
+        }
+        known
     }
 }
 
@@ -204,10 +288,21 @@ fn field_specs(
     Some(q)
 }
 
-/// A template or options-template set.
+/// A template or options-template set (`set_id` 0/1 in v9, 2/3 in IPFIX).
+///
+/// A bad template record is skipped alone when its length is still known
+/// (a reserved id, no fields, too many fields, a bad IPFIX scope count, a
+/// refused insert): the walk goes on with the next record. When the record's
+/// own framing is broken (its field specifiers run past the set, a v9
+/// options template whose scope or option length is not a multiple of 4, an
+/// options header cut short), nothing after it can be found, so the rest of
+/// the set is dropped; both are counted by reason.
+#[allow(clippy::too_many_arguments)]
 fn templates(
-    slot: &mut Slot<'_>,
+    cache: &mut TemplateCache,
+    exporter: IpAddr,
     header: &MessageHeader,
+    set_id: u16,
     body: &[u8],
     kind: TemplateKind,
     specs: &mut Vec<FieldSpec>,
@@ -224,23 +319,22 @@ fn templates(
             return;
         }
         if ipfix && word == 0 {
-            // RFC 7011 section 8.1: a withdrawal; id 2 (or 3) withdraws every
-            // data (or options) template of the domain.
-            let all = (template_id == header.version.template_set()
-                || template_id == header.version.options_set())
-            .then_some(kind);
+            // RFC 7011 section 8.1: a withdrawal (4 bytes). The template id
+            // of the set itself (2 in a template set, 3 in an options
+            // template set) withdraws every template of that kind in the
+            // domain; the kind is the set's, and another id below 256 is
+            // refused.
+            q += 4;
+            let all = (template_id == set_id).then_some(kind);
             if template_id < 256 && all.is_none() {
                 s.reject(DecodeError::TemplateReservedId { template_id });
-                return;
+                continue;
             }
-            slot.withdraw(header.domain, template_id, all);
+            if let Some(mut slot) = cache.existing(exporter) {
+                s.templates_withdrawn += slot.withdraw(header.domain, template_id, all) as u32;
+            }
             s.withdrawals += 1;
-            q += 4;
             continue;
-        }
-        if template_id < 256 {
-            s.reject(DecodeError::TemplateReservedId { template_id });
-            return;
         }
         let (n, scopes, first) = match (kind, ipfix) {
             (TemplateKind::Data, _) => (word, 0, q + 4),
@@ -263,9 +357,11 @@ fn templates(
             return;
         };
         q = next;
-        let refusal = if n == 0 {
+        let refusal = if template_id < 256 {
+            Some(DecodeError::TemplateReservedId { template_id })
+        } else if n == 0 {
             Some(DecodeError::TemplateNoFields { template_id })
-        } else if n > slot.limits.max_fields {
+        } else if n > cache.limits().max_fields {
             Some(DecodeError::TemplateTooManyFields { template_id, fields: n })
         } else if kind == TemplateKind::Options && ipfix && (scopes == 0 || scopes > n) {
             Some(DecodeError::TemplateBadScope { template_id })
@@ -281,16 +377,27 @@ fn templates(
             s.reject(DecodeError::TemplateEmptyRecord { template_id });
             continue;
         }
-        match slot.insert(header.domain, template_id, plan) {
+        let ignored = plan.ignored() as u32;
+        match cache
+            .create(exporter)
+            .and_then(|mut slot| slot.insert(header.domain, template_id, plan))
+        {
             Err(e) => s.reject(e),
-            Ok(()) if kind == TemplateKind::Data => s.templates += 1,
-            Ok(()) => s.options_templates += 1,
+            Ok(()) => {
+                s.field_length_ignored += ignored;
+                if kind == TemplateKind::Data {
+                    s.templates += 1;
+                } else {
+                    s.options_templates += 1;
+                }
+            }
         }
     }
 }
 
 /// A data set: records of a data template are emitted, those of an options
-/// template teach sampling and the domain's init time.
+/// template teach sampling and the domain's init time. False when the
+/// template is unknown (nothing read).
 fn data(
     slot: &mut Slot<'_>,
     mut ctx: Context,
@@ -298,22 +405,19 @@ fn data(
     values: &mut Values,
     s: &mut DatagramSummary,
     out: &mut impl FnMut(TemplatedRecord),
-) {
+) -> bool {
     let cap = slot.limits.max_samplers_per_exporter;
     let ex = &mut *slot.exporter;
     let Some(plan) = ex.templates.get(&(ctx.domain, ctx.template_id)) else {
-        s.data_sets_no_template += 1;
-        ex.counters.no_template_sets += 1;
-        ex.counters.no_template_bytes += body.len() as u64;
-        return;
+        return false;
     };
     ctx.init_ms = ex.options.domain(ctx.domain).init_ms;
     let mut q = 0;
     while body.len() - q >= plan.min_len() {
         values.clear();
-        let Some(n) = plan.read(&body[q..], |k, v| values.put(k, v)) else {
+        let Some(n) = plan.read(&body[q..], &mut s.field_length_ignored, values) else {
             s.reject(DecodeError::RecordOverrun { template_id: ctx.template_id });
-            return;
+            return true;
         };
         q += n;
         if plan.kind() == TemplateKind::Options {
@@ -336,17 +440,14 @@ fn data(
         }
         let sampling =
             values.sampling().or_else(|| ex.options.sampling(ctx.domain, values.sampler_id()));
-        let (fwd, rev) = values.records(&ctx, sampling, plan.is_biflow());
+        let (rev, totals) = values.records(&ctx, sampling, plan.is_biflow(), out);
         s.flow_records += 1;
-        s.total_only_records += fwd.counters_are_totals() as u32;
-        out(fwd);
-        if let Some(rev) = rev {
-            s.reverse_records += 1;
-            out(rev);
-        }
+        s.total_only_records += totals as u32;
+        s.reverse_records += rev as u32;
     }
     if q == 0 && body.len() >= 4 {
         s.reject(DecodeError::RecordOverrun { template_id: ctx.template_id });
     }
     s.padding_bytes += (body.len() - q) as u32;
+    true
 }

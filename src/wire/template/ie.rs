@@ -12,8 +12,10 @@
 //! reverse elements): 1, 2, 85, 86, 5 and 6. Everything else (other
 //! enterprises, v9 vendor types above 32767, post-NAT fields, strings) is
 //! skipped by its length. A known element with a length it cannot have (an
-//! IPv4 address of 2 bytes) is skipped too and counted in [`Plan::ignored`];
-//! a repeated element keeps its first occurrence.
+//! IPv4 address of 2 bytes) is skipped too and counted: per template in
+//! [`Plan::ignored`], per value for a variable-length field (the decoder
+//! sums both into `field_length_ignored`); a repeated element keeps its
+//! first occurrence.
 //!
 //! A plan is compiled once per template: when every field has a fixed
 //! length, the known fields' offsets are computed here and a record is read
@@ -211,14 +213,22 @@ impl Known {
     }
 }
 
+/// Where [`Plan::read`] puts the values of a record's known fields.
+pub(super) trait Sink {
+    /// An unsigned value already read (1 to 8 bytes on the wire).
+    fn num(&mut self, k: Known, v: u64);
+    /// A value as its bytes (of a length `k` fits).
+    fn bytes(&mut self, k: Known, v: &[u8]);
+}
+
 /// One field specifier of a template, as read from the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FieldSpec {
+pub struct FieldSpec {
     /// Enterprise number (IPFIX enterprise bit set); 0 otherwise and in v9.
     pub pen: u32,
     /// Element id (enterprise bit cleared) or v9 field type.
     pub id: u16,
-    /// Length in bytes, or [`VARLEN`].
+    /// Length in bytes, or 65535: variable length.
     pub len: u16,
 }
 
@@ -243,18 +253,18 @@ pub struct Plan {
     min_len: usize,
     biflow: bool,
     ignored: u16,
+    /// The template as it came (with `scopes` and `v9`): what is saved
+    /// across restarts and compiled again when loaded.
+    specs: Box<[FieldSpec]>,
+    scopes: u16,
+    v9: bool,
 }
 
 impl Plan {
     /// Compile `fields`. `scopes` leading fields are options scopes: in v9
     /// their types are scope kinds (1 System, 2 Interface, ...), not
     /// elements, so they are never known there.
-    pub(super) fn compile(
-        kind: TemplateKind,
-        fields: &[FieldSpec],
-        scopes: usize,
-        v9: bool,
-    ) -> Plan {
+    pub fn compile(kind: TemplateKind, fields: &[FieldSpec], scopes: usize, v9: bool) -> Plan {
         let mut seen = 0u64;
         let mut ignored = 0u16;
         let mut out = Vec::with_capacity(fields.len());
@@ -287,16 +297,21 @@ impl Plan {
             v.into_boxed_slice()
         });
         let biflow = out.iter().any(|(_, k)| k.is_some_and(Known::is_reverse));
-        Plan { kind, fields: out.into_boxed_slice(), fixed, min_len, biflow, ignored }
+        Plan {
+            kind,
+            fields: out.into_boxed_slice(),
+            fixed,
+            min_len,
+            biflow,
+            ignored,
+            specs: fields.into(),
+            scopes: scopes as u16,
+            v9,
+        }
     }
 
     pub fn kind(&self) -> TemplateKind {
         self.kind
-    }
-
-    /// Number of fields.
-    pub fn field_count(&self) -> usize {
-        self.fields.len()
     }
 
     /// Record length when every field is fixed; `None` with variable-length fields.
@@ -314,21 +329,39 @@ impl Plan {
         self.biflow
     }
 
-    /// Known elements skipped because their length cannot hold them.
+    /// Known elements skipped because their (fixed) length cannot hold them.
     pub fn ignored(&self) -> u16 {
         self.ignored
+    }
+
+    /// The field specifiers it was compiled from, its options scope count,
+    /// and whether it is v9 (to save it and [`Plan::compile`] it again).
+    pub fn source(&self) -> (&[FieldSpec], usize, bool) {
+        (&self.specs, self.scopes as usize, self.v9)
     }
 
     /// Read the record at the start of `body`, handing every known field's
     /// value to `put`. Returns the record's length, or `None` when a
     /// variable-length field runs past `body` (the caller checked that at
-    /// least [`Self::min_len`] bytes are left).
+    /// least [`Self::min_len`] bytes are left). A known variable-length
+    /// value whose length cannot hold it is skipped and counted in `misfit`.
+    ///
+    /// Fixed fields of up to 8 bytes are read with one 8-byte load where
+    /// `body` has 8 bytes from the field on (the bytes after it shifted out).
     #[inline]
-    pub(super) fn read(&self, body: &[u8], mut put: impl FnMut(Known, &[u8])) -> Option<usize> {
+    pub(super) fn read(&self, body: &[u8], misfit: &mut u32, put: &mut impl Sink) -> Option<usize> {
         if let Some(fixed) = &self.fixed {
             let rec = body.get(..self.min_len)?;
             for &(k, at, len) in fixed.iter() {
-                put(k, &rec[at as usize..at as usize + len as usize]);
+                let (at, len) = (at as usize, len as usize);
+                match body.get(at..at + 8) {
+                    // A known fixed field is 1 byte at least (`Known::fits`).
+                    Some(w) if len <= 8 => {
+                        let w = u64::from_be_bytes(w.try_into().expect("8 bytes"));
+                        put.num(k, w >> (64 - 8 * len));
+                    }
+                    _ => put.bytes(k, &rec[at..at + len]),
+                }
             }
             return Some(self.min_len);
         }
@@ -349,8 +382,10 @@ impl Plan {
             };
             let value = body.get(at..at + len)?;
             at += len;
-            if let Some(k) = known.filter(|k| k.fits(len)) {
-                put(k, value);
+            match known {
+                Some(k) if k.fits(len) => put.bytes(k, value),
+                Some(_) => *misfit += 1,
+                None => {}
             }
         }
         Some(at)

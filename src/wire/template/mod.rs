@@ -5,8 +5,9 @@
 //! sets/flowsets with their padding, template and options-template records,
 //! IPFIX withdrawals, the [`TemplateCache`] and its caps, the compiled
 //! [`Plan`] of each template, sampling learnt from options records, and the
-//! decoded [`TemplatedRecord`]. No I/O and no clock, like the v5 decoder next
-//! door: everything is a function of the cache and the bytes handed in.
+//! decoded [`TemplatedRecord`] (the flow table's `FlowRecord`, built once,
+//! with what only the wire knows). No I/O and no clock, like the v5 decoder
+//! next door: everything is a function of the cache and the bytes handed in.
 //!
 //! Why one room and not `v9/` + `ipfix/`: the two formats differ only in the
 //! header, the set ids, the options-template layout and the enterprise bit.
@@ -18,21 +19,29 @@
 //! - `header`: the 20-byte v9 and 16-byte IPFIX headers ([`MessageHeader`]).
 //! - `ie`: the information elements the decoder knows and the [`Plan`] a
 //!   template compiles to.
-//! - `cache`: [`TemplateCache`], per exporter: templates, samplers, counters.
+//! - `cache`: [`TemplateCache`], per exporter: templates and samplers.
 //! - `record`: [`TemplatedRecord`], times, counters, biflow splitting.
 //! - `decode`: [`Decoder`], the per-datagram walk and [`DatagramSummary`].
 //!
 //! # Strictness: what is rejected, and how it is counted
 //! A datagram whose *framing* is broken (short header, unknown version, IPFIX
 //! length not the datagram's, a set shorter than its 4-byte header or running
-//! past the end, a new exporter past the exporter cap) is rejected whole with
-//! a [`DecodeError`], checked before anything is applied: no template is
-//! learnt and no record emitted from it. Inside well-framed sets, a bad
-//! template or record (zero or too many fields, a template or variable-length
-//! value running past its set, a reserved set id, a full cache) is skipped and
-//! counted in [`DatagramSummary::rejects`] under the same stable reason names,
-//! and the rest of the datagram is still decoded: one vendor template the
-//! decoder cannot take must not blind it to the others.
+//! past the end) is rejected whole with a [`DecodeError`], checked before
+//! anything is applied: no template is learnt and no record emitted from it.
+//! Inside well-framed sets, a bad template or record (zero or too many
+//! fields, a template or variable-length value running past its set, a
+//! reserved set id, a full cache, a template from a new exporter past the
+//! exporter cap) is skipped and counted in [`DatagramSummary::rejects`]
+//! under the same stable reason names, and the rest of the datagram is still
+//! decoded: one vendor template the decoder cannot take must not blind it to
+//! the others. A template record whose length is known is skipped alone; one
+//! whose own framing is broken ends its set. A known element whose length
+//! cannot hold it is skipped and counted
+//! ([`DatagramSummary::field_length_ignored`]).
+//!
+//! An exporter gets state only when one of its templates is learnt: data
+//! sets and garbage from sources that never sent a template create nothing,
+//! so spoofed sources cannot fill the exporter cap.
 //!
 //! The v9 header `count` is *not* used to stop the walk: RFC 3954 defines it
 //! as the number of records, but softflowd-style exporters put too small a
@@ -41,12 +50,11 @@
 //!
 //! # Data before its template
 //! A data set whose template is unknown is skipped whole (its records cannot
-//! be counted without the template): [`DatagramSummary::data_sets_no_template`]
-//! and, per exporter, [`ExporterCounters::no_template_sets`] and
-//! `no_template_bytes`. The seam for holding such datagrams until their
-//! template arrives is the caller's: a summary with `data_sets_no_template > 0`
-//! names a datagram worth keeping, and re-decoding it later is safe for its
-//! templates (an identical template replaces itself).
+//! be counted without the template) and counted
+//! ([`DatagramSummary::data_sets_no_template`], `no_template_bytes`); its
+//! offset is in [`Decoder::missing_sets`]. The caller may keep the datagram
+//! and hand those offsets to [`Decoder::decode_sets`] once the template may
+//! have arrived (`ingest::templated` holds them, bounded).
 
 mod cache;
 mod decode;
@@ -55,10 +63,10 @@ mod header;
 mod ie;
 mod record;
 
-pub use cache::{ExporterCounters, TemplateCache};
+pub use cache::TemplateCache;
 pub use decode::{DatagramSummary, Decoder};
-pub use header::{MessageHeader, Version, IPFIX_HEADER_LEN, V9_HEADER_LEN};
-pub use ie::{Plan, TemplateKind, REVERSE_PEN};
+pub use header::{MessageHeader, Version};
+pub use ie::{FieldSpec, Plan, TemplateKind};
 pub use record::{Direction, TemplatedRecord, TimeSource};
 
 use std::fmt;
@@ -93,7 +101,7 @@ impl Default for Limits {
 }
 
 /// Why a datagram, a set, a template or a record was rejected. The first
-/// six reject the whole datagram ([`DecodeError::rejects_datagram`]); the
+/// five reject the whole datagram ([`DecodeError::rejects_datagram`]); the
 /// others are counted in [`DatagramSummary::rejects`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecodeError {
@@ -107,7 +115,8 @@ pub enum DecodeError {
     SetTooShort { offset: usize, set_len: u16 },
     /// A set whose length runs past the end of the datagram.
     SetOverrun { offset: usize, set_len: u16, left: usize },
-    /// A new exporter while [`Limits::max_exporters`] already have state.
+    /// A template from a new exporter while [`Limits::max_exporters`]
+    /// already have state (the template is not learnt).
     ExportersFull,
     /// A set id that is neither a template, options template nor data set.
     ReservedSet { set_id: u16 },
@@ -134,7 +143,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The first this many [`Self::REASONS`] reject a whole datagram.
-    pub const DATAGRAM_REASONS: usize = 6;
+    pub const DATAGRAM_REASONS: usize = 5;
 
     /// Every reason, in the order reports list them.
     pub const REASONS: [&'static str; 15] = [
@@ -205,11 +214,15 @@ impl fmt::Display for DecodeError {
                 f,
                 "set at byte {offset} has length {set_len}, only {left} bytes left in the datagram"
             ),
-            ExportersFull => write!(f, "exporter cap reached: no state for a new exporter"),
-            ReservedSet { set_id } => write!(f, "reserved set id {set_id}"),
-            TemplateReservedId { template_id } => {
-                write!(f, "template id {template_id} is reserved (below 256)")
+            ExportersFull => {
+                write!(f, "exporter cap reached: no template state for a new exporter")
             }
+            ReservedSet { set_id } => write!(f, "reserved set id {set_id}"),
+            TemplateReservedId { template_id } => write!(
+                f,
+                "template id {template_id} is reserved (below 256, or a withdraw-all id \
+                 that is not its set's)"
+            ),
             TemplateNoFields { template_id } => write!(f, "template {template_id} has no fields"),
             TemplateTooManyFields { template_id, fields } => {
                 write!(f, "template {template_id} has {fields} fields, above the cap")
@@ -235,9 +248,16 @@ impl std::error::Error for DecodeError {}
 
 /// Big-endian unsigned integer of 1 to 8 bytes (RFC 7011 reduced-size
 /// encoding); callers check the length.
-#[inline]
+#[inline(always)]
 fn be_uint(b: &[u8]) -> u64 {
-    b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64)
+    // The common widths in one load each (a per-record hot spot).
+    match *b {
+        [a] => a as u64,
+        [a, c] => u16::from_be_bytes([a, c]) as u64,
+        [a, c, d, e] => u32::from_be_bytes([a, c, d, e]) as u64,
+        [a, c, d, e, f, g, h, i] => u64::from_be_bytes([a, c, d, e, f, g, h, i]),
+        _ => b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64),
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::be_uint;
-use super::ie::{Known, NUM_SLOTS};
+use super::ie::{Known, Sink, NUM_SLOTS};
+use crate::flow::FlowRecord;
+use crate::wire::uptime_to_ns;
 
 /// Which half of the wire record a [`TemplatedRecord`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,58 +55,48 @@ pub enum TimeSource {
     Export,
 }
 
-/// One flow record of a v9 or IPFIX data template, copied out (it is built
-/// from many scattered fields).
+/// One flow record of a v9 or IPFIX data template: the [`FlowRecord`] the
+/// flow table takes (built once, here), and what only the wire knows.
+///
+/// In `record`: `engine_type`/`engine_id` are bits 15-8 and 7-0 of the v9
+/// source id / IPFIX observation domain (where Cisco puts its engine type
+/// and id); `sampling` holds the interval (capped at 14 bits, mode bits 0:
+/// the decoder does not read the sampling algorithm); `nexthop` is the
+/// unspecified address of the record's family when absent; `end_reason` is
+/// flowEndReason (0 when absent); `packets`/`octets` are the delta counters
+/// as sent (not scaled: the caller scales with `--scale-sampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TemplatedRecord {
-    pub exporter: IpAddr,
+    pub record: FlowRecord,
     /// v9 source id or IPFIX observation domain.
     pub domain: u32,
     pub template_id: u16,
     pub direction: Direction,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub src_port: u16,
-    /// Destination port; for ICMP without one, `type << 8 | code`.
-    pub dst_port: u16,
-    pub proto: u8,
-    /// The low 8 bits of tcpControlBits (FIN 0x01 ... CWR 0x80).
-    pub tcp_flags: u8,
-    pub tos: u8,
-    /// packetDeltaCount (1 to 8 bytes on the wire); 0 when absent.
-    pub packets: u64,
-    /// octetDeltaCount; 0 when absent.
-    pub octets: u64,
     /// packetTotalCount, kept apart from the delta.
     pub packets_total: Option<u64>,
     /// octetTotalCount, kept apart from the delta.
     pub octets_total: Option<u64>,
-    /// First packet, ns since the Unix epoch.
-    pub first_ns: u64,
-    /// Last packet, ns since the Unix epoch.
-    pub last_ns: u64,
     pub time_source: TimeSource,
-    pub input: u32,
-    pub output: u32,
-    pub src_as: u32,
-    pub dst_as: u32,
-    pub src_mask: u8,
-    pub dst_mask: u8,
-    pub nexthop: Option<IpAddr>,
-    /// IPFIX flowEndReason (IE 136; also sent in v9 by FortiOS).
-    pub flow_end_reason: Option<u8>,
     /// The sampling interval that applies (1 in N packets): from the record's
     /// own sampling elements, else its sampler id's options record, else its
     /// domain's options record. `None`: unknown (treat as unsampled).
     pub sampling_interval: Option<u32>,
 }
 
+impl std::ops::Deref for TemplatedRecord {
+    type Target = FlowRecord;
+
+    fn deref(&self) -> &FlowRecord {
+        &self.record
+    }
+}
+
 impl TemplatedRecord {
     /// Whether the exporter sent only total counters (no delta): `packets`
     /// and `octets` are then 0 and the totals must not be summed per record.
     pub fn counters_are_totals(&self) -> bool {
-        self.packets == 0
-            && self.octets == 0
+        self.record.packets == 0
+            && self.record.octets == 0
             && (self.packets_total.is_some() || self.octets_total.is_some())
     }
 }
@@ -127,26 +119,30 @@ pub(super) struct Context {
 #[derive(Debug, Clone)]
 pub(super) struct Values {
     present: u64,
-    num: [u64; NUM_SLOTS],
+    /// By [`Known`] index (64 slots: an index masked to 6 bits needs no
+    /// bounds check; those from `Src6` on are unused here).
+    num: [u64; 64],
     wide: [u128; 3],
 }
 
 impl Default for Values {
     fn default() -> Self {
-        Values { present: 0, num: [0; NUM_SLOTS], wide: [0; 3] }
+        Values { present: 0, num: [0; 64], wide: [0; 3] }
     }
 }
 
 const NTP_TO_UNIX_SECS: u64 = 2_208_988_800;
 
-impl Values {
-    #[inline]
-    pub fn clear(&mut self) {
-        self.present = 0;
+impl Sink for Values {
+    #[inline(always)]
+    fn num(&mut self, k: Known, v: u64) {
+        let i = k as usize & 63;
+        self.num[i] = v;
+        self.present |= 1 << i;
     }
 
     #[inline]
-    pub fn put(&mut self, k: Known, v: &[u8]) {
+    fn bytes(&mut self, k: Known, v: &[u8]) {
         let i = k as usize;
         if i >= NUM_SLOTS {
             let mut a = [0u8; 16];
@@ -157,10 +153,18 @@ impl Values {
         }
         self.present |= 1 << i;
     }
+}
+
+impl Values {
+    #[inline]
+    pub fn clear(&mut self) {
+        self.present = 0;
+    }
 
     #[inline]
     pub fn get(&self, k: Known) -> Option<u64> {
-        (self.present & 1 << k as usize != 0).then(|| self.num[k as usize])
+        let i = k as usize & 63;
+        (self.present & 1 << i != 0).then(|| self.num[i])
     }
 
     fn get6(&self, k: Known) -> Option<Ipv6Addr> {
@@ -230,19 +234,23 @@ impl Values {
         }
         let t = self.get(uptime)?;
         if let Some(up) = ctx.sys_uptime {
-            let back_ms = up.wrapping_sub(t as u32) as u64;
-            return Some((ctx.export_ns.saturating_sub(back_ms * 1_000_000), TimeSource::Uptime));
+            return Some((uptime_to_ns(ctx.export_ns, up, t as u32), TimeSource::Uptime));
         }
         init_ms.map(|i| (i.saturating_add(t).saturating_mul(1_000_000), TimeSource::Uptime))
     }
 
-    /// The forward record, and the reverse one for a biflow with reverse counts.
+    /// Hand on the forward record, and the reverse one for a biflow with
+    /// reverse counts (built in place: no pair of records returned by
+    /// value). Returns whether a reverse record was handed on, and whether
+    /// the forward one has only total counters.
+    #[inline]
     pub fn records(
         &self,
         ctx: &Context,
         sampling: Option<u32>,
         biflow: bool,
-    ) -> (TemplatedRecord, Option<TemplatedRecord>) {
+        out: &mut impl FnMut(TemplatedRecord),
+    ) -> (bool, bool) {
         use Known::*;
         let v4 = self.get4(Src4);
         let v6 = self.get6(Src6);
@@ -284,57 +292,73 @@ impl Values {
         };
         let byte = |k| self.get(k).unwrap_or(0) as u8;
         let word = |k| self.get(k).unwrap_or(0) as u32;
-        let fwd = TemplatedRecord {
+        let unspecified =
+            if is4 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        let record = FlowRecord {
             exporter: ctx.exporter,
-            domain: ctx.domain,
-            template_id: ctx.template_id,
-            direction: Direction::Forward,
-            src,
-            dst,
-            src_port: self.get(SrcPort).unwrap_or(0) as u16,
-            dst_port,
-            proto: byte(Proto),
-            tcp_flags: byte(TcpFlags),
-            tos: byte(Tos),
-            packets: self.get(Packets).unwrap_or(0),
-            octets: self.get(Octets).unwrap_or(0),
-            packets_total: self.get(PacketsTotal),
-            octets_total: self.get(OctetsTotal),
-            first_ns,
-            last_ns,
-            time_source,
+            engine_type: (ctx.domain >> 8) as u8,
+            engine_id: ctx.domain as u8,
+            sampling: sampling.map_or(0, |n| n.min(0x3fff) as u16),
+            src_addr: src,
+            dst_addr: dst,
+            nexthop: nexthop.unwrap_or(unspecified),
             input: word(Input),
             output: word(Output),
+            packets: self.get(Packets).unwrap_or(0),
+            octets: self.get(Octets).unwrap_or(0),
+            first_ns,
+            last_ns,
+            src_port: self.get(SrcPort).unwrap_or(0) as u16,
+            dst_port,
+            tcp_flags: byte(TcpFlags),
+            proto: byte(Proto),
+            tos: byte(Tos),
             src_as: word(SrcAs),
             dst_as: word(DstAs),
             src_mask: self.get(SrcMask).or(self.get(SrcMask6)).unwrap_or(0) as u8,
             dst_mask: self.get(DstMask).or(self.get(DstMask6)).unwrap_or(0) as u8,
-            nexthop,
-            flow_end_reason: self.get(EndReason).map(|v| v as u8),
+            end_reason: byte(EndReason),
+        };
+        let fwd = TemplatedRecord {
+            record,
+            domain: ctx.domain,
+            template_id: ctx.template_id,
+            direction: Direction::Forward,
+            packets_total: self.get(PacketsTotal),
+            octets_total: self.get(OctetsTotal),
+            time_source,
             sampling_interval: sampling,
         };
-        let rev = (biflow && self.has_reverse_counts()).then(|| TemplatedRecord {
+        let totals = fwd.counters_are_totals();
+        out(fwd);
+        if !(biflow && self.has_reverse_counts()) {
+            return (false, totals);
+        }
+        out(TemplatedRecord {
+            record: FlowRecord {
+                src_addr: record.dst_addr,
+                dst_addr: record.src_addr,
+                src_port: record.dst_port,
+                dst_port: record.src_port,
+                tcp_flags: byte(RevTcpFlags),
+                tos: self.get(RevTos).map_or(record.tos, |v| v as u8),
+                packets: self.get(RevPackets).unwrap_or(0),
+                octets: self.get(RevOctets).unwrap_or(0),
+                input: record.output,
+                output: record.input,
+                src_as: record.dst_as,
+                dst_as: record.src_as,
+                src_mask: record.dst_mask,
+                dst_mask: record.src_mask,
+                nexthop: unspecified,
+                ..record
+            },
             direction: Direction::Reverse,
-            src: fwd.dst,
-            dst: fwd.src,
-            src_port: fwd.dst_port,
-            dst_port: fwd.src_port,
-            tcp_flags: byte(RevTcpFlags),
-            tos: self.get(RevTos).map_or(fwd.tos, |v| v as u8),
-            packets: self.get(RevPackets).unwrap_or(0),
-            octets: self.get(RevOctets).unwrap_or(0),
             packets_total: self.get(RevPacketsTotal),
             octets_total: self.get(RevOctetsTotal),
-            input: fwd.output,
-            output: fwd.input,
-            src_as: fwd.dst_as,
-            dst_as: fwd.src_as,
-            src_mask: fwd.dst_mask,
-            dst_mask: fwd.src_mask,
-            nexthop: None,
             ..fwd
         });
-        (fwd, rev)
+        (true, totals)
     }
 }
 

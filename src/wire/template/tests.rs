@@ -86,7 +86,7 @@ fn v9_template_then_data_in_one_datagram_with_padding() {
     assert_eq!(s.header.sequence, 1);
     assert_eq!(s.header.domain, DOMAIN);
     let r = recs[1];
-    assert_eq!(r.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!(r.src_addr, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!((r.src_port, r.dst_port, r.proto, r.packets, r.octets), (1000, 80, 6, 4, 400));
     assert_eq!((r.time_source, r.first_ns), (TimeSource::Export, SECS as u64 * 1_000_000_000));
     assert_eq!(d.cache().get(EXP, DOMAIN, 256).and_then(Plan::record_len), Some(21));
@@ -163,7 +163,7 @@ fn enterprise_elements_are_skipped_unless_reverse() {
     let (f, r) = (recs[0], recs[1]);
     assert_eq!((f.direction, f.packets, f.octets), (Direction::Forward, 5, 500));
     assert_eq!((r.direction, r.packets, r.octets), (Direction::Reverse, 2, 70));
-    assert_eq!((r.src, r.dst), (f.dst, f.src));
+    assert_eq!((r.src_addr, r.dst_addr), (f.dst_addr, f.src_addr));
 
     // A biflow without reverse traffic stays one record.
     let none = [&rec[..20], &[0; 6]].concat();
@@ -186,9 +186,8 @@ fn templates_are_replaced_and_withdrawn() {
     let (s, _) = decode(&mut d, &ipfix(&[set(2, &[1, 0, 0, 0])]));
     assert_eq!((s.withdrawals, d.cache().len()), (1, 0));
     let (s, recs) = decode(&mut d, &ipfix(&[set(256, &[9, 0, 0, 1, 0])]));
-    assert_eq!((s.data_sets_no_template, recs.len()), (1, 0));
-    let c = d.cache().counters(EXP).unwrap();
-    assert_eq!((c.no_template_sets, c.no_template_bytes, c.templates_withdrawn), (1, 5, 1));
+    assert_eq!((s.data_sets_no_template, s.no_template_bytes, recs.len()), (1, 5, 0));
+    assert_eq!(d.missing_sets(), [16], "the set's offset, for holding it");
 
     // Withdraw all data templates of the domain (template id 2), keeping options ones.
     let opt = [&260u16.to_be_bytes()[..], &[0, 2, 0, 1], &[1, 46, 0, 4, 0, 34, 0, 4]].concat();
@@ -197,9 +196,16 @@ fn templates_are_replaced_and_withdrawn() {
         &ipfix(&[set(2, &[tpl(257, &[(2, 4)]), tpl(258, &[(1, 4)])].concat()), set(3, &opt)]),
     );
     assert_eq!(d.cache().len(), 3);
-    decode(&mut d, &ipfix(&[set(2, &[0, 2, 0, 0])]));
-    assert_eq!(d.cache().len(), 1);
+    // Template id 3 in a template set is neither a template nor the set's
+    // withdraw-all id: refused, nothing removed (the kind is the set's).
+    let (s, _) = decode(&mut d, &ipfix(&[set(2, &[0, 3, 0, 0])]));
+    assert_eq!((s.rejected("template_reserved_id"), d.cache().len()), (1, 3));
+    let (s, _) = decode(&mut d, &ipfix(&[set(2, &[0, 2, 0, 0])]));
+    assert_eq!((s.withdrawals, s.templates_withdrawn, d.cache().len()), (1, 2, 1));
     assert_eq!(d.cache().get(EXP, DOMAIN, 260).map(Plan::kind), Some(TemplateKind::Options));
+    // And id 3 in an options template set withdraws the options templates.
+    decode(&mut d, &ipfix(&[set(3, &[0, 3, 0, 0])]));
+    assert!(d.cache().is_empty());
 }
 
 #[test]
@@ -235,13 +241,59 @@ fn caps_refuse_and_count() {
     assert_eq!(d.cache().len(), 2);
     // Replacing a held template is not refused by the cap.
     assert_eq!(decode(&mut d, &v9(1, &[set(0, &tpl(257, &[(2, 4)]))])).0.templates, 1);
+    // A second exporter's data and garbage create no state; its template is
+    // refused by the exporter cap (counted), the datagram still accepted.
     let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
-    let e = d.decode(other, &v9(0, &[]), &mut |_| {}).unwrap_err();
-    assert_eq!(
-        (e, e.reason(), e.rejects_datagram()),
-        (DecodeError::ExportersFull, "exporters_full", true)
-    );
+    let s = d.decode(other, &v9(1, &[set(300, &[0; 8])]), &mut |_| {}).unwrap();
+    assert_eq!((s.data_sets_no_template, d.cache().exporters()), (1, 1));
+    let s = d.decode(other, &v9(1, &[set(0, &tpl(256, &[(1, 4)]))]), &mut |_| {}).unwrap();
+    assert_eq!((s.templates, s.rejected("exporters_full")), (0, 1));
+    assert!(!DecodeError::ExportersFull.rejects_datagram());
     assert_eq!(d.cache().exporters(), 1);
+    assert!(!d.cache().knows(other));
+}
+
+#[test]
+fn data_without_template_creates_no_exporter_state() {
+    let mut d = Decoder::new(Limits { max_exporters: 2, ..Limits::default() });
+    for n in 0..50u8 {
+        let spoofed = IpAddr::V4(Ipv4Addr::new(198, 51, 100, n));
+        d.decode(spoofed, &v9(1, &[set(256, &[0; 12])]), &mut |_| {}).unwrap();
+    }
+    assert_eq!(d.cache().exporters(), 0, "data from 50 sources filled nothing");
+    let (s, _) = decode(&mut d, &v9(1, &[set(0, &tpl(256, &BASIC))]));
+    assert_eq!((s.templates, d.cache().exporters()), (1, 1));
+}
+
+#[test]
+fn held_sets_decode_once_their_template_arrives() {
+    let mut d = Decoder::default();
+    let data = v9(2, &[set(256, &basic(1, 7, 70)), set(257, &basic(1, 8, 80))]);
+    let (s, recs) = decode(&mut d, &data);
+    assert_eq!((s.data_sets_no_template, recs.len()), (2, 0));
+    let mut pending = d.missing_sets().to_vec();
+    decode(&mut d, &v9(1, &[set(0, &tpl(256, &BASIC))]));
+    let mut got = Vec::new();
+    let s = d.decode_sets(EXP, &data, &mut pending, &mut |r| got.push(r)).unwrap();
+    assert_eq!((s.flow_records, got.len(), pending.len()), (1, 1, 1));
+    assert_eq!((got[0].packets, got[0].octets), (7, 70));
+    decode(&mut d, &v9(1, &[set(0, &tpl(257, &BASIC))]));
+    let s = d.decode_sets(EXP, &data, &mut pending, &mut |r| got.push(r)).unwrap();
+    assert_eq!((s.flow_records, pending.len(), got[1].packets), (1, 0, 8));
+}
+
+#[test]
+fn field_lengths_that_cannot_hold_an_element_are_counted() {
+    let mut d = Decoder::default();
+    // An IPv4 source of 2 bytes (ignored) then packets of 4.
+    let (s, _) = decode(&mut d, &ipfix(&[set(2, &tpl(256, &[(8, 2), (2, 4)]))]));
+    assert_eq!((s.templates, s.field_length_ignored), (1, 1));
+    // A variable-length IPv6 source of 3 bytes in each record.
+    let (s, _) = decode(&mut d, &ipfix(&[set(2, &tpl(257, &[(27, 0xffff), (2, 4)]))]));
+    assert_eq!(s.field_length_ignored, 0);
+    let rec = [&[3, 1, 2, 3][..], &[0, 0, 0, 5]].concat();
+    let (s, recs) = decode(&mut d, &ipfix(&[set(257, &[rec.clone(), rec].concat())]));
+    assert_eq!((s.flow_records, s.field_length_ignored, recs[0].packets), (2, 2, 5));
 }
 
 #[test]
@@ -274,6 +326,7 @@ fn bad_templates_and_sets_are_skipped_and_counted() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (v9(1, &[set(7, &[0; 4])]), "reserved_set"),
         (v9(1, &[set(0, &[0, 9, 0, 1, 0, 1, 0, 4])]), "template_reserved_id"),
+        (ipfix(&[set(2, &[0, 9, 0, 0])]), "template_reserved_id"),
         (v9(1, &[set(0, &tpl(256, &[]))]), "template_no_fields"),
         (v9(1, &[set(0, &tpl(256, &[(1, 4), (2, 4)])[..10])]), "template_overrun"),
         (v9(1, &[set(1, &[1, 0, 0, 3, 0, 4, 0, 1, 0, 4])]), "template_bad_scope"),
@@ -289,6 +342,16 @@ fn bad_templates_and_sets_are_skipped_and_counted() {
     // One bad template does not hide a good one after it.
     let (s, _) = decode(&mut d, &v9(2, &[set(0, &[tpl(301, &[]), tpl(302, &[(1, 4)])].concat())]));
     assert_eq!((s.templates, s.rejected("template_no_fields")), (1, 1));
+    // Nor does a reserved id or too many fields, whose length is known; a
+    // broken record (fields past the set) ends the set.
+    let bad = [0u8, 9, 0, 1, 0, 1, 0, 4];
+    let many = tpl(303, &[(1, 4); 300]);
+    let good = tpl(304, &[(1, 4)]);
+    let (s, _) = decode(&mut d, &v9(3, &[set(0, &[&bad[..], &many, &good].concat())]));
+    assert_eq!((s.templates, s.rejected_total()), (1, 2), "{s:?}");
+    let cut = tpl(305, &[(1, 4), (2, 4)]);
+    let (s, _) = decode(&mut d, &v9(2, &[set(0, &[&good[..], &cut[..10]].concat())]));
+    assert_eq!((s.templates, s.rejected("template_overrun")), (1, 1));
 }
 
 #[test]
@@ -439,13 +502,13 @@ fn address_family_icmp_and_end_reason() {
     .concat();
     let (_, recs) = decode(&mut d, &ipfix(&[set(2, &t), set(256, &rec)]));
     let r = recs[0];
-    assert_eq!((r.src, r.dst), (IpAddr::V6(v6), IpAddr::V6(Ipv6Addr::LOCALHOST)));
-    assert_eq!((r.proto, r.dst_port, r.flow_end_reason), (58, 0x8000, Some(2)));
-    assert_eq!(r.nexthop, Some(IpAddr::V6(v6)));
+    assert_eq!((r.src_addr, r.dst_addr), (IpAddr::V6(v6), IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    assert_eq!((r.proto, r.dst_port, r.end_reason), (58, 0x8000, 2));
+    assert_eq!(r.nexthop, IpAddr::V6(v6));
     // A known element with a length it cannot have is skipped (H3C's 2-byte address).
     let t = tpl(257, &[(8, 2), (2, 4)]);
     let (_, recs) = decode(&mut d, &v9(2, &[set(0, &t), set(257, &[1, 2, 0, 0, 0, 5])]));
-    assert_eq!((recs[0].src, recs[0].packets), (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5));
+    assert_eq!((recs[0].src_addr, recs[0].packets), (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5));
     assert_eq!(d.cache().get(EXP, DOMAIN, 257).map(Plan::ignored), Some(1));
 }
 
