@@ -125,8 +125,8 @@ impl Seen {
             self.sums.records += 1;
             self.sums.packets += r.packets;
             self.sums.octets += r.octets;
-            self.ipv6_records += r.src.is_ipv6() as u64;
-            assert_eq!(r.src.is_ipv6(), r.dst.is_ipv6());
+            self.ipv6_records += r.src_addr.is_ipv6() as u64;
+            assert_eq!(r.src_addr.is_ipv6(), r.dst_addr.is_ipv6());
         }
         self.template_records += (s.templates + s.options_templates) as u64;
         self.options_records += s.options_records as u64;
@@ -197,7 +197,9 @@ type Key = (IpAddr, IpAddr, u16, IpAddr, u16, u8);
 fn connections(recs: &[TemplatedRecord]) -> BTreeMap<Key, [u64; 4]> {
     let mut m: BTreeMap<_, [u64; 4]> = BTreeMap::new();
     for r in recs {
-        let c = m.entry((r.exporter, r.src, r.src_port, r.dst, r.dst_port, r.proto)).or_default();
+        let c = m
+            .entry((r.exporter, r.src_addr, r.src_port, r.dst_addr, r.dst_port, r.proto))
+            .or_default();
         c[0] += 1;
         c[1] += r.packets;
         c[2] += r.octets;
@@ -250,7 +252,7 @@ fn v9_and_ipfix_pcaps_decode_to_the_truth_exactly() {
         let mut first: BTreeMap<_, u64> = BTreeMap::new();
         for r in &recs {
             let f = first
-                .entry((r.exporter, r.src, r.src_port, r.dst, r.dst_port, r.proto))
+                .entry((r.exporter, r.src_addr, r.src_port, r.dst_addr, r.dst_port, r.proto))
                 .or_insert(u64::MAX);
             *f = (*f).min(r.first_ns);
         }
@@ -262,7 +264,7 @@ fn v9_and_ipfix_pcaps_decode_to_the_truth_exactly() {
                 assert!(got <= c.first && c.first - got < 1_000_000_000, "{c:?}: {got}");
             }
         }
-        let ends: Vec<u8> = recs.iter().filter_map(|r| r.flow_end_reason).collect();
+        let ends: Vec<u8> = recs.iter().map(|r| r.end_reason).filter(|&e| e != 0).collect();
         if version == 10 {
             assert_eq!(ends.len(), recs.len());
             for reason in 1..=4 {
