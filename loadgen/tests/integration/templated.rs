@@ -50,8 +50,12 @@ fn v5_model() -> Config {
 #[test]
 fn v5_output_is_pinned_byte_for_byte() {
     // Digests of the v5 traffic before v9/IPFIX came to loadgen (commit
-    // a431835): the templated versions must not change a byte of v5.
-    assert_eq!(digest(&v5_model()), (0xe78d_e897_7ba9_930e, 629));
+    // a431835): the templated versions must not change a byte of v5. The
+    // first model sends corrupt datagrams: its digest changed once, on
+    // purpose, when the `bad_version` kind stopped writing version words 9
+    // and 10 (nfstitch reads those as NetFlow v9 and IPFIX now); it was
+    // 0xe78d_e897_7ba9_930e.
+    assert_eq!(digest(&v5_model()), (0xb334_77de_16f9_2926, 629));
     let other = Config {
         count: Some(2000),
         records_per_datagram: 7,
