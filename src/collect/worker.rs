@@ -365,17 +365,7 @@ impl Worker {
             // Meaningful only when exporter and collector share a clock.
             self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
         }
-        while full != 0 {
-            let dest = full.trailing_zeros() as usize;
-            full &= full - 1;
-            self.send_records(dest);
-        }
-        if self.flows.len() >= FLOW_BATCH {
-            self.send_flows();
-        }
-        if self.dump_rows.len() >= FLOW_BATCH {
-            self.send_dump();
-        }
+        self.hand_on(full);
     }
 
     /// A v9/IPFIX datagram (slot `i` of socket `s`'s batch): decoded into
@@ -419,6 +409,12 @@ impl Worker {
         if let Ok(h) = res {
             self.export_to_receive.record(ts.saturating_sub(h.export_ns()));
         }
+        self.hand_on(full);
+    }
+
+    /// After a datagram: send the full batches of the workers whose bits
+    /// are set in `full`, and the flows and dump rows once a batch is full.
+    fn hand_on(&mut self, mut full: u64) {
         while full != 0 {
             let dest = full.trailing_zeros() as usize;
             full &= full - 1;

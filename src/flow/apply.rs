@@ -59,6 +59,22 @@ fn stage1<R: Records + ?Sized, const SIMPLE: bool>(
     ring: &mut [Ahead; RING],
     sums: &mut (u64, u64),
 ) {
+    let a = ahead::<R, SIMPLE>(contexts, recs, j, packer, hasher);
+    table.prefetch(a.hash);
+    sums.0 += a.merge.packets;
+    sums.1 += a.merge.octets;
+    ring[j % RING] = a;
+}
+
+/// Record `j`'s key (its context interned), hash and merge.
+#[inline(always)]
+fn ahead<R: Records + ?Sized, const SIMPLE: bool>(
+    contexts: &mut Contexts,
+    recs: &R,
+    j: usize,
+    packer: &KeyPacker,
+    hasher: &KeyHasher,
+) -> Ahead {
     let (pk, merge) = recs.key_merge(j, packer);
     let ctx = if SIMPLE {
         contexts.intern_exporter(&pk, packer.context_rest())
@@ -67,11 +83,7 @@ fn stage1<R: Records + ?Sized, const SIMPLE: bool>(
     };
     let key = Tuple::new(pk.addrs(), ctx, pk.ports(), pk.proto());
     let (a, b) = key.words();
-    let hash = hasher.hash2(a, b);
-    table.prefetch(hash);
-    sums.0 += merge.packets;
-    sums.1 += merge.octets;
-    ring[j % RING] = Ahead { key, hash, merge, hint: NO_HINT };
+    Ahead { key, hash: hasher.hash2(a, b), merge, hint: NO_HINT }
 }
 
 /// What a record adds to its flow's hot line (all of a merge but the
@@ -97,26 +109,16 @@ impl Shard {
             now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
             "apply before advance"
         );
-        let mut ring = [Ahead::default(); RING];
-        let mut sums = (0, 0);
-        let (packer, hasher) = (self.packer, self.hasher.clone());
+        // One record: no pipeline, so no ring to fill (this is the path of
+        // every v9/IPFIX record and every record of a replay).
         let recs = std::slice::from_ref(rec);
-        stage1::<_, false>(
-            &self.table,
-            &mut self.contexts,
-            recs,
-            0,
-            &packer,
-            &hasher,
-            &mut ring,
-            &mut sums,
-        );
+        let a = ahead::<_, false>(&mut self.contexts, recs, 0, &self.packer, &self.hasher);
         self.stats.records += 1;
-        self.stats.packets += sums.0;
-        self.stats.octets += sums.1;
+        self.stats.packets += a.merge.packets;
+        self.stats.octets += a.merge.octets;
         let now = self.now.max(now);
         let idle_at = self.idle_at(now);
-        self.apply_hashed::<_, false>(now, idle_at, recs, 0, &ring[0], out);
+        self.apply_hashed::<_, false>(now, idle_at, recs, 0, &a, out);
         self.contexts.sweep();
     }
 
