@@ -45,6 +45,8 @@
 //!   with sequence tracking; hands records on as values or in place.
 //! - [`flow`]: what a record adds, the record, the key, the shard that
 //!   restitches; [`timer`]: the hierarchical wheel the shard expires flows with.
+//! - [`pair`]: `--pair`, the two directions of a connection stitched into
+//!   one Zeek-style connection behind each shard (symmetric routing).
 //! - [`collect`]: the live collector's threads and the queues between them.
 //! - [`replay`]: the offline pipeline.
 //! - [`results`]: where a run's results go, for both modes: opening the flow
@@ -105,6 +107,7 @@ pub mod fuzz;
 pub mod hist;
 pub mod ingest;
 pub mod output;
+pub mod pair;
 #[allow(unsafe_code)]
 pub mod platform;
 pub mod replay;

@@ -81,8 +81,8 @@ pub fn run(
     }
     // What reached the OS: after a successful flush everything handed to
     // the output; after an output error (the output then refuses every
-    // write), what it had accepted before.
-    let flushed = out.flush();
+    // write), what it had accepted before. A Zeek log ends with `#close`.
+    let flushed = if res.is_ok() { out.close().and_then(|()| out.flush()) } else { out.flush() };
     if res.is_ok() {
         if let Err(e) = flushed {
             res = Err(e).context("writing output");

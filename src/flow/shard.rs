@@ -363,6 +363,17 @@ impl Shard {
         self.fired_pos < self.fired.len()
     }
 
+    /// Whether the flow keyed `key` (a key under this shard's [`KeySpec`]:
+    /// fields outside it zero) is live here. For `--pair`, which asks
+    /// whether a direction's partner is still open (`crate::pair`).
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        let packed = key.pack();
+        let hash = self.hasher.hash(&packed);
+        let slab = &self.slab;
+        self.table.find_new(hash, |s| slab.hot(s).key == packed).is_some()
+            || self.table.find_old(hash, |s| slab.hot(s).key == packed).is_some()
+    }
+
     /// Merge one record at collector time `now` (call [`Shard::advance`] first).
     /// A new flow beyond `max_flows` evicts the least recently updated one
     /// (approximately) into `out`.

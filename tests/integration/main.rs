@@ -18,3 +18,4 @@ mod sequence;
 mod skip;
 mod util;
 mod v9_ipfix;
+mod zeek_logs;

@@ -1,0 +1,1 @@
+//! Tests of the pairing stage and the connection's fields.
