@@ -12,6 +12,7 @@ mod layout;
 mod loadgen;
 mod ops;
 mod output_file;
+mod pair;
 mod reliability;
 mod replay;
 mod sequence;
