@@ -269,3 +269,217 @@ fn pair_flags_fail_clearly() {
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
     }
 }
+
+/// A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768-60999),
+/// so that the client's port is the higher one (the last originator rule).
+fn low_free_port(from: u16, listen: bool) -> (u16, Option<std::net::TcpListener>) {
+    for p in from..from + 2000 {
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p)) {
+            return (p, listen.then_some(l));
+        }
+    }
+    panic!("no free port in {from}..{}", from + 2000);
+}
+
+/// One TCP direction in a capture: packets, IPv4 total lengths, ORed flags.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Dir {
+    packets: u64,
+    ip_bytes: u64,
+    flags: u8,
+}
+
+/// Per TCP direction (src ip, sport, dst ip, dport) of a classic pcap of
+/// Ethernet frames (tcpdump on lo): its own reading, not nfstitch's.
+fn pcap_directions(bytes: &[u8]) -> std::collections::BTreeMap<(u32, u16, u32, u16), Dir> {
+    let mut m = std::collections::BTreeMap::new();
+    let le = match u32::from_le_bytes(bytes[0..4].try_into().unwrap()) {
+        0xa1b2_c3d4 | 0xa1b2_3c4d => true,
+        0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
+        x => panic!("not a pcap: {x:#x}"),
+    };
+    let u32_at = |at: usize| {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let incl = u32_at(at + 8) as usize;
+        let f = &bytes[at + 16..at + 16 + incl];
+        at += 16 + incl;
+        if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
+            continue;
+        }
+        let ip = &f[14..];
+        let ihl = (ip[0] & 0x0f) as usize * 4;
+        let tcp = &ip[ihl..];
+        let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let key = (be32(&ip[12..]), be16(tcp), be32(&ip[16..]), be16(&tcp[2..]));
+        let d: &mut Dir = m.entry(key).or_default();
+        d.packets += 1;
+        d.ip_bytes += be16(&ip[2..]) as u64;
+        d.flags |= tcp[13];
+    }
+    m
+}
+
+/// Real TCP on loopback, captured by tcpdump, exported by softflowd,
+/// collected with `--pair` by 2 workers: completed connections (both
+/// sides close: `SF`), connections to a closed port (`REJ`) and
+/// connections the client aborts with a RST (`RSTO`). One `conn` row per
+/// TCP connection of the capture, the client its originator, each
+/// direction's packets and IP bytes what the capture holds.
+#[test]
+fn softflowd_capture_pairs_into_connections() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use crate::interop::{find_tool, softflowd_export, softflowd_report, Guard, STEP};
+
+    let mut tools = Vec::new();
+    for n in ["softflowd", "tcpdump"] {
+        match find_tool(n) {
+            Some(p) => tools.push(p),
+            None => return skip(&format!("{n} not installed (run .ci/install-deps.sh as root)")),
+        }
+    }
+    let (softflowd, tcpdump) = (tools[0].clone(), tools[1].clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (port, listener) = low_free_port(21000, true);
+    let listener: TcpListener = listener.unwrap();
+    let (closed, _) = low_free_port(23000, false);
+
+    let cap = dir.path().join("conns.pcap");
+    let mut td = Guard::spawn(
+        "tcpdump",
+        std::process::Command::new(&tcpdump)
+            .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-B", "16384", "-w"])
+            .arg(&cap)
+            .arg(format!("tcp and (port {port} or port {closed})")),
+    );
+    let mut seen = Vec::new();
+    if let Err(e) = td.wait_line(STEP, &mut seen, |l| l.contains("listening on").then_some(())) {
+        let text = seen.join("\n");
+        if text.contains("ermission") || text.contains("not permitted") {
+            return skip(&format!(
+                "tcpdump cannot capture on lo here (needs root/CAP_NET_RAW): {text}"
+            ));
+        }
+        panic!("tcpdump did not start: {e}\n{text}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    const DONE: usize = 3;
+    const RESET: usize = 2;
+    const REFUSED: usize = 2;
+    // The server: for a completed connection, read the request to its end,
+    // answer, close; for an aborted one, read until the client's RST.
+    let server = std::thread::spawn(move || {
+        for _ in 0..DONE + RESET {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut req = Vec::new();
+            let _ = s.read_to_end(&mut req);
+            if req.starts_with(b"GET") {
+                s.write_all(&vec![b'r'; 3000]).unwrap();
+            }
+        }
+    });
+    let mut clients = Vec::new();
+    for i in 0..DONE {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(format!("GET /{i}").as_bytes()).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut resp = Vec::new();
+        c.read_to_end(&mut resp).unwrap();
+        assert_eq!(resp.len(), 3000);
+        clients.push(("SF", c.local_addr().unwrap().port()));
+    }
+    for _ in 0..RESET {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"ABORT").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+        clients.push(("RSTO", c.local_addr().unwrap().port()));
+        drop(c); // linger 0: the close sends a RST
+    }
+    for _ in 0..REFUSED {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        let local = s.local_addr().unwrap().as_socket().unwrap().port();
+        let err = s.connect(&SocketAddr::from(([127, 0, 0, 1], closed)).into()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        clients.push(("REJ", local));
+    }
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, td_out) = td.stop(Some("-INT"), STEP);
+    assert!(st.success(), "tcpdump failed: {td_out}");
+
+    // The capture's own view: per connection (by client port) both directions.
+    let dirs = pcap_directions(&std::fs::read(&cap).unwrap());
+    let lo = u32::from(Ipv4Addr::LOCALHOST);
+    let expect: Vec<(&str, u16, u16, Dir, Dir)> = clients
+        .iter()
+        .map(|&(state, cport)| {
+            let sport = if state == "REJ" { closed } else { port };
+            let o = dirs.get(&(lo, cport, lo, sport)).copied().unwrap_or_default();
+            let r = dirs.get(&(lo, sport, lo, cport)).copied().unwrap_or_default();
+            assert!(o.packets > 0 && r.packets > 0, "{state} {cport}: {dirs:?}\n{td_out}");
+            (state, cport, sport, o, r)
+        })
+        .collect();
+    assert_eq!(dirs.len(), 2 * clients.len(), "only our connections captured: {dirs:?}");
+
+    // softflowd -> nfstitch collect --pair, two workers.
+    let out = dir.path().join("conns.jsonl");
+    let stp = dir.path().join("stats.json");
+    let mut nfs = Guard::spawn(
+        "nfstitch",
+        nfstitch()
+            .args(["collect", "--listen", "127.0.0.1:0", "--workers", "2", "--stats-interval", "0"])
+            .args(["--pair", "-o"])
+            .arg(&out)
+            .arg("--stats-json")
+            .arg(&stp),
+    );
+    let mut seen = Vec::new();
+    let addr: SocketAddr = nfs
+        .wait_line(Duration::from_secs(20), &mut seen, |l| {
+            l.strip_prefix("nfstitch: listening on ")?.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", seen.join("\n")));
+    let sf = softflowd_export(&softflowd, dir.path(), &cap, addr, "p");
+    let (processed, _, sf_records, _) = softflowd_report(&sf);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, err) = nfs.stop(Some("-TERM"), STEP);
+    assert!(status.success(), "nfstitch failed: {err}");
+    let st = stats(&stp);
+    let conns = jsonl(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(st["records"].as_u64().unwrap(), sf_records, "{sf}");
+    assert_eq!(st["packets"].as_u64().unwrap(), processed);
+    assert_conns_conserved(&conns, &st);
+    assert_eq!(conns.len(), clients.len(), "one connection per TCP connection: {conns:#?}");
+    for (state, cport, sport, o, r) in expect {
+        let c = conns
+            .iter()
+            .find(|c| c["orig_port"] == cport)
+            .unwrap_or_else(|| panic!("no connection with originator port {cport}: {conns:#?}"));
+        let what = format!("{state} {cport}: {c}");
+        assert_eq!(c["resp_port"], sport, "{what}");
+        assert_eq!(c["orig_packets"].as_u64().unwrap(), o.packets, "{what}");
+        assert_eq!(c["orig_octets"].as_u64().unwrap(), o.ip_bytes, "{what}");
+        assert_eq!(c["resp_packets"].as_u64().unwrap(), r.packets, "{what}");
+        assert_eq!(c["resp_octets"].as_u64().unwrap(), r.ip_bytes, "{what}");
+        assert_eq!(c["orig_flags"].as_u64().unwrap(), u64::from(o.flags), "{what}");
+        assert_eq!(c["resp_flags"].as_u64().unwrap(), u64::from(r.flags), "{what}");
+        assert_eq!(c["conn_state"], state, "{what}");
+    }
+    assert_eq!(st["conns"]["paired"].as_u64().unwrap() as usize, clients.len());
+}
