@@ -261,7 +261,7 @@ impl Pairer {
             }
         }
         self.batch = batch;
-        while self.waiting.len() > self.cap {
+        while self.deadlines.len() > self.cap {
             let Some((_, k)) = self.deadlines.pop_first() else { break };
             if let Some((f, _)) = self.waiting.remove(&k) {
                 self.stats.overflow += 1;
