@@ -93,7 +93,6 @@ fn icmp_answer(proto: u8, dport: u16) -> Option<u16> {
 /// the fields both directions share. ICMP leaves the ports out (type and
 /// code differ between request and answer).
 pub fn symmetric_hash(k: &FlowKey) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
     static FIXED: ahash::RandomState = ahash::RandomState::with_seeds(
         0x7061_6972_6564_2121,
         0x9e37_79b9_7f4a_7c15,
@@ -104,9 +103,7 @@ pub fn symmetric_hash(k: &FlowKey) -> u64 {
     let a = (k.src, if ports { k.sport } else { 0 }, k.input);
     let b = (k.dst, if ports { k.dport } else { 0 }, k.output);
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h = FIXED.build_hasher();
-    (lo, hi, k.exporter, k.engine, k.proto, k.tos).hash(&mut h);
-    h.finish()
+    FIXED.hash_one((lo, hi, k.exporter, k.engine, k.proto, k.tos))
 }
 
 /// Why `--pair` cannot work with a key (`None`: it can): both addresses,

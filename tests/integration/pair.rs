@@ -21,6 +21,7 @@ const MIN: u64 = 60 * S;
 
 /// A record a.b.c.d:sport -> w.x.y.z:dport (addresses as u32), its times
 /// in ms of uptime (the datagram's uptime is 1 h).
+#[allow(clippy::too_many_arguments)]
 fn rec(
     src: u32,
     sport: u16,
