@@ -168,8 +168,7 @@ impl<'a> Replayer<'a> {
             Some(p) => {
                 // Everything left, sorted together as the shard's flush is (D8).
                 let mut conns = Vec::new();
-                p.push(self.now, &mut self.flows, |_| false, &mut conns);
-                p.flush(&mut conns);
+                p.finish(&mut self.flows, &mut conns);
                 conns.sort_by_key(Conn::order);
                 for c in &conns {
                     self.out.write(&ConnRow(c))?;

@@ -604,8 +604,7 @@ impl Worker {
             None => self.push_to_writer(ToWriter::Final(last)),
             Some(p) => {
                 let mut conns = Vec::new();
-                p.push(self.now, &mut last, |_| false, &mut conns);
-                p.flush(&mut conns);
+                p.finish(&mut last, &mut conns);
                 self.push_to_writer(ToWriter::FinalConns(conns));
             }
         }

@@ -279,6 +279,16 @@ impl Pairer {
         }
     }
 
+    /// End of input: the shard's final flush `flows` pairs with what waits
+    /// (and among itself), and everything left goes unpaired (none of it
+    /// counted `overflow`: nothing is early at the end). The caller sorts
+    /// the connections (by [`Conn::order`]).
+    pub fn finish(&mut self, flows: &mut Vec<Flow>, out: &mut Vec<Conn>) {
+        self.cap = usize::MAX;
+        self.push(u64::MAX, flows, |_| false, out);
+        self.flush(out);
+    }
+
     /// End of input: every waiting direction goes unpaired, sorted by
     /// (first, key).
     pub fn flush(&mut self, out: &mut Vec<Conn>) {

@@ -7,7 +7,7 @@
 //! collector with 1 and 2 workers, and bad flags.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use nfstitch::wire::RecordFields;
@@ -92,9 +92,12 @@ fn assert_conns_conserved(conns: &[Value], st: &Value) {
     let unpaired = conns.iter().filter(|c| c["resp_packets"] == 0 && c["resp_flags"] == 0).count();
     assert_eq!(c["unpaired_flows"].as_u64().unwrap() as usize, unpaired);
     assert_eq!(c["paired"].as_u64().unwrap() as usize, conns.len() - unpaired);
+    let mut states = std::collections::BTreeMap::new();
     for s in conns {
-        let n = conns.iter().filter(|x| x["conn_state"] == s["conn_state"]).count() as u64;
-        assert_eq!(c["conn_state"][s["conn_state"].as_str().unwrap()].as_u64().unwrap(), n);
+        *states.entry(s["conn_state"].as_str().unwrap()).or_insert(0u64) += 1;
+    }
+    for (state, n) in states {
+        assert_eq!(c["conn_state"][state].as_u64().unwrap(), n, "{state}");
     }
 }
 
@@ -483,4 +486,127 @@ fn softflowd_capture_pairs_into_connections() {
         assert_eq!(c["conn_state"], state, "{what}");
     }
     assert_eq!(st["conns"]["paired"].as_u64().unwrap() as usize, clients.len());
+}
+
+/// A connection as compared with loadgen's truth: exporter, protocol, the
+/// originator's (address, port, packets, octets), the responder's (none
+/// when unpaired), records.
+type TruthConn = (String, u64, (String, u64, u64, u64), Option<(String, u64, u64, u64)>, u64);
+
+/// loadgen's v5 model makes sessions of one or two directions, and its
+/// truth lists every direction (`ConnTruth`: its key, sums and first): a
+/// direction whose reverse key (ICMP: echo request and reply) is in the
+/// truth is the other half of its session. With `--pair` every session is
+/// exactly one connection, the direction seen first its originator, each
+/// side's packets and octets the truth's, in a replay of its capture and in
+/// the live collector with 1 and 2 workers (the same datagrams sent over
+/// loopback: both directions of every session meet in one shard).
+#[test]
+fn loadgen_sessions_are_connections() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("lg.pcap");
+    let cfg = loadgen::Config {
+        count: Some(600),
+        pps: 1000,
+        time_scale: Some(200.0),
+        flows: 2000,
+        active_timeout: Duration::from_secs(60),
+        inactive_timeout: Duration::from_secs(5),
+        exporters: 3,
+        seed: 11,
+        ..loadgen::Config::default()
+    };
+    let (truth, _) = loadgen::write_pcap(&cfg, &pcap).unwrap();
+    let dirs = truth.connections.as_ref().expect("pcap runs list connections");
+    // A direction's key, and its reverse's (ICMP: echo request 8 <-> reply 0).
+    type Key = (String, u8, String, u16, String, u16);
+    let key = |c: &loadgen::ConnTruth| -> Key {
+        let e = c.exporter.to_string();
+        (e, c.proto, c.src_addr.to_string(), c.src_port, c.dst_addr.to_string(), c.dst_port)
+    };
+    let reverse = |k: &Key| -> Key {
+        let (e, p, s, sp, d, dp) = k.clone();
+        match (p, dp >> 8) {
+            (1, 8) => (e, p, d, sp, s, 0),
+            (1, 0) => (e, p, d, sp, s, 8 << 8),
+            _ => (e, p, d, dp, s, sp),
+        }
+    };
+    let by_key: BTreeMap<Key, &loadgen::ConnTruth> = dirs.iter().map(|c| (key(c), c)).collect();
+    assert_eq!(by_key.len(), dirs.len(), "truth keys are unique");
+    let side =
+        |c: &loadgen::ConnTruth| (c.src_addr.to_string(), c.src_port as u64, c.packets, c.octets);
+    let mut want: BTreeSet<TruthConn> = BTreeSet::new();
+    for c in dirs {
+        let k = key(c);
+        let e = c.exporter.to_string();
+        match by_key.get(&reverse(&k)) {
+            None => {
+                want.insert((e, c.proto as u64, side(c), None, c.records));
+            }
+            Some(r) if (c.first, &k) < (r.first, &reverse(&k)) => {
+                want.insert((e, c.proto as u64, side(c), Some(side(r)), c.records + r.records));
+            }
+            Some(_) => {}
+        }
+    }
+    let paired = want.iter().filter(|w| w.3.is_some()).count();
+    assert!(
+        paired > 100 && paired < want.len(),
+        "sessions of both kinds: {paired} of {}",
+        want.len()
+    );
+    let got_set = |rows: &[Value]| -> BTreeSet<TruthConn> {
+        rows.iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_string();
+                let n = |k: &str| c[k].as_u64().unwrap();
+                let orig = (s("orig_addr"), n("orig_port"), n("orig_packets"), n("orig_octets"));
+                let resp = (n("resp_packets") > 0).then(|| {
+                    // The responder's own source port (ICMP: none, as loadgen's 0).
+                    let port = if n("proto") == 1 { 0 } else { n("resp_port") };
+                    (s("resp_addr"), port, n("resp_packets"), n("resp_octets"))
+                });
+                (s("exporter"), n("proto"), orig, resp, n("records"))
+            })
+            .collect()
+    };
+    // Replay: idle far above the router's timeouts, so no direction is split.
+    let st = dir.path().join("st.json");
+    let r = run_ok(
+        nfstitch()
+            .args(["replay", "-q", "--pair", "--idle", "10m", "--linger", "5m", "--stats-json"])
+            .arg(&st)
+            .arg(&pcap),
+    );
+    let got = jsonl(&r.stdout);
+    let st = stats(&st);
+    assert_conns_conserved(&got, &st);
+    assert_eq!(st["packets"], truth.packets);
+    assert_eq!(got.len(), want.len(), "one connection per session");
+    assert_eq!(got_set(&got), want);
+
+    // Live: the capture's datagrams, from their exporters' addresses.
+    let mut dgs = Vec::new();
+    let mut skips = nfstitch::capture::SkipCounters::default();
+    nfstitch::capture::read_path(&pcap, None, &mut skips, |f| {
+        let IpAddr::V4(exporter) = f.src else { panic!("loadgen exports from IPv4") };
+        dgs.push(Dg { ts_ns: f.ts_ns.unwrap(), exporter, bytes: f.payload.to_vec() });
+    })
+    .unwrap();
+    for w in ["1", "2"] {
+        let out = dir.path().join(format!("live{w}.jsonl"));
+        let c =
+            start(&["--workers", w, "--rcvbuf", "16000000", "--pair", "-o", out.to_str().unwrap()]);
+        send(&dgs, c.addr);
+        let (_, st, _) = c.stop();
+        let got = jsonl(&std::fs::read_to_string(&out).unwrap());
+        assert_eq!(st["kernel_drops"], 0, "{w} workers");
+        assert_eq!(st["packets"], truth.packets, "{w} workers");
+        assert_conns_conserved(&got, &st);
+        assert_eq!(got.len(), want.len(), "{w} workers: one connection per session");
+        assert_eq!(got_set(&got), want, "{w} workers");
+    }
 }
