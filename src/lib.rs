@@ -83,6 +83,9 @@
 //!   offset); everything before it is kept, and the replay exits non-zero.
 //! - A flow pushed out by `--max-flows` is *emitted* with reason `evicted`
 //!   (counted in `evictions`), not dropped: its sums are kept.
+//! - `--pair`: a direction that waited for its partner past the pairing
+//!   stage's cap is *emitted* alone early (`conns.pair_overflow`), not
+//!   dropped; a partner that comes later is a connection of its own.
 //! - The output failed (disk full): `writer_error`, `unwritten_flows`,
 //!   `unwritten_dump_rows` (exactly the rows the OS did not accept, those
 //!   still buffered included: [`output::written`]), and a non-zero exit.

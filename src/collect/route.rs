@@ -1,8 +1,9 @@
 //! Cross-shard routing: which worker owns a record (ahash of its packed key,
 //! mod the worker count, fixed seeds: the same key goes to the same shard in
 //! every worker; with `--pair` a hash that is the same for both directions of
-//! a connection, [`crate::pair::symmetric_hash`]), and the outgoing batches of records for each peer, with the
-//! receive time of each batch's oldest record. Spent batches come back from
+//! a connection, [`crate::pair::symmetric_hash`]), and the outgoing batches
+//! of records for each peer, with the receive time of each batch's oldest
+//! record. Spent batches come back from
 //! the peers' inboxes into a small pool, so steady state allocates none.
 //!
 //! It only sorts and batches; pushing a full batch into the peer's inbox
