@@ -208,6 +208,10 @@ pub struct PipelineArgs {
     /// Do not restitch: emit only the dump (implies --dump).
     #[arg(long)]
     pub no_stitch: bool,
+    /// Pair the two directions of each connection into one `conn` row (Zeek
+    /// conn.log style); needs proto, src, sport, dst and dport in --key.
+    #[arg(long)]
+    pub pair: bool,
     /// Accept datagrams with bytes after the last record.
     #[arg(long)]
     pub lenient: bool,

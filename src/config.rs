@@ -49,6 +49,8 @@ pub struct Pipeline {
     pub stitch: bool,
     /// Emit every header and record as received.
     pub dump: bool,
+    /// `--pair`: emit connections (both directions) instead of flows.
+    pub pair: bool,
     /// Accept bytes after the last record.
     pub lenient: bool,
     /// Multiply packets and octets by the sampling interval.
@@ -77,6 +79,7 @@ impl Default for Pipeline {
             max_flows: DEFAULT_MAX_FLOWS,
             stitch: true,
             dump: false,
+            pair: false,
             lenient: false,
             scale_sampling: false,
             format: Format::Jsonl,
@@ -138,7 +141,16 @@ impl Pipeline {
             bail!("--max-flows must be at least 1");
         }
         let allow = a.allow.iter().map(|s| parse_allow(s)).collect::<Result<Vec<_>>>()?;
+        if a.pair {
+            if let Some(why) = crate::pair::key_problem(&key) {
+                bail!("{why}");
+            }
+            if a.no_stitch {
+                bail!("--pair pairs restitched flows: it cannot go with --no-stitch");
+            }
+        }
         Ok(Pipeline {
+            pair: a.pair,
             allow,
             key,
             linger: a.linger,

@@ -46,6 +46,8 @@
 //!   template, templates saved across restarts, and the IPv6 seam).
 //! - [`flow`]: what a record adds, the record, the key, the shard that
 //!   restitches; [`timer`]: the hierarchical wheel the shard expires flows with.
+//! - [`pair`]: `--pair`, the two directions of a connection stitched into
+//!   one Zeek-style connection behind each shard (symmetric routing).
 //! - [`collect`]: the live collector's threads and the queues between them.
 //! - [`replay`]: the offline pipeline.
 //! - [`results`]: where a run's results go, for both modes: opening the flow
@@ -91,6 +93,9 @@
 //!   offset); everything before it is kept, and the replay exits non-zero.
 //! - A flow pushed out by `--max-flows` is *emitted* with reason `evicted`
 //!   (counted in `evictions`), not dropped: its sums are kept.
+//! - `--pair`: a direction that waited for its partner past the pairing
+//!   stage's cap is *emitted* alone early (`conns.pair_overflow`), not
+//!   dropped; a partner that comes later is a connection of its own.
 //! - The output failed (disk full): `writer_error`, `unwritten_flows`,
 //!   `unwritten_dump_rows` (exactly the rows the OS did not accept, those
 //!   still buffered included: [`output::written`]), and a non-zero exit.
@@ -115,6 +120,7 @@ pub mod fuzz;
 pub mod hist;
 pub mod ingest;
 pub mod output;
+pub mod pair;
 #[allow(unsafe_code)]
 pub mod platform;
 pub mod replay;

@@ -16,8 +16,9 @@ use crate::config::{Pipeline, Replay};
 use crate::flow::{Flow, Shard};
 use crate::ingest::{is_templated, Ingest};
 use crate::output::{
-    FlowRow, HeaderRow, Output, RecordRow, TemplatedHeaderRow, TemplatedRecordRow,
+    ConnRow, FlowRow, HeaderRow, Output, RecordRow, TemplatedHeaderRow, TemplatedRecordRow,
 };
+use crate::pair::{Conn, Pairer};
 use crate::results::{finish_report, open_output, Existing};
 use crate::stats::{DamagedCapture, Report, TemplateStateReport};
 use crate::wire::template::MessageHeader;
@@ -42,6 +43,26 @@ fn write_flows(out: &mut Output, flows: &mut Vec<Flow>) -> io::Result<()> {
     Ok(())
 }
 
+/// The flows the shard emitted, written as flows, or with `--pair` handed
+/// to the pairing stage (its clock moved to `now`) and the connections it
+/// completed written.
+fn write_ended(
+    out: &mut Output,
+    shard: &Shard,
+    pairer: Option<&mut Pairer>,
+    now: u64,
+    flows: &mut Vec<Flow>,
+) -> io::Result<()> {
+    let Some(p) = pairer else { return write_flows(out, flows) };
+    let mut conns: Vec<Conn> = Vec::new();
+    p.push(now, flows, |k| shard.contains(k), &mut conns);
+    p.advance(now, |k| shard.contains(k), &mut conns);
+    for c in &conns {
+        out.write(&ConnRow(c))?;
+    }
+    Ok(())
+}
+
 /// Run a replay, writing flows (and the dump) to the configured output.
 ///
 /// A damaged input (a file whose framing breaks part-way) does not stop the
@@ -51,6 +72,7 @@ pub fn run(cfg: &Replay) -> Result<Report> {
     let p = &cfg.pipeline;
     let mut out = open_output(p, Existing::Truncate)?;
     let report = replay_into(cfg, &mut out)?;
+    out.close().context("writing output")?;
     out.flush().context("writing output")?;
     finish_report(p, &report)?;
     if let Some(damaged) = &report.damaged_captures {
@@ -72,6 +94,8 @@ pub struct Replayer<'a> {
     out: &'a mut Output,
     ingest: Ingest,
     shard: Shard,
+    /// `--pair`: the pairing stage behind the shard.
+    pairer: Option<Pairer>,
     flows: Vec<Flow>,
     now: u64,
     failed: Option<io::Error>,
@@ -92,6 +116,7 @@ impl<'a> Replayer<'a> {
             state,
             ingest,
             shard: Shard::new(p.shard_config(1), 0),
+            pairer: p.pair.then(|| Pairer::new(p.idle.as_nanos() as u64, p.max_flows)),
             flows: Vec::new(),
             now: 0,
             failed: None,
@@ -108,10 +133,12 @@ impl<'a> Replayer<'a> {
         self.now = self.now.max(ts);
         let now = self.now;
         let out = &mut *self.out;
+        // Zeek's #open/#close say the capture clock: the same output every run.
+        out.set_clock(now);
         let mut res = Ok(());
         if p.stitch {
             self.shard.advance(now, &mut self.flows);
-            res = write_flows(out, &mut self.flows);
+            res = write_ended(out, &self.shard, self.pairer.as_mut(), now, &mut self.flows);
         }
         let shard = &mut self.shard;
         let flows = &mut self.flows;
@@ -176,7 +203,7 @@ impl<'a> Replayer<'a> {
             }
         });
         if res.is_ok() {
-            res = write_flows(out, &mut self.flows);
+            res = write_ended(out, &self.shard, self.pairer.as_mut(), now, &mut self.flows);
         }
         if let Err(e) = res {
             self.failed = Some(e);
@@ -194,7 +221,20 @@ impl<'a> Replayer<'a> {
             return Err(e);
         }
         self.shard.flush(self.now, &mut self.flows);
-        write_flows(self.out, &mut self.flows)?;
+        let mut pair = None;
+        match self.pairer.as_mut() {
+            None => write_flows(self.out, &mut self.flows)?,
+            Some(p) => {
+                // Everything left, sorted together as the shard's flush is (D8).
+                let mut conns = Vec::new();
+                p.finish(&mut self.flows, &mut conns);
+                conns.sort_by_key(Conn::order);
+                for c in &conns {
+                    self.out.write(&ConnRow(c))?;
+                }
+                pair = Some(*p.stats());
+            }
+        }
         // Held datagrams whose template never came: expired, counted.
         self.ingest.expire_held(u64::MAX);
         if let Some(st) = &mut self.state {
@@ -220,7 +260,8 @@ impl<'a> Replayer<'a> {
             self.ingest.templated.hold.sets(),
             &self.ingest.exporter_templated(),
         )
-        .with_skips(skips);
+        .with_skips(skips)
+        .with_pair(pair.as_ref());
         report.template_state = self.state.take();
         Ok(report)
     }

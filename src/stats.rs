@@ -139,6 +139,54 @@ pub struct Report {
     /// Live only: counters of extra sinks (ClickHouse), by sink name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinks: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+    /// `--pair` only: the connections emitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conns: Option<ConnReport>,
+}
+
+/// `--pair`: connections emitted, by state and end reason, and how many
+/// were one direction alone.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct ConnReport {
+    pub total: u64,
+    /// By `conn_state` (every state, zeros included).
+    pub conn_state: BTreeMap<&'static str, u64>,
+    /// By end reason (of the direction that ended last).
+    pub end_reason: BTreeMap<&'static str, u64>,
+    /// Connections of two directions.
+    pub paired: u64,
+    /// Connections of one direction: flows whose partner never came.
+    pub unpaired_flows: u64,
+    /// Of those, directions sent on alone early for want of room.
+    pub pair_overflow: u64,
+    /// Sums over both directions of every connection (equal to the
+    /// top-level sums over accepted records).
+    pub records: u64,
+    pub packets: u64,
+    pub octets: u64,
+}
+
+impl ConnReport {
+    pub fn new(s: &crate::pair::PairStats) -> Self {
+        use crate::pair::ConnState;
+        ConnReport {
+            total: s.conns(),
+            conn_state: ConnState::ALL
+                .iter()
+                .map(|c| (c.as_str(), s.by_state[*c as usize]))
+                .collect(),
+            end_reason: EndReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), s.by_end_reason[*r as usize]))
+                .collect(),
+            paired: s.paired,
+            unpaired_flows: s.unpaired,
+            pair_overflow: s.overflow,
+            records: s.records,
+            packets: s.packets,
+            octets: s.octets,
+        }
+    }
 }
 
 /// What the state directory gave at start and took at the end.
@@ -301,6 +349,12 @@ impl Report {
         self
     }
 
+    /// With `--pair`'s connection counts (`None`: flows only).
+    pub fn with_pair(mut self, s: Option<&crate::pair::PairStats>) -> Self {
+        self.conns = s.map(ConnReport::new);
+        self
+    }
+
     pub fn with_skips(mut self, s: &SkipCounters) -> Self {
         self.frames = Some(s.frames);
         self.frames_skipped = Some(SKIP_REASONS.iter().copied().zip(s.skipped).collect());
@@ -364,6 +418,25 @@ impl Report {
             self.evictions,
             self.active_flows
         )?;
+        if let Some(c) = &self.conns {
+            let nonzero = |m: &BTreeMap<&str, u64>| {
+                m.iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(
+                w,
+                "  connections {} ({}; {}), paired {}, unpaired flows {} ({} for want of room)",
+                c.total,
+                nonzero(&c.conn_state),
+                nonzero(&c.end_reason),
+                c.paired,
+                c.unpaired_flows,
+                c.pair_overflow
+            )?;
+        }
         writeln!(
             w,
             "  sequence: {} records lost, {} restarts, {} late datagrams, {} duplicate datagrams",

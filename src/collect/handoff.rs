@@ -20,6 +20,7 @@ use super::gauges::{Gauges, Snapshot};
 use crate::flow::{Flow, FlowRecord};
 use crate::hist::Latency;
 use crate::ingest::SeqTracker;
+use crate::pair::Conn;
 use crate::wire::template::MessageHeader;
 use crate::wire::{Header, RecordFields};
 
@@ -65,6 +66,10 @@ pub enum ToWriter {
     Dump(Vec<DumpRow>),
     /// The worker's final flush (`shutdown`): the writer sorts all of them together (D8).
     Final(Vec<Flow>),
+    /// `--pair`: connections completed, in emission order.
+    Conns(Vec<Conn>),
+    /// `--pair`: the worker's last connections (sorted together, as `Final`).
+    FinalConns(Vec<Conn>),
 }
 
 /// One worker's end of every queue.

@@ -178,6 +178,10 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
             dump: p.dump,
             rx_coalesce: cfg.rx_coalesce,
             reserve: cfg.reserve_flows.div_ceil(cfg.workers),
+            pairer: p.pair.then(|| {
+                let sc = p.shard_config(cfg.workers);
+                crate::pair::Pairer::new(sc.idle_ns, sc.max_flows)
+            }),
         };
         let w = Worker::new(Arc::clone(&shared), poll, wcfg)?;
         let core = match &cfg.cpus {
@@ -249,7 +253,11 @@ impl Running {
         // OS did not accept (never handed to the output, or still in its
         // buffer); the dump rows the workers dropped once it had failed or
         // that still sat in its queues.
-        let emitted: u64 = results.iter().map(|r| r.shard.flows_total()).sum();
+        // (With --pair the rows are connections.)
+        let emitted: u64 = results
+            .iter()
+            .map(|r| r.pair.map_or_else(|| r.shard.flows_total(), |s| s.conns()))
+            .sum();
         let flows = emitted.saturating_sub(shared.flows_written.load(Ordering::SeqCst));
         // (and those of the dump batch the writer had in hand or had buffered).
         let mut rows: u64 =
@@ -324,6 +332,13 @@ fn report(
     let mut report = Report::new(&counters, &exporters, &seq, &overflow, &shards, 0)
         .with_templated(&templated, held_now, &per_templated);
     report.template_state = state;
+    if p.pair {
+        let mut pair = crate::pair::PairStats::default();
+        for s in results.iter().filter_map(|r| r.pair.as_ref()) {
+            pair.add(s);
+        }
+        report = report.with_pair(Some(&pair));
+    }
     report.kernel_drops = Some(workers.iter().map(|w| w.kernel_drops).sum());
     report.unread_at_shutdown = Some(workers.iter().map(|w| w.unread_at_shutdown).sum());
     report.queue_stalls = Some(workers.iter().map(|w| w.queue_stalls + w.writer_stalls).sum());

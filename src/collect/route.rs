@@ -1,14 +1,16 @@
 //! Cross-shard routing: which worker owns a record (ahash of its packed key,
 //! mod the worker count, fixed seeds: the same key goes to the same shard in
-//! every worker), and the outgoing batches of records for each peer, with the
-//! receive time of each batch's oldest record. Spent batches come back from
+//! every worker; with `--pair` a hash that is the same for both directions of
+//! a connection, [`crate::pair::symmetric_hash`]), and the outgoing batches
+//! of records for each peer, with the receive time of each batch's oldest
+//! record. Spent batches come back from
 //! the peers' inboxes into a small pool, so steady state allocates none.
 //!
 //! It only sorts and batches; pushing a full batch into the peer's inbox
 //! (and waiting while it is full) is [`push`](super::push)'s.
 
 use super::handoff::{RecordBatch, RECORD_BATCH};
-use crate::flow::{FlowRecord, KeyHasher, KeyPacker, KeySpec, PackedKey, Records};
+use crate::flow::{FlowKey, FlowRecord, KeyHasher, KeyPacker, KeySpec, PackedKey, Records};
 use crate::ingest::WireRecords;
 
 /// One worker's routing state: its id, the key, one outgoing batch per peer.
@@ -17,6 +19,9 @@ pub struct Router {
     id: usize,
     /// The key, as the routing hash needs it.
     packer: KeyPacker,
+    /// `--pair`: route by the symmetric hash of the key (both directions of
+    /// a connection to one shard).
+    pair: Option<KeySpec>,
     out: Vec<Vec<FlowRecord>>,
     /// Receive time of the oldest record in each `out` batch.
     out_rx: Vec<u64>,
@@ -25,12 +30,14 @@ pub struct Router {
 }
 
 impl Router {
-    /// Routing for worker `id` of `workers` (at most 64: `route` returns a bitmask).
-    pub fn new(id: usize, workers: usize, key: KeySpec) -> Self {
+    /// Routing for worker `id` of `workers` (at most 64: `route` returns a
+    /// bitmask); `pair`: by the symmetric hash (`--pair`).
+    pub fn new(id: usize, workers: usize, key: KeySpec, pair: bool) -> Self {
         debug_assert!(id < workers && workers <= 64, "worker {id} of {workers}");
         Router {
             id,
             packer: key.packer(),
+            pair: pair.then_some(key),
             out: (0..workers).map(|_| Vec::with_capacity(RECORD_BATCH)).collect(),
             out_rx: vec![0; workers],
             pool: Vec::new(),
@@ -48,6 +55,12 @@ impl Router {
         (KeyHasher::hash_packed(key) % self.workers() as u64) as usize
     }
 
+    /// The worker whose shard owns flow `key` and its partner (`--pair`).
+    #[inline]
+    pub fn pair_owner(&self, key: &FlowKey) -> usize {
+        (crate::pair::symmetric_hash(key) % self.workers() as u64) as usize
+    }
+
     /// Copy the records of `wire[start..]` (one datagram's, in `buf`, received
     /// at `ts`) that other shards own to their outgoing batches and drop them
     /// from `wire`, keeping the own ones. Returns a bitmask of the
@@ -57,7 +70,10 @@ impl Router {
         let mut dests = [0u8; crate::wire::MAX_RECORDS];
         let view = wire.view(buf);
         for k in start..view.len() {
-            let dest = self.owner(&view.key(k, &self.packer));
+            let dest = match &self.pair {
+                None => self.owner(&view.key(k, &self.packer)),
+                Some(spec) => self.pair_owner(&spec.key_of(&view.record(k))),
+            };
             dests[k - start] = dest as u8;
             if dest == self.id {
                 continue;
@@ -128,7 +144,7 @@ mod tests {
     /// with the receive time of its oldest record.
     #[test]
     fn every_record_goes_to_its_owner_once() {
-        let mut r = Router::new(1, 4, KeySpec::default());
+        let mut r = Router::new(1, 4, KeySpec::default(), false);
         let mut ing = Ingest::new(false, false);
         let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         let (mut kept, mut routed, mut full_seen) = (0, [0usize; 4], 0u64);

@@ -14,6 +14,10 @@
 //! state, shared by the workers (`ingest::exporters`), uncontended unless
 //! one exporter's datagrams reach several workers.
 //!
+//! With `--pair`, the flows the shard ends pass through the worker's
+//! [`Pairer`] (both directions of a connection are in this shard: the
+//! routing hash is symmetric) and connections go to the writer instead.
+//!
 //! Which shard owns a record and the batches for peers: [`route`](super::route).
 //! What a worker does when a queue is full: `push.rs`.
 
@@ -34,6 +38,7 @@ use super::route::Router;
 use crate::flow::{Flow, KeySpec, Records, Shard};
 use crate::hist::Latency;
 use crate::ingest::{is_templated, Ingest, WireRecords};
+use crate::pair::{PairStats, Pairer};
 use crate::platform::{recv_batch, socket_drops, RecvBatch, ReuseportSocket};
 
 /// Datagrams per recvmmsg call.
@@ -66,6 +71,8 @@ pub struct WorkerResult {
     pub receive_to_applied: Latency,
     /// Export time in the header to kernel receive time.
     pub export_to_receive: Latency,
+    /// `--pair`: the connections the worker emitted.
+    pub pair: Option<PairStats>,
 }
 
 /// How to build a worker: what it owns and how it behaves.
@@ -87,6 +94,8 @@ pub struct WorkerConfig {
     /// Flow slots to reserve when the worker starts (on its own core, so the
     /// memory is first touched there: local on NUMA machines).
     pub reserve: usize,
+    /// `--pair`: the pairing stage behind the shard.
+    pub pairer: Option<Pairer>,
 }
 
 /// A worker's state; `run` consumes it on its thread.
@@ -97,6 +106,8 @@ pub struct Worker {
     pub poll: Poll,
     pub sockets: Vec<(ReuseportSocket, RecvBatch)>,
     pub shard: Shard,
+    /// `--pair`: the pairing stage behind the shard.
+    pairer: Option<Pairer>,
     pub ingest: Ingest,
     router: Router,
     pub stitch: bool,
@@ -165,7 +176,8 @@ impl Worker {
             now: cfg.shard.now(),
             shard: cfg.shard,
             ingest: cfg.ingest,
-            router: Router::new(cfg.id, n, cfg.key),
+            router: Router::new(cfg.id, n, cfg.key, cfg.pairer.is_some()),
+            pairer: cfg.pairer,
             stitch: cfg.stitch,
             dump: cfg.dump,
             batch_rx: Vec::with_capacity(RECV_BATCH),
@@ -247,10 +259,16 @@ impl Worker {
         self.shutdown()
     }
 
-    /// How long poll may sleep: until the shard's next deadline, at most MAX_SLEEP.
+    /// How long poll may sleep: until the shard's (or, with `--pair`, the
+    /// pairing stage's) next deadline, at most MAX_SLEEP.
     fn sleep_for(&self) -> Duration {
         let wall = wall_ns();
-        match self.shard.next_deadline() {
+        let pair = self.pairer.as_ref().and_then(Pairer::next_deadline);
+        let next = match (self.shard.next_deadline(), pair) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
             Some(d) if d <= wall => Duration::ZERO,
             Some(d) => Duration::from_nanos(d - wall).min(MAX_SLEEP),
             None => MAX_SLEEP,
@@ -469,7 +487,7 @@ impl Worker {
         if self.stitch {
             self.advance_to(self.now);
         }
-        if !self.flows.is_empty() {
+        if !self.flows.is_empty() || self.pairer.is_some() {
             self.send_flows();
         }
         if !self.dump_rows.is_empty() {
@@ -489,6 +507,16 @@ impl Worker {
     }
 
     fn send_flows(&mut self) {
+        if let Some(p) = self.pairer.as_mut() {
+            // --pair: the flows become connections (the pairing stage's clock moves too).
+            let (mut conns, shard) = (Vec::new(), &self.shard);
+            p.push(self.now, &mut self.flows, |k| shard.contains(k), &mut conns);
+            p.advance(self.now, |k| shard.contains(k), &mut conns);
+            if !conns.is_empty() {
+                self.push_to_writer(ToWriter::Conns(conns));
+            }
+            return;
+        }
         let mb = &self.shared.mailboxes[self.id];
         let fresh = mb.spent_flows.pop().unwrap_or_else(|| Vec::with_capacity(FLOW_BATCH));
         let flows = std::mem::replace(&mut self.flows, fresh);
@@ -635,7 +663,14 @@ impl Worker {
         if self.stitch {
             self.shard.flush(self.now, &mut last);
         }
-        self.push_to_writer(ToWriter::Final(last));
+        match self.pairer.as_mut() {
+            None => self.push_to_writer(ToWriter::Final(last)),
+            Some(p) => {
+                let mut conns = Vec::new();
+                p.finish(&mut last, &mut conns);
+                self.push_to_writer(ToWriter::FinalConns(conns));
+            }
+        }
         self.last_snapshot = None;
         self.publish();
         self.log_overflow(true);
@@ -653,6 +688,7 @@ impl Worker {
             unwritten_rows: self.pushed.unwritten_rows,
             receive_to_applied: std::mem::take(&mut self.receive_to_applied),
             export_to_receive: std::mem::take(&mut self.export_to_receive),
+            pair: self.pairer.as_ref().map(|p| *p.stats()),
         }
     }
 }

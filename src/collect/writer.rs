@@ -26,9 +26,10 @@ use crate::flow::Flow;
 use crate::hist::Latency;
 use crate::output::rotate::Rotator;
 use crate::output::{
-    Buffered, FlowRow, HeaderRow, Output, RecordRow, RowCounts, TemplatedHeaderRow,
+    Buffered, ConnRow, FlowRow, HeaderRow, Output, RecordRow, RowCounts, TemplatedHeaderRow,
     TemplatedRecordRow,
 };
+use crate::pair::Conn;
 use crate::sink::FlowSink;
 
 /// Writer settings.
@@ -84,8 +85,8 @@ pub fn run(
     }
     // What reached the OS: after a successful flush everything handed to
     // the output; after an output error (the output then refuses every
-    // write), what it had accepted before.
-    let flushed = out.flush();
+    // write), what it had accepted before. A Zeek log ends with `#close`.
+    let flushed = if res.is_ok() { out.close().and_then(|()| out.flush()) } else { out.flush() };
     if res.is_ok() {
         if let Err(e) = flushed {
             res = Err(e).context("writing output");
@@ -131,6 +132,7 @@ fn write_loop(
     stats: &mut WriterStats,
 ) -> Result<()> {
     let mut finals: Vec<Flow> = Vec::new();
+    let mut final_conns: Vec<Conn> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_stats = Instant::now();
     let mut last_publish = Instant::now();
@@ -149,10 +151,13 @@ fn write_loop(
                         sink.flows(flows).with_context(|| format!("{} sink", sink.name()))?;
                     }
                 }
+                if let ToWriter::Conns(conns) = &msg {
+                    conn_sinks(&mut cfg.sinks, conns)?;
+                }
                 write_msg(
                     &mut msg,
                     out,
-                    &mut finals,
+                    (&mut finals, &mut final_conns),
                     &mut stats.flow_end_to_written,
                     &mut stats.lost_dump_rows,
                 )
@@ -167,7 +172,7 @@ fn write_loop(
                         v.clear();
                         let _ = mb.spent_dump.push(v);
                     }
-                    ToWriter::Final(_) => {}
+                    ToWriter::Final(_) | ToWriter::Conns(_) | ToWriter::FinalConns(_) => {}
                 }
             }
         }
@@ -229,14 +234,36 @@ fn write_loop(
     for f in &finals {
         out.write(&FlowRow(f)).context("writing output")?;
     }
+    final_conns.sort_by_key(Conn::order);
+    for c in &final_conns {
+        out.write(&ConnRow(c)).context("writing output")?;
+    }
     out.flush().context("writing output")?;
     let written = wall_ns();
     for f in &finals {
         stats.flow_end_to_written.record(written.saturating_sub(f.end_ns));
     }
+    for c in &final_conns {
+        stats.flow_end_to_written.record(written.saturating_sub(c.end_ns()));
+    }
+    conn_sinks(&mut cfg.sinks, &final_conns)?;
     for sink in cfg.sinks.iter_mut() {
         sink.flows(&finals).with_context(|| format!("{} sink", sink.name()))?;
         sink.close().with_context(|| format!("{} sink", sink.name()))?;
+    }
+    Ok(())
+}
+
+/// `--pair`: the sinks still get every flow (both directions of each
+/// connection), as without it.
+fn conn_sinks(sinks: &mut [Box<dyn FlowSink>], conns: &[Conn]) -> Result<()> {
+    if sinks.is_empty() || conns.is_empty() {
+        return Ok(());
+    }
+    let flows: Vec<Flow> =
+        conns.iter().flat_map(|c| std::iter::once(c.orig).chain(c.resp)).collect();
+    for sink in sinks.iter_mut() {
+        sink.flows(&flows).with_context(|| format!("{} sink", sink.name()))?;
     }
     Ok(())
 }
@@ -260,7 +287,7 @@ fn publish_sinks(shared: &Shared, sinks: &[Box<dyn FlowSink>]) {
 fn write_msg(
     msg: &mut ToWriter,
     out: &mut Output,
-    finals: &mut Vec<Flow>,
+    (finals, final_conns): (&mut Vec<Flow>, &mut Vec<Conn>),
     hist: &mut Latency,
     lost_dump: &mut u64,
 ) -> io::Result<()> {
@@ -283,6 +310,16 @@ fn write_msg(
             }
         }
         ToWriter::Final(flows) => finals.append(flows),
+        ToWriter::Conns(conns) => {
+            for c in conns.iter() {
+                out.write(&ConnRow(c))?;
+            }
+            let written = wall_ns();
+            for c in conns.iter() {
+                hist.record(written.saturating_sub(c.end_ns()));
+            }
+        }
+        ToWriter::FinalConns(conns) => final_conns.append(conns),
     }
     Ok(())
 }

@@ -129,6 +129,11 @@ impl Contexts {
         id
     }
 
+    /// The id of `w` if the shard holds it (a lookup: nothing added).
+    pub(super) fn find(&self, w: &ContextWords) -> Option<u32> {
+        self.map.get(w).copied()
+    }
+
     /// A flow holds `id`.
     #[inline(always)]
     pub(super) fn acquire(&mut self, id: u32) {

@@ -253,6 +253,22 @@ impl Shard {
         self.now
     }
 
+    /// Whether the flow keyed `key` (a key under this shard's [`KeySpec`]:
+    /// fields outside it zero) is live here. For `--pair`, which asks
+    /// whether a direction's partner is still open (`crate::pair`). A
+    /// lookup only: a context the shard does not hold means no such flow.
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        let pk = key.pack();
+        let Some(ctx) = self.contexts.find(&pk.context()) else {
+            return false;
+        };
+        let t = Tuple::new(pk.addrs(), ctx, pk.ports(), pk.proto());
+        let hash = self.hash_of(&t);
+        let (slab, mask) = (&self.slab, &self.mask);
+        self.table.find_new(hash, |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
+            || self.table.find_old(hash, |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
+    }
+
     /// The hash of a slot's key (the table keeps only a tag of it).
     #[inline]
     pub(super) fn hash_of(&self, t: &Tuple) -> u64 {

@@ -32,7 +32,9 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::str::FromStr;
 
-pub use rows::{FlowRow, HeaderRow, RecordRow, Row, TemplatedHeaderRow, TemplatedRecordRow};
+pub use rows::{
+    ConnRow, FlowRow, HeaderRow, RecordRow, Row, TemplatedHeaderRow, TemplatedRecordRow,
+};
 pub use written::{Buffered, OutWrite, RowCounts};
 use written::{Ledger, RowKind};
 
@@ -95,6 +97,14 @@ pub enum Ty {
     Port,
     Time,
     Str,
+    /// A duration (Zeek `interval`: seconds with decimals).
+    Interval,
+    /// A Zeek `enum` (a name, like conn.log's `proto`: `tcp`).
+    Enum,
+    /// Zeek `bool` and `set[string]`: only ever unset here (conn.log's
+    /// `local_orig`, `tunnel_parents`).
+    Bool,
+    SetStr,
 }
 
 impl Ty {
@@ -105,6 +115,10 @@ impl Ty {
             Ty::Port => "port",
             Ty::Time => "time",
             Ty::Str => "string",
+            Ty::Interval => "interval",
+            Ty::Enum => "enum",
+            Ty::Bool => "bool",
+            Ty::SetStr => "set[string]",
         }
     }
 }
@@ -115,6 +129,13 @@ pub trait Visitor {
     fn addr(&mut self, name: &'static str, v: IpAddr);
     fn time(&mut self, name: &'static str, ns: u64);
     fn str(&mut self, name: &'static str, v: &str);
+    /// A duration in ns: seconds with nine decimals in every format.
+    fn interval(&mut self, name: &'static str, ns: u64);
+    /// A string of Zeek type `ty` (`Str` or `Enum`); `None` is unset
+    /// (Zeek `-`, JSON `null`, CSV empty).
+    fn opt_str(&mut self, name: &'static str, ty: Ty, v: Option<&str>);
+    /// A count that is unset (Zeek `-`, JSON `null`, CSV empty).
+    fn unset(&mut self, name: &'static str, ty: Ty);
 }
 
 /// Writes rows in one format to one `Write`.
@@ -126,6 +147,9 @@ pub struct Output {
     line: String,
     /// Rows handed to `w`, and which of them the OS accepted.
     ledger: Ledger,
+    /// The time the Zeek `#open`/`#close` lines carry: the wall clock
+    /// unless set ([`Output::set_clock`]: a replay's capture clock).
+    clock: Option<u64>,
 }
 
 impl std::fmt::Debug for Output {
@@ -141,7 +165,43 @@ impl Output {
     pub fn new(format: Format, time: TimeFormat, w: Box<dyn OutWrite>) -> Self {
         let time = if format == Format::Zeek { TimeFormat::Epoch } else { time };
         let line = String::with_capacity(512);
-        Output { format, time, w, kind: None, line, ledger: Ledger::default() }
+        Output { format, time, w, kind: None, line, ledger: Ledger::default(), clock: None }
+    }
+
+    /// The time (ns) that Zeek's `#open` and `#close` lines say from now on,
+    /// instead of the wall clock: a replay sets its capture clock, so that
+    /// its output is the same in every run.
+    pub fn set_clock(&mut self, ns: u64) {
+        self.clock = Some(ns);
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.clock.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        })
+    }
+
+    /// End the current Zeek log block with its `#close` line (real Zeek logs
+    /// end with one); nothing for JSON and CSV, or when no block is open.
+    /// [`Output::replace_writer`] and [`Output::finish`] do it themselves;
+    /// call it before [`Output::into_writer`] and at the end of a stream
+    /// that is only flushed.
+    pub fn close(&mut self) -> io::Result<()> {
+        if self.format != Format::Zeek || self.kind.is_none() {
+            return Ok(());
+        }
+        self.kind = None;
+        self.line.clear();
+        let now = self.now_ns();
+        push_zeek_stamp(&mut self.line, "#close", now);
+        if let Err(e) = self.w.write_all(self.line.as_bytes()) {
+            self.settle();
+            return Err(e);
+        }
+        self.ledger.extra(self.line.len());
+        Ok(())
     }
 
     /// Rows handed to the writer so far, by kind.
@@ -158,6 +218,7 @@ impl Output {
     /// Replace the underlying writer (SIGHUP reopen, rotation) and return the
     /// old one, flushed, for the caller to finish. The next row writes a schema header.
     pub fn replace_writer(&mut self, w: Box<dyn OutWrite>) -> io::Result<Box<dyn OutWrite>> {
+        self.close()?;
         self.flush()?;
         self.ledger.new_stream();
         self.kind = None;
@@ -171,8 +232,9 @@ impl Output {
         }
     }
 
-    /// Flush and finish the writer (end of output).
-    pub fn finish(self) -> io::Result<()> {
+    /// Close the Zeek block, flush and finish the writer (end of output).
+    pub fn finish(mut self) -> io::Result<()> {
+        self.close()?;
         self.w.finish()
     }
 
@@ -206,7 +268,7 @@ impl Output {
                 // Zeek rows have no type column: no separator before the first field.
                 let mut d =
                     Delimited { out: &mut self.line, time: self.time, sep: '\t', first: true };
-                row.visit(&mut d);
+                row.visit_zeek(&mut d);
                 self.line.push('\n');
             }
         }
@@ -214,7 +276,7 @@ impl Output {
             self.settle();
             return Err(e);
         }
-        let kind = if R::KIND == FlowRow::KIND {
+        let kind = if R::KIND == FlowRow::KIND || R::KIND == ConnRow::KIND {
             RowKind::Flow
         } else if R::KIND == RecordRow::KIND {
             RowKind::Record
@@ -233,7 +295,11 @@ impl Output {
 
     fn schema<R: Row>(&mut self, row: &R) {
         let mut names = Names { names: Vec::new() };
-        row.visit(&mut names);
+        if self.format == Format::Zeek {
+            row.visit_zeek(&mut names);
+        } else {
+            row.visit(&mut names);
+        }
         match self.format {
             Format::Jsonl => {}
             Format::Csv => {
@@ -245,11 +311,18 @@ impl Output {
                 self.line.push('\n');
             }
             Format::Zeek => {
+                // A block of another kind before: it ends as a Zeek log ends.
+                let now = self.now_ns();
+                if self.kind.is_some() {
+                    push_zeek_stamp(&mut self.line, "#close", now);
+                }
                 let _ = write!(
                     self.line,
-                    "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{}\n#fields",
+                    "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{}\n",
                     R::ZEEK_PATH
                 );
+                push_zeek_stamp(&mut self.line, "#open", now);
+                self.line.push_str("#fields");
                 for (n, _) in &names.names {
                     let _ = write!(self.line, "\t{n}");
                 }
@@ -295,6 +368,29 @@ impl Visitor for Names {
     fn str(&mut self, name: &'static str, _: &str) {
         self.names.push((name, Ty::Str));
     }
+    fn interval(&mut self, name: &'static str, _: u64) {
+        self.names.push((name, Ty::Interval));
+    }
+    fn opt_str(&mut self, name: &'static str, ty: Ty, _: Option<&str>) {
+        self.names.push((name, ty));
+    }
+    fn unset(&mut self, name: &'static str, ty: Ty) {
+        self.names.push((name, ty));
+    }
+}
+
+/// Append Zeek's `#open`/`#close` line: `TAG\tYYYY-MM-DD-HH-MM-SS\n` (UTC).
+fn push_zeek_stamp(out: &mut String, tag: &str, ns: u64) {
+    out.push_str(tag);
+    out.push('\t');
+    let start = out.len();
+    push_civil(out, ns / 1_000_000_000);
+    // `YYYY-MM-DDTHH:MM:SS` as Zeek writes it: `YYYY-MM-DD-HH-MM-SS`.
+    let stamp: String =
+        out[start..].chars().map(|c| if c == 'T' || c == ':' { '-' } else { c }).collect();
+    out.truncate(start);
+    out.push_str(&stamp);
+    out.push('\n');
 }
 
 /// Append `v` as exactly nine digits (nanoseconds).
@@ -425,6 +521,23 @@ impl Visitor for Jsonl<'_> {
         self.out.push_str(v);
         self.out.push('"');
     }
+    fn interval(&mut self, name: &'static str, ns: u64) {
+        json_key(self.out, name);
+        push_time(self.out, ns, TimeFormat::Epoch);
+    }
+    fn opt_str(&mut self, name: &'static str, _: Ty, v: Option<&str>) {
+        match v {
+            Some(v) => self.str(name, v),
+            None => {
+                json_key(self.out, name);
+                self.out.push_str("null");
+            }
+        }
+    }
+    fn unset(&mut self, name: &'static str, _: Ty) {
+        json_key(self.out, name);
+        self.out.push_str("null");
+    }
 }
 
 struct Delimited<'a> {
@@ -462,7 +575,35 @@ impl Visitor for Delimited<'_> {
     }
     fn str(&mut self, _: &'static str, v: &str) {
         self.sep();
-        self.out.push_str(v);
+        if v.is_empty() && self.sep == '\t' {
+            // Zeek's mark for an empty string (`#empty_field`).
+            self.out.push_str("(empty)");
+        } else {
+            self.out.push_str(v);
+        }
+    }
+    fn interval(&mut self, _: &'static str, ns: u64) {
+        self.sep();
+        push_time(self.out, ns, TimeFormat::Epoch);
+    }
+    fn opt_str(&mut self, _: &'static str, _: Ty, v: Option<&str>) {
+        self.sep();
+        self.unset_or(v);
+    }
+    fn unset(&mut self, _: &'static str, _: Ty) {
+        self.sep();
+        self.unset_or(None);
+    }
+}
+
+impl Delimited<'_> {
+    /// A value, or Zeek's unset mark `-` (CSV: an empty field).
+    fn unset_or(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => self.out.push_str(v),
+            None if self.sep == '\t' => self.out.push('-'),
+            None => {}
+        }
     }
 }
 

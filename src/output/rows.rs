@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Ty, Visitor};
 use crate::flow::{exporter_end_reason_name, Flow, FlowRecord};
+use crate::pair::{zeek_proto, Conn};
 use crate::wire::template::{MessageHeader, Version};
 use crate::wire::{Header, RecordFields, SamplingMode};
 
@@ -15,6 +16,11 @@ pub trait Row {
     /// The Zeek `#path`.
     const ZEEK_PATH: &'static str;
     fn visit<V: Visitor>(&self, v: &mut V);
+    /// The fields of the Zeek log: [`Row::visit`]'s unless the kind has a
+    /// Zeek layout of its own (flows append `ts`; connections follow conn.log).
+    fn visit_zeek<V: Visitor>(&self, v: &mut V) {
+        self.visit(v);
+    }
 }
 
 fn v4(a: u32) -> IpAddr {
@@ -75,6 +81,105 @@ impl Row for FlowRow<'_> {
         v.num("dst_mask", Ty::Count, r.dst_mask as u64);
         sampling(v, r.sampling);
         v.str("exporter_end_reason", exporter_end_reason_name(f.exporter_end_reason));
+    }
+
+    /// Zeek tools index a log by `ts`: the flow's `first`, appended so
+    /// that no column moves.
+    fn visit_zeek<V: Visitor>(&self, v: &mut V) {
+        self.visit(v);
+        v.time("ts", self.0.first_ns);
+    }
+}
+
+/// The attributes of a record (a connection's: its originator's first record).
+fn attributes<V: Visitor>(v: &mut V, r: &FlowRecord) {
+    v.num("input", Ty::Count, r.input as u64);
+    v.num("output", Ty::Count, r.output as u64);
+    v.addr("nexthop", r.nexthop);
+    v.num("tos", Ty::Count, r.tos as u64);
+    v.num("src_as", Ty::Count, r.src_as as u64);
+    v.num("dst_as", Ty::Count, r.dst_as as u64);
+    v.num("src_mask", Ty::Count, r.src_mask as u64);
+    v.num("dst_mask", Ty::Count, r.dst_mask as u64);
+    sampling(v, r.sampling);
+}
+
+/// A connection (`--pair`): both directions of a flow pair.
+#[derive(Debug)]
+pub struct ConnRow<'a>(pub &'a Conn);
+
+impl Row for ConnRow<'_> {
+    const KIND: &'static str = "conn";
+    const ZEEK_PATH: &'static str = "conn";
+    fn visit<V: Visitor>(&self, v: &mut V) {
+        let c = self.0;
+        let r = &c.orig.rec;
+        let (oa, op, ra, rp) = c.endpoints();
+        v.addr("exporter", r.exporter);
+        v.addr("orig_addr", oa);
+        v.num("orig_port", Ty::Port, op as u64);
+        v.addr("resp_addr", ra);
+        v.num("resp_port", Ty::Port, rp as u64);
+        v.num("proto", Ty::Count, r.proto as u64);
+        v.num("records", Ty::Count, c.records());
+        v.num("orig_packets", Ty::Count, c.orig.packets);
+        v.num("orig_octets", Ty::Count, c.orig.octets);
+        v.num("resp_packets", Ty::Count, c.resp_packets());
+        v.num("resp_octets", Ty::Count, c.resp_octets());
+        v.num("orig_flags", Ty::Count, c.orig.tcp_flags as u64);
+        v.num("resp_flags", Ty::Count, c.resp_flags() as u64);
+        v.str("conn_state", c.state().as_str());
+        v.str("history", c.history().as_str());
+        v.time("first", c.first_ns());
+        v.time("last", c.last_ns());
+        v.str("end_reason", c.end_reason.as_str());
+        attributes(v, r);
+    }
+
+    /// conn.log's own columns, names and types, in its order (what flows
+    /// cannot tell is unset: `service`, `orig_bytes`/`resp_bytes` (NetFlow
+    /// octets are IP bytes: `*_ip_bytes`), `local_*`, `missed_bytes`,
+    /// `tunnel_parents`), then nfstitch's: `exporter`, `ip_proto`, and the
+    /// rest of the `conn` row's fields. ICMP ports are type and code, as in
+    /// Zeek.
+    fn visit_zeek<V: Visitor>(&self, v: &mut V) {
+        let c = self.0;
+        let r = &c.orig.rec;
+        let (oa, mut op, ra, mut rp) = c.endpoints();
+        if r.proto == 1 || r.proto == 58 {
+            (op, rp) = (rp >> 8, rp & 0xff);
+        }
+        let history = c.history();
+        v.time("ts", c.first_ns());
+        v.str("uid", c.uid().as_str());
+        v.addr("id.orig_h", oa);
+        v.num("id.orig_p", Ty::Port, op as u64);
+        v.addr("id.resp_h", ra);
+        v.num("id.resp_p", Ty::Port, rp as u64);
+        v.opt_str("proto", Ty::Enum, Some(zeek_proto(r.proto)));
+        v.opt_str("service", Ty::Str, None);
+        v.interval("duration", c.last_ns().saturating_sub(c.first_ns()));
+        v.unset("orig_bytes", Ty::Count);
+        v.unset("resp_bytes", Ty::Count);
+        v.str("conn_state", c.state().as_str());
+        v.unset("local_orig", Ty::Bool);
+        v.unset("local_resp", Ty::Bool);
+        v.unset("missed_bytes", Ty::Count);
+        v.opt_str("history", Ty::Str, Some(history.as_str()).filter(|h| !h.is_empty()));
+        v.num("orig_pkts", Ty::Count, c.orig.packets);
+        v.num("orig_ip_bytes", Ty::Count, c.orig.octets);
+        v.num("resp_pkts", Ty::Count, c.resp_packets());
+        v.num("resp_ip_bytes", Ty::Count, c.resp_octets());
+        v.unset("tunnel_parents", Ty::SetStr);
+        v.addr("exporter", r.exporter);
+        v.num("ip_proto", Ty::Count, r.proto as u64);
+        v.num("records", Ty::Count, c.records());
+        v.num("orig_flags", Ty::Count, c.orig.tcp_flags as u64);
+        v.num("resp_flags", Ty::Count, c.resp_flags() as u64);
+        v.time("first", c.first_ns());
+        v.time("last", c.last_ns());
+        v.str("end_reason", c.end_reason.as_str());
+        attributes(v, r);
     }
 }
 

@@ -134,3 +134,82 @@ fn interleaved_row_kinds_each_carry_their_own_fields() {
         assert_eq!(got, fields, "{line}");
     }
 }
+
+/// A destination the test can read back after the output is done with it.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl OutWrite for Shared {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+    fn accepted(&self) -> Option<u64> {
+        Some(self.0.lock().unwrap().len() as u64)
+    }
+}
+
+/// Zeek blocks: `#open` after `#path`, `#close` before the next block and
+/// at the end (replace_writer and finish), at the set clock; the bytes of
+/// `#close` count for no row, so every row still counts written.
+#[test]
+fn zeek_blocks_open_and_close() {
+    use crate::wire::Header;
+    let h = Header {
+        version: 5,
+        count: 1,
+        sys_uptime: 0,
+        unix_secs: 0,
+        unix_nsecs: 0,
+        flow_sequence: 0,
+        engine_type: 0,
+        engine_id: 0,
+        sampling: 0,
+    };
+    let ex: IpAddr = "192.0.2.1".parse().unwrap();
+    let (a, b) = (Shared::default(), Shared::default());
+    let mut out = Output::new(Format::Zeek, TimeFormat::Rfc3339, Box::new(a.clone()));
+    out.set_clock(1_430_591_884_000_000_000);
+    for ts in [1, 2] {
+        out.write(&HeaderRow { ts, exporter: ex, header: &h }).unwrap();
+    }
+    let rec = crate::wire::RecordFields::default();
+    out.write(&RecordRow { ts: 3, exporter: ex, header: &h, index: 0, rec: &rec }).unwrap();
+    out.replace_writer(Box::new(b.clone())).unwrap();
+    out.write(&HeaderRow { ts: 4, exporter: ex, header: &h }).unwrap();
+    out.flush().unwrap();
+    assert_eq!(out.written(), out.handed());
+    assert_eq!(out.written().rows, 4);
+    out.finish().unwrap();
+    let text = |s: &Shared| String::from_utf8(s.0.lock().unwrap().clone()).unwrap();
+    let (a, b) = (text(&a), text(&b));
+    let marks = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("#path") || l.starts_with("#open") || l.starts_with("#close"))
+            .map(str::to_string)
+            .collect()
+    };
+    let stamp = "2015-05-02-18-38-04";
+    assert_eq!(
+        marks(&a),
+        [
+            "#path\tnfstitch_headers".to_string(),
+            format!("#open\t{stamp}"),
+            format!("#close\t{stamp}"),
+            "#path\tnfstitch_records".to_string(),
+            format!("#open\t{stamp}"),
+            format!("#close\t{stamp}"),
+        ]
+    );
+    assert!(a.ends_with(&format!("#close\t{stamp}\n")));
+    assert_eq!(marks(&b)[2], format!("#close\t{stamp}"), "finish closes the last block");
+}

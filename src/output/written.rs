@@ -188,6 +188,11 @@ impl Ledger {
         self.handed.add(kind);
     }
 
+    /// Bytes that belong to no row (Zeek's `#close` line) were handed over.
+    pub fn extra(&mut self, len: usize) {
+        self.bytes += len as u64;
+    }
+
     /// Rows not yet known written.
     pub fn pending(&self) -> usize {
         self.pending.len()

@@ -26,11 +26,11 @@ const BIG_FETCHES: usize = 3;
 /// Enough connections for more than 30 v5 records (two directions each),
 /// so softflowd sends more than one datagram.
 const SMALL_FETCHES: usize = 16;
-const STEP: Duration = Duration::from_secs(30);
+pub(crate) const STEP: Duration = Duration::from_secs(30);
 
 /// A child process we started, killed (SIGKILL, by PID) on drop unless it
 /// was stopped already.
-struct Guard {
+pub(crate) struct Guard {
     child: Option<Child>,
     name: &'static str,
     lines: mpsc::Receiver<String>,
@@ -38,7 +38,7 @@ struct Guard {
 
 impl Guard {
     /// Spawn with stdout and stderr piped into one line channel.
-    fn spawn(name: &'static str, cmd: &mut Command) -> Guard {
+    pub(crate) fn spawn(name: &'static str, cmd: &mut Command) -> Guard {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -65,7 +65,7 @@ impl Guard {
     /// Wait (bounded) for an output line for which `f` gives a value; every
     /// line read is appended to `seen`. `Err` when the process exits first
     /// or the time runs out.
-    fn wait_line<T>(
+    pub(crate) fn wait_line<T>(
         &mut self,
         limit: Duration,
         seen: &mut Vec<String>,
@@ -106,7 +106,7 @@ impl Guard {
 
     /// Send `sig` (e.g. "-INT") if given, then wait (bounded) for the exit;
     /// returns the status and everything it printed.
-    fn stop(mut self, sig: Option<&str>, limit: Duration) -> (ExitStatus, String) {
+    pub(crate) fn stop(mut self, sig: Option<&str>, limit: Duration) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
         if let Some(sig) = sig {
             send_signal(child.id(), sig);
@@ -157,7 +157,7 @@ fn send_signal(pid: u32, sig: &str) {
 
 /// A tool on PATH, or in the sbin directories (softflowd lives in /usr/sbin,
 /// which is not on every user's PATH).
-fn find_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
@@ -265,7 +265,7 @@ fn nfdump_csv_totals(csv: &str) -> (Sums, Option<Sums>) {
 }
 
 /// softflowd's closing report: (packets processed, flows exported, records, datagrams).
-fn softflowd_report(out: &str) -> (u64, u64, u64, u64) {
+pub(crate) fn softflowd_report(out: &str) -> (u64, u64, u64, u64) {
     let words_after = |prefix: &str| -> Vec<String> {
         let l = out
             .lines()
@@ -281,7 +281,7 @@ fn softflowd_report(out: &str) -> (u64, u64, u64, u64) {
     (n(&processed, 0), n(&exported, 0), n(&exported, 1), n(&exported, 2))
 }
 
-fn softflowd_export(
+pub(crate) fn softflowd_export(
     softflowd: &Path,
     dir: &Path,
     cap: &Path,
