@@ -336,6 +336,9 @@ impl Worker {
             self.advance_to(now);
         }
         let batch = &self.sockets[s].1;
+        if batch.get(i).0.truncated {
+            return self.ingest.truncated(src, batch.buf_len());
+        }
         if is_templated(batch.get(i).1) {
             self.templated(s, i, ts, src);
             return;

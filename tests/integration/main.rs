@@ -19,3 +19,4 @@ mod skip;
 mod util;
 mod v9_collect;
 mod v9_ipfix;
+mod v9_live;
