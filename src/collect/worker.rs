@@ -469,6 +469,7 @@ impl Worker {
     fn tick(&mut self, wall: u64) {
         self.now = self.now.max(wall);
         self.ingest.expire_held(self.now);
+        self.ingest.publish_templates(self.now);
         if self.stitch {
             self.advance_to(self.now);
         }

@@ -136,7 +136,9 @@ pub enum Rejection {
     /// The source is outside `--allow`.
     NotAllowed,
     /// Longer than the receive buffer: only its first `kept` bytes arrived.
-    Truncated { kept: usize },
+    Truncated {
+        kept: usize,
+    },
 }
 
 impl Rejection {
@@ -218,6 +220,22 @@ impl Ingest {
             let _ = cache.restore(ip, domain, id, plan.clone());
         }
         self
+    }
+
+    /// Publish this thread's templates for saving while running (a
+    /// collector's worker with `--state-dir`).
+    pub fn with_publisher(mut self, p: state::Publisher) -> Self {
+        self.templated.publisher = Some(p);
+        self
+    }
+
+    /// Housekeeping at `now` (ns): publish the templates if they changed
+    /// (at most once per [`state::SAVE_EVERY`]).
+    #[inline]
+    pub fn publish_templates(&mut self, now: u64) {
+        if let Some(p) = &mut self.templated.publisher {
+            p.tick(now, self.templated.decoder.cache());
+        }
     }
 
     /// Share `seq` (every worker of a collector gets a clone of one).

@@ -105,3 +105,51 @@ fn jumbo_exports_are_decoded_and_longer_datagrams_counted_truncated() {
     assert_eq!(n(ex, "rejected"), 2, "{ex}");
     assert!(stderr.contains("receive buffer"), "the rejection is logged: {stderr}");
 }
+
+/// The templates in a state file: how many.
+fn saved_templates(dir: &std::path::Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(dir.join("templates.json")) else { return 0 };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["templates"].as_array().map_or(0, |t| t.len())
+}
+
+/// A collector that learnt templates and then died without a chance to
+/// save (SIGKILL to its own PID) does not lose them: they were saved while
+/// it ran, so the next one decodes data that arrives before any template.
+#[test]
+fn templates_survive_a_sigkill() {
+    let state = tempfile::tempdir().unwrap();
+    let sd = state.path().to_str().unwrap();
+    let args = ["--workers", "2", "--state-dir", sd, "--rcvbuf", "4000000"];
+    let mut c = start(&args);
+    let ms = now_ms();
+    let exporters =
+        [(Version::V9, Ipv4Addr::new(127, 0, 4, 2)), (Version::Ipfix, Ipv4Addr::new(127, 0, 4, 3))];
+    let mut encs: Vec<Encoder> = exporters.iter().map(|&(v, _)| Encoder::new(v, 3, 0)).collect();
+    let socks: Vec<UdpSocket> = exporters.iter().map(|&(_, a)| sender(a)).collect();
+    for (e, s) in encs.iter_mut().zip(&socks) {
+        s.send_to(&message(e, true, &[], ms), c.addr).unwrap();
+    }
+    // Two exporters, an IPv4 and an IPv6 template each: on disk while it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while saved_templates(state.path()) < 4 {
+        assert!(std::time::Instant::now() < deadline, "templates not saved while running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&c.child, "-KILL");
+    wait_exit(&mut c.child, Duration::from_secs(10), "collector did not die");
+    drop(c);
+
+    let c = start(&args);
+    let recs = records(50, ms);
+    for (e, s) in encs.iter_mut().zip(&socks) {
+        s.send_to(&message(e, false, &recs, ms + 1000), c.addr).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (flows, st, _) = c.stop();
+    let t = &st["templated"];
+    assert_eq!(n(&st["template_state"], "loaded"), 4, "{st}");
+    assert_eq!((n(t, "no_template_sets"), n(t, "flow_records")), (0, 100), "{t}");
+    let packets: u64 = 2 * recs.iter().map(|r| r.packets).sum::<u64>();
+    assert_eq!((sum(&flows, "records"), sum(&flows, "packets")), (100, packets));
+}

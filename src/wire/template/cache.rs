@@ -101,11 +101,13 @@ pub struct TemplateCache {
     limits: Limits,
     exporters: HashMap<IpAddr, Exporter, RandomState>,
     templates: usize,
+    /// Grows whenever the set of templates changes (see [`TemplateCache::generation`]).
+    generation: u64,
 }
 
 impl TemplateCache {
     pub fn new(limits: Limits) -> Self {
-        TemplateCache { limits, exporters: HashMap::default(), templates: 0 }
+        TemplateCache { limits, exporters: HashMap::default(), templates: 0, generation: 0 }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -119,6 +121,14 @@ impl TemplateCache {
 
     pub fn is_empty(&self) -> bool {
         self.templates == 0
+    }
+
+    /// A number that grows whenever a template is learnt, changed,
+    /// restored or withdrawn, and only then (an exporter's periodic resend
+    /// of a template it already has changes nothing): compare it with an
+    /// earlier reading to know whether there is anything new to save.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Exporters with state.
@@ -168,7 +178,8 @@ impl TemplateCache {
     /// The exporter's state if it has any.
     pub(super) fn existing(&mut self, addr: IpAddr) -> Option<Slot<'_>> {
         let exporter = self.exporters.get_mut(&addr)?;
-        Some(Slot { exporter, total: &mut self.templates, limits: self.limits })
+        let (total, generation) = (&mut self.templates, &mut self.generation);
+        Some(Slot { exporter, total, generation, limits: self.limits })
     }
 
     /// The exporter's state, created if the exporter cap allows.
@@ -178,7 +189,8 @@ impl TemplateCache {
             return Err(DecodeError::ExportersFull);
         }
         let exporter = self.exporters.entry(addr).or_default();
-        Ok(Slot { exporter, total: &mut self.templates, limits: self.limits })
+        let (total, generation) = (&mut self.templates, &mut self.generation);
+        Ok(Slot { exporter, total, generation, limits: self.limits })
     }
 }
 
@@ -187,6 +199,7 @@ impl TemplateCache {
 pub(super) struct Slot<'a> {
     pub exporter: &'a mut Exporter,
     total: &'a mut usize,
+    generation: &'a mut u64,
     pub limits: Limits,
 }
 
@@ -200,9 +213,16 @@ impl Slot<'_> {
         {
             return Err(DecodeError::CacheFull);
         }
-        if templates.insert((domain, id), plan).is_none() {
-            *self.total += 1;
+        match templates.get_mut(&(domain, id)) {
+            // A resend of what is held: nothing changes, nothing to save.
+            Some(old) if *old == plan => return Ok(()),
+            Some(old) => *old = plan,
+            None => {
+                templates.insert((domain, id), plan);
+                *self.total += 1;
+            }
         }
+        *self.generation += 1;
         Ok(())
     }
 
@@ -219,6 +239,9 @@ impl Slot<'_> {
         }
         let removed = before - templates.len();
         *self.total -= removed;
+        if removed > 0 {
+            *self.generation += 1;
+        }
         removed
     }
 }
