@@ -149,7 +149,7 @@ fn default_buffer_takes_jumbo_datagrams_and_flags_larger_ones() {
     tx.send_to(&jumbo, dest).unwrap();
     tx.send_to(&huge, dest).unwrap();
     let mut batch = RecvBatch::new(4, DEFAULT_BUF_LEN);
-    assert!(DEFAULT_BUF_LEN >= 9216);
+    const { assert!(DEFAULT_BUF_LEN >= 9216) };
     let got = recv_until(&rx, &mut batch, 2);
     assert_eq!(got.len(), 2);
     assert_eq!((got[0].0.truncated, got[0].0.len, &got[0].1), (false, jumbo.len(), &jumbo));
