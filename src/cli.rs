@@ -235,7 +235,8 @@ pub struct PipelineArgs {
     /// v9/IPFIX: how long a datagram is held for its template.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub hold_for: Duration,
-    /// v9/IPFIX: save templates here at the end and load them at start
+    /// v9/IPFIX: save templates here at the end (collect: also while
+    /// running, within seconds of a change) and load them at start
     /// (collect: default ./nfstitch-state; replay: only when given).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,

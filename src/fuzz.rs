@@ -38,7 +38,8 @@ pub fn decode(data: &[u8]) {
 /// on the first pass decode the data of the second, then from a second
 /// exporter that starts with no templates. Checks: the records handed on
 /// are the flow records plus the reverse records; only datagram-level
-/// reasons come back as `Err`, the others only in summaries; the caps hold.
+/// reasons come back as `Err`, the others only in summaries; the caps and
+/// the byte budget hold.
 /// Returns the records handed on (so tests can see that seeds reach the
 /// data path).
 pub fn v9_ipfix(data: &[u8]) -> u64 {
@@ -48,6 +49,8 @@ pub fn v9_ipfix(data: &[u8]) -> u64 {
         max_templates: 24,
         max_fields: 128,
         max_samplers_per_exporter: 4,
+        max_template_bytes: 40 << 10,
+        max_template_bytes_per_exporter: 24 << 10,
     };
     let mut dec = template::Decoder::new(limits);
     let mut total = 0u64;
@@ -76,6 +79,10 @@ pub fn v9_ipfix(data: &[u8]) -> u64 {
     }
     let cache = dec.cache();
     assert!(cache.len() <= limits.max_templates && cache.exporters() <= limits.max_exporters);
+    assert!(cache.bytes() <= limits.max_template_bytes, "{} bytes", cache.bytes());
+    for e in exporters {
+        assert!(cache.exporter_bytes(e) <= limits.max_template_bytes_per_exporter);
+    }
     total
 }
 

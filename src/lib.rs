@@ -67,7 +67,8 @@
 //!   per worker and in total).
 //! - A datagram failed validation: `rejected.<reason>` (`too_short`,
 //!   `bad_version`, `bad_count`, `length_mismatch`; v9/IPFIX framing also
-//!   `set_too_short`, `set_overrun`), or came from a source outside
+//!   `set_too_short`, `set_overrun`), was longer than the receive buffer
+//!   (`truncated`: over 9216 bytes, cut by the socket), or came from a source outside
 //!   `--allow`: `rejected.not_allowed`. Never a panic. A bad v9/IPFIX
 //!   template, set or record inside an accepted datagram:
 //!   `templated_rejected.<reason>`.

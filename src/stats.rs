@@ -200,6 +200,11 @@ pub struct TemplateStateReport {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Templates saved at the end.
     pub saved: u64,
+    /// Live only: times the templates were saved while running (after a
+    /// change, at most once a second: what a crash or SIGKILL keeps), and
+    /// attempts that failed (retried).
+    pub periodic_saves: u64,
+    pub periodic_save_failures: u64,
     /// Why the save failed, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_error: Option<String>,
@@ -222,6 +227,8 @@ impl TemplateStateReport {
             loaded: r.loaded,
             rejected: r.rejected,
             saved: 0,
+            periodic_saves: 0,
+            periodic_save_failures: 0,
             save_error: None,
         }
     }

@@ -37,6 +37,7 @@ pub use crate::config::Collect;
 use crate::config::{Pipeline, MAX_WORKERS};
 use crate::flow::{Shard, ShardStats};
 use crate::hist::Latency;
+use crate::ingest::state::{Board, Publisher, SAVE_EVERY};
 use crate::ingest::{Counters, Ingest, Overflow};
 use crate::platform::{self, ReuseportSocket};
 use crate::results::{finish_report, open_output, Existing};
@@ -94,6 +95,8 @@ pub struct Running {
     metrics: Option<std::thread::JoinHandle<()>>,
     /// `--state-dir`: what was loaded; the templates are saved into it at the end.
     state: Option<TemplateStateReport>,
+    /// `--state-dir`: the templates saved while running, and the thread that saves them.
+    saver: Option<(Arc<Board>, std::thread::JoinHandle<()>)>,
 }
 
 /// Start the collector's threads and return at once. With `signals`,
@@ -160,19 +163,24 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     let mut loaded = crate::wire::template::Decoder::default();
     let state =
         p.state_dir.as_deref().map(|dir| TemplateStateReport::load(dir, loaded.cache_mut()));
+    let board = p.state_dir.as_ref().map(|_| Arc::new(Board::new(cfg.workers)));
     let cores = platform::core_ids();
     let now = wall_ns();
     let mut handles = Vec::new();
     for (id, (socks, poll)) in sockets.into_iter().zip(polls).enumerate() {
+        let mut ingest = Ingest::new(p.lenient, p.scale_sampling)
+            .with_allow(p.allow.clone())
+            .with_hold(p.hold)
+            .with_templates(loaded.cache())
+            .with_seq(shared.seq.clone());
+        if let Some(b) = &board {
+            ingest = ingest.with_publisher(Publisher::new(Arc::clone(b), id));
+        }
         let wcfg = WorkerConfig {
             id,
             sockets: socks,
             shard: Shard::new(p.shard_config(cfg.workers), now),
-            ingest: Ingest::new(p.lenient, p.scale_sampling)
-                .with_allow(p.allow.clone())
-                .with_hold(p.hold)
-                .with_templates(loaded.cache())
-                .with_seq(shared.seq.clone()),
+            ingest,
             key: p.key,
             stitch: p.stitch,
             dump: p.dump,
@@ -210,7 +218,45 @@ pub fn start(cfg: &Collect, signals: bool) -> Result<Running> {
     let writer = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer::run(wshared, wcfg, out))?;
-    Ok(Running { cfg: cfg.clone(), shared, addrs, handles, writer, signals, metrics, state })
+    let saver = match (board, &p.state_dir) {
+        (Some(b), Some(dir)) => Some((Arc::clone(&b), spawn_saver(b, dir, &shared)?)),
+        _ => None,
+    };
+    Ok(Running { cfg: cfg.clone(), shared, addrs, handles, writer, signals, metrics, state, saver })
+}
+
+/// The thread that saves the templates the workers publish on `board` into
+/// `dir` while the collector runs (at most once per [`SAVE_EVERY`], only
+/// when they changed), until the collector stops; the final save is
+/// [`Running::wait`]'s. A failure is warned about once, counted, retried.
+fn spawn_saver(
+    board: Arc<Board>,
+    dir: &std::path::Path,
+    shared: &Arc<Shared>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (dir, shared) = (dir.to_path_buf(), Arc::clone(shared));
+    std::thread::Builder::new().name("template-saver".into()).spawn(move || {
+        let step = std::time::Duration::from_millis(50);
+        let mut warned = false;
+        let mut last = std::time::Instant::now();
+        while !shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(step);
+            if last.elapsed() < SAVE_EVERY {
+                continue;
+            }
+            if let Some(res) = board.save_if_changed(&dir) {
+                last = std::time::Instant::now();
+                if let (Err(e), false) = (res, warned) {
+                    warned = true;
+                    eprintln!(
+                        "nfstitch: warning: could not save templates to {} while running \
+                         (retried; counted in template_state.periodic_save_failures): {e}",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    })
 }
 
 impl Running {
@@ -227,11 +273,19 @@ impl Running {
 
     /// Wait until stopped (by a signal or [`Running::stop`]), then report.
     pub fn wait(self) -> Result<Report> {
-        let Running { cfg, shared, addrs: _, handles, writer, signals, metrics, mut state } = self;
+        let Running { cfg, shared, addrs: _, handles, writer, signals, metrics, mut state, saver } =
+            self;
         let cfg = &cfg;
         let p = &cfg.pipeline;
         let results: Vec<_> =
             handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
+        // The saver stops with the workers, before the final save.
+        if let Some((board, thread)) = saver {
+            let _ = thread.join();
+            if let Some(st) = &mut state {
+                (st.periodic_saves, st.periodic_save_failures) = board.saves();
+            }
+        }
         if let Some(st) = &mut state {
             let caches: Vec<_> =
                 results.iter().map(|r| r.ingest.templated.decoder.cache()).collect();

@@ -354,6 +354,9 @@ impl Worker {
             self.advance_to(now);
         }
         let batch = &self.sockets[s].1;
+        if batch.get(i).0.truncated {
+            return self.ingest.truncated(src, batch.buf_len());
+        }
         if is_templated(batch.get(i).1) {
             self.templated(s, i, ts, src);
             return;
@@ -484,6 +487,7 @@ impl Worker {
     fn tick(&mut self, wall: u64) {
         self.now = self.now.max(wall);
         self.ingest.expire_held(self.now);
+        self.ingest.publish_templates(self.now);
         if self.stitch {
             self.advance_to(self.now);
         }

@@ -44,8 +44,9 @@ pub use templated::{
 /// (source outside `--allow`, dropped before decode), then the v9/IPFIX
 /// framing reasons that v5 does not have (a v9/IPFIX datagram too short, or
 /// whose IPFIX length is not its own, counts under `too_short` and
-/// `length_mismatch`).
-pub const REJECT_REASONS: [&str; 7] = [
+/// `length_mismatch`), and `truncated`: a datagram longer than the receive
+/// buffer (the kernel kept only its first bytes; nothing of it is decoded).
+pub const REJECT_REASONS: [&str; 8] = [
     DecodeError::REASONS[0],
     DecodeError::REASONS[1],
     DecodeError::REASONS[2],
@@ -53,9 +54,12 @@ pub const REJECT_REASONS: [&str; 7] = [
     "not_allowed",
     "set_too_short",
     "set_overrun",
+    "truncated",
 ];
 /// Index of `not_allowed` in [`REJECT_REASONS`].
 pub const NOT_ALLOWED: usize = 4;
+/// Index of `truncated` in [`REJECT_REASONS`].
+pub const TRUNCATED: usize = 7;
 
 /// Datagram and record totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,6 +135,10 @@ pub enum Rejection {
     Templated(template::DecodeError),
     /// The source is outside `--allow`.
     NotAllowed,
+    /// Longer than the receive buffer: only its first `kept` bytes arrived.
+    Truncated {
+        kept: usize,
+    },
 }
 
 impl Rejection {
@@ -145,6 +153,7 @@ impl Rejection {
                 _ => 6, // SetOverrun: the only other datagram-level reason
             },
             Rejection::NotAllowed => NOT_ALLOWED,
+            Rejection::Truncated { .. } => TRUNCATED,
         }
     }
 }
@@ -155,6 +164,10 @@ impl std::fmt::Display for Rejection {
             Rejection::Decode(e) => e.fmt(f),
             Rejection::Templated(e) => e.fmt(f),
             Rejection::NotAllowed => f.write_str("source not in --allow"),
+            Rejection::Truncated { kept } => write!(
+                f,
+                "datagram longer than the {kept}-byte receive buffer (truncated, not decoded)"
+            ),
         }
     }
 }
@@ -207,6 +220,22 @@ impl Ingest {
             let _ = cache.restore(ip, domain, id, plan.clone());
         }
         self
+    }
+
+    /// Publish this thread's templates for saving while running (a
+    /// collector's worker with `--state-dir`).
+    pub fn with_publisher(mut self, p: state::Publisher) -> Self {
+        self.templated.publisher = Some(p);
+        self
+    }
+
+    /// Housekeeping at `now` (ns): publish the templates if they changed
+    /// (at most once per [`state::SAVE_EVERY`]).
+    #[inline]
+    pub fn publish_templates(&mut self, now: u64) {
+        if let Some(p) = &mut self.templated.publisher {
+            p.tick(now, self.templated.decoder.cache());
+        }
     }
 
     /// Share `seq` (every worker of a collector gets a clone of one).
@@ -265,6 +294,28 @@ impl Ingest {
 
     fn allowed(&self, ip: IpAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Count a datagram the socket truncated (longer than the receive
+    /// buffer, `kept` bytes kept): rejected whole as `truncated` (per
+    /// exporter too), or `not_allowed` from a source outside `--allow`.
+    /// Nothing of it is decoded: a cut v9/IPFIX message would teach a
+    /// partial template set, a cut v5 one fail its count anyway.
+    #[cold]
+    pub fn truncated(&mut self, exporter: IpAddr, kept: usize) {
+        let exporter = exporter.to_canonical();
+        let why = if self.allowed(exporter) {
+            Rejection::Truncated { kept }
+        } else {
+            Rejection::NotAllowed
+        };
+        self.counters.rejected[why.index()] += 1;
+        if why != Rejection::NotAllowed {
+            if let Some(per) = self.exporter(exporter) {
+                per.counters.rejected[TRUNCATED] += 1;
+            }
+        }
+        self.last_rejection = Some((exporter, why));
     }
 
     /// Decode and count one datagram from `exporter` (an IPv4-mapped IPv6

@@ -341,6 +341,9 @@ pub struct Templated {
     pub counters: TemplatedCounters,
     /// Scratch: held datagrams leaving.
     pub(super) leaving: Vec<Held>,
+    /// A collector's worker with `--state-dir`: publishes the templates to
+    /// save while running ([`super::state::Board`]).
+    pub publisher: Option<super::state::Publisher>,
 }
 
 /// The sequence stream and "uptime" of a templated header, and the count a

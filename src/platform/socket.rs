@@ -18,9 +18,13 @@ pub const GSO_MAX_SEGMENTS: usize = 64;
 /// Most payload bytes one UDP GSO send carries: 65535 less the IPv4 and UDP headers.
 pub const GSO_MAX_BYTES: usize = 65_507;
 
-/// Default per-datagram buffer length for [`RecvBatch::new`](super::RecvBatch::new): enough for a full NetFlow v5
-/// datagram (24-byte header + 30 records of 48 bytes = 1464 bytes) with room to spare.
-pub const DEFAULT_BUF_LEN: usize = 2048;
+/// Default per-datagram buffer length for [`RecvBatch::new`](super::RecvBatch::new): a
+/// v9/IPFIX export filling a 9000-byte jumbo frame (8972 bytes of UDP payload over IPv4,
+/// 8952 over IPv6) with room to spare; a full NetFlow v5 datagram is 1464 bytes. A longer
+/// datagram (an export the exporter let IP fragment, up to 65507 bytes) arrives cut to
+/// this length, flagged [`RecvMeta::truncated`]; the collector rejects it, counted
+/// (`rejected.truncated`). Per socket a batch of 64 takes 64 x 9216 = 576 KiB.
+pub const DEFAULT_BUF_LEN: usize = 9216;
 
 /// A UDP socket bound with `SO_REUSEPORT` (and `SO_REUSEADDR`), nonblocking, with
 /// `SO_TIMESTAMPNS` and `SO_RXQ_OVFL` enabled (Linux), IPv4 or IPv6 (`IPV6_V6ONLY` set for v6).

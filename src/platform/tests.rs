@@ -137,6 +137,26 @@ fn oversized_datagram_is_flagged_truncated() {
     assert_eq!(d1[..], big[..64]);
 }
 
+/// The default buffer takes a jumbo-frame export whole and flags a
+/// loopback-sized one (65507 bytes, the IPv4 UDP maximum) as truncated.
+#[test]
+fn default_buffer_takes_jumbo_datagrams_and_flags_larger_ones() {
+    let rx = ReuseportSocket::bind(LOOPBACK_V4, Some(1 << 20)).unwrap();
+    let dest = rx.local_addr().unwrap();
+    let tx = sender_v4();
+    let jumbo: Vec<u8> = (0..8972u32).map(|i| i as u8).collect(); // 9000-byte MTU, IPv4
+    let huge: Vec<u8> = (0..65_507u32).map(|i| (i * 7) as u8).collect();
+    tx.send_to(&jumbo, dest).unwrap();
+    tx.send_to(&huge, dest).unwrap();
+    let mut batch = RecvBatch::new(4, DEFAULT_BUF_LEN);
+    const { assert!(DEFAULT_BUF_LEN >= 9216) };
+    let got = recv_until(&rx, &mut batch, 2);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0.truncated, got[0].0.len, &got[0].1), (false, jumbo.len(), &jumbo));
+    assert_eq!((got[1].0.truncated, got[1].0.len), (true, DEFAULT_BUF_LEN));
+    assert_eq!(got[1].1[..], huge[..DEFAULT_BUF_LEN]);
+}
+
 /// Fills a tiny receive buffer so the kernel drops most of a burst, then checks that the
 /// `SO_RXQ_OVFL` counter accounts for every datagram that was not received.
 ///

@@ -20,4 +20,5 @@ mod skip;
 mod util;
 mod v9_collect;
 mod v9_ipfix;
+mod v9_live;
 mod zeek_logs;

@@ -406,7 +406,7 @@ fn data(
     s: &mut DatagramSummary,
     out: &mut impl FnMut(TemplatedRecord),
 ) -> bool {
-    let cap = slot.limits.max_samplers_per_exporter;
+    let cap = slot.options_cap(); // the count cap, lowered to the byte budget's room
     let ex = &mut *slot.exporter;
     let Some(plan) = ex.templates.get(&(ctx.domain, ctx.template_id)) else {
         return false;

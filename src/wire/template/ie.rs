@@ -391,3 +391,14 @@ impl Plan {
         Some(at)
     }
 }
+
+impl Plan {
+    /// Heap bytes this plan owns (its boxed slices), for the template
+    /// cache's byte budget ([`super::Limits::max_template_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of_val;
+        size_of_val(&*self.fields)
+            + self.fixed.as_deref().map_or(0, size_of_val)
+            + size_of_val(&*self.specs)
+    }
+}

@@ -86,6 +86,13 @@ pub struct Limits {
     /// Sampler ids (v9 FLOW_SAMPLER_ID, IPFIX selectorId) per exporter, and
     /// domains with options state per exporter.
     pub max_samplers_per_exporter: usize,
+    /// Bytes of template state over all exporters: every template's
+    /// compiled plan and table entry, and every exporter's entry, as
+    /// [`TemplateCache::bytes`] charges them. Without it the count caps
+    /// alone allow 65536 templates of 256 fields: about 220 MB per decoder.
+    pub max_template_bytes: usize,
+    /// The same for one exporter's templates.
+    pub max_template_bytes_per_exporter: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +103,8 @@ impl Default for Limits {
             max_templates: 65_536,
             max_fields: 256,
             max_samplers_per_exporter: 256,
+            max_template_bytes: 64 << 20,
+            max_template_bytes_per_exporter: 1 << 20,
         }
     }
 }
@@ -134,7 +143,8 @@ pub enum DecodeError {
     TemplateBadScope { template_id: u16 },
     /// A template whose records would be zero bytes long (all fields of length 0).
     TemplateEmptyRecord { template_id: u16 },
-    /// A template or sampler refused by a cap in [`Limits`].
+    /// A template or sampler refused by a cap in [`Limits`] (a count, or
+    /// the byte budget).
     CacheFull,
     /// A data record whose (variable-length) fields run past its set, or a
     /// data set of 4 bytes or more in which no record fits.
