@@ -14,8 +14,15 @@
 //!
 //! Context ids computed in stage 1 stay valid until the batch ends: no id
 //! is freed before (`Contexts::sweep` runs after the last merge).
+//!
+//! IPv6: a record of the IPv6 family (`slab6.rs`) takes `apply6.rs`'s
+//! path, one record at a time. The pipeline here is the IPv4 family's: a
+//! batch that can hold IPv6 records (not a v5 receive batch:
+//! [`Records::V4_ONLY`]) and does is applied record by record instead
+//! (`Shard::run_mixed`), with the same result.
 
 use super::key::{origin_words, v4_bits};
+use super::slab6::is_v6;
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
 use super::slab::{Cold, Hot, Tuple, FULL, HAS_FIN, LIVE, TOUCHED};
@@ -109,6 +116,20 @@ impl Shard {
             now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
             "apply before advance"
         );
+        let now = self.now.max(now);
+        let idle_at = self.idle_at(now);
+        self.apply_one(now, idle_at, rec, out);
+        self.contexts.sweep();
+    }
+
+    /// Merge one record of either family at `now` (at least the shard's
+    /// clock), due at `idle_at`, counted in the stats; no context sweep.
+    #[inline]
+    pub(super) fn apply_one(&mut self, now: u64, idle_at: u32, rec: &FlowRecord, out: &mut Vec<Flow>) {
+        if is_v6(rec) {
+            self.apply6(now, idle_at, rec, out);
+            return;
+        }
         // One record: no pipeline, so no ring to fill (this is the path of
         // every v9/IPFIX record and every record of a replay).
         let recs = std::slice::from_ref(rec);
@@ -116,10 +137,7 @@ impl Shard {
         self.stats.records += 1;
         self.stats.packets += a.merge.packets;
         self.stats.octets += a.merge.octets;
-        let now = self.now.max(now);
-        let idle_at = self.idle_at(now);
         self.apply_hashed::<_, false>(now, idle_at, recs, 0, &a, out);
-        self.contexts.sweep();
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -147,7 +165,9 @@ impl Shard {
         segs: &[(usize, u64)],
         out: &mut Vec<Flow>,
     ) {
-        if self.simple {
+        if !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i)) {
+            self.run_mixed(recs, segs, out);
+        } else if self.simple {
             self.run::<R, true>(recs, segs, out);
         } else {
             self.run::<R, false>(recs, segs, out);
@@ -312,6 +332,14 @@ impl Shard {
             self.update_cold(idx, now, idle_at, m);
             return;
         }
+        // A key that keeps one address or none may have its flow in the
+        // IPv6 family (never with the default key: not on its path).
+        if !SIMPLE && self.cross && self.live6 != 0 {
+            if let Some(idx) = self.find6_of_v4(key) {
+                self.update6(idx, now, idle_at, m);
+                return;
+            }
+        }
         if self.live >= self.cfg.max_flows {
             self.evict(now, out);
         }
@@ -328,7 +356,7 @@ impl Shard {
     /// A record merges into flow `idx`: its hot line only (and the cold
     /// part for a FIN/RST or an exporter's end of flow).
     #[inline]
-    fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
+    pub(super) fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
         merge_into(self.slab.hot_mut(idx), idle_at, m);
         if m.is_special() {
             self.special(idx, now, m);
