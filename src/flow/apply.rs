@@ -137,7 +137,7 @@ impl Shard {
         self.stats.records += 1;
         self.stats.packets += a.merge.packets;
         self.stats.octets += a.merge.octets;
-        self.apply_hashed::<_, false>(now, idle_at, recs, 0, &a, out);
+        self.apply_hashed::<_, false, true>(now, idle_at, recs, 0, &a, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -165,7 +165,9 @@ impl Shard {
         segs: &[(usize, u64)],
         out: &mut Vec<Flow>,
     ) {
-        if !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i)) {
+        // IPv6 records, or IPv6 flows an IPv4 record may have to find
+        // (`apply6.rs`): record by record.
+        if (self.v6.live != 0 && self.v6.cross) || !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i)) {
             self.run_mixed(recs, segs, out);
         } else if self.simple {
             self.run::<R, true>(recs, segs, out);
@@ -234,7 +236,7 @@ impl Shard {
                     &mut sums,
                 );
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
-                self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
+                self.apply_hashed::<_, SIMPLE, false>(now, idle_at, recs, i, &ring[i % RING], out);
                 i += 1;
             }
             if i < end {
@@ -290,15 +292,19 @@ impl Shard {
             if i + PEEK_AHEAD < recs.len() {
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
             }
-            self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
+            self.apply_hashed::<_, SIMPLE, false>(now, idle_at, recs, i, &ring[i % RING], out);
         }
     }
 
     /// Merge record `i` of `recs`, whose key, hash and merge are `a`, at
     /// `now` (at least the shard's clock), making the flow due at `idle_at`
     /// ([`Shard::idle_at`] of `now`). The caller counts it in the stats.
+    /// With `CROSS` (one record at a time: [`Shard::apply_one`]) a key that
+    /// keeps one address or none also looks for its flow among the IPv6
+    /// family's; the pipeline goes without (its batches never meet an IPv6
+    /// flow then: [`Shard::apply_segments`]), so its code is the IPv4 one alone.
     #[inline]
-    fn apply_hashed<R: Records + ?Sized, const SIMPLE: bool>(
+    fn apply_hashed<R: Records + ?Sized, const SIMPLE: bool, const CROSS: bool>(
         &mut self,
         now: u64,
         idle_at: u32,
@@ -333,12 +339,9 @@ impl Shard {
             return;
         }
         // A key that keeps one address or none may have its flow in the
-        // IPv6 family (never with the default key: not on its path).
-        if !SIMPLE && self.cross && self.live6 != 0 {
-            if let Some(idx) = self.find6_of_v4(key) {
-                self.update6(idx, now, idle_at, m);
-                return;
-            }
+        // IPv6 family (never with the default key).
+        if CROSS && self.v6.cross && self.merge6_of_v4(key, now, idle_at, m) {
+            return;
         }
         if self.live >= self.cfg.max_flows {
             self.evict(now, out);

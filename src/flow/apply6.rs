@@ -27,7 +27,9 @@ use super::{FlowRecord, Records};
 
 impl Shard {
     /// Merge `rec`, a record of the IPv6 family, at `now` (at least the
-    /// shard's clock), due at `idle_at`; counted in the stats.
+    /// shard's clock), due at `idle_at`; counted in the stats. Out of
+    /// line: the IPv4 record path carries only the test that sends here.
+    #[inline(never)]
     pub(super) fn apply6(&mut self, now: u64, idle_at: u32, rec: &FlowRecord, out: &mut Vec<Flow>) {
         let pk = self.packer.pack(rec);
         let m = Merge::from(rec);
@@ -35,15 +37,15 @@ impl Shard {
         self.stats.packets += m.packets;
         self.stats.octets += m.octets;
         let ctx = self.contexts.intern(&pk.context());
-        let key = Tuple6::of(rec, ctx, pk.ports(), pk.proto(), &self.mask6);
+        let key = Tuple6::of(rec, ctx, pk.ports(), pk.proto(), &self.v6.mask);
         let hash = self.hash6(&key);
-        let (slab6, mask6) = (&self.slab6, &self.mask6);
-        if let Some(idx) = self.table6.find(hash, |s| slab6.hot(s).holds(&key, mask6)) {
+        let (slab6, mask6) = (&self.v6.slab, &self.v6.mask);
+        if let Some(idx) = self.v6.table.find(hash, |s| slab6.hot(s).holds(&key, mask6)) {
             self.update6(idx, now, idle_at, &m);
             return;
         }
         // Every address the key keeps is IPv4: its flow may be an IPv4 one.
-        if self.cross && key.fam & mask6.fam == mask6.fam && self.live > self.live6 {
+        if self.v6.cross && key.fam & mask6.fam == mask6.fam && self.live > self.v6.live {
             let t = Tuple { addrs: (key.src as u64) << 32 | key.dst as u64, pc: key.pc, ps: key.ps };
             let hash4 = self.hash_of(&t);
             let (slab, mask) = (&self.slab, &self.mask);
@@ -58,26 +60,37 @@ impl Shard {
         self.create6(&key, hash, now, idle_at, &m, rec);
     }
 
-    /// The IPv6-family flow of the IPv4 key `key` (masked), if any: for a
-    /// key that keeps one address or none ([`Shard::cross`]).
+    /// A record of IPv4 key `key` (masked) that found no IPv4 flow merges
+    /// into the key's IPv6-family flow, if there is one (then true): for
+    /// a key that keeps one address or none ([`Shard::cross`]).
     #[cold]
     #[inline(never)]
-    pub(super) fn find6_of_v4(&self, key: &Tuple) -> Option<u32> {
-        let m = &self.mask6;
+    pub(super) fn merge6_of_v4(&mut self, key: &Tuple, now: u64, idle_at: u32, m: &Merge) -> bool {
+        if self.v6.live == 0 {
+            return false;
+        }
+        let mask = &self.v6.mask;
         let t = Tuple6 {
-            src: (key.addrs >> 32) as u128 & m.src,
-            dst: (key.addrs as u32) as u128 & m.dst,
+            src: (key.addrs >> 32) as u128 & mask.src,
+            dst: (key.addrs as u32) as u128 & mask.dst,
             pc: key.pc,
             ps: key.ps,
-            fam: (SRC4 | DST4) & m.fam,
+            fam: (SRC4 | DST4) & mask.fam,
         };
         let hash = self.hash6(&t);
-        self.table6.find(hash, |s| self.slab6.hot(s).holds(&t, m))
+        let (slab6, mask) = (&self.v6.slab, &self.v6.mask);
+        match self.v6.table.find(hash, |s| slab6.hot(s).holds(&t, mask)) {
+            Some(idx) => {
+                self.update6(idx, now, idle_at, m);
+                true
+            }
+            None => false,
+        }
     }
 
     /// A record merges into flow `idx` of the IPv6 family.
     pub(super) fn update6(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
-        let f = self.slab6.hot_mut(idx);
+        let f = self.v6.slab.hot_mut(idx);
         f.records += 1;
         f.packets += m.packets;
         f.octets += m.octets;
@@ -109,8 +122,8 @@ impl Shard {
         let ((src, s4), (dst, d4), (nexthop, n4)) =
             (bits(rec.src_addr), bits(rec.dst_addr), bits(rec.nexthop));
         let fam = if s4 { SRC4 } else { 0 } | if d4 { DST4 } else { 0 } | if n4 { NEXT4 } else { 0 };
-        let idx = self.slab6.alloc();
-        *self.slab6.hot_mut(idx) = Hot6 {
+        let idx = self.v6.slab.alloc();
+        *self.v6.slab.hot_mut(idx) = Hot6 {
             packets: m.packets,
             octets: m.octets,
             first_ns: m.first_ns,
@@ -126,7 +139,7 @@ impl Shard {
             dst,
             nexthop,
         };
-        *self.slab6.cold_mut(idx) = Cold {
+        *self.v6.slab.cold_mut(idx) = Cold {
             start_ns: now,
             fin: if fin { self.fin_at(now) } else { 0 },
             origin,
@@ -139,15 +152,15 @@ impl Shard {
             dst_mask: rec.dst_mask,
             ..Cold::default()
         };
-        self.table6.insert(hash, idx);
+        self.v6.table.insert(hash, idx);
         self.live += 1;
-        self.live6 += 1;
+        self.v6.live += 1;
         self.link6(idx);
     }
 
     /// Emit flow `i` of the IPv6 family, still linked in its wheel, as evicted.
     pub(super) fn evict_slot6(&mut self, i: u32, now: u64, out: &mut Vec<Flow>) {
-        self.wheel6.remove(&mut self.slab6, i);
+        self.v6.wheel.remove(&mut self.v6.slab, i);
         self.finish6(i, now, EndReason::Evicted, out);
     }
 

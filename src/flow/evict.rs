@@ -45,7 +45,7 @@ impl Shard {
         debug_assert!(self.live > 0, "evicting from an empty shard");
         let mut chances = 0;
         loop {
-            if !self.hand_v6 {
+            if !self.v6.hand_v6 {
                 let len = self.slab.len as u32;
                 while self.hand < len {
                     let i = self.hand;
@@ -63,16 +63,16 @@ impl Shard {
                     return;
                 }
                 self.hand = 0;
-                if self.slab6.len == 0 {
+                if self.v6.slab.len == 0 {
                     continue; // no IPv6 slot: the turn is the IPv4 slab's alone
                 }
-                self.hand_v6 = true;
+                self.v6.hand_v6 = true;
             }
-            let len = self.slab6.len as u32;
+            let len = self.v6.slab.len as u32;
             while self.hand < len {
                 let i = self.hand;
                 self.hand += 1;
-                let h = self.slab6.hot_mut(i);
+                let h = self.v6.slab.hot_mut(i);
                 if h.state() & LIVE == 0 {
                     continue;
                 }
@@ -85,7 +85,7 @@ impl Shard {
                 return;
             }
             self.hand = 0;
-            self.hand_v6 = false;
+            self.v6.hand_v6 = false;
         }
     }
 }

@@ -20,9 +20,11 @@
 //!
 //! The IPv6 family's flows (`slab6.rs`) are linked in a wheel of their own
 //! (`Shard::wheel6`), over their own slab, moved in step with the IPv4 one
-//! (both always stand at the same `elapsed`): the IPv4 wheel and its links
-//! stay exactly as they were. A step emits the IPv4 flows due, then the
-//! IPv6 ones.
+//! while it holds flows (then both stand at the same `elapsed`; an empty
+//! one is left behind and caught up when it takes a flow, so that IPv4
+//! alone pays one test per step): the IPv4 wheel and its links stay
+//! exactly as they were. A step emits the IPv4 flows due, then the IPv6
+//! ones.
 
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
@@ -54,7 +56,7 @@ impl Shard {
 
     /// [`Shard::seen_ns`] of slot `i` of the IPv6 family.
     pub(super) fn seen_ns6(&self, i: u32) -> u64 {
-        let idle = reconstruct(self.slab6.hot(i).idle_at, self.wheel.elapsed());
+        let idle = reconstruct(self.v6.slab.hot(i).idle_at, self.wheel.elapsed());
         idle.saturating_mul(TICK_NS).saturating_sub(self.cfg.idle_ns)
     }
 
@@ -65,25 +67,31 @@ impl Shard {
         link_in(&mut self.wheel, &mut self.slab, idx);
     }
 
-    /// [`Shard::link`] for the IPv6 family.
+    /// [`Shard::link`] for the IPv6 family. Its wheel stands at the IPv4
+    /// wheel's `elapsed` whenever it holds a flow; while empty it is not
+    /// moved ([`Shard::expire`]), so it is caught up here first.
     pub(super) fn link6(&mut self, idx: u32) {
-        link_in(&mut self.wheel6, &mut self.slab6, idx);
+        if self.v6.wheel.is_empty() {
+            self.v6.wheel.advance(self.wheel.elapsed(), &mut self.v6.slab);
+        }
+        debug_assert_eq!(self.v6.wheel.elapsed(), self.wheel.elapsed());
+        link_in(&mut self.v6.wheel, &mut self.v6.slab, idx);
     }
 
     /// [`Shard::special`] for flow `idx` of the IPv6 family.
     #[inline(never)]
     pub(super) fn special6(&mut self, idx: u32, now: u64, m: &Merge) {
         if m.end_reason != 0 {
-            self.slab6.hot_mut(idx).exp_reason = m.end_reason;
+            self.v6.slab.hot_mut(idx).exp_reason = m.end_reason;
         }
         if m.ends_connection() {
             let fin = self.fin_at(now);
-            self.slab6.cold_mut(idx).fin = fin;
-            let h = self.slab6.hot_mut(idx);
+            self.v6.slab.cold_mut(idx).fin = fin;
+            let h = self.v6.slab.hot_mut(idx);
             let had_fin = h.state() & HAS_FIN != 0;
             h.set(HAS_FIN);
             if !had_fin {
-                relink_if_fin(&mut self.wheel6, &mut self.slab6, idx);
+                relink_if_fin(&mut self.v6.wheel, &mut self.v6.slab, idx);
             }
         }
     }
@@ -121,8 +129,8 @@ impl Shard {
     #[inline]
     pub(super) fn pending(&self) -> bool {
         self.wheel.has_fired()
-            || self.wheel6.has_fired()
             || self.wheel.elapsed() < self.now / TICK_NS
+            || self.v6.wheel.has_fired()
     }
 
     /// The earliest time (ns) at which [`Shard::advance`] may emit a flow
@@ -131,7 +139,7 @@ impl Shard {
         if self.pending() {
             return Some(self.now); // due flows not yet emitted
         }
-        let next = match (self.wheel.next_deadline(), self.wheel6.next_deadline()) {
+        let next = match (self.wheel.next_deadline(), self.v6.wheel.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -177,13 +185,8 @@ impl Shard {
                 self.finish(i, tick * TICK_NS, reason, out);
                 emitted += 1;
             }
-            while emitted < max {
-                let Some(i) = self.wheel6.pop_fired(&mut self.slab6) else { break };
-                let (tick, by_fin) = self.slab6.deadline(i, self.wheel6.elapsed());
-                debug_assert!(tick <= self.wheel6.elapsed(), "IPv6 slot {i} fired before {tick}");
-                let reason = if by_fin { EndReason::Fin } else { EndReason::Idle };
-                self.finish6(i, tick * TICK_NS, reason, out);
-                emitted += 1;
+            if self.v6.live != 0 {
+                emitted = self.expire6(emitted, max, out);
             }
             if emitted == max {
                 return self.pending();
@@ -194,8 +197,27 @@ impl Shard {
             }
             let to = now_tick.min(elapsed.saturating_add(STEP));
             self.wheel.advance(to, &mut self.slab);
-            self.wheel6.advance(to, &mut self.slab6);
+            if self.v6.live != 0 {
+                self.v6.wheel.advance(to, &mut self.v6.slab);
+            }
         }
+    }
+
+    /// The IPv6 family's part of [`Shard::expire`]: emit its fired flows
+    /// while `emitted < max`; the new count. Out of line, and only called
+    /// while its wheel holds flows (an empty one is left behind, and caught
+    /// up when it takes one: [`Shard::link6`]).
+    #[inline(never)]
+    fn expire6(&mut self, mut emitted: usize, max: usize, out: &mut Vec<Flow>) -> usize {
+        while emitted < max {
+            let Some(i) = self.v6.wheel.pop_fired(&mut self.v6.slab) else { break };
+            let (tick, by_fin) = self.v6.slab.deadline(i, self.v6.wheel.elapsed());
+            debug_assert!(tick <= self.v6.wheel.elapsed(), "IPv6 slot {i} fired before {tick}");
+            let reason = if by_fin { EndReason::Fin } else { EndReason::Idle };
+            self.finish6(i, tick * TICK_NS, reason, out);
+            emitted += 1;
+        }
+        emitted
     }
 }
 

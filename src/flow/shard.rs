@@ -42,7 +42,7 @@
 //!
 //! Address families: a record with an IPv6 address goes to the IPv6
 //! family (`slab6.rs`): its own slab of 128-byte hot parts (same cold
-//! part), its own table (`table6`) and its own timer wheel (`wheel6`,
+//! part), its own table and its own timer wheel (`Shard::v6`,
 //! advanced in step with the IPv4 one), so nothing on the IPv4 path
 //! changes; the eviction hand sweeps both slabs in turn, `max_flows` counts
 //! both, contexts are shared (`apply6.rs`). An IPv6 flow takes 128 + 48
@@ -176,26 +176,36 @@ pub struct Shard {
     pub(super) table: FlowTable,
     pub(super) slab: Slab,
     pub(super) wheel: Wheel,
-    /// The IPv6 family (`slab6.rs`, `apply6.rs`): its masks, index, slots
-    /// and wheel (always at the IPv4 wheel's `elapsed`), and its flows.
-    pub(super) mask6: TupleMask6,
-    pub(super) table6: FlowTable,
-    pub(super) slab6: Slab<Hot6>,
-    pub(super) wheel6: Wheel,
-    pub(super) live6: usize,
-    /// The key keeps one address or none: a key may then have records of
-    /// both families, so a record that finds no flow in its own family
-    /// looks in the other's before it makes one (`apply6.rs`).
-    pub(super) cross: bool,
+    /// The IPv6 family (`slab6.rs`, `apply6.rs`), boxed: the IPv4 path
+    /// sees one pointer of it.
+    pub(super) v6: Box<Family6>,
     pub(super) contexts: Contexts,
     /// The eviction hand: the next slot it looks at (`evict.rs`), in the
-    /// IPv6 slab if `hand_v6`, else the IPv4 one.
+    /// IPv6 slab if `v6.hand_v6`, else the IPv4 one.
     pub(super) hand: u32,
-    pub(super) hand_v6: bool,
     /// Flows held, both families.
     pub(super) live: usize,
     pub(super) now: u64,
     pub(super) stats: ShardStats,
+}
+
+/// A shard's IPv6 slot family: its masks, index, slots and timer wheel
+/// (at the IPv4 wheel's `elapsed` whenever it holds flows: `expiry.rs`).
+#[derive(Debug)]
+pub(super) struct Family6 {
+    pub(super) mask: TupleMask6,
+    pub(super) table: FlowTable,
+    pub(super) slab: Slab<Hot6>,
+    pub(super) wheel: Wheel,
+    /// Flows of the family held (in [`Shard::live`] too): its wheel holds
+    /// flows exactly when this is not 0.
+    pub(super) live: usize,
+    /// The key keeps one address or none: a key may then have records of
+    /// both families, so a record that finds no flow in its own family
+    /// looks in the other's before it makes one (`apply6.rs`).
+    pub(super) cross: bool,
+    /// The eviction hand is in this family's slab (`evict.rs`).
+    pub(super) hand_v6: bool,
 }
 
 /// The longest idle or linger timeout a shard takes: its deadlines are
@@ -224,20 +234,22 @@ impl Shard {
             packer,
             simple,
             mask,
-            mask6: TupleMask6::new(src, dst, mask.pc, mask.ps),
-            cross: !(src && dst),
             hasher: KeyHasher::seeded(),
             cfg,
             table: FlowTable::default(),
             slab: Slab::default(),
             wheel: Wheel::new(now / TICK_NS),
-            table6: FlowTable::default(),
-            slab6: Slab::default(),
-            wheel6: Wheel::new(now / TICK_NS),
-            live6: 0,
+            v6: Box::new(Family6 {
+                mask: TupleMask6::new(src, dst, mask.pc, mask.ps),
+                table: FlowTable::default(),
+                slab: Slab::default(),
+                wheel: Wheel::new(now / TICK_NS),
+                live: 0,
+                cross: !(src && dst),
+                hand_v6: false,
+            }),
             contexts: Contexts::default(),
             hand: 0,
-            hand_v6: false,
             live: 0,
             now,
             stats: ShardStats::default(),
@@ -272,13 +284,13 @@ impl Shard {
 
     /// Flows linked in the timer wheels: exactly the flows held (no stale entries).
     pub fn wheel_len(&self) -> usize {
-        self.wheel.len() + self.wheel6.len()
+        self.wheel.len() + self.v6.wheel.len()
     }
 
     /// Flows held now of the IPv6 family (a source or destination address
     /// is IPv6), included in [`Shard::len`].
     pub fn len_v6(&self) -> usize {
-        self.live6
+        self.v6.live
     }
 
     /// Context ids held (at most two per flow between batches).
@@ -357,12 +369,12 @@ impl Shard {
 
     /// [`Shard::flow_of`] for slot `i` of the IPv6 family.
     fn flow_of6(&self, i: u32, end_ns: u64, reason: EndReason) -> Flow {
-        let (h, c) = (self.slab6.hot(i), self.slab6.cold(i));
-        let t = h.tuple(&self.mask6);
+        let (h, c) = (self.v6.slab.hot(i), self.v6.slab.cold(i));
+        let t = h.tuple(&self.v6.mask);
         let mut key: FlowKey =
             PackedKey::join(self.contexts.words(t.ctx()), 0, t.pc as u32, t.proto()).unpack();
-        key.src = if self.mask6.fam & SRC4 != 0 { addr(t.src, t.fam & SRC4 != 0) } else { V4_ZERO };
-        key.dst = if self.mask6.fam & DST4 != 0 { addr(t.dst, t.fam & DST4 != 0) } else { V4_ZERO };
+        key.src = if self.v6.mask.fam & SRC4 != 0 { addr(t.src, t.fam & SRC4 != 0) } else { V4_ZERO };
+        key.dst = if self.v6.mask.fam & DST4 != 0 { addr(t.dst, t.fam & DST4 != 0) } else { V4_ZERO };
         let o = context_fields(self.contexts.words(c.origin));
         let rec = FlowRecord {
             exporter: o.exporter,
@@ -410,18 +422,18 @@ impl Shard {
     /// [`Shard::finish`] for slot `i` of the IPv6 family.
     pub(super) fn finish6(&mut self, i: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
         out.push(self.flow_of6(i, end_ns, reason));
-        let h = self.slab6.hot_mut(i);
-        let t = h.tuple(&self.mask6);
+        let h = self.v6.slab.hot_mut(i);
+        let t = h.tuple(&self.v6.mask);
         h.unset(u8::MAX);
         let hash = self.hash6(&t);
-        let removed = self.table6.remove(hash, i);
+        let removed = self.v6.table.remove(hash, i);
         debug_assert!(removed, "live IPv6 slot {i} missing from the table");
-        let origin = self.slab6.cold(i).origin;
+        let origin = self.v6.slab.cold(i).origin;
         self.contexts.release(t.ctx());
         self.contexts.release(origin);
-        self.slab6.release(i);
+        self.v6.slab.release(i);
         self.live -= 1;
-        self.live6 -= 1;
+        self.v6.live -= 1;
         self.stats.flows[reason as usize] += 1;
     }
 
@@ -455,8 +467,8 @@ impl Shard {
                 out.push(self.flow_of(i, self.now, EndReason::Shutdown));
             }
         }
-        for i in 0..self.slab6.len as u32 {
-            if self.slab6.hot(i).state() & LIVE != 0 {
+        for i in 0..self.v6.slab.len as u32 {
+            if self.v6.slab.hot(i).state() & LIVE != 0 {
                 out.push(self.flow_of6(i, self.now, EndReason::Shutdown));
             }
         }
@@ -464,14 +476,14 @@ impl Shard {
         self.stats.flows[EndReason::Shutdown as usize] += (out.len() - start) as u64;
         self.table.clear();
         self.slab.clear();
-        self.table6.clear();
-        self.slab6.clear();
+        self.v6.table.clear();
+        self.v6.slab.clear();
         self.contexts.clear();
         self.wheel = Wheel::new(self.now / TICK_NS);
-        self.wheel6 = Wheel::new(self.now / TICK_NS);
+        self.v6.wheel = Wheel::new(self.now / TICK_NS);
         self.hand = 0;
-        self.hand_v6 = false;
+        self.v6.hand_v6 = false;
         self.live = 0;
-        self.live6 = 0;
+        self.v6.live = 0;
     }
 }
