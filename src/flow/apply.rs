@@ -22,10 +22,10 @@
 //! (`Shard::run_mixed`), with the same result.
 
 use super::key::{origin_words, v4_bits};
-use super::slab6::is_v6;
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
 use super::slab::{Cold, Hot, Tuple, FULL, HAS_FIN, LIVE, TOUCHED};
+use super::slab6::is_v6;
 use super::table::FlowTable;
 use super::{FlowRecord, KeyHasher, KeyPacker, Records};
 use crate::flow::context::Contexts;
@@ -125,7 +125,13 @@ impl Shard {
     /// Merge one record of either family at `now` (at least the shard's
     /// clock), due at `idle_at`, counted in the stats; no context sweep.
     #[inline]
-    pub(super) fn apply_one(&mut self, now: u64, idle_at: u32, rec: &FlowRecord, out: &mut Vec<Flow>) {
+    pub(super) fn apply_one(
+        &mut self,
+        now: u64,
+        idle_at: u32,
+        rec: &FlowRecord,
+        out: &mut Vec<Flow>,
+    ) {
         if is_v6(rec) {
             self.apply6(now, idle_at, rec, out);
             return;
@@ -167,7 +173,9 @@ impl Shard {
     ) {
         // IPv6 records, or IPv6 flows an IPv4 record may have to find
         // (`apply6.rs`): record by record.
-        if (self.v6.live != 0 && self.v6.cross) || !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i)) {
+        if (self.v6.live != 0 && self.v6.cross)
+            || !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i))
+        {
             self.run_mixed(recs, segs, out);
         } else if self.simple {
             self.run::<R, true>(recs, segs, out);

@@ -46,7 +46,8 @@ impl Shard {
         }
         // Every address the key keeps is IPv4: its flow may be an IPv4 one.
         if self.v6.cross && key.fam & mask6.fam == mask6.fam && self.live > self.v6.live {
-            let t = Tuple { addrs: (key.src as u64) << 32 | key.dst as u64, pc: key.pc, ps: key.ps };
+            let t =
+                Tuple { addrs: (key.src as u64) << 32 | key.dst as u64, pc: key.pc, ps: key.ps };
             let hash4 = self.hash_of(&t);
             let (slab, mask) = (&self.slab, &self.mask);
             if let Some(idx) = self.table.find(hash4, |s| slab.hot(s).holds::<false>(&t, mask)) {
@@ -121,7 +122,8 @@ impl Shard {
         let fin = m.ends_connection();
         let ((src, s4), (dst, d4), (nexthop, n4)) =
             (bits(rec.src_addr), bits(rec.dst_addr), bits(rec.nexthop));
-        let fam = if s4 { SRC4 } else { 0 } | if d4 { DST4 } else { 0 } | if n4 { NEXT4 } else { 0 };
+        let fam =
+            if s4 { SRC4 } else { 0 } | if d4 { DST4 } else { 0 } | if n4 { NEXT4 } else { 0 };
         let idx = self.v6.slab.alloc();
         *self.v6.slab.hot_mut(idx) = Hot6 {
             packets: m.packets,

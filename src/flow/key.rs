@@ -122,7 +122,7 @@ pub struct KeyPacker {
 
 impl KeyPacker {
     /// Same as `spec.key_of(r).pack()`.
-    #[inline]
+    #[inline(always)]
     pub fn pack(&self, r: &FlowRecord) -> PackedKey {
         self.mask(words(
             exporter_words(r.exporter),

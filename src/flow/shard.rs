@@ -373,8 +373,10 @@ impl Shard {
         let t = h.tuple(&self.v6.mask);
         let mut key: FlowKey =
             PackedKey::join(self.contexts.words(t.ctx()), 0, t.pc as u32, t.proto()).unpack();
-        key.src = if self.v6.mask.fam & SRC4 != 0 { addr(t.src, t.fam & SRC4 != 0) } else { V4_ZERO };
-        key.dst = if self.v6.mask.fam & DST4 != 0 { addr(t.dst, t.fam & DST4 != 0) } else { V4_ZERO };
+        key.src =
+            if self.v6.mask.fam & SRC4 != 0 { addr(t.src, t.fam & SRC4 != 0) } else { V4_ZERO };
+        key.dst =
+            if self.v6.mask.fam & DST4 != 0 { addr(t.dst, t.fam & DST4 != 0) } else { V4_ZERO };
         let o = context_fields(self.contexts.words(c.origin));
         let rec = FlowRecord {
             exporter: o.exporter,

@@ -89,9 +89,15 @@ fn ipv6_records_merge_into_one_flow_with_their_addresses() {
     assert_eq!(f.key, KeySpec::default().key_of(&rec6(1000, ACK, 3)));
     assert_eq!((f.key.src, f.key.dst), (v6(1), v6(2)));
     let want = rec6(1000, ACK, 3);
-    assert_eq!((f.rec.src_addr, f.rec.dst_addr, f.rec.nexthop), (want.src_addr, want.dst_addr, want.nexthop));
+    assert_eq!(
+        (f.rec.src_addr, f.rec.dst_addr, f.rec.nexthop),
+        (want.src_addr, want.dst_addr, want.nexthop)
+    );
     assert_eq!((f.rec.exporter, f.rec.input, f.rec.output), (want.exporter, 3, 4));
-    assert_eq!((f.rec.src_as, f.rec.dst_as, f.rec.src_mask, f.rec.dst_mask), (64500, 64501, 48, 64));
+    assert_eq!(
+        (f.rec.src_as, f.rec.dst_as, f.rec.src_mask, f.rec.dst_mask),
+        (64500, 64501, 48, 64)
+    );
     assert_eq!((f.rec.src_port, f.rec.dst_port, f.rec.proto), (1000, 443, 6));
     assert_eq!((f.start_ns, f.end_reason), (T0, EndReason::Shutdown));
     assert_eq!(sh.stats().records, 3);
@@ -108,7 +114,10 @@ fn ipv6_flow_ends_idle() {
     assert_eq!(sh.next_deadline().map(|d| d <= T0 + 110 * S), Some(true));
     at(&mut sh, T0 + 110 * S, None, &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].end_reason, out[0].end_ns, out[0].records), (EndReason::Idle, T0 + 110 * S, 2));
+    assert_eq!(
+        (out[0].end_reason, out[0].end_ns, out[0].records),
+        (EndReason::Idle, T0 + 110 * S, 2)
+    );
     assert_eq!(out[0].seen_ns, T0 + 50 * S);
     assert!(sh.is_empty() && sh.wheel_len() == 0 && sh.len_v6() == 0);
 }
@@ -126,7 +135,10 @@ fn ipv6_fin_lingers_then_ends_and_keeps_the_exporters_reason() {
     assert!(out.is_empty(), "ended before the linger: {out:?}");
     at(&mut sh, T0 + 11 * S, None, &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].end_reason, out[0].end_ns, out[0].records), (EndReason::Fin, T0 + 11 * S, 2));
+    assert_eq!(
+        (out[0].end_reason, out[0].end_ns, out[0].records),
+        (EndReason::Fin, T0 + 11 * S, 2)
+    );
     at(&mut sh, T0 + 12 * S, None, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!((out[1].end_reason, out[1].exporter_end_reason), (EndReason::Fin, FORCED_END));
@@ -207,7 +219,11 @@ fn a_key_without_addresses_has_one_flow_over_both_families() {
     for v6_first in [false, true] {
         let mut sh = Shard::new(ShardConfig { key, ..cfg(310, 1860, 100) }, T0);
         let mut out = vec![];
-        let (a, b) = if v6_first { (rec6(7, ACK, 1), rec4(7, ACK, 2)) } else { (rec4(7, ACK, 1), rec6(7, ACK, 2)) };
+        let (a, b) = if v6_first {
+            (rec6(7, ACK, 1), rec4(7, ACK, 2))
+        } else {
+            (rec4(7, ACK, 1), rec6(7, ACK, 2))
+        };
         at(&mut sh, T0, Some(&a), &mut out);
         at(&mut sh, T0 + S, Some(&b), &mut out);
         at(&mut sh, T0 + 2 * S, Some(&a), &mut out);

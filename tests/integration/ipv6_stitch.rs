@@ -58,7 +58,8 @@ fn from_flows(flows: &[Value]) -> Conns {
     for f in flows {
         let s = |k: &str| f[k].as_str().unwrap().to_string();
         let n = |k: &str| f[k].as_u64().unwrap();
-        let k = (s("exporter"), s("src_addr"), n("src_port"), s("dst_addr"), n("dst_port"), n("proto"));
+        let k =
+            (s("exporter"), s("src_addr"), n("src_port"), s("dst_addr"), n("dst_port"), n("proto"));
         let prev = m.insert(k, [n("records"), n("packets"), n("octets"), n("tcp_flags")]);
         assert!(prev.is_none(), "two flows of one key: {f}");
     }
@@ -77,10 +78,18 @@ fn assert_truth(flows: &[Value], st: &Value, truth: &Truth, what: &str) {
     let want = from_truth(truth);
     let got = from_flows(flows);
     let v6 = |m: &Conns| m.keys().filter(|k| k.1.contains(':')).count();
-    assert!(v6(&want) * 4 > want.len(), "{what}: a third or more IPv6: {} of {}", v6(&want), want.len());
+    assert!(
+        v6(&want) * 4 > want.len(),
+        "{what}: a third or more IPv6: {} of {}",
+        v6(&want),
+        want.len()
+    );
     assert_eq!(v6(&got), v6(&want), "{what}: IPv6 flows");
-    let v6_records: u64 =
-        flows.iter().filter(|f| f["src_addr"].as_str().unwrap().contains(':')).map(|f| f["records"].as_u64().unwrap()).sum();
+    let v6_records: u64 = flows
+        .iter()
+        .filter(|f| f["src_addr"].as_str().unwrap().contains(':'))
+        .map(|f| f["records"].as_u64().unwrap())
+        .sum();
     assert_eq!(v6_records, truth.ipv6_records, "{what}: IPv6 records in flows");
     assert_eq!(got.len(), want.len(), "{what}: one flow per true connection");
     for (k, w) in &want {
@@ -99,7 +108,14 @@ fn replay_stitches_ipv6_connections_exactly() {
         let pcap = dir.path().join("lg.pcap");
         let (truth, _) = loadgen::write_pcap(&model(version, 600), &pcap).unwrap();
         let st = dir.path().join("stats.json");
-        let r = run_ok(nfstitch().arg("replay").args(HOLD).args(["-q", "--no-state", "--stats-json"]).arg(&st).arg(&pcap));
+        let r = run_ok(
+            nfstitch()
+                .arg("replay")
+                .args(HOLD)
+                .args(["-q", "--no-state", "--stats-json"])
+                .arg(&st)
+                .arg(&pcap),
+        );
         assert_truth(&flows(&r.stdout), &stats(&st), &truth, &format!("replay v{version}"));
     }
 }
@@ -117,7 +133,11 @@ fn collect_stitches_ipv6_connections_exactly_with_1_and_2_workers() {
             std::thread::sleep(Duration::from_millis(300));
             let (flows, st, _) = c.stop();
             let what = format!("collect v{version}, {workers} workers");
-            assert_eq!((st["kernel_drops"].as_u64(), st["unread_at_shutdown"].as_u64()), (Some(0), Some(0)), "{what}");
+            assert_eq!(
+                (st["kernel_drops"].as_u64(), st["unread_at_shutdown"].as_u64()),
+                (Some(0), Some(0)),
+                "{what}"
+            );
             assert_eq!(st["datagrams"], truth.datagrams, "{what}");
             assert_truth(&flows, &st, &truth, &what);
         }

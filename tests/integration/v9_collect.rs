@@ -110,7 +110,11 @@ fn oracle(case: &Case, reverse_records: u64) -> [u64; 5] {
 
 /// Records over the emitted flows with an IPv6 source address.
 fn ipv6_flow_records(flows: &[Value]) -> u64 {
-    flows.iter().filter(|f| f["src_addr"].as_str().unwrap().contains(':')).map(|f| f["records"].as_u64().unwrap()).sum()
+    flows
+        .iter()
+        .filter(|f| f["src_addr"].as_str().unwrap().contains(':'))
+        .map(|f| f["records"].as_u64().unwrap())
+        .sum()
 }
 
 /// Flow sums equal the records' sums (plus what waits at the IPv6 seam:
@@ -153,7 +157,12 @@ fn every_case_through_replay_equals_the_oracle() {
         assert_stitched(&flows, &st, &case.name);
         let t = &st["templated"];
         // No case has IPv6 biflows: the IPv6 flows hold the forward IPv6 records.
-        assert_eq!(ipv6_flow_records(&flows), case.want["ipv6_records"], "{}: IPv6 records in flows", case.name);
+        assert_eq!(
+            ipv6_flow_records(&flows),
+            case.want["ipv6_records"],
+            "{}: IPv6 records in flows",
+            case.name
+        );
         let want = oracle(&case, n(t, "reverse_records"));
         if figures(&st) != want {
             failures.push(format!("{}: got {:?}, want {want:?}", case.name, figures(&st)));
