@@ -258,7 +258,8 @@ impl Shard {
 
     /// Make room for `n` flows now, so that the first `n` flows cost no
     /// allocation or table growth, and no page fault for their slots and
-    /// buckets (those are written now).
+    /// buckets (those are written now). IPv4 flows: the IPv6 family grows
+    /// as its flows come (reserving both would double the memory held).
     pub fn reserve(&mut self, n: usize) {
         let n = n.min(self.cfg.max_flows);
         self.table.reserve(n);
