@@ -22,15 +22,44 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it takes 20000 flows
 //! and rates at 3000 and 20000.
+//!
+//!   GROWTH_IPV6=1 cargo bench --bench growth   # the same with IPv6 flows
+//!
+//! `GROWTH_IPV6=1` makes every record IPv6 (the same keys, addresses in
+//! 2001:db8::/32): the shard's IPv6 slot family (issue 18 item 4), applied
+//! record by record. `Shard::reserve` sizes the IPv4 family only, so the
+//! "reserved" run of IPv6 flows grows like the first.
 
 mod common;
 use std::time::Instant;
 
-use common::{default_cfg, record, T0};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::OnceLock;
+
+use common::{default_cfg, T0};
 use loadgen::rng::SplitMix64;
 use nfstitch::collect::worker::RECV_BATCH;
 use nfstitch::flow::{FlowRecord, Shard};
 use nfstitch::platform::rss_bytes;
+
+/// `GROWTH_IPV6=1`: IPv6 records.
+fn ipv6() -> bool {
+    static V6: OnceLock<bool> = OnceLock::new();
+    *V6.get_or_init(|| std::env::var("GROWTH_IPV6").is_ok_and(|v| v == "1"))
+}
+
+/// Record `i` of the run: `common::record`, or the same key as IPv6.
+fn record(i: u64) -> FlowRecord {
+    let r = common::record(i);
+    if !ipv6() {
+        return r;
+    }
+    let v6 = |a: IpAddr| match a {
+        IpAddr::V4(a) => IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | a.to_bits() as u128)),
+        a => a,
+    };
+    FlowRecord { src_addr: v6(r.src_addr), dst_addr: v6(r.dst_addr), nexthop: v6(r.nexthop), ..r }
+}
 
 /// Per-batch apply times (ns) of filling a shard with `flows` new flows.
 fn fill(flows: u64, reserve: bool) -> (Vec<u64>, Shard) {
@@ -144,7 +173,8 @@ fn main() {
     drop(shard);
     let (gw, gp) = tail(grown);
     let (sw, sp) = tail(sized);
-    println!("growth: {flows} new flows in batches of {} records", RECV_BATCH * 30);
+    let family = if ipv6() { "IPv6" } else { "IPv4" };
+    println!("growth: {flows} new {family} flows in batches of {} records", RECV_BATCH * 30);
     println!("  grown from 0:  worst {gw:9.1} us  p99.9 {gp:8.1} us  RSS {per_flow:.0} bytes/flow");
     println!("  reserved:      worst {sw:9.1} us  p99.9 {sp:8.1} us");
     println!("  ratio grown/reserved: worst {:.2}x  p99.9 {:.2}x", gw / sw, gp / sp);

@@ -75,9 +75,10 @@
 //! - v9/IPFIX data before its template: held, then decoded
 //!   (`templated.held_sets_decoded`), or `held_sets_expired` /
 //!   `held_sets_dropped` (too old, no room).
-//! - v9/IPFIX IPv6 records, which the flow table cannot key yet: in
-//!   `records`, in no flow, counted in `ipv6_records_pending` (packets,
-//!   octets too) at the one seam, `ingest::stitchable_now`.
+//! - v9/IPFIX records the flow table could not take: in `records`, in no
+//!   flow, counted in `ipv6_records_pending` (packets, octets too) at the
+//!   one seam, `ingest::stitchable_now`; always 0 since IPv6 records are
+//!   stitched (the shard's IPv6 slot family, `flow/slab6.rs`).
 //! - Datagrams still queued in a socket when shutdown's bounded read ran out
 //!   of time: `unread_at_shutdown` (read and counted, not processed).
 //! - Records the exporter sent that never arrived, per its sequence numbers:

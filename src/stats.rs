@@ -60,9 +60,10 @@ pub struct Report {
     pub packets: u64,
     pub octets: u64,
     /// Records (packets, octets) in `records` that the flow table cannot
-    /// take yet (IPv6, until its slot family lands): counted at the seam
-    /// (`ingest::stitchable_now`), never in a flow. `records` = records
-    /// over emitted flows + `ipv6_records_pending`.
+    /// take: counted at the seam (`ingest::stitchable_now`), never in a
+    /// flow; always 0 since IPv6 records are stitched (kept: a
+    /// `--stats-json` key). `records` = records over emitted flows +
+    /// `ipv6_records_pending`.
     pub ipv6_records_pending: u64,
     pub ipv6_packets_pending: u64,
     pub ipv6_octets_pending: u64,

@@ -14,11 +14,18 @@
 //!
 //! Context ids computed in stage 1 stay valid until the batch ends: no id
 //! is freed before (`Contexts::sweep` runs after the last merge).
+//!
+//! IPv6: a record of the IPv6 family (`slab6.rs`) takes `apply6.rs`'s
+//! path, one record at a time. The pipeline here is the IPv4 family's: a
+//! batch that can hold IPv6 records (not a v5 receive batch:
+//! [`Records::V4_ONLY`]) and does is applied record by record instead
+//! (`Shard::run_mixed`), with the same result.
 
 use super::key::{origin_words, v4_bits};
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard, TICK_NS};
 use super::slab::{Cold, Hot, Tuple, FULL, HAS_FIN, LIVE, TOUCHED};
+use super::slab6::is_v6;
 use super::table::FlowTable;
 use super::{FlowRecord, KeyHasher, KeyPacker, Records};
 use crate::flow::context::Contexts;
@@ -109,6 +116,26 @@ impl Shard {
             now >= self.now || now / TICK_NS <= self.wheel.elapsed(),
             "apply before advance"
         );
+        let now = self.now.max(now);
+        let idle_at = self.idle_at(now);
+        self.apply_one(now, idle_at, rec, out);
+        self.contexts.sweep();
+    }
+
+    /// Merge one record of either family at `now` (at least the shard's
+    /// clock), due at `idle_at`, counted in the stats; no context sweep.
+    #[inline]
+    pub(super) fn apply_one(
+        &mut self,
+        now: u64,
+        idle_at: u32,
+        rec: &FlowRecord,
+        out: &mut Vec<Flow>,
+    ) {
+        if is_v6(rec) {
+            self.apply6(now, idle_at, rec, out);
+            return;
+        }
         // One record: no pipeline, so no ring to fill (this is the path of
         // every v9/IPFIX record and every record of a replay).
         let recs = std::slice::from_ref(rec);
@@ -116,10 +143,7 @@ impl Shard {
         self.stats.records += 1;
         self.stats.packets += a.merge.packets;
         self.stats.octets += a.merge.octets;
-        let now = self.now.max(now);
-        let idle_at = self.idle_at(now);
-        self.apply_hashed::<_, false>(now, idle_at, recs, 0, &a, out);
-        self.contexts.sweep();
+        self.apply_hashed::<_, false, true>(now, idle_at, recs, 0, &a, out);
     }
 
     /// [`Shard::apply`] for many records at the same `now`, in order, with
@@ -147,7 +171,13 @@ impl Shard {
         segs: &[(usize, u64)],
         out: &mut Vec<Flow>,
     ) {
-        if self.simple {
+        // IPv6 records, or IPv6 flows an IPv4 record may have to find
+        // (`apply6.rs`): record by record.
+        if (self.v6.live != 0 && self.v6.cross)
+            || !R::V4_ONLY && (0..recs.len()).any(|i| recs.is_v6(i))
+        {
+            self.run_mixed(recs, segs, out);
+        } else if self.simple {
             self.run::<R, true>(recs, segs, out);
         } else {
             self.run::<R, false>(recs, segs, out);
@@ -214,7 +244,7 @@ impl Shard {
                     &mut sums,
                 );
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
-                self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
+                self.apply_hashed::<_, SIMPLE, false>(now, idle_at, recs, i, &ring[i % RING], out);
                 i += 1;
             }
             if i < end {
@@ -270,15 +300,19 @@ impl Shard {
             if i + PEEK_AHEAD < recs.len() {
                 self.peek(&mut ring[(i + PEEK_AHEAD) % RING]);
             }
-            self.apply_hashed::<_, SIMPLE>(now, idle_at, recs, i, &ring[i % RING], out);
+            self.apply_hashed::<_, SIMPLE, false>(now, idle_at, recs, i, &ring[i % RING], out);
         }
     }
 
     /// Merge record `i` of `recs`, whose key, hash and merge are `a`, at
     /// `now` (at least the shard's clock), making the flow due at `idle_at`
     /// ([`Shard::idle_at`] of `now`). The caller counts it in the stats.
+    /// With `CROSS` (one record at a time: [`Shard::apply_one`]) a key that
+    /// keeps one address or none also looks for its flow among the IPv6
+    /// family's; the pipeline goes without (its batches never meet an IPv6
+    /// flow then: [`Shard::apply_segments`]), so its code is the IPv4 one alone.
     #[inline]
-    fn apply_hashed<R: Records + ?Sized, const SIMPLE: bool>(
+    fn apply_hashed<R: Records + ?Sized, const SIMPLE: bool, const CROSS: bool>(
         &mut self,
         now: u64,
         idle_at: u32,
@@ -312,6 +346,11 @@ impl Shard {
             self.update_cold(idx, now, idle_at, m);
             return;
         }
+        // A key that keeps one address or none may have its flow in the
+        // IPv6 family (never with the default key).
+        if CROSS && self.v6.cross && self.merge6_of_v4(key, now, idle_at, m) {
+            return;
+        }
         if self.live >= self.cfg.max_flows {
             self.evict(now, out);
         }
@@ -328,7 +367,7 @@ impl Shard {
     /// A record merges into flow `idx`: its hot line only (and the cold
     /// part for a FIN/RST or an exporter's end of flow).
     #[inline]
-    fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
+    pub(super) fn update(&mut self, idx: u32, now: u64, idle_at: u32, m: &Merge) {
         merge_into(self.slab.hot_mut(idx), idle_at, m);
         if m.is_special() {
             self.special(idx, now, m);

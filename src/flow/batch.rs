@@ -18,7 +18,15 @@ use super::record::FlowRecord;
 /// and `key_merge(i, p) == (key(i, p), merge(i))`: the shard's result never
 /// depends on which form it reads.
 pub trait Records {
+    /// Every record is IPv4 (a v5 receive batch): the shard's pipeline
+    /// then never asks [`Records::is_v6`].
+    const V4_ONLY: bool = false;
+
     fn len(&self) -> usize;
+
+    /// Whether record `i` belongs to the IPv6 family (its source or
+    /// destination address is IPv6).
+    fn is_v6(&self, i: usize) -> bool;
 
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -45,6 +53,11 @@ impl Records for [FlowRecord] {
     #[inline]
     fn len(&self) -> usize {
         <[FlowRecord]>::len(self)
+    }
+
+    #[inline]
+    fn is_v6(&self, i: usize) -> bool {
+        super::slab6::is_v6(&self[i])
     }
 
     #[inline]

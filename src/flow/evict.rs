@@ -24,6 +24,12 @@
 //! among flows not updated for a turn, the one under the hand goes, not
 //! the oldest; and a flow created in a slot freed by a timer, ahead of the
 //! hand, may be looked at sooner than a turn after its creation.
+//!
+//! Both address families: the hand's turn runs over the IPv4 slab and then
+//! over the IPv6 one (`slab6.rs`; `Shard::hand_v6` says which it is in), so
+//! every flow of either family is looked at once per turn and `max_flows`
+//! bounds both together. With no IPv6 flow ever held, the IPv6 slab is
+//! empty and the hand goes round the IPv4 slab exactly as before.
 
 use super::shard::{Flow, Shard};
 use super::slab::{LIVE, TOUCHED};
@@ -37,25 +43,49 @@ impl Shard {
     /// doc), as evicted at `now`.
     pub(super) fn evict(&mut self, now: u64, out: &mut Vec<Flow>) {
         debug_assert!(self.live > 0, "evicting from an empty shard");
-        let len = self.slab.len as u32;
         let mut chances = 0;
         loop {
-            if self.hand >= len {
+            if !self.v6.hand_v6 {
+                let len = self.slab.len as u32;
+                while self.hand < len {
+                    let i = self.hand;
+                    self.hand += 1;
+                    let h = self.slab.hot_mut(i);
+                    if h.state() & LIVE == 0 {
+                        continue;
+                    }
+                    if h.state() & TOUCHED != 0 && chances < SECOND_CHANCES {
+                        h.unset(TOUCHED);
+                        chances += 1;
+                        continue;
+                    }
+                    self.evict_slot(i, now, out);
+                    return;
+                }
                 self.hand = 0;
+                if self.v6.slab.len == 0 {
+                    continue; // no IPv6 slot: the turn is the IPv4 slab's alone
+                }
+                self.v6.hand_v6 = true;
             }
-            let i = self.hand;
-            self.hand += 1;
-            let h = self.slab.hot_mut(i);
-            if h.state() & LIVE == 0 {
-                continue;
+            let len = self.v6.slab.len as u32;
+            while self.hand < len {
+                let i = self.hand;
+                self.hand += 1;
+                let h = self.v6.slab.hot_mut(i);
+                if h.state() & LIVE == 0 {
+                    continue;
+                }
+                if h.state() & TOUCHED != 0 && chances < SECOND_CHANCES {
+                    h.unset(TOUCHED);
+                    chances += 1;
+                    continue;
+                }
+                self.evict_slot6(i, now, out);
+                return;
             }
-            if h.state() & TOUCHED != 0 && chances < SECOND_CHANCES {
-                h.unset(TOUCHED);
-                chances += 1;
-                continue;
-            }
-            self.evict_slot(i, now, out);
-            return;
+            self.hand = 0;
+            self.v6.hand_v6 = false;
         }
     }
 }

@@ -122,7 +122,7 @@ pub struct KeyPacker {
 
 impl KeyPacker {
     /// Same as `spec.key_of(r).pack()`.
-    #[inline]
+    #[inline(always)]
     pub fn pack(&self, r: &FlowRecord) -> PackedKey {
         self.mask(words(
             exporter_words(r.exporter),
@@ -270,18 +270,19 @@ pub fn exporter_words(exporter: IpAddr) -> [u64; 2] {
     [(ex >> 64) as u64, ex as u64]
 }
 
-/// The 32 bits of an IPv4 address as the packed key holds it.
+/// The 32 bits of an IPv4 address as the packed key holds it; an IPv6
+/// address folded to 32 bits.
 ///
-/// The packed key holds IPv4 flows only: no IPv6 record reaches a shard
-/// until the IPv6 slot family lands (issue 18); until then an IPv6 address
-/// is folded to 32 bits (never produced by any input today: the v5 decoder
-/// makes IPv4 records only).
+/// A shard's IPv4 family holds IPv4 flows only: records with an IPv6
+/// address go to its IPv6 family (`slab6.rs`), which keeps them whole. The
+/// fold is what routing (`collect`'s `hash mod workers` of the packed key)
+/// and a [`PackedKey`] of an IPv6 record see: the same key always folds the
+/// same way, and the shard never compares folded addresses.
 #[inline(always)]
 pub(crate) fn v4_bits(a: IpAddr) -> u32 {
     match a {
         IpAddr::V4(a) => a.to_bits(),
         IpAddr::V6(a) => {
-            debug_assert!(false, "IPv6 address {a} in an IPv4 flow key");
             let b = a.to_bits();
             (b ^ b >> 32 ^ b >> 64 ^ b >> 96) as u32
         }
@@ -470,6 +471,18 @@ impl KeyHasher {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.0.build_hasher();
         for w in key.0 {
+            h.write_u64(w);
+        }
+        h.finish()
+    }
+
+    /// The hash of `words` under this hasher's seeds (a shard's IPv6 key,
+    /// `slab6.rs`).
+    #[inline]
+    pub(crate) fn hash_words(&self, words: &[u64]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        for &w in words {
             h.write_u64(w);
         }
         h.finish()

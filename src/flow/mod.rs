@@ -14,9 +14,12 @@
 //! (the slots), `context.rs` (interned key contexts) <- `shard.rs` (the
 //! shard's state and what ends a flow), with its behaviour split by
 //! concern into `apply.rs` (the record pipeline), `expiry.rs` (deadlines
-//! and the timer wheel) and `evict.rs` (the eviction hand).
+//! and the timer wheel) and `evict.rs` (the eviction hand). The IPv6 slot
+//! family: `slab6.rs` (its hot slot and key, beside `slab.rs`) and
+//! `apply6.rs` (its record path, after `shard.rs`).
 
 mod apply;
+mod apply6;
 mod batch;
 mod context;
 mod evict;
@@ -26,6 +29,7 @@ mod merge;
 mod record;
 mod shard;
 mod slab;
+mod slab6;
 mod table;
 
 pub use batch::Records;
@@ -38,3 +42,5 @@ pub use shard::{EndReason, Flow, Shard, ShardConfig, ShardStats, MAX_TIMEOUT_NS,
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;

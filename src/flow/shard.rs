@@ -39,12 +39,22 @@
 //! load (5/16 to 5/8: 12.8 to 25.6 bytes per flow), and nothing else per
 //! flow (the wheel holds 2 x 385 list ends, the hand one index, the free
 //! list runs through the slots; contexts are per distinct context).
+//!
+//! Address families: a record with an IPv6 address goes to the IPv6
+//! family (`slab6.rs`): its own slab of 128-byte hot parts (same cold
+//! part), its own table and its own timer wheel (`Shard::v6`,
+//! advanced in step with the IPv4 one), so nothing on the IPv4 path
+//! changes; the eviction hand sweeps both slabs in turn, `max_flows` counts
+//! both, contexts are shared (`apply6.rs`). An IPv6 flow takes 128 + 48
+//! bytes plus its bucket.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::context::Contexts;
 use super::key::{context_fields, KeyHasher, KeyPacker, PackedKey};
+use super::record::V4_ZERO;
 use super::slab::{Slab, Tuple, TupleMask, LIVE};
+use super::slab6::{addr, Hot6, Tuple6, TupleMask6, DST4, NEXT4, SRC4};
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec};
 use crate::timer::Wheel;
@@ -166,12 +176,36 @@ pub struct Shard {
     pub(super) table: FlowTable,
     pub(super) slab: Slab,
     pub(super) wheel: Wheel,
+    /// The IPv6 family (`slab6.rs`, `apply6.rs`), boxed: the IPv4 path
+    /// sees one pointer of it.
+    pub(super) v6: Box<Family6>,
     pub(super) contexts: Contexts,
-    /// The eviction hand: the next slot it looks at (`evict.rs`).
+    /// The eviction hand: the next slot it looks at (`evict.rs`), in the
+    /// IPv6 slab if `v6.hand_v6`, else the IPv4 one.
     pub(super) hand: u32,
+    /// Flows held, both families.
     pub(super) live: usize,
     pub(super) now: u64,
     pub(super) stats: ShardStats,
+}
+
+/// A shard's IPv6 slot family: its masks, index, slots and timer wheel
+/// (at the IPv4 wheel's `elapsed` whenever it holds flows: `expiry.rs`).
+#[derive(Debug)]
+pub(super) struct Family6 {
+    pub(super) mask: TupleMask6,
+    pub(super) table: FlowTable,
+    pub(super) slab: Slab<Hot6>,
+    pub(super) wheel: Wheel,
+    /// Flows of the family held (in [`Shard::live`] too): its wheel holds
+    /// flows exactly when this is not 0.
+    pub(super) live: usize,
+    /// The key keeps one address or none: a key may then have records of
+    /// both families, so a record that finds no flow in its own family
+    /// looks in the other's before it makes one (`apply6.rs`).
+    pub(super) cross: bool,
+    /// The eviction hand is in this family's slab (`evict.rs`).
+    pub(super) hand_v6: bool,
 }
 
 /// The longest idle or linger timeout a shard takes: its deadlines are
@@ -190,19 +224,30 @@ impl Shard {
         let (addrs, ports, proto) = packer.tuple_masks();
         let simple =
             packer.exporter_only() && (addrs, ports, proto) == (u64::MAX, u32::MAX, u8::MAX);
+        let mask = TupleMask {
+            addrs,
+            pc: 0xffff_ffff_0000_0000 | ports as u64,
+            ps: (LIVE as u16) << 8 | proto as u16,
+        };
+        let (src, dst) = (addrs >> 32 != 0, addrs as u32 != 0);
         Shard {
             packer,
             simple,
-            mask: TupleMask {
-                addrs,
-                pc: 0xffff_ffff_0000_0000 | ports as u64,
-                ps: (LIVE as u16) << 8 | proto as u16,
-            },
+            mask,
             hasher: KeyHasher::seeded(),
             cfg,
             table: FlowTable::default(),
             slab: Slab::default(),
             wheel: Wheel::new(now / TICK_NS),
+            v6: Box::new(Family6 {
+                mask: TupleMask6::new(src, dst, mask.pc, mask.ps),
+                table: FlowTable::default(),
+                slab: Slab::default(),
+                wheel: Wheel::new(now / TICK_NS),
+                live: 0,
+                cross: !(src && dst),
+                hand_v6: false,
+            }),
             contexts: Contexts::default(),
             hand: 0,
             live: 0,
@@ -213,7 +258,8 @@ impl Shard {
 
     /// Make room for `n` flows now, so that the first `n` flows cost no
     /// allocation or table growth, and no page fault for their slots and
-    /// buckets (those are written now).
+    /// buckets (those are written now). IPv4 flows: the IPv6 family grows
+    /// as its flows come (reserving both would double the memory held).
     pub fn reserve(&mut self, n: usize) {
         let n = n.min(self.cfg.max_flows);
         self.table.reserve(n);
@@ -237,9 +283,15 @@ impl Shard {
         &self.stats
     }
 
-    /// Flows linked in the timer wheel: exactly the flows held (no stale entries).
+    /// Flows linked in the timer wheels: exactly the flows held (no stale entries).
     pub fn wheel_len(&self) -> usize {
-        self.wheel.len()
+        self.wheel.len() + self.v6.wheel.len()
+    }
+
+    /// Flows held now of the IPv6 family (a source or destination address
+    /// is IPv6), included in [`Shard::len`].
+    pub fn len_v6(&self) -> usize {
+        self.v6.live
     }
 
     /// Context ids held (at most two per flow between batches).
@@ -326,6 +378,84 @@ impl Shard {
         }
     }
 
+    /// The hash of an IPv6-family key.
+    #[inline]
+    pub(super) fn hash6(&self, t: &Tuple6) -> u64 {
+        self.hasher.hash_words(&t.words())
+    }
+
+    /// [`Shard::flow_of`] for slot `i` of the IPv6 family.
+    fn flow_of6(&self, i: u32, end_ns: u64, reason: EndReason) -> Flow {
+        let (h, c) = (self.v6.slab.hot(i), self.v6.slab.cold(i));
+        let t = h.tuple(&self.v6.mask);
+        let mut key: FlowKey =
+            PackedKey::join(self.contexts.words(t.ctx()), 0, t.pc as u32, t.proto()).unpack();
+        key.src =
+            if self.v6.mask.fam & SRC4 != 0 { addr(t.src, t.fam & SRC4 != 0) } else { V4_ZERO };
+        key.dst =
+            if self.v6.mask.fam & DST4 != 0 { addr(t.dst, t.fam & DST4 != 0) } else { V4_ZERO };
+        let o = context_fields(self.contexts.words(c.origin));
+        let rec = FlowRecord {
+            exporter: o.exporter,
+            engine_type: o.engine_type,
+            engine_id: o.engine_id,
+            sampling: o.sampling,
+            src_addr: addr(h.src, h.fam & SRC4 != 0),
+            dst_addr: addr(h.dst, h.fam & DST4 != 0),
+            nexthop: addr(h.nexthop, h.fam & NEXT4 != 0),
+            input: c.input,
+            output: c.output,
+            packets: h.packets,
+            octets: h.octets,
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
+            src_port: (h.pc >> 16) as u16,
+            dst_port: h.pc as u16,
+            tcp_flags: h.tcp_flags,
+            proto: h.proto(),
+            tos: c.tos,
+            src_as: c.src_as,
+            dst_as: c.dst_as,
+            src_mask: c.src_mask,
+            dst_mask: c.dst_mask,
+            end_reason: h.exp_reason,
+        };
+        let seen_ns = self.seen_ns6(i).clamp(c.start_ns, end_ns.max(c.start_ns));
+        Flow {
+            key,
+            rec,
+            records: h.records,
+            packets: h.packets,
+            octets: h.octets,
+            tcp_flags: h.tcp_flags,
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
+            start_ns: c.start_ns,
+            seen_ns,
+            end_ns,
+            end_reason: reason,
+            exporter_end_reason: h.exp_reason,
+        }
+    }
+
+    /// [`Shard::finish`] for slot `i` of the IPv6 family.
+    pub(super) fn finish6(&mut self, i: u32, end_ns: u64, reason: EndReason, out: &mut Vec<Flow>) {
+        out.push(self.flow_of6(i, end_ns, reason));
+        let h = self.v6.slab.hot_mut(i);
+        let t = h.tuple(&self.v6.mask);
+        h.unset(u8::MAX);
+        let hash = self.hash6(&t);
+        let removed = self.v6.table.remove(hash, i);
+        debug_assert!(removed, "live IPv6 slot {i} missing from the table");
+        let origin = self.v6.slab.cold(i).origin;
+        self.contexts.release(t.ctx());
+        self.contexts.release(origin);
+        self.v6.slab.release(i);
+        self.live -= 1;
+        self.v6.live -= 1;
+        self.stats.flows[reason as usize] += 1;
+    }
+
     /// End the flow in slot `i` (already out of the wheel) at `end_ns` for
     /// `reason`: emit it, take it out of the table, give back its contexts
     /// and its slot.
@@ -356,13 +486,23 @@ impl Shard {
                 out.push(self.flow_of(i, self.now, EndReason::Shutdown));
             }
         }
+        for i in 0..self.v6.slab.len as u32 {
+            if self.v6.slab.hot(i).state() & LIVE != 0 {
+                out.push(self.flow_of6(i, self.now, EndReason::Shutdown));
+            }
+        }
         out[start..].sort_unstable_by_key(|f| (f.first_ns, f.key));
         self.stats.flows[EndReason::Shutdown as usize] += (out.len() - start) as u64;
         self.table.clear();
         self.slab.clear();
+        self.v6.table.clear();
+        self.v6.slab.clear();
         self.contexts.clear();
         self.wheel = Wheel::new(self.now / TICK_NS);
+        self.v6.wheel = Wheel::new(self.now / TICK_NS);
         self.hand = 0;
+        self.v6.hand_v6 = false;
         self.live = 0;
+        self.v6.live = 0;
     }
 }

@@ -234,8 +234,7 @@ impl FlowTable {
 
     /// The slot holding the key with `hash` for which `eq(slot)` is true
     /// (the shard calls its two halves, [`FlowTable::find_new`] and
-    /// [`FlowTable::find_old`], itself).
-    #[cfg(test)]
+    /// [`FlowTable::find_old`], itself; the IPv6 family calls this).
     pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.find_new(hash, &mut eq).or_else(|| self.find_old(hash, eq))
     }

@@ -524,9 +524,17 @@ impl<'a> WireView<'a> {
 }
 
 impl Records for WireView<'_> {
+    /// v5 records: IPv4 only.
+    const V4_ONLY: bool = true;
+
     #[inline]
     fn len(&self) -> usize {
         self.recs.locs.len()
+    }
+
+    #[inline]
+    fn is_v6(&self, _: usize) -> bool {
+        false
     }
 
     #[inline]

@@ -6,11 +6,12 @@
 //! decoded against this thread's template cache; each flow record (both
 //! halves of a biflow) becomes a [`FlowRecord`] once, in the decoder, and is
 //! scaled here with `--scale-sampling`; [`stitchable_now`] then says whether
-//! the flow table takes it. Records it refuses (IPv6, until the flow table
-//! has its IPv6 slot family) are counted in `ipv6_records_pending` (with
-//! their packets and octets), still dumped, never stitched: so `records =
-//! sum of records over flows + ipv6_records_pending`, and likewise packets
-//! and octets.
+//! the flow table takes it. It takes every record now, IPv6 ones included
+//! (the shard's IPv6 slot family, `flow/slab6.rs`); records it would refuse
+//! are counted in `ipv6_records_pending` (with their packets and octets),
+//! still dumped, never stitched: so `records = sum of records over flows +
+//! ipv6_records_pending`, and likewise packets and octets, the pending
+//! counters staying 0 (kept: they are `--stats-json` and metrics keys).
 //!
 //! **One decoder per thread.** A collector worker keeps its own template
 //! cache: SO_REUSEPORT sends all datagrams of one (source address, source
@@ -65,14 +66,14 @@ pub const MAX_COUNTER: u64 = (1 << 48) - 1;
 pub const SET_REASONS: &[&str] = DecodeError::REASONS.split_at(DecodeError::DATAGRAM_REASONS).1;
 const N_SET: usize = DecodeError::REASONS.len() - DecodeError::DATAGRAM_REASONS;
 
-/// **The IPv6 seam.** Whether the flow table can take `r` now: its packed
-/// key holds IPv4 addresses only, until the IPv6 slot family lands. Every
-/// record of the templated path passes here; those refused are counted in
-/// `ipv6_records_pending` (never silently lost). Connect the IPv6 family by
-/// making this return true for them.
+/// **The IPv6 seam.** Whether the flow table can take `r` now: always,
+/// since a shard keeps IPv6 flows in a slot family of their own
+/// (`flow/slab6.rs`; issue 18 item 4). Every record of the templated path
+/// passes here; any refused would be counted in `ipv6_records_pending`
+/// (never silently lost), which therefore stays 0.
 #[inline]
-pub fn stitchable_now(r: &FlowRecord) -> bool {
-    r.src_addr.is_ipv4() && r.dst_addr.is_ipv4()
+pub fn stitchable_now(_r: &FlowRecord) -> bool {
+    true
 }
 
 /// Whether a datagram is v9 or IPFIX by its version word (9 or 10).
@@ -114,7 +115,8 @@ pub struct TemplatedCounters {
     pub no_template_records: u64,
     pub held_sets_dropped: u64,
     pub held_sets_expired: u64,
-    /// Records (and their packets, octets) the flow table cannot take yet.
+    /// Records (and their packets, octets) the flow table cannot take: 0
+    /// since the IPv6 slot family (kept as `--stats-json` keys).
     pub ipv6_records_pending: u64,
     pub ipv6_packets_pending: u64,
     pub ipv6_octets_pending: u64,

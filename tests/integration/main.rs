@@ -8,6 +8,7 @@ mod collect;
 mod fuzz_corpus;
 mod histograms;
 mod interop;
+mod ipv6_stitch;
 mod layout;
 mod loadgen;
 mod ops;
