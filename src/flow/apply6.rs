@@ -22,7 +22,7 @@ use super::key::origin_words;
 use super::merge::Merge;
 use super::shard::{EndReason, Flow, Shard};
 use super::slab::{Cold, Tuple, HAS_FIN, LIVE, TOUCHED};
-use super::slab6::{bits, Hot6, Tuple6, DST4, NEXT4, SRC4};
+use super::slab6::{bits, is_v6, Hot6, Tuple6, DST4, NEXT4, SRC4};
 use super::{FlowRecord, Records};
 
 impl Shard {
@@ -87,6 +87,24 @@ impl Shard {
             }
             None => false,
         }
+    }
+
+    /// Whether the flow of record `rec`'s key (its addresses; context id
+    /// `ctx`, ports and protocol packed) is live in the IPv6 family, or,
+    /// for a key that keeps only IPv4 addresses of it ([`Shard::cross`]),
+    /// in the IPv4 one ([`Shard::contains`]).
+    pub(super) fn contains6(&self, rec: &FlowRecord, ctx: u32, ports: u32, proto: u8) -> bool {
+        let (slab6, mask6) = (&self.v6.slab, &self.v6.mask);
+        let key = Tuple6::of(rec, ctx, ports, proto, mask6);
+        if self.v6.table.find(self.hash6(&key), |s| slab6.hot(s).holds(&key, mask6)).is_some() {
+            return true;
+        }
+        if !(self.v6.cross && key.fam & mask6.fam == mask6.fam && is_v6(rec)) {
+            return false;
+        }
+        let t = Tuple { addrs: (key.src as u64) << 32 | key.dst as u64, pc: key.pc, ps: key.ps };
+        let (slab, mask) = (&self.slab, &self.mask);
+        self.table.find(self.hash_of(&t), |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
     }
 
     /// A record merges into flow `idx` of the IPv6 family.

@@ -52,9 +52,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::context::Contexts;
 use super::key::{context_fields, KeyHasher, KeyPacker, PackedKey};
-use super::record::V4_ZERO;
+use super::record::{V4_ZERO, ZERO};
 use super::slab::{Slab, Tuple, TupleMask, LIVE};
-use super::slab6::{addr, Hot6, Tuple6, TupleMask6, DST4, NEXT4, SRC4};
+use super::slab6::{addr, is_v6, Hot6, Tuple6, TupleMask6, DST4, NEXT4, SRC4};
 use super::table::FlowTable;
 use super::{FlowKey, FlowRecord, KeySpec};
 use crate::timer::Wheel;
@@ -314,11 +314,14 @@ impl Shard {
         let Some(ctx) = self.contexts.find(&pk.context()) else {
             return false;
         };
+        let rec = FlowRecord { src_addr: key.src, dst_addr: key.dst, ..ZERO };
+        if is_v6(&rec) {
+            return self.contains6(&rec, ctx, pk.ports(), pk.proto());
+        }
         let t = Tuple::new(pk.addrs(), ctx, pk.ports(), pk.proto());
-        let hash = self.hash_of(&t);
         let (slab, mask) = (&self.slab, &self.mask);
-        self.table.find_new(hash, |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
-            || self.table.find_old(hash, |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
+        self.table.find(self.hash_of(&t), |s| slab.hot(s).holds::<false>(&t, mask)).is_some()
+            || (self.v6.cross && self.contains6(&rec, ctx, pk.ports(), pk.proto()))
     }
 
     /// The hash of a slot's key (the table keeps only a tag of it).

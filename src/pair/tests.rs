@@ -333,27 +333,30 @@ fn a_live_partner_is_waited_for() {
 fn shard_contains_finds_live_flows_only() {
     use crate::flow::{Shard, ShardConfig};
     const S: u64 = 1_000_000_000;
-    for spec in [KeySpec::DEFAULT, "proto,src,dst,sport,dport"] {
+    let specs = [KeySpec::DEFAULT, "proto,src,dst,sport,dport", "proto,src,dst,sport,dport,tos"];
+    for (spec, (a, b)) in specs
+        .iter()
+        .flat_map(|s| [(*s, ("10.0.0.1", "10.0.0.2")), (*s, ("2001:db8::1", "10.0.0.2"))])
+        .chain(specs.iter().map(|s| (*s, ("2001:db8::1", "2001:db8::2"))))
+    {
         let key: KeySpec = spec.parse().unwrap();
         let cfg = ShardConfig { key, linger_ns: S, idle_ns: 60 * S, max_flows: 1000 };
         let mut shard = Shard::new(cfg, 0);
-        let f = flow("10.0.0.1", 40000, "10.0.0.2", 80, 0x02, 0x02, S, S, S, EndReason::Idle);
+        let f = flow(a, 40000, b, 80, 0x02, 0x02, S, S, S, EndReason::Idle);
         let mut out = Vec::new();
         shard.apply(S, &f.rec, &mut out);
         let k = key.key_of(&f.rec);
-        assert!(shard.contains(&k), "{spec}: the live flow");
-        assert!(!shard.contains(&partner(&k)), "{spec}: no reverse flow yet");
+        let at = format!("{spec} {a} {b}");
+        assert!(shard.contains(&k), "{at}: the live flow");
+        assert!(!shard.contains(&partner(&k)), "{at}: no reverse flow yet");
         let mut other = f.rec;
-        other.src_port = 40001;
-        assert!(!shard.contains(&key.key_of(&other)), "{spec}: another port");
-        shard.apply(
-            2 * S,
-            &flow("10.0.0.2", 80, "10.0.0.1", 40000, 0x12, 0x12, S, S, S, EndReason::Idle).rec,
-            &mut out,
-        );
-        assert!(shard.contains(&partner(&k)), "{spec}: the reverse flow, live");
+        other.dst_port = 81;
+        assert!(!shard.contains(&key.key_of(&other)), "{at}: another port");
+        let r = flow(b, 80, a, 40000, 0x12, 0x12, S, S, S, EndReason::Idle);
+        shard.apply(2 * S, &r.rec, &mut out);
+        assert!(shard.contains(&partner(&k)), "{at}: the reverse flow, live");
         shard.advance(100 * S, &mut out);
-        assert_eq!(out.len(), 2, "{spec}: both idle out");
-        assert!(!shard.contains(&k) && !shard.contains(&partner(&k)), "{spec}: ended flows");
+        assert_eq!(out.len(), 2, "{at}: both idle out");
+        assert!(!shard.contains(&k) && !shard.contains(&partner(&k)), "{at}: ended flows");
     }
 }
